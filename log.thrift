@@ -1,0 +1,139 @@
+/**
+ * The wire API of logserver.
+ *
+ * Two parts share one service:
+ *  - Scribe's API, exactly (ResultCode, LogEntry, Log), so existing Scribe
+ *    clients work unchanged, strict or non-strict binary, framed transport.
+ *  - Our own API: an idempotent batch append, a read API and a status call.
+ *    Every failure is an exception declared here, never a dropped connection.
+ *
+ * Thrift messages carry the method name, not the service name, so the
+ * service may be called LogService and still answer Scribe's "Log".
+ */
+
+namespace py logservice
+namespace java org.logservice.thrift
+namespace cpp logservice
+
+/* ---------------------------------------------------------------- Scribe */
+
+enum ResultCode {
+  OK = 0,
+  TRY_LATER = 1
+}
+
+struct LogEntry {
+  1: string category,
+  2: string message
+}
+
+/* ------------------------------------------------------------ exceptions */
+
+/** The category is empty, too long, or not a safe path component. */
+exception InvalidCategory {
+  1: string category,
+  2: string reason
+}
+
+/** A message or the batch exceeds the server's limits; nothing was stored. */
+exception BatchTooLarge {
+  1: string reason,
+  2: i64 limit,
+  3: i64 actual
+}
+
+/** The server is shutting down: send this batch to another server. */
+exception ServerDraining {
+  1: string reason
+}
+
+/** The server cannot store right now (disk full, read-only, I/O error). */
+exception StorageUnavailable {
+  1: string reason
+}
+
+/** A malformed argument: bad producer id, negative sequence or position. */
+exception InvalidRequest {
+  1: string reason
+}
+
+/* ------------------------------------------------------------- our API */
+
+/**
+ * A batch that is stored at most once per server: a retry with the same
+ * producer_id and sequence is acknowledged without being written again,
+ * also after a server restart.
+ */
+struct AppendBatch {
+  /** Stable for one producer (a client instance); 1 to 128 printable ASCII characters. */
+  1: string producer_id,
+  /** Increases by one per batch of this producer, starting at 0. */
+  2: i64 sequence,
+  3: list<LogEntry> entries
+}
+
+struct AppendResult {
+  1: ResultCode code,
+  /** True when the batch had been stored before and nothing new was written. */
+  2: bool duplicate,
+  3: i32 stored
+}
+
+struct StoredRecord {
+  1: string category,
+  2: binary message,
+  /** Empty for records that came through Scribe's Log. */
+  3: string producer_id,
+  4: i64 sequence,
+  /** The record's index within its batch. */
+  5: i32 index,
+  /** The server's receive time, nanoseconds since the Unix epoch. */
+  6: i64 received_ns,
+  /** Byte position of the record in its category's log. */
+  7: i64 position
+}
+
+struct ReadResult {
+  1: list<StoredRecord> records,
+  /** Pass this back to read what follows. */
+  2: i64 next_position,
+  /** True when next_position is the current end of the category. */
+  3: bool end_of_log
+}
+
+struct ServerStatus {
+  1: string server_id,
+  2: string version,
+  /** SERVING or DRAINING. */
+  3: string state,
+  4: i64 started_ns,
+  5: i64 records_stored,
+  6: i64 batches_stored,
+  7: i64 duplicates,
+  8: list<string> categories
+}
+
+service LogService {
+  /** Scribe's call. TRY_LATER while draining or when storage is unavailable. */
+  ResultCode Log(1: list<LogEntry> messages),
+
+  AppendResult Append(1: AppendBatch batch)
+    throws (1: InvalidCategory invalid_category,
+            2: BatchTooLarge too_large,
+            3: ServerDraining draining,
+            4: StorageUnavailable unavailable,
+            5: InvalidRequest invalid_request),
+
+  /** Up to `limit` records of `category` from byte `position` on. */
+  ReadResult Read(1: string category, 2: i64 position, 3: i32 limit)
+    throws (1: InvalidCategory invalid_category,
+            2: InvalidRequest invalid_request,
+            3: StorageUnavailable unavailable),
+
+  list<string> Categories(),
+
+  ServerStatus Status(),
+
+  /** Answers "pong"; a cheap liveness check. */
+  string Ping()
+}

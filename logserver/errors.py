@@ -1,0 +1,54 @@
+"""The logserver exception tree.
+
+Everything the server raises on purpose derives from :class:`LogServerError`;
+the Thrift layer maps each leaf to an exception declared in ``log.thrift``.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "InvalidCategoryError",
+    "LogServerError",
+    "RegistrationError",
+    "StorageError",
+    "StorageLockedError",
+    "StorageUnavailableError",
+]
+
+
+class LogServerError(Exception):
+    """Base of every error logserver raises on purpose."""
+
+
+class ConfigError(LogServerError):
+    """A flag, environment variable or config file value is invalid."""
+
+
+class StorageError(LogServerError):
+    """Base of the storage errors."""
+
+
+class InvalidCategoryError(StorageError):
+    """A category name is not a safe path component."""
+
+    def __init__(self, category: str | bytes, reason: str) -> None:
+        super().__init__(f"invalid category {category!r}: {reason}")
+        self.category = category
+        self.reason = reason
+
+
+class StorageUnavailableError(StorageError):
+    """Storage cannot take writes now (disk full, read-only, I/O error); nothing was stored."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StorageLockedError(StorageError):
+    """Another process holds the data directory."""
+
+
+class RegistrationError(LogServerError):
+    """Registration in ZooKeeper failed in a way retrying will not fix (bad path, no auth)."""

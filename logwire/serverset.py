@@ -1,0 +1,89 @@
+"""The data a logserver puts in its ZooKeeper node: Finagle's ServerSet JSON.
+
+Existing ServerSet tooling reads ``serviceEndpoint``, ``additionalEndpoints``
+and ``status``; our own fields sit beside them and are optional for readers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["Endpoint", "Member", "MemberFormatError"]
+
+
+class MemberFormatError(ValueError):
+    """A znode's data is not a ServerSet member we can use."""
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A host and port: the identity of a server for clients (not its znode name)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse ``host:port``."""
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ValueError(f"not host:port: {text!r}")
+        return cls(host.strip("[]"), int(port))
+
+
+@dataclass(frozen=True)
+class Member:
+    """One registered server, as read from (or written to) its znode."""
+
+    endpoint: Endpoint
+    status: str = "ALIVE"
+    additional: dict[str, Endpoint] = field(default_factory=dict)
+    process_id: str = ""
+    pid: int = 0
+    version: str = ""
+    started_at: float = 0.0
+
+    def to_json(self) -> bytes:
+        """The znode data: ServerSet fields first, ours after."""
+        doc: dict[str, Any] = {
+            "serviceEndpoint": {"host": self.endpoint.host, "port": self.endpoint.port},
+            "additionalEndpoints": {
+                name: {"host": ep.host, "port": ep.port} for name, ep in self.additional.items()
+            },
+            "status": self.status,
+            "processId": self.process_id,
+            "pid": self.pid,
+            "version": self.version,
+            "startedAt": self.started_at,
+        }
+        return json.dumps(doc, sort_keys=False).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Member:
+        """Parse znode data; raise MemberFormatError for anything unusable."""
+        try:
+            doc = json.loads(data)
+            ep = doc["serviceEndpoint"]
+            endpoint = Endpoint(str(ep["host"]), int(ep["port"]))
+            additional = {
+                str(name): Endpoint(str(v["host"]), int(v["port"]))
+                for name, v in (doc.get("additionalEndpoints") or {}).items()
+            }
+            if not endpoint.host or not 0 < endpoint.port < 65536:
+                raise ValueError(f"bad endpoint {endpoint}")
+            return cls(
+                endpoint=endpoint,
+                status=str(doc.get("status", "ALIVE")),
+                additional=additional,
+                process_id=str(doc.get("processId", "")),
+                pid=int(doc.get("pid", 0)),
+                version=str(doc.get("version", "")),
+                started_at=float(doc.get("startedAt", 0.0)),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise MemberFormatError(f"not a ServerSet member: {data[:200]!r}: {exc}") from exc
