@@ -1,0 +1,557 @@
+"""Start real ZooKeeper and logserver processes: the one launcher.
+
+Tests, benchmarks, the demo and ``deploy/`` all start their processes through
+this module, so there is one way to do it and one place to fix it.
+
+ZooKeeper comes from one of three places, chosen by :func:`zookeeper_from_env`:
+
+- ``LOGSERVICE_ZK=host:port,...``: an existing ensemble; nothing is started.
+- Docker (``LOGSERVICE_ZK_MODE=docker``, or ``auto`` when a Docker engine
+  answers): testcontainers runs the ``zookeeper:3.8`` image.
+- Local (``LOGSERVICE_ZK_MODE=local``, or ``auto`` without Docker): Java runs
+  the jars of Debian's ``zookeeper`` package, standalone or a loopback ensemble.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+__all__ = [
+    "DEFAULT_ZK_JAR",
+    "DockerZooKeeper",
+    "ExistingZooKeeper",
+    "LaunchError",
+    "LogServerProcess",
+    "ZooKeeper",
+    "ZooKeeperEnsemble",
+    "free_port",
+    "wait_for",
+    "zookeeper_from_env",
+]
+
+DEFAULT_ZK_JAR = Path("/usr/share/java/zookeeper.jar")
+
+
+class LaunchError(RuntimeError):
+    """A process did not start or did not become ready in time."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago (the kernel picked it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(
+    condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = ""
+) -> object:
+    """Poll ``condition`` until it returns something truthy; raise LaunchError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            raise LaunchError(f"timed out after {timeout:.1f}s waiting for {what or condition}")
+        time.sleep(interval)
+
+
+def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0) -> str:
+    """Send a ZooKeeper four-letter command (``ruok``, ``srvr``...); '' if the node does not answer."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(word.encode())
+            chunks = []
+            while True:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                chunks.append(data)
+            return b"".join(chunks).decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class ZooKeeper(Protocol):
+    """What every ZooKeeper source offers its users."""
+
+    @property
+    def hosts(self) -> str:
+        """The connection string, ``host:port,host:port``."""
+        ...
+
+    def stop(self) -> None:
+        """Stop what was started (nothing, for an existing ensemble)."""
+        ...
+
+
+# --------------------------------------------------------------------------- local
+
+
+@dataclass
+class ZooKeeperNode:
+    """One ZooKeeper JVM started from Debian's jars."""
+
+    node_id: int
+    client_port: int
+    peer_port: int
+    election_port: int
+    workdir: Path
+    tick_ms: int = 500
+    peers: Sequence[ZooKeeperNode] = ()
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.client_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def write_config(self) -> Path:
+        data = self.workdir / "data"
+        data.mkdir(parents=True, exist_ok=True)
+        lines = [
+            f"tickTime={self.tick_ms}",
+            f"dataDir={data}",
+            f"clientPort={self.client_port}",
+            "clientPortAddress=127.0.0.1",
+            "admin.enableServer=false",
+            "4lw.commands.whitelist=*",
+            "maxClientCnxns=0",
+            # Snapshots and logs of a test node are worthless; keep the disk clean.
+            "autopurge.snapRetainCount=3",
+            "autopurge.purgeInterval=1",
+        ]
+        if len(self.peers) > 1:
+            lines += ["initLimit=10", "syncLimit=5", "4lw.commands.whitelist=*"]
+            lines += [
+                f"server.{p.node_id}=127.0.0.1:{p.peer_port}:{p.election_port}" for p in self.peers
+            ]
+            (data / "myid").write_text(f"{self.node_id}\n")
+        cfg = self.workdir / "zoo.cfg"
+        cfg.write_text("\n".join(lines) + "\n")
+        return cfg
+
+    def start(self, jar: Path = DEFAULT_ZK_JAR) -> None:
+        """Start the JVM; returns at once (see :meth:`wait_ready`)."""
+        if self.process and self.process.poll() is None:
+            return
+        java = shutil.which("java")
+        if java is None:
+            raise LaunchError("java not found: install a JRE (Debian: default-jre-headless)")
+        if not jar.is_file():
+            raise LaunchError(f"{jar} not found: install Debian's 'zookeeper' package")
+        cfg = self.write_config()
+        log = open(self.workdir / "zookeeper.log", "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            [
+                java,
+                "-Xms64m",
+                "-Xmx256m",
+                "-XX:+UseSerialGC",
+                "-Dzookeeper.jmx.log4j.disable=true",
+                "-cp",
+                str(jar),
+                "org.apache.zookeeper.server.quorum.QuorumPeerMain",
+                str(cfg),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+
+    def mode(self) -> str:
+        """``standalone``, ``leader``, ``follower`` or '' when not serving."""
+        out = four_letter_word("127.0.0.1", self.client_port, "srvr")
+        for line in out.splitlines():
+            if line.startswith("Mode:"):
+                return line.split(":", 1)[1].strip()
+        return ""
+
+    def is_serving(self) -> bool:
+        return self.mode() in ("standalone", "leader", "follower")
+
+    def signal(self, signum: int) -> None:
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signum)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL if it does not exit within ``timeout``."""
+        if not self.process:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self.process = None
+
+    def kill(self) -> None:
+        """SIGKILL: the node dies without a goodbye."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(5)
+        self.process = None
+
+
+class ZooKeeperEnsemble:
+    """A standalone ZooKeeper (``size=1``) or an ensemble on loopback, from Debian's jars.
+
+    ``tick_ms`` defaults to 500 so that tests can use sessions as short as
+    1 s (ZooKeeper clamps session timeouts to 2..20 ticks).
+    """
+
+    def __init__(
+        self,
+        size: int = 1,
+        workdir: Path | None = None,
+        tick_ms: int = 500,
+        jar: Path = DEFAULT_ZK_JAR,
+        client_ports: Sequence[int] | None = None,
+    ) -> None:
+        if size < 1:
+            raise ValueError("an ensemble has at least one node")
+        self._own_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="zk-"))
+        self.jar = jar
+        ports = list(client_ports) if client_ports else [free_port() for _ in range(size)]
+        self.nodes: list[ZooKeeperNode] = []
+        for i in range(size):
+            node = ZooKeeperNode(
+                node_id=i + 1,
+                client_port=ports[i],
+                peer_port=free_port() if size > 1 else 0,
+                election_port=free_port() if size > 1 else 0,
+                workdir=self.workdir / f"node{i + 1}",
+                tick_ms=tick_ms,
+            )
+            self.nodes.append(node)
+        for node in self.nodes:
+            node.peers = self.nodes if size > 1 else ()
+
+    def __repr__(self) -> str:
+        modes = ",".join(f"{n.node_id}:{'up' if n.process else 'down'}" for n in self.nodes)
+        return f"<ZooKeeperEnsemble {self.hosts} nodes={modes}>"
+
+    @property
+    def hosts(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+    def start(self, timeout: float = 60.0) -> ZooKeeperEnsemble:
+        """Start every node and wait until the ensemble serves."""
+        for node in self.nodes:
+            node.start(self.jar)
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        """Wait until every running node serves (a quorum formed, for an ensemble)."""
+
+        def ready() -> bool:
+            for node in self.nodes:
+                if node.process and node.process.poll() is not None:
+                    log = (node.workdir / "zookeeper.log").read_text(errors="replace")[-2000:]
+                    raise LaunchError(f"ZooKeeper node {node.node_id} exited:\n{log}")
+            return all(n.is_serving() for n in self.nodes if n.process)
+
+        wait_for(ready, timeout, interval=0.1, what=f"ZooKeeper at {self.hosts}")
+
+    def leader(self) -> ZooKeeperNode | None:
+        """The current leader (or the standalone node)."""
+        for node in self.nodes:
+            if node.process and node.mode() in ("leader", "standalone"):
+                return node
+        return None
+
+    def stop(self) -> None:
+        """Stop every node and remove a workdir this object created."""
+        for node in self.nodes:
+            node.stop()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> ZooKeeperEnsemble:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# --------------------------------------------------------------------- alternatives
+
+
+@dataclass
+class ExistingZooKeeper:
+    """An ensemble someone else runs; we neither start nor stop it."""
+
+    hosts: str
+
+    def stop(self) -> None:
+        pass
+
+
+class DockerZooKeeper:
+    """ZooKeeper in a container (testcontainers); for machines with a Docker engine."""
+
+    def __init__(self, image: str = "zookeeper:3.8") -> None:
+        from testcontainers.core.container import DockerContainer
+
+        self._container = (
+            DockerContainer(image).with_exposed_ports(2181).with_env("ZOO_TICK_TIME", "500")
+        )
+        self._hosts = ""
+
+    @property
+    def hosts(self) -> str:
+        return self._hosts
+
+    def start(self, timeout: float = 120.0) -> DockerZooKeeper:
+        self._container.start()
+        host = self._container.get_container_host_ip()
+        port = int(self._container.get_exposed_port(2181))
+        self._hosts = f"{host}:{port}"
+        wait_for(
+            lambda: "imok" in four_letter_word(host, port, "ruok"),
+            timeout,
+            interval=0.2,
+            what=f"ZooKeeper container at {self._hosts}",
+        )
+        return self
+
+    def stop(self) -> None:
+        self._container.stop()
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (not merely when the client is installed)."""
+    sock = Path(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://"))
+    if not sock.exists():
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(1.0)
+        try:
+            s.connect(str(sock))
+            s.sendall(b"GET /_ping HTTP/1.0\r\n\r\n")
+            return b"OK" in s.recv(1024)
+        except OSError:
+            return False
+
+
+def zookeeper_from_env(size: int = 1, workdir: Path | None = None) -> ZooKeeper:
+    """Start (or find) ZooKeeper as the environment says; the caller must ``stop()`` it.
+
+    ``LOGSERVICE_ZK``: use that ensemble as it is. ``LOGSERVICE_ZK_MODE``:
+    ``local`` (Debian's jars), ``docker`` (testcontainers) or ``auto`` (the
+    default: docker when an engine answers, else local). An ensemble of
+    ``size`` > 1 is always local.
+    """
+    existing = os.environ.get("LOGSERVICE_ZK", "").strip()
+    if existing and size == 1:
+        return ExistingZooKeeper(existing)
+    mode = os.environ.get("LOGSERVICE_ZK_MODE", "auto").strip().lower()
+    if mode not in ("auto", "local", "docker"):
+        raise LaunchError(f"LOGSERVICE_ZK_MODE must be auto, local or docker, not {mode!r}")
+    if size == 1 and (mode == "docker" or (mode == "auto" and docker_available())):
+        return DockerZooKeeper().start()
+    return ZooKeeperEnsemble(size=size, workdir=workdir).start()
+
+
+# ------------------------------------------------------------------------ logserver
+
+
+@dataclass
+class LogServerProcess:
+    """A real ``logserver serve`` process.
+
+    The server writes a ready file (JSON: host, port, pid) once its storage is
+    recovered and its port listens; :meth:`start` waits for it, so a port of 0
+    works and :attr:`port` is the real one. :meth:`restart` reuses the same port
+    and data directory, as an operator's restart would.
+    """
+
+    zk_hosts: str
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    zk_path: str = "/logservers"
+    fsync: str = "always"
+    session_timeout: float = 4.0
+    extra_args: Sequence[str] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    log_path: Path | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    pid: int | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def ready_file(self) -> Path:
+        return self.data_dir / "ready.json"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "logserver",
+            "serve",
+            "--zk",
+            self.zk_hosts,
+            "--zk-path",
+            self.zk_path,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            "--fsync",
+            self.fsync,
+            "--session-timeout",
+            str(self.session_timeout),
+            "--ready-file",
+            str(self.ready_file),
+            *self.extra_args,
+        ]
+
+    def start(self, timeout: float = 30.0, wait: bool = True) -> LogServerProcess:
+        """Start the process; with ``wait``, return once it listens (not necessarily registered)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.ready_file.unlink(missing_ok=True)
+        log_path = self.log_path or self.data_dir / "logserver.log"
+        env = {**os.environ, "LOGSERVER_LOG_FORMAT": "json", **self.env}
+        with open(log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                self.command(),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+                start_new_session=True,
+            )
+        self.pid = self.process.pid
+        if wait:
+            self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        def ready() -> bool:
+            if self.process is not None and self.process.poll() is not None:
+                raise LaunchError(
+                    f"logserver exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
+            try:
+                info = json.loads(self.ready_file.read_text())
+            except (OSError, ValueError):
+                return False
+            if info.get("pid") != self.pid:
+                return False
+            self.port = int(info["port"])
+            return True
+
+        wait_for(ready, timeout, what=f"logserver in {self.data_dir} to listen")
+
+    def log_tail(self, chars: int = 4000) -> str:
+        path = self.log_path or self.data_dir / "logserver.log"
+        try:
+            return path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, signum: int) -> None:
+        """Send a real signal (SIGKILL, SIGSTOP, SIGCONT, SIGTERM...)."""
+        if self.process is None:
+            raise LaunchError("logserver is not running")
+        os.kill(self.process.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL and reap: the server dies mid-whatever, like a crashed host."""
+        if self.alive():
+            assert self.process is not None
+            self.process.kill()
+        if self.process is not None:
+            self.process.wait(10)
+
+    def terminate(self, timeout: float = 20.0) -> int:
+        """SIGTERM (graceful: deregister, drain, sync) and wait; return the exit status."""
+        if self.process is None:
+            return 0
+        if self.alive():
+            self.process.send_signal(signal.SIGCONT)
+            self.process.terminate()
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+            raise LaunchError(f"logserver did not exit within {timeout}s of SIGTERM") from None
+
+    def restart(self, timeout: float = 30.0) -> LogServerProcess:
+        """Start again on the same port and data directory."""
+        if self.alive():
+            self.terminate()
+        return self.start(timeout)
+
+    def stop(self) -> None:
+        """Whatever state it is in, make it gone."""
+        if self.process is None:
+            return
+        if self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGCONT)
+            try:
+                self.terminate(timeout=10)
+            except LaunchError:
+                pass
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(5)
+
+
+def start_logservers(
+    zk_hosts: str, base_dir: Path, count: int, **kwargs: object
+) -> list[LogServerProcess]:
+    """Start ``count`` logservers with data directories ``base_dir/server-N``; all listen on return."""
+    servers = [
+        LogServerProcess(zk_hosts=zk_hosts, data_dir=base_dir / f"server-{i + 1}", **kwargs)  # type: ignore[arg-type]
+        for i in range(count)
+    ]
+    for server in servers:
+        server.start(wait=False)
+    for server in servers:
+        server.wait_ready()
+    return servers
+
+
+@contextlib.contextmanager
+def stopping(*things: ZooKeeper | LogServerProcess) -> Iterator[None]:
+    """Stop every thing on the way out, last started first."""
+    try:
+        yield
+    finally:
+        for thing in reversed(things):
+            with contextlib.suppress(Exception):
+                thing.stop()

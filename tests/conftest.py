@@ -1,0 +1,83 @@
+"""Fixtures shared by every test: real ZooKeeper, real logserver processes.
+
+One ZooKeeper serves the whole session (started by the launcher: Debian's
+jars, Docker, or ``LOGSERVICE_ZK``); each test gets its own znode path, as
+kazoo's harness gives each test its own chroot, so tests cannot see each
+other's servers.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from logserver.launcher import (
+    LogServerProcess,
+    ZooKeeper,
+    ZooKeeperEnsemble,
+    zookeeper_from_env,
+)
+
+
+@pytest.fixture(scope="session")
+def zookeeper() -> Iterator[ZooKeeper]:
+    """One real ZooKeeper for the whole session."""
+    zk = zookeeper_from_env()
+    yield zk
+    zk.stop()
+
+
+@pytest.fixture
+def zk_hosts(zookeeper: ZooKeeper) -> str:
+    return zookeeper.hosts
+
+
+@pytest.fixture
+def zk_path() -> str:
+    """A registration path of this test's own."""
+    return f"/tests/{uuid.uuid4().hex[:12]}/logservers"
+
+
+@pytest.fixture
+def own_zookeeper(tmp_path: Path) -> Iterator[ZooKeeperEnsemble]:
+    """A standalone ZooKeeper of this test's own, for tests that stop or restart it."""
+    zk = ZooKeeperEnsemble(size=1, workdir=tmp_path / "zk").start()
+    yield zk
+    zk.stop()
+
+
+@pytest.fixture
+def ensemble(tmp_path: Path) -> Iterator[ZooKeeperEnsemble]:
+    """A real 3-node ensemble on loopback, for tests about the ensemble."""
+    zk = ZooKeeperEnsemble(size=3, workdir=tmp_path / "ensemble").start()
+    yield zk
+    zk.stop()
+
+
+ServerFactory = Callable[..., LogServerProcess]
+
+
+@pytest.fixture
+def logserver_factory(
+    zk_hosts: str, zk_path: str, tmp_path: Path
+) -> Iterator[ServerFactory]:
+    """Start real logserver processes registered under this test's path; all stopped after."""
+    started: list[LogServerProcess] = []
+
+    def start(
+        name: str | None = None, *, zk: str | None = None, wait: bool = True, **kwargs: object
+    ) -> LogServerProcess:
+        name = name or f"server-{len(started) + 1}"
+        kwargs.setdefault("session_timeout", 2.0)
+        server = LogServerProcess(
+            zk_hosts=zk or zk_hosts, data_dir=tmp_path / name, zk_path=zk_path, **kwargs  # type: ignore[arg-type]
+        )
+        started.append(server)
+        return server.start(wait=wait)
+
+    yield start
+    for server in reversed(started):
+        server.stop()
