@@ -1,0 +1,164 @@
+"""The ``logserver`` command: serve, list, cat (and the operator's cluster and demo commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from logserver.errors import LogServerError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    from logserver.config import add_serve_arguments
+
+    parser = argparse.ArgumentParser(
+        prog="logserver", description="A highly available, Scribe-compatible log service."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run a log server")
+    add_serve_arguments(serve)
+
+    lst = sub.add_parser("list", help="the servers registered in ZooKeeper")
+    lst.add_argument("--zk", required=True, help="ZooKeeper connection string")
+    lst.add_argument("--zk-path", default="/logservers")
+    lst.add_argument("--json", action="store_true", help="one JSON object per server")
+
+    cat = sub.add_parser(
+        "cat", help="every record of a category from all servers, merged by time, de-duplicated"
+    )
+    cat.add_argument("category")
+    cat.add_argument("--zk", help="read from every registered server")
+    cat.add_argument("--zk-path", default="/logservers")
+    cat.add_argument(
+        "--server", action="append", default=[], help="host:port of a server to read (repeatable)"
+    )
+    cat.add_argument(
+        "--data-dir",
+        action="append",
+        default=[],
+        type=Path,
+        help="read a server's files directly, e.g. of a server that is down (repeatable)",
+    )
+    cat.add_argument("--json", action="store_true", help="one JSON object per record")
+
+    from logserver import cluster, demo
+
+    cluster.add_arguments(sub)
+    demo.add_arguments(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        if args.command == "list":
+            return _list(args)
+        if args.command == "cat":
+            return _cat(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
+    except LogServerError as exc:
+        print(f"logserver {args.command}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from logserver.config import config_from_args
+    from logserver.errors import ConfigError
+    from logserver.logsetup import configure_logging
+
+    try:
+        config = config_from_args(args)
+    except ConfigError as exc:
+        print(f"logserver serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    configure_logging(config.log_level)
+    import structlog
+
+    from logserver.server import LogServer
+
+    server = LogServer(config)
+    signal.signal(signal.SIGTERM, server.request_stop)
+    signal.signal(signal.SIGINT, server.request_stop)
+    try:
+        return server.run()
+    except LogServerError as exc:
+        structlog.get_logger("logserver").error("cannot serve", error=str(exc))
+        print(f"logserver serve: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _list(args: argparse.Namespace) -> int:
+    from logserver.reader import list_servers
+
+    servers = list_servers(args.zk, args.zk_path)
+    for s in servers:
+        if args.json:
+            doc = {"node": s.node, "owner_session": hex(s.owner_session)}
+            if s.member:
+                doc |= json.loads(s.member.to_json())
+            else:
+                doc["error"] = s.error
+            print(json.dumps(doc))
+        elif s.member:
+            m = s.member
+            print(f"{s.node}\t{m.endpoint}\t{m.status}\tpid={m.pid}\tversion={m.version}")
+        else:
+            print(f"{s.node}\tMALFORMED\t{s.error}")
+    return EXIT_OK
+
+
+def _cat(args: argparse.Namespace) -> int:
+    from logserver.reader import (
+        list_servers,
+        merge_unique,
+        read_data_dir,
+        read_server,
+        record_json,
+    )
+    from logwire.serverset import Endpoint
+
+    endpoints = {Endpoint.parse(s) for s in args.server}
+    if args.zk:
+        endpoints |= {s.member.endpoint for s in list_servers(args.zk, args.zk_path) if s.member}
+    if not endpoints and not args.data_dir:
+        print("logserver cat: give --zk, --server or --data-dir", file=sys.stderr)
+        return EXIT_USAGE
+    streams = [read_server(ep, args.category) for ep in sorted(endpoints)]
+    streams += [read_data_dir(d, args.category) for d in args.data_dir]
+    out = sys.stdout.buffer
+    try:
+        for record in merge_unique(streams):
+            if args.json:
+                out.write(json.dumps(record_json(record)).encode() + b"\n")
+            else:
+                out.write(record.message + b"\n")
+    except Exception as exc:  # a server vanished mid-read: say which, not a traceback
+        if isinstance(exc, LogServerError | BrokenPipeError):
+            raise
+        print(f"logserver cat: reading failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    out.flush()
+    return EXIT_OK

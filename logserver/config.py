@@ -1,0 +1,146 @@
+"""Server configuration: flags, then environment variables, then a TOML file, then defaults.
+
+Every flag ``--some-flag`` may also be given as ``LOGSERVER_SOME_FLAG`` in the
+environment or ``some_flag = ...`` in the file named by ``--config`` (or
+``LOGSERVER_CONFIG``). A flag beats the environment, which beats the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from logserver.errors import ConfigError
+
+__all__ = ["ServerConfig", "add_serve_arguments", "config_from_args"]
+
+_FSYNC = ("always", "interval", "never")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``logserver serve`` needs; validated on construction."""
+
+    zk: str
+    data_dir: Path
+    zk_path: str = "/logservers"
+    host: str = "127.0.0.1"
+    port: int = 9090
+    advertise_host: str | None = None
+    fsync: str = "always"
+    fsync_interval: float = 1.0
+    segment_bytes: int = 64 * 2**20
+    retention_hours: float | None = None
+    retention_bytes: int | None = None
+    max_frame_bytes: int = 16 * 2**20
+    max_message_bytes: int = 2**20
+    max_connections: int = 1024
+    idle_timeout: float = 60.0
+    session_timeout: float = 10.0
+    drain_timeout: float = 10.0
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    ready_file: Path | None = None
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.zk:
+            raise ConfigError("--zk is required (a ZooKeeper connection string host:port,...)")
+        if not self.zk_path.startswith("/") or self.zk_path.endswith("/"):
+            raise ConfigError(f"--zk-path must be absolute without a trailing '/': {self.zk_path}")
+        if self.fsync not in _FSYNC:
+            raise ConfigError(f"--fsync must be one of {', '.join(_FSYNC)}")
+        if not 0 <= self.port < 65536:
+            raise ConfigError(f"--port out of range: {self.port}")
+        if self.max_message_bytes > self.max_frame_bytes:
+            raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
+        for name in ("fsync_interval", "idle_timeout", "session_timeout", "drain_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
+        if self.segment_bytes < 4096:
+            raise ConfigError("--segment-bytes must be at least 4096")
+
+    @property
+    def advertised(self) -> str:
+        """The host clients should connect to (what goes into ZooKeeper)."""
+        if self.advertise_host:
+            return self.advertise_host
+        if self.host in ("0.0.0.0", "::", ""):
+            import socket
+
+            return socket.getfqdn()
+        return self.host
+
+
+# (flag, type, help) in the order ``--help`` shows them; defaults come from ServerConfig.
+_FLAGS: list[tuple[str, Any, str]] = [
+    ("zk", str, "ZooKeeper connection string, host:port[,host:port...] (required)"),
+    ("zk_path", str, "registration path"),
+    ("host", str, "address to listen on"),
+    ("port", int, "port to listen on; 0 picks a free one and registers it"),
+    ("advertise_host", str, "host name clients use (default: --host, or the FQDN for 0.0.0.0)"),
+    ("data_dir", Path, "where the segments live (required)"),
+    ("fsync", str, "always: acknowledge after fsync (default); interval; never"),
+    ("fsync_interval", float, "seconds between syncs with --fsync interval"),
+    ("segment_bytes", int, "rotate a category's segment at this size"),
+    ("retention_hours", float, "delete closed segments older than this"),
+    ("retention_bytes", int, "per category: delete oldest closed segments above this total"),
+    ("max_frame_bytes", int, "refuse Thrift frames larger than this, before reading them"),
+    ("max_message_bytes", int, "refuse single messages larger than this"),
+    ("max_connections", int, "close connections beyond this many at once"),
+    ("idle_timeout", float, "close a connection idle this many seconds"),
+    ("session_timeout", float, "ZooKeeper session timeout, seconds"),
+    ("drain_timeout", float, "on SIGTERM, wait this long for in-flight batches"),
+    ("metrics_port", int, "serve Prometheus metrics on this port (off by default)"),
+    ("metrics_host", str, "address for the metrics endpoint"),
+    ("ready_file", Path, "write host/port/pid JSON here once listening"),
+    ("log_level", str, "debug, info, warning, error"),
+]
+
+
+def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every serve flag; defaults stay None so that env and file can fill the gaps."""
+    parser.add_argument("--config", type=Path, help="a TOML file with any of these settings")
+    for name, kind, help_text in _FLAGS:
+        flag = "--" + name.replace("_", "-")
+        env = "LOGSERVER_" + name.upper()
+        parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [env {env}]")
+
+
+def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerConfig:
+    """Merge flags, environment and the TOML file into a validated ServerConfig."""
+    environ = dict(os.environ if environ is None else environ)
+    file_path = args.config or (Path(environ["LOGSERVER_CONFIG"]) if environ.get("LOGSERVER_CONFIG") else None)
+    file_values: dict[str, Any] = {}
+    if file_path is not None:
+        try:
+            file_values = tomllib.loads(Path(file_path).read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file_path}: {exc}") from exc
+        file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
+    known = {f.name for f in fields(ServerConfig)}
+    unknown = set(file_values) - known
+    if unknown:
+        raise ConfigError(f"unknown settings in {file_path}: {', '.join(sorted(unknown))}")
+    kinds = {name: kind for name, kind, _ in _FLAGS}
+    values: dict[str, Any] = {}
+    for name in known:
+        flag_value = getattr(args, name, None)
+        env_value = environ.get("LOGSERVER_" + name.upper())
+        try:
+            if flag_value is not None:
+                values[name] = flag_value
+            elif env_value not in (None, ""):
+                values[name] = kinds[name](env_value)
+            elif name in file_values:
+                values[name] = kinds[name](file_values[name])
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"invalid value for {name}: {exc}") from exc
+    for required in ("zk", "data_dir"):
+        if required not in values:
+            raise ConfigError(f"--{required.replace('_', '-')} is required")
+    return ServerConfig(**values)

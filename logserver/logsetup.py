@@ -1,0 +1,64 @@
+"""The server's own logs: structlog, JSON lines by default, readable on a terminal.
+
+Third-party loggers (kazoo, prometheus) and our stdlib-logging modules go
+through the same renderer, so an operator gets one format in one stream.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+import structlog
+
+__all__ = ["configure_logging"]
+
+
+def configure_logging(level: str = "info", fmt: str | None = None) -> None:
+    """Configure structlog and stdlib logging for the server process.
+
+    ``fmt`` is ``json`` or ``console``; by default console on a TTY, JSON otherwise
+    (``LOGSERVER_LOG_FORMAT`` overrides).
+    """
+    fmt = fmt or os.environ.get("LOGSERVER_LOG_FORMAT") or (
+        "console" if sys.stderr.isatty() else "json"
+    )
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.typing.Processor = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.format_exc_info
+            if fmt == "json"
+            else structlog.dev.set_exc_info,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=shared,
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(numeric)
+    # kazoo is chatty at INFO about every reconnect attempt; our registry logs what matters.
+    logging.getLogger("kazoo").setLevel(max(numeric, logging.WARNING))

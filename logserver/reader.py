@@ -1,0 +1,164 @@
+"""Read a category back from every server (or data directory), merged and de-duplicated.
+
+A client that fails over re-sends a batch with the same producer id and
+sequence; if the first server had stored it before dying, two servers now hold
+it. Here such copies meet: records are keyed by (producer, sequence, index)
+and shown once. Records from Scribe's ``Log`` have no producer id and are
+never merged.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
+from thriftpy2.protocol import TCyBinaryProtocolFactory
+from thriftpy2.rpc import make_client
+from thriftpy2.transport import TCyFramedTransportFactory
+
+from logserver.errors import LogServerError
+from logserver.storage import read_category_offline
+from logwire.idl import log_thrift
+from logwire.serverset import Endpoint, Member, MemberFormatError
+
+__all__ = ["Record", "RegisteredServer", "list_servers", "merge_unique", "read_server", "read_data_dir"]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One stored record, with where it was read from."""
+
+    category: str
+    message: bytes
+    producer_id: str
+    sequence: int
+    index: int
+    received_ns: int
+    source: str
+
+    @property
+    def key(self) -> tuple[str, int, int] | None:
+        """The identity of a record across servers; None for Scribe records."""
+        return (self.producer_id, self.sequence, self.index) if self.producer_id else None
+
+
+@dataclass(frozen=True)
+class RegisteredServer:
+    """A child of the registration path."""
+
+    node: str
+    member: Member | None
+    owner_session: int
+    error: str = ""
+
+
+def list_servers(zk_hosts: str, zk_path: str, timeout: float = 10.0) -> list[RegisteredServer]:
+    """The nodes under ``zk_path``, malformed ones included (with ``error`` set)."""
+    zk = KazooClient(hosts=zk_hosts, timeout=timeout, read_only=True)
+    try:
+        zk.start(timeout=timeout)
+    except Exception as exc:
+        zk.close()
+        raise LogServerError(f"cannot reach ZooKeeper at {zk_hosts}: {exc}") from exc
+    try:
+        try:
+            children = sorted(zk.get_children(zk_path))
+        except NoNodeError:
+            return []
+        found = []
+        for child in children:
+            try:
+                data, stat = zk.get(f"{zk_path}/{child}")
+            except NoNodeError:
+                continue
+            try:
+                found.append(RegisteredServer(child, Member.from_json(data), stat.ephemeralOwner))
+            except MemberFormatError as exc:
+                found.append(RegisteredServer(child, None, stat.ephemeralOwner, str(exc)))
+        return found
+    finally:
+        zk.stop()
+        zk.close()
+
+
+def read_server(
+    endpoint: Endpoint, category: str, timeout: float = 30.0, page: int = 5000
+) -> Iterator[Record]:
+    """Every record of ``category`` on one server, in storage order."""
+    client = make_client(
+        log_thrift.LogService,
+        endpoint.host,
+        endpoint.port,
+        trans_factory=TCyFramedTransportFactory(),
+        proto_factory=TCyBinaryProtocolFactory(),
+        timeout=int(timeout * 1000),
+        connect_timeout=int(min(timeout, 5.0) * 1000),
+    )
+    try:
+        position = 0
+        while True:
+            result = client.Read(category, position, page)
+            for r in result.records:
+                yield Record(
+                    category=r.category,
+                    message=r.message,
+                    producer_id=r.producer_id or "",
+                    sequence=r.sequence,
+                    index=r.index,
+                    received_ns=r.received_ns,
+                    source=str(endpoint),
+                )
+            if result.end_of_log or result.next_position == position:
+                return
+            position = result.next_position
+    finally:
+        client.close()
+
+
+def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:
+    """Every record of ``category`` in a (possibly stopped) server's data directory."""
+    for r in read_category_offline(data_dir, category):
+        yield Record(
+            category=r.category,
+            message=r.message,
+            producer_id=r.producer_id,
+            sequence=r.sequence,
+            index=r.index,
+            received_ns=r.received_ns,
+            source=str(data_dir),
+        )
+
+
+def merge_unique(streams: Iterable[Iterable[Record]]) -> Iterator[Record]:
+    """Merge per-source streams by receive time, each (producer, sequence, index) once.
+
+    Each stream is in storage order, which is receive order on one server, so a
+    heap merge keeps memory to one record per source plus the set of keys seen.
+    """
+    seen: set[tuple[str, int, int]] = set()
+    keyed = (((r.received_ns, i, r) for r in stream) for i, stream in enumerate(streams))
+    for _ns, _i, record in heapq.merge(*keyed, key=lambda t: (t[0], t[1])):
+        key = record.key
+        if key is not None:
+            if key in seen:
+                continue
+            seen.add(key)
+        yield record
+
+
+def record_json(record: Record) -> dict[str, Any]:
+    """A record as a JSON-friendly dict (the message decoded as UTF-8, invalid bytes replaced)."""
+    return {
+        "category": record.category,
+        "message": record.message.decode("utf-8", "replace"),
+        "producer_id": record.producer_id,
+        "sequence": record.sequence,
+        "index": record.index,
+        "received_ns": record.received_ns,
+        "source": record.source,
+    }

@@ -1,0 +1,139 @@
+"""One logserver process: storage, the Thrift port and the ZooKeeper registration.
+
+Start order matters for "nothing acknowledged is lost": storage is recovered
+before the port listens, and the port listens before the server registers, so
+a client that finds the server in ZooKeeper can use it at once. Shutdown runs
+the other way: deregister first (clients stop choosing us), refuse new batches,
+finish in-flight ones, sync, exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from logserver import __version__
+from logserver.config import ServerConfig
+from logserver.metrics import Metrics
+from logserver.registry import Registration
+from logserver.service import LogServiceHandler
+from logserver.storage import Storage, StoragePolicy
+from logserver.wire import ThriftServer, WireLimits
+from logwire.serverset import Endpoint, Member
+
+__all__ = ["LogServer"]
+
+log = structlog.get_logger(__name__)
+
+
+class LogServer:
+    """Runs until SIGTERM/SIGINT, then shuts down gracefully."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.process_id = uuid.uuid4().hex
+        self._stop = threading.Event()
+        self._storage: Storage | None = None
+        self._wire: ThriftServer | None = None
+        self._registration: Registration | None = None
+        self._handler: LogServiceHandler | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<LogServer {self.config.advertised}:{self.config.port} data={self.config.data_dir} "
+            f"wire={self._wire!r} registration={self._registration!r}>"
+        )
+
+    def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
+        """Signal handler: ask the main loop to shut down."""
+        if signum is not None:
+            log.info("signal received, shutting down", signal=signal.Signals(signum).name)
+        self._stop.set()
+
+    def run(self) -> int:
+        """Serve until asked to stop; return the process exit status."""
+        cfg = self.config
+        started = time.monotonic()
+        policy = StoragePolicy(
+            fsync=cfg.fsync,  # type: ignore[arg-type]
+            fsync_interval_s=cfg.fsync_interval,
+            segment_bytes=cfg.segment_bytes,
+            retention_age_s=cfg.retention_hours * 3600 if cfg.retention_hours else None,
+            retention_bytes=cfg.retention_bytes,
+            max_message_bytes=cfg.max_message_bytes,
+        )
+        self._storage = Storage.open(cfg.data_dir, policy)
+        log.info("storage recovered", data_dir=str(cfg.data_dir), seconds=round(time.monotonic() - started, 3))
+
+        metrics = Metrics()
+        self._handler = LogServiceHandler(
+            self._storage, server_id=self.process_id, version=__version__, metrics=metrics
+        )
+        limits = WireLimits(
+            max_frame_bytes=cfg.max_frame_bytes,
+            max_connections=cfg.max_connections,
+            idle_timeout_s=cfg.idle_timeout,
+        )
+        self._wire = ThriftServer(self._handler, cfg.host, cfg.port, limits)
+        try:
+            self._wire.start()
+        except BaseException:
+            self._storage.close()
+            raise
+        port = self._wire.port
+        additional: dict[str, Endpoint] = {}
+        if cfg.metrics_port is not None:
+            metrics_port = metrics.serve(cfg.metrics_host, cfg.metrics_port)
+            additional["metrics"] = Endpoint(cfg.advertised, metrics_port)
+            log.info("metrics endpoint", host=cfg.metrics_host, port=metrics_port)
+        log.info("listening", host=cfg.host, port=port, advertised=cfg.advertised)
+
+        member = Member(
+            endpoint=Endpoint(cfg.advertised, port),
+            additional=additional,
+            process_id=self.process_id,
+            pid=os.getpid(),
+            version=__version__,
+            started_at=time.time(),
+        )
+        self._registration = Registration(
+            cfg.zk, cfg.zk_path, member, session_timeout=cfg.session_timeout
+        )
+        self._registration.start()
+        if cfg.ready_file is not None:
+            _write_ready_file(cfg.ready_file, cfg.advertised, port)
+
+        while not self._stop.wait(1.0):
+            pass
+        return self._shutdown()
+
+    def _shutdown(self) -> int:
+        """Deregister, refuse new batches, finish in-flight ones, sync, close."""
+        cfg = self.config
+        assert self._registration and self._handler and self._wire and self._storage
+        self._registration.deregister(timeout=5.0)
+        log.info("deregistered")
+        self._handler.drain()
+        self._wire.stop_accepting()
+        idle = self._wire.wait_idle(cfg.drain_timeout)
+        if not idle:
+            log.warning("in-flight requests did not finish in time", timeout=cfg.drain_timeout)
+        self._wire.close(timeout=2.0)
+        self._storage.close()
+        log.info("stopped", clean=idle)
+        return 0
+
+
+def _write_ready_file(path: Path, host: str, port: int) -> None:
+    """Atomically write where we listen, for launchers (port 0 picks the port)."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"host": host, "port": port, "pid": os.getpid()}))
+    os.replace(tmp, path)
