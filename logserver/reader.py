@@ -10,6 +10,7 @@ never merged.
 from __future__ import annotations
 
 import heapq
+from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,11 @@ from logserver.storage import read_category_offline
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
 
-__all__ = ["Record", "RegisteredServer", "list_servers", "merge_unique", "read_server", "read_data_dir"]
+__all__ = [
+    "Record",
+    "RegisteredServer",
+    "connect",
+    "list_servers", "merge_unique", "read_server", "read_data_dir"]
 
 
 @dataclass(frozen=True)
@@ -86,10 +91,9 @@ def list_servers(zk_hosts: str, zk_path: str, timeout: float = 10.0) -> list[Reg
         zk.close()
 
 
-def read_server(
-    endpoint: Endpoint, category: str, timeout: float = 30.0, page: int = 5000
-) -> Iterator[Record]:
-    """Every record of ``category`` on one server, in storage order."""
+@contextmanager
+def connect(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Any]:
+    """A thriftpy2 client (framed, binary) to one server, closed on exit."""
     client = make_client(
         log_thrift.LogService,
         endpoint.host,
@@ -100,6 +104,16 @@ def read_server(
         connect_timeout=int(min(timeout, 5.0) * 1000),
     )
     try:
+        yield client
+    finally:
+        client.close()
+
+
+def read_server(
+    endpoint: Endpoint, category: str, timeout: float = 30.0, page: int = 5000
+) -> Iterator[Record]:
+    """Every record of ``category`` on one server, in storage order."""
+    with connect(endpoint, timeout) as client:
         position = 0
         while True:
             result = client.Read(category, position, page)
@@ -116,8 +130,6 @@ def read_server(
             if result.end_of_log or result.next_position == position:
                 return
             position = result.next_position
-    finally:
-        client.close()
 
 
 def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:

@@ -12,11 +12,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from thriftpy2.protocol import TCyBinaryProtocolFactory
-from thriftpy2.rpc import make_client
-from thriftpy2.transport import TCyFramedTransportFactory
-
+from logserver.reader import connect as reader_connect
 from logwire.idl import IDL_PATH, log_thrift
+from logwire.serverset import Endpoint
 
 LogEntry = log_thrift.LogEntry
 AppendBatch = log_thrift.AppendBatch
@@ -25,20 +23,8 @@ AppendBatch = log_thrift.AppendBatch
 @contextmanager
 def connect(endpoint: str, timeout: float = 10.0) -> Iterator[Any]:
     """A thriftpy2 client (framed, binary) to ``host:port``."""
-    host, port = endpoint.rsplit(":", 1)
-    client = make_client(
-        log_thrift.LogService,
-        host,
-        int(port),
-        trans_factory=TCyFramedTransportFactory(),
-        proto_factory=TCyBinaryProtocolFactory(),
-        timeout=int(timeout * 1000),
-        connect_timeout=int(timeout * 1000),
-    )
-    try:
+    with reader_connect(Endpoint.parse(endpoint), timeout) as client:
         yield client
-    finally:
-        client.close()
 
 
 def append(endpoint: str, producer: str, sequence: int, entries: list[tuple[str, str]]) -> Any:
