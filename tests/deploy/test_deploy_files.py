@@ -1,0 +1,72 @@
+"""The operator's files agree with the CLI: every flag they pass exists, every TOML key is a setting."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import tomllib
+from pathlib import Path
+
+import yaml
+
+from logserver.config import ServerConfig, add_serve_arguments, config_from_args
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
+def serve_flags() -> set[str]:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    return {opt for action in parser._actions for opt in action.option_strings}
+
+
+def flags_in(words: list[str]) -> set[str]:
+    return {w.split("=", 1)[0] for w in words if w.startswith("--")}
+
+
+def test_systemd_unit_uses_only_real_flags():
+    """ExecStart of the templated unit runs `logserver serve` with flags the CLI knows."""
+    unit = (DEPLOY / "systemd" / "logserver@.service").read_text()
+    (exec_line,) = [ln for ln in unit.splitlines() if ln.startswith("ExecStart=")]
+    words = shlex.split(exec_line.removeprefix("ExecStart="))
+    assert words[1] == "serve"
+    assert flags_in(words) <= serve_flags()
+
+
+def test_compose_logservers_use_only_real_flags():
+    """Every logserver service in the compose file runs `serve` with known flags and a ZooKeeper of the file."""
+    compose = yaml.safe_load((DEPLOY / "docker" / "compose.yaml").read_text())
+    services = compose["services"]
+    logservers = {k: v for k, v in services.items() if k.startswith("logserver")}
+    zookeepers = {k for k in services if k.startswith("zk")}
+    assert len(logservers) == 3 and len(zookeepers) == 3
+    for service in logservers.values():
+        command = service["command"]
+        assert command[0] == "serve"
+        assert flags_in(command) <= serve_flags()
+        zk = command[command.index("--zk") + 1]
+        assert {hp.split(":")[0] for hp in zk.split(",")} == zookeepers
+
+
+def test_example_config_parses_into_a_valid_server_config(tmp_path: Path):
+    """The example TOML holds only known settings and, with a data dir, makes a valid ServerConfig."""
+    example = DEPLOY / "logserver.example.toml"
+    keys = set(tomllib.loads(example.read_text()))
+    assert keys <= set(ServerConfig.__dataclass_fields__)
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--config", str(example), "--data-dir", str(tmp_path)])
+    config = config_from_args(args, environ={})
+    assert config.fsync == "always" and config.port == 9090
+    assert config.retention_hours == 168
+
+
+def test_flags_beat_environment_which_beats_the_file(tmp_path: Path):
+    """Precedence: flag > LOGSERVER_* variable > TOML file > default."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('zk = "file:1"\nport = 1111\nfsync = "never"\n')
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(["--config", str(cfg), "--data-dir", str(tmp_path), "--port", "3333"])
+    config = config_from_args(args, environ={"LOGSERVER_PORT": "2222", "LOGSERVER_FSYNC": "interval"})
+    assert (config.zk, config.port, config.fsync) == ("file:1", 3333, "interval")
