@@ -1,0 +1,38 @@
+"""A short failover demo runs end to end: real ZooKeeper, three real servers, real signals."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+def test_short_demo_loses_nothing_and_duplicates_nothing(zk_hosts: str, tmp_path: Path):
+    """`logserver demo` ends with lost 0 and duplicates 0, a JSON last line, a report and a PNG."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "logserver", "demo", "--zk", zk_hosts, "--duration", "12",
+         "--kill-every", "2.5", "--rate", "1500", "--out", str(out), "--no-live"],
+        capture_output=True,
+        text=True,
+        timeout=220,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr[-3000:]
+    summary = json.loads(lines[-1])
+    assert proc.returncode == 0, (summary, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert summary["lost"] == 0
+    assert summary["duplicates_after_dedup"] == 0
+    assert summary["sent"] == summary["stored_unique"] > 10_000
+    assert summary["kills"] >= 2
+    for key in ("sent", "acked", "stored_unique", "lost", "duplicates_after_dedup", "kills", "max_stall_ms"):
+        assert key in summary
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"] == summary
+    png = (out / "timeline.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
