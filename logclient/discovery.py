@@ -9,13 +9,36 @@ ZooKeeper and the watcher without a sender.
 
 from __future__ import annotations
 
+import logging
+import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from logwire.serverset import Endpoint
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    ConnectionClosedError,
+    ConnectionLoss,
+    KazooException,
+    NoNodeError,
+    OperationTimeoutError,
+    SessionExpiredError,
+)
+from kazoo.hosts import collect_hosts
+from kazoo.protocol.states import KazooState, ZnodeStat
+from kazoo.recipe.watchers import ChildrenWatch, DataWatch
+from kazoo.retry import InterruptedError as RetryInterruptedError
+from kazoo.retry import KazooRetry
 
-__all__ = ["ServerSource", "StaticServers"]
+from logclient.errors import DiscoveryError
+from logwire.serverset import Endpoint, Member, MemberFormatError
+
+__all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"]
+
+logger = logging.getLogger(__name__)
+logger.addHandler(logging.NullHandler())
 
 Listener = Callable[[frozenset[Endpoint]], None]
 
@@ -74,3 +97,414 @@ class StaticServers:
 
 def _endpoint(value: Endpoint | str) -> Endpoint:
     return value if isinstance(value, Endpoint) else Endpoint.parse(value)
+
+
+# ------------------------------------------------------------------ ZooKeeper
+
+
+@dataclass(frozen=True)
+class DiscoveryStats:
+    """A snapshot of a :class:`ZooKeeperServers` for health checks and debugging.
+
+    ``state`` is kazoo's connection state (``CONNECTED``, ``SUSPENDED``,
+    ``LOST``) or ``NOT_STARTED``/``CLOSED``. ``updates`` counts changes of the
+    published server set, ``malformed_nodes`` the distinct znodes skipped
+    because their data is not a ServerSet member, ``last_update`` is the
+    ``time.monotonic()`` of the last change (None before the first).
+    """
+
+    state: str
+    connected: bool
+    answered: bool
+    servers: int
+    nodes: int
+    updates: int
+    malformed_nodes: int
+    last_update: float | None
+
+
+_STOP = object()
+
+
+class _Closing(Exception):
+    """Internal: close() was called; unwind the discovery thread."""
+
+
+class ZooKeeperServers:
+    """The live logservers registered under ``zk_path``, kept current by ZooKeeper watches.
+
+    ``start()`` returns at once and keeps connecting in the background;
+    :meth:`servers` is empty until ZooKeeper first answers. After that it is the
+    last *good* membership: a disconnect, an expired session or a whole-ensemble
+    outage never empties it; only ZooKeeper saying, while connected, that the
+    path has no (usable) children does. Servers are identified by endpoint, so
+    the ghost node of a quickly restarted server counts once; only members
+    whose status is ``ALIVE`` are listed. Malformed node data is skipped,
+    counted and logged once per node.
+
+    Listeners run on this object's own thread ("logclient-discovery"), never on
+    kazoo's. ``close()`` stops every thread ``start()`` started, bounded.
+    """
+
+    def __init__(
+        self,
+        zk_hosts: str,
+        zk_path: str = "/logservers",
+        *,
+        session_timeout: float = 10.0,
+        connect_retry_max_delay: float = 1.0,
+    ) -> None:
+        try:
+            hosts, chroot = collect_hosts(zk_hosts)
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise DiscoveryError(f"invalid ZooKeeper hosts {zk_hosts!r}: {exc}") from exc
+        if not hosts:
+            raise DiscoveryError(f"invalid ZooKeeper hosts {zk_hosts!r}: no host")
+        if not _valid_path(zk_path) or (chroot is not None and not _valid_path(chroot)):
+            raise DiscoveryError(f"invalid ZooKeeper path {zk_path!r} (hosts {zk_hosts!r})")
+        if session_timeout <= 0 or connect_retry_max_delay <= 0:
+            raise DiscoveryError("session_timeout and connect_retry_max_delay must be positive")
+        self.zk_hosts = zk_hosts
+        self.zk_path = zk_path
+        self._prefix = zk_path.rstrip("/") + "/"
+        self._session_timeout = session_timeout
+        self._retry = KazooRetry(
+            max_tries=-1, delay=0.05, max_delay=connect_retry_max_delay, max_jitter=0.2
+        )
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._listeners: list[Listener] = []
+        self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closing = threading.Event()
+        self._connected = threading.Event()
+        self._client: Any = None
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+        # Guarded by _lock (read by servers()/stats()/__repr__):
+        self._servers: frozenset[Endpoint] = frozenset()
+        self._state = "NOT_STARTED"
+        self._answered = False
+        self._nodes = 0
+        self._updates = 0
+        self._last_update: float | None = None
+        self._malformed: set[int] = set()  # czxid of every malformed node seen
+        # Owned by the discovery thread:
+        self._cache: dict[str, Member | None] = {}  # child name -> member (None: malformed)
+        self._generation = 0
+        self._armed_czxid: int | None = None
+        self._children_watch: ChildrenWatch | None = None
+
+    # ---------------------------------------------------------------- public
+
+    def __repr__(self) -> str:
+        with self._lock:
+            servers = sorted(map(str, self._servers))
+            return (
+                f"<ZooKeeperServers {self.zk_hosts}{self.zk_path} state={self._state} "
+                f"servers={servers} nodes={self._nodes} updates={self._updates} "
+                f"malformed={len(self._malformed)}>"
+            )
+
+    def start(self) -> None:
+        """Start watching; never blocks on the network (idempotent)."""
+        with self._lock:
+            if self._closed:
+                raise DiscoveryError("discovery was closed; create a new one")
+            if self._started:
+                return
+            self._started = True
+            self._state = KazooState.LOST  # kazoo's state until the first connect
+        try:
+            self._client = KazooClient(
+                hosts=self.zk_hosts,
+                timeout=self._session_timeout,
+                connection_retry=self._retry.copy(),
+                command_retry=self._retry.copy(),
+            )
+        except (KazooException, ValueError) as exc:
+            raise DiscoveryError(f"cannot use ZooKeeper at {self.zk_hosts!r}: {exc}") from exc
+        self._client.add_listener(self._on_state)
+        self._client.start_async()
+        self._thread = threading.Thread(target=self._run, name="logclient-discovery", daemon=True)
+        self._thread.start()
+
+    def servers(self) -> frozenset[Endpoint]:
+        """The last known good set of ALIVE endpoints (empty before ZooKeeper first answers)."""
+        with self._lock:
+            return self._servers
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(servers)`` after every change, on the discovery thread."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
+        """Wait until ``predicate(servers())`` holds; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self._servers):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def stats(self) -> DiscoveryStats:
+        """Counters and connection state, for health checks and tests."""
+        with self._lock:
+            return DiscoveryStats(
+                state=self._state,
+                connected=self._state == KazooState.CONNECTED,
+                answered=self._answered,
+                servers=len(self._servers),
+                nodes=self._nodes,
+                updates=self._updates,
+                malformed_nodes=len(self._malformed),
+                last_update=self._last_update,
+            )
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop watching and every thread ``start()`` started; bounded by ``timeout``; idempotent.
+
+        The last known servers stay readable through :meth:`servers`.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._state = "CLOSED"
+            self._changed.notify_all()
+        deadline = time.monotonic() + timeout
+        self._closing.set()
+        self._events.put(_STOP)
+        client = self._client
+        if client is not None:
+            client.remove_listener(self._on_state)
+            # kazoo's stop() can hang (#582) and must not run on its own threads.
+            stopper = threading.Thread(
+                target=_stop_client, args=(client,), name="logclient-discovery-stop", daemon=True
+            )
+            stopper.start()
+            stopper.join(max(0.0, deadline - time.monotonic()))
+            if stopper.is_alive():
+                logger.warning("ZooKeeper client for %s did not stop within %.1fs", self, timeout)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                logger.warning("discovery thread did not stop within %.1fs", timeout)
+
+    # --------------------------------------------------------- kazoo threads
+
+    def _on_state(self, state: str) -> None:
+        """On kazoo's connection thread: record and log only, never block."""
+        if self._closing.is_set():
+            return
+        with self._lock:
+            self._state = state
+        if state == KazooState.CONNECTED:
+            self._connected.set()
+            logger.info("connected to ZooKeeper %s, watching %s", self.zk_hosts, self.zk_path)
+        else:
+            logger.warning(
+                "ZooKeeper %s is %s; keeping the last known %d servers",
+                self.zk_hosts,
+                state,
+                len(self.servers()),
+            )
+
+    def _on_parent(self, data: bytes | None, stat: ZnodeStat | None, event: Any = None) -> bool:
+        if self._closing.is_set():
+            return False
+        self._events.put(("parent", stat.czxid if stat is not None else None))
+        return True
+
+    # ----------------------------------------------------- discovery thread
+
+    def _run(self) -> None:
+        try:
+            self._watch_parent()
+            while True:
+                batch = [self._events.get()]
+                while True:  # coalesce a burst: only the newest children list matters
+                    try:
+                        batch.append(self._events.get_nowait())
+                    except queue.Empty:
+                        break
+                for index, item in enumerate(batch):
+                    if item is _STOP or self._closing.is_set():
+                        return
+                    if item[0] == "children" and any(
+                        later[0] == "children" for later in batch[index + 1 :] if later is not _STOP
+                    ):
+                        continue
+                    self._handle(item)
+        except (_Closing, ConnectionClosedError, RetryInterruptedError):
+            pass
+        finally:
+            logger.debug("discovery thread for %s exits", self.zk_path)
+
+    def _handle(self, item: tuple[Any, ...]) -> None:
+        delay = 0.05
+        while True:
+            try:
+                if item[0] == "parent":
+                    self._parent_changed(item[1])
+                else:
+                    self._children_changed(item[1], item[2])
+                return
+            except (_Closing, ConnectionClosedError, RetryInterruptedError):
+                raise
+            except Exception:  # never let one bad event kill discovery
+                logger.warning("discovery update failed; retrying", exc_info=True)
+                if self._closing.wait(delay):
+                    raise _Closing from None
+                delay = min(delay * 2, self._retry.max_delay)
+
+    def _retrying(self) -> KazooRetry:
+        retry = self._retry.copy()
+        retry.interrupt = self._closing.is_set
+        return retry
+
+    def _watch_parent(self) -> None:
+        """ensure_path, then a DataWatch on the path: it arms (and re-arms) the ChildrenWatch."""
+        # Until the first connect, kazoo refuses calls outright (its state is CLOSED).
+        while not self._connected.wait(1.0):
+            if self._closing.is_set():
+                raise _Closing
+        delay = 0.05
+        while True:
+            try:
+                try:
+                    self._retrying()(self._client.ensure_path, self.zk_path)
+                except KazooException as exc:
+                    if isinstance(exc, ConnectionClosedError | RetryInterruptedError):
+                        raise
+                    # E.g. no permission to create it: wait for the servers to.
+                    logger.warning("cannot create %s (%r); waiting for it", self.zk_path, exc)
+                # Survives reconnects and a missing node; reports creation and deletion.
+                DataWatch(self._client, self.zk_path, self._on_parent)
+                return
+            except (ConnectionClosedError, RetryInterruptedError):
+                raise
+            except Exception:
+                logger.warning("cannot watch %s; retrying", self.zk_path, exc_info=True)
+                if self._closing.wait(delay):
+                    raise _Closing from None
+                delay = min(delay * 2, 30.0)
+
+    def _parent_changed(self, czxid: int | None) -> None:
+        if czxid is None:
+            # ZooKeeper says the path does not exist: there are no servers.
+            if self._armed_czxid is not None or not self._answered:
+                logger.warning("%s does not exist; waiting for it to be created", self.zk_path)
+            self._disarm()
+            self._publish(frozenset(), nodes=0)
+            return
+        if czxid == self._armed_czxid:
+            return  # the same node (its data changed); the ChildrenWatch is still good
+        # (Re)created: a ChildrenWatch on a deleted node stops for good (kazoo #149).
+        if self._armed_czxid is not None:
+            logger.info("%s was re-created; watching it again", self.zk_path)
+        self._disarm()
+        self._armed_czxid = czxid
+        generation = self._generation
+
+        def on_children(children: list[str]) -> bool | None:
+            if generation != self._generation or self._closing.is_set():
+                return False  # a stale watch: stop it
+            self._events.put(("children", generation, list(children)))
+            return None
+
+        self._children_watch = ChildrenWatch(self._client, self.zk_path, on_children)
+
+    def _disarm(self) -> None:
+        self._generation += 1
+        self._armed_czxid = None
+        self._cache.clear()  # sequence numbers restart in a re-created parent
+        old, self._children_watch = self._children_watch, None
+        if old is not None:
+            # A watch stopped by NoNode never removes its session listener itself.
+            self._client.remove_listener(old._session_watcher)
+
+    def _children_changed(self, generation: int, children: list[str]) -> None:
+        if generation != self._generation:
+            return
+        names = set(children)
+        for gone in self._cache.keys() - names:
+            del self._cache[gone]
+        self._cache.update(self._read_members([n for n in children if n not in self._cache]))
+        if generation != self._generation:
+            return
+        alive = frozenset(
+            m.endpoint for m in self._cache.values() if m is not None and m.status == "ALIVE"
+        )
+        self._publish(alive, nodes=len(names))
+
+    def _read_members(self, names: list[str]) -> dict[str, Member | None]:
+        """Read new children in parallel; a vanished child is left out (its deletion is coming)."""
+        pending = [(name, self._client.get_async(self._prefix + name)) for name in names]
+        members: dict[str, Member | None] = {}
+        for name, result in pending:
+            try:
+                data, stat = result.get()
+            except NoNodeError:
+                continue
+            except (ConnectionLoss, SessionExpiredError, OperationTimeoutError):
+                try:
+                    data, stat = self._retrying()(self._client.get, self._prefix + name)
+                except NoNodeError:
+                    continue
+            try:
+                members[name] = Member.from_json(data)
+            except MemberFormatError as exc:
+                members[name] = None
+                with self._lock:
+                    first = stat.czxid not in self._malformed
+                    self._malformed.add(stat.czxid)
+                if first:
+                    logger.warning("skipping malformed node %s%s: %s", self._prefix, name, exc)
+        return members
+
+    def _publish(self, servers: frozenset[Endpoint], nodes: int) -> None:
+        with self._lock:
+            self._answered = True
+            self._nodes = nodes
+            if servers == self._servers:
+                return
+            added, removed = servers - self._servers, self._servers - servers
+            self._servers = servers
+            self._updates += 1
+            self._last_update = time.monotonic()
+            listeners = list(self._listeners)
+            self._changed.notify_all()
+        logger.info(
+            "servers under %s: %d (+%s -%s)",
+            self.zk_path,
+            len(servers),
+            ",".join(sorted(map(str, added))) or "none",
+            ",".join(sorted(map(str, removed))) or "none",
+        )
+        for listener in listeners:
+            try:
+                listener(servers)
+            except Exception:
+                logger.exception("discovery listener %r failed", listener)
+
+
+def _stop_client(client: Any) -> None:
+    try:
+        client.stop()
+        client.close()
+    except Exception:
+        logger.warning("error while closing the ZooKeeper client", exc_info=True)
+
+
+def _valid_path(path: str) -> bool:
+    if not isinstance(path, str) or not path.startswith("/") or "\x00" in path:
+        return False
+    if path == "/":
+        return True
+    parts = path.split("/")[1:]
+    return all(part and part not in (".", "..") for part in parts)

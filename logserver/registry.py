@@ -1,0 +1,490 @@
+"""A logserver's registration in ZooKeeper: one ephemeral sequential znode per live process.
+
+The node is ``<zk_path>/member_NNNNNNNNNN`` and its data is
+:meth:`logwire.serverset.Member.to_json` (Finagle's ServerSet shape), so
+existing ServerSet tooling can read it.
+
+What this module guarantees, and why (see ``PITFALLS.md``):
+
+- **One node per process.** The node data carries the process's UUID
+  (``Member.process_id``). Before creating, we look for a child with that id
+  *and* ``ephemeralOwner ==`` our current session id and adopt it: a create
+  whose reply was lost and that is then retried never leaves two nodes (the
+  same idea as Curator's "protected" mode).
+- **No ghost of our previous incarnation.** An ephemeral node with our endpoint
+  owned by another session is a leftover of a restarted process that ZooKeeper
+  has not expired yet (KAFKA-7165); we delete it.
+- **Re-registration** after the session is LOST (on the next CONNECTED with a
+  new session) and when our node is deleted by someone else; *not* after a mere
+  SUSPENDED/reconnect that kept the session (CURATOR-320).
+- **Never block kazoo's threads.** State listeners and watch callbacks only set
+  a flag; the work runs on this object's own registration thread.
+- **A ZooKeeper outage never raises into the server.** It is logged and retried
+  forever with a backoff capped at ``connect_retry_max_delay``. Only errors
+  retrying cannot fix (no auth, bad path or ACL) become :class:`RegistrationError`,
+  raised from :meth:`Registration.wait_registered`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from typing import Any
+
+import structlog
+from kazoo.client import KazooClient
+from kazoo.exceptions import (
+    AuthFailedError,
+    BadArgumentsError,
+    BadVersionError,
+    ConnectionClosedError,
+    InvalidACLError,
+    KazooException,
+    NoAuthError,
+    NoChildrenForEphemeralsError,
+    NoNodeError,
+    NotEmptyError,
+)
+from kazoo.handlers.threading import KazooTimeoutError
+from kazoo.hosts import collect_hosts
+from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
+from kazoo.recipe.watchers import DataWatch
+from kazoo.retry import ForceRetryError, KazooRetry
+from kazoo.retry import InterruptedError as RetryInterruptedError
+
+from logserver.errors import RegistrationError
+from logwire.serverset import Member, MemberFormatError
+
+__all__ = ["NODE_PREFIX", "Registration", "validate_zk_path"]
+
+log = structlog.get_logger(__name__)
+
+NODE_PREFIX = "member_"
+
+# Errors no retry will fix: surfaced as RegistrationError instead of retried.
+_FATAL = (
+    NoAuthError,
+    AuthFailedError,
+    InvalidACLError,
+    BadArgumentsError,
+    NoChildrenForEphemeralsError,
+)
+
+# How often the registration thread repeats "still cannot reach ZooKeeper".
+_UNREACHABLE_LOG_INTERVAL = 5.0
+
+
+def validate_zk_path(path: str) -> str:
+    """Return ``path`` if it is an absolute ZooKeeper path we can use; raise ValueError if not."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"ZooKeeper path must be absolute: {path!r}")
+    if path == "/":
+        return path
+    if path.endswith("/") or "//" in path or "\x00" in path:
+        raise ValueError(f"malformed ZooKeeper path: {path!r}")
+    if any(part in (".", "..") for part in path.split("/")[1:]):
+        raise ValueError(f"ZooKeeper path may not contain '.' or '..': {path!r}")
+    return path
+
+
+def _hex(session_id: int | None) -> str | None:
+    return None if session_id is None else f"0x{session_id:x}"
+
+
+class _Stopping(Exception):
+    """Internal: deregister() was called; unwind the registration thread."""
+
+
+class Registration:
+    """Keep one ephemeral sequential node for ``member`` under ``zk_path``, whatever happens.
+
+    ``start()`` returns at once; the node appears as soon as ZooKeeper answers
+    (:meth:`wait_registered`). ``deregister()`` deletes the node and closes the
+    session, both bounded. The object is single-use: it cannot be started again
+    after ``deregister()``.
+
+    ``registered`` is True while we believe our node exists: from its creation
+    (or adoption) until the session is LOST, the node is seen deleted, or we
+    deregister. It stays True while the connection is merely SUSPENDED, because
+    ZooKeeper keeps the node until the session expires.
+    """
+
+    def __init__(
+        self,
+        zk_hosts: str,
+        zk_path: str,
+        member: Member,
+        *,
+        session_timeout: float = 10.0,
+        connect_retry_max_delay: float = 1.0,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        try:
+            collect_hosts(zk_hosts)
+            validate_zk_path(zk_path)
+        except (ValueError, AttributeError) as exc:
+            raise RegistrationError(
+                f"invalid ZooKeeper address {zk_hosts!r} {zk_path!r}: {exc}"
+            ) from exc
+        if session_timeout <= 0 or connect_retry_max_delay <= 0:
+            raise RegistrationError("session_timeout and connect_retry_max_delay must be positive")
+        if not member.process_id:
+            raise RegistrationError("member.process_id must be set: it identifies our node")
+        self.zk_hosts = zk_hosts
+        self.zk_path = zk_path
+        self.member = member
+        self._data = member.to_json()
+        self._retry = KazooRetry(
+            max_tries=-1, delay=0.05, max_delay=connect_retry_max_delay, max_jitter=0.2
+        )
+        self._client = KazooClient(
+            hosts=zk_hosts,
+            timeout=session_timeout,
+            connection_retry=self._retry.copy(),
+            command_retry=self._retry.copy(),
+            auth_data=[auth] if auth else None,
+        )
+        self._lock = threading.Lock()
+        self._registered_cond = threading.Condition(self._lock)
+        self._wake = threading.Event()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started = False
+        self._closed = False
+        # Guarded by _lock:
+        self._node: str | None = None  # full path of our node
+        self._node_session: int | None = None  # session that owns it
+        self._registered = False
+        self._error: RegistrationError | None = None
+        self._registrations = 0  # how many times a node was created or adopted
+
+    # ------------------------------------------------------------------ public
+
+    def __repr__(self) -> str:
+        with self._lock:
+            node, session, registered = self._node, self._node_session, self._registered
+        state = "DEREGISTERED" if self._closed else self._client.state
+        current = self._client.client_id
+        return (
+            f"<Registration {self.zk_path} endpoint={self.member.endpoint} "
+            f"node={node.rsplit('/', 1)[-1] if node else None} registered={registered} "
+            f"state={state} session={_hex(current[0] if current else session)}>"
+        )
+
+    def start(self) -> None:
+        """Connect and register in the background; returns at once (idempotent)."""
+        with self._lock:
+            if self._closed:
+                raise RegistrationError("registration was deregistered; create a new one")
+            if self._started:
+                return
+            self._started = True
+        self._client.add_listener(self._on_state)
+        self._thread = threading.Thread(
+            target=self._run, name=f"zk-registration{self.zk_path}", daemon=True
+        )
+        self._wake.set()
+        self._client.start_async()
+        self._thread.start()
+        log.info(
+            "registration_started",
+            hosts=self.zk_hosts,
+            path=self.zk_path,
+            endpoint=str(self.member.endpoint),
+            process_id=self.member.process_id,
+        )
+
+    def wait_registered(self, timeout: float) -> bool:
+        """Wait until our node exists; False on timeout.
+
+        Raises :class:`RegistrationError` if registration failed in a way retrying
+        will not fix (the last attempt's error; a later success clears it).
+        """
+        deadline = time.monotonic() + timeout
+        with self._registered_cond:
+            while not self._registered:
+                if self._error is not None:
+                    raise self._error
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._registered_cond.wait(remaining)
+            return True
+
+    @property
+    def node_path(self) -> str | None:
+        """The full path of our node, or None while we have none."""
+        with self._lock:
+            return self._node
+
+    @property
+    def registered(self) -> bool:
+        """True while we believe our node exists (see the class docstring)."""
+        with self._lock:
+            return self._registered
+
+    @property
+    def session_id(self) -> int | None:
+        """The session that owns our node (None when unregistered)."""
+        with self._lock:
+            return self._node_session if self._registered else None
+
+    @property
+    def registrations(self) -> int:
+        """How many times a node was created or adopted (1 + re-registrations)."""
+        with self._lock:
+            return self._registrations
+
+    def deregister(self, timeout: float = 5.0) -> None:
+        """Delete our node, then close the session; bounded by ``timeout``; idempotent.
+
+        Safe to call from any thread; the kazoo client is stopped on a helper
+        thread so that a hanging ``stop()`` (kazoo #582) cannot hang the caller.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            node = self._node
+            self._node = None
+            self._registered = False
+            self._registered_cond.notify_all()
+        deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        if not self._started:
+            return
+        if node is not None and self._client.connected:
+            # Half the budget at most: a session close removes the node anyway.
+            try:
+                self._client.delete_async(node).get(timeout=max(0.0, timeout / 2))
+                log.info("deregistered", node=node)
+            except NoNodeError:
+                log.info("deregistered", node=node, already_gone=True)
+            except (KazooException, KazooTimeoutError) as exc:
+                log.warning("deregister_delete_failed", node=node, error=repr(exc))
+        stopper = threading.Thread(
+            target=self._stop_client, name=f"zk-registration-stop{self.zk_path}", daemon=True
+        )
+        stopper.start()
+        stopper.join(max(0.0, deadline - time.monotonic()))
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        if stopper.is_alive() or (self._thread is not None and self._thread.is_alive()):
+            log.warning("deregister_timeout", timeout=timeout, path=self.zk_path)
+
+    # ---------------------------------------------------------- kazoo threads
+
+    def _on_state(self, state: str) -> None:
+        """Runs on kazoo's connection thread: only flags and log lines here."""
+        if self._stopping.is_set():
+            return
+        if state == KazooState.CONNECTED:
+            self._connected.set()
+            client_id = self._client.client_id
+            session = client_id[0] if client_id else None
+            with self._lock:
+                known = self._node_session
+            log.info("zookeeper_connected", session=_hex(session), path=self.zk_path)
+            if session != known:
+                self._wake.set()  # a new session: our node (if any) went with the old one
+        elif state == KazooState.SUSPENDED:
+            self._connected.clear()
+            log.warning("zookeeper_suspended", path=self.zk_path)
+        elif state == KazooState.LOST:
+            self._connected.clear()
+            if self._client.client_state == KeeperState.AUTH_FAILED:
+                log.error("zookeeper_auth_failed", hosts=self.zk_hosts)
+            with self._registered_cond:
+                node = self._node
+                self._node = None
+                self._registered = False
+            log.warning("zookeeper_session_lost", node=node, path=self.zk_path)
+            self._wake.set()
+
+    def _watch_node(self, node: str) -> None:
+        """Re-register when someone deletes our node (a DataWatch: it re-reads after reconnects)."""
+
+        def on_change(data: bytes | None, stat: ZnodeStat | None, event: Any = None) -> bool | None:
+            with self._lock:
+                current = self._node == node
+                if current and stat is None and not self._stopping.is_set():
+                    self._node = None
+                    self._registered = False
+            if not current or self._stopping.is_set():
+                return False  # stale watch: stop it
+            if stat is None:
+                log.warning("registration_node_deleted", node=node)
+                self._wake.set()
+                return False
+            return None
+
+        DataWatch(self._client, node, on_change)
+
+    # -------------------------------------------------------- registration thread
+
+    def _run(self) -> None:
+        delay = 0.05
+        max_delay = self._retry.max_delay
+        while not self._stopping.is_set():
+            self._wake.wait()
+            if self._stopping.is_set():
+                break
+            self._wake.clear()
+            try:
+                self._reconcile()
+                delay = 0.05
+            except (_Stopping, RetryInterruptedError, ConnectionClosedError):
+                break
+            except _FATAL as exc:
+                error = RegistrationError(
+                    f"cannot register under {self.zk_path} at {self.zk_hosts}: {exc!r}"
+                )
+                error.__cause__ = exc
+                with self._registered_cond:
+                    self._error = error
+                    self._registered_cond.notify_all()
+                log.error("registration_failed", path=self.zk_path, error=repr(exc), retrying=False)
+            except Exception as exc:  # an outage must never kill the thread
+                log.warning("registration_retry", path=self.zk_path, error=repr(exc), delay=delay)
+                if self._stopping.wait(delay):
+                    break
+                delay = min(delay * 2, max_delay)
+                self._wake.set()
+        log.debug("registration_thread_exit", path=self.zk_path)
+
+    def _wait_connected(self) -> None:
+        """Block until connected, saying so in the log while ZooKeeper is unreachable."""
+        waited = 0.0
+        while not self._connected.wait(_UNREACHABLE_LOG_INTERVAL if waited else 1.0):
+            if self._stopping.is_set():
+                raise _Stopping
+            if self._client.client_state == KeeperState.AUTH_FAILED:
+                raise AuthFailedError("ZooKeeper rejected our credentials")
+            waited += _UNREACHABLE_LOG_INTERVAL if waited else 1.0
+            log.warning(
+                "zookeeper_unreachable",
+                hosts=self.zk_hosts,
+                path=self.zk_path,
+                waited_s=round(waited, 1),
+                state=self._client.state,
+            )
+        if self._stopping.is_set():
+            raise _Stopping
+
+    def _retrying(self) -> KazooRetry:
+        retry = self._retry.copy()
+        retry.interrupt = self._stopping.is_set
+        return retry
+
+    def _reconcile(self) -> None:
+        """Make sure exactly one node of ours exists in the current session."""
+        self._wait_connected()
+        retry = self._retrying()
+        retry(self._client.ensure_path, self.zk_path)
+        # The whole find-or-create step is what gets retried, never a bare create.
+        node, session, adopted, ghosts = retry(self._find_or_create)
+        with self._registered_cond:
+            if self._stopping.is_set():
+                return
+            changed = node != self._node
+            self._node, self._node_session, self._registered = node, session, True
+            self._error = None
+            if changed:
+                self._registrations += 1
+            self._registered_cond.notify_all()
+        if changed:
+            log.info(
+                "registered",
+                node=node,
+                session=_hex(session),
+                adopted=adopted,
+                ghosts_deleted=ghosts,
+                endpoint=str(self.member.endpoint),
+            )
+            self._watch_node(node)
+
+    def _find_or_create(self) -> tuple[str, int, bool, int]:
+        """One attempt: adopt our node of this session or create it; delete ghosts.
+
+        Returns (node path, owning session id, adopted, ghosts deleted). Any
+        ConnectionLoss makes the caller retry the whole step, which then finds
+        a node whose create reply was lost instead of creating a second one.
+        """
+        if self._stopping.is_set():
+            raise _Stopping
+        client_id = self._client.client_id
+        if client_id is None:
+            raise ForceRetryError("not connected")
+        session = client_id[0]
+        mine: list[str] = []
+        ghosts = 0
+        prefix = self.zk_path.rstrip("/") + "/"
+        for child in sorted(self._client.get_children(self.zk_path)):
+            path = prefix + child
+            try:
+                data, stat = self._client.get(path)
+            except NoNodeError:
+                continue
+            try:
+                other = Member.from_json(data)
+            except MemberFormatError:
+                continue
+            if stat.ephemeralOwner == session and other.process_id == self.member.process_id:
+                mine.append(path)
+            elif self._is_ghost(other, stat, session) and self._delete_ghost(path, stat):
+                ghosts += 1
+        with self._lock:
+            current = self._node
+        if mine:
+            keep = current if current in mine else mine[0]
+            for extra in mine:
+                if extra != keep:
+                    log.warning("duplicate_registration_deleted", node=extra, kept=keep)
+                    self._delete_quietly(extra)
+            return keep, session, True, ghosts
+        if self._stopping.is_set():
+            raise _Stopping
+        node = self._create_node()
+        stat = self._client.exists(node)
+        if stat is None or stat.ephemeralOwner != session:
+            # The session changed under us; the next attempt sorts it out.
+            raise ForceRetryError(f"{node} is not owned by session {_hex(session)}")
+        return node, session, False, ghosts
+
+    def _create_node(self) -> str:
+        """The bare create (a seam: tests make its reply get 'lost')."""
+        path: str = self._client.create(
+            self.zk_path.rstrip("/") + "/" + NODE_PREFIX, self._data, ephemeral=True, sequence=True
+        )
+        return path
+
+    def _is_ghost(self, other: Member, stat: ZnodeStat, session: int) -> bool:
+        """Our endpoint, ephemeral, another session: a previous incarnation's leftover."""
+        return other.endpoint == self.member.endpoint and stat.ephemeralOwner not in (0, session)
+
+    def _delete_ghost(self, path: str, stat: ZnodeStat) -> bool:
+        try:
+            self._client.delete(path, version=stat.version)
+        except (NoNodeError, BadVersionError, NotEmptyError):
+            return False
+        log.warning(
+            "ghost_registration_deleted",
+            node=path,
+            owner=_hex(stat.ephemeralOwner),
+            endpoint=str(self.member.endpoint),
+        )
+        return True
+
+    def _delete_quietly(self, path: str) -> None:
+        with contextlib.suppress(NoNodeError):
+            self._client.delete(path)
+
+    def _stop_client(self) -> None:
+        try:
+            self._client.stop()
+            self._client.close()
+        except Exception as exc:  # shutting down: nothing to propagate to
+            log.warning("zookeeper_close_failed", error=repr(exc))
