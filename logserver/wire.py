@@ -1,0 +1,587 @@
+"""The framed Thrift server: sockets, threads and limits around thriftpy2's processor.
+
+thriftpy2's ``make_server`` is not fit for a server on a network: it has no
+frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
+(a second server silently shares the port), cannot be stopped while in
+``accept()``, and decodes whatever it is sent. This server:
+
+- reads the 4-byte frame length itself and refuses one over
+  :attr:`WireLimits.max_frame_bytes` before allocating anything;
+- validates every frame with :mod:`logserver.thrift_guard` before thriftpy2
+  decodes it, so a 25-byte frame cannot freeze the process;
+- runs one thread per connection, at most :attr:`WireLimits.max_connections`;
+  beyond that a connection is accepted and closed at once;
+- closes idle connections quietly and cuts clients that trickle a frame;
+- answers every request it can read, also when the handler raises an
+  exception the IDL does not declare (``TApplicationException(INTERNAL_ERROR)``);
+- logs what a peer does wrong at most once per kind per minute.
+
+Connection states, as :meth:`ThriftServer.close` relies on them: *idle*
+(waiting for a frame to start; may be closed at any time), *busy* (from the
+first byte of a frame until its reply is sent; counted as in flight).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import select
+import selectors
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass
+from types import ModuleType
+
+import structlog
+from thriftpy2.thrift import TApplicationException
+
+from logserver.errors import ConfigError, LogServerError
+from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle, encode_exception
+from logwire.idl import log_thrift
+
+__all__ = [
+    "AddressInUseError",
+    "ListenError",
+    "ThriftServer",
+    "WireLimits",
+    "WireStats",
+]
+
+log = structlog.get_logger(__name__)
+
+_BACKLOG = 1024
+_LENGTH = struct.Struct(">i")
+# A too-large frame that looks like a Thrift call is read and discarded (into a
+# small scratch buffer, nothing allocated) up to this many times the cap, so the
+# client can read a clear error instead of a reset. Larger ones are cut.
+_DRAIN_FACTOR = 4
+_SCRATCH = 64 * 1024
+_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI ")
+_VERSION_1 = 0x80010000
+
+
+class ListenError(LogServerError):
+    """The server could not bind or listen on its address."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class AddressInUseError(ListenError):
+    """Another socket already listens on this address (no port sharing, by design)."""
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """What one peer may cost the server. Validated on creation."""
+
+    #: A larger frame length is refused before any allocation and the connection closed.
+    max_frame_bytes: int = 16 * 2**20
+    #: Beyond this many open connections, new ones are accepted and closed at once.
+    max_connections: int = 1024
+    #: No frame started for this long: the connection is closed quietly.
+    idle_timeout_s: float = 60.0
+    #: A frame once started must be complete within this (and a reply sent within it).
+    frame_timeout_s: float = 10.0
+    #: Nesting limit of structs and containers in a request, the args struct included.
+    max_depth: int = 32
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.max_frame_bytes <= 2**31 - 1:
+            raise ConfigError(f"max_frame_bytes must be 16..2^31-1, not {self.max_frame_bytes}")
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, not {self.max_connections}")
+        if not self.idle_timeout_s > 0 or not self.frame_timeout_s > 0:
+            raise ConfigError(
+                f"timeouts must be > 0, not idle={self.idle_timeout_s} frame={self.frame_timeout_s}"
+            )
+        if not 2 <= self.max_depth <= 256:
+            raise ConfigError(f"max_depth must be 2..256, not {self.max_depth}")
+
+
+@dataclass(frozen=True)
+class WireStats:
+    """Counters since start (``connections_open`` is the current number)."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    #: Accepted and closed at once: over max_connections, or while closing.
+    connections_refused: int = 0
+    #: Complete frames received.
+    frames: int = 0
+    #: Length prefixes over max_frame_bytes (HTTP requests and TLS hellos land here).
+    frames_too_large: int = 0
+    #: Frames refused by the guard or the decoder, and zero or negative lengths.
+    protocol_errors: int = 0
+    idle_closed: int = 0
+    #: Connections cut because a frame did not arrive (or a reply was not taken) in time.
+    frame_timeouts: int = 0
+    #: Resets, broken pipes and EOF in the middle of a frame.
+    connection_errors: int = 0
+    #: Handler exceptions the IDL does not declare (answered with INTERNAL_ERROR).
+    internal_errors: int = 0
+
+
+class _Cut(Exception):
+    """Internal: end this connection; ``counter`` names the stat to bump."""
+
+    def __init__(self, counter: str | None, why: str) -> None:
+        super().__init__(why)
+        self.counter = counter
+        self.why = why
+
+
+class _Connection:
+    """One accepted socket and its thread. Guarded by the server's lock."""
+
+    __slots__ = ("busy", "peer", "sock", "thread")
+
+    def __init__(self, sock: socket.socket, peer: str) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.busy = False
+        self.thread: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        return f"<_Connection {self.peer} {'busy' if self.busy else 'idle'}>"
+
+
+class ThriftServer:
+    """A threaded, framed, binary-protocol Thrift server for one service and handler.
+
+    ``start()`` binds and returns; requests run on one thread per connection.
+    Binary requests may be strict or non-strict (classic Scribe clients);
+    replies are strict, which every Apache Thrift and thriftpy2 client reads.
+    String fields reach the handler as ``bytes``.
+    """
+
+    def __init__(
+        self,
+        handler: object,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        limits: WireLimits = WireLimits(),  # frozen: one shared default is safe
+        service: ModuleType = log_thrift.LogService,
+    ) -> None:
+        self._handler = handler
+        self._host = host
+        self._port = port
+        self._limits = limits
+        self._service = service
+        self._throttle = Throttle(60.0)
+        self._processor = FrameProcessor(service, handler, limits.max_depth, self._throttle)
+
+        self._lock = threading.Lock()
+        self._idle_cond = threading.Condition(self._lock)
+        self._conns: set[_Connection] = set()
+        self._in_flight = 0
+        self._closing = False
+        self._state = "new"  # new -> serving -> stopped (not accepting) -> closed
+        self._counts = {
+            f.name: 0 for f in dataclasses.fields(WireStats) if f.name != "connections_open"
+        }
+
+        self._listener: socket.socket | None = None
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
+        self._accept_thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Bind, listen and start accepting.
+
+        Raises :class:`AddressInUseError` if the port is taken, :class:`ListenError`
+        for any other reason the address cannot be listened on.
+        """
+        with self._lock:
+            if self._state != "new":
+                raise RuntimeError(f"{self!r} was already started")
+            self._state = "starting"
+        try:
+            self._listener = self._bind()
+        except BaseException:
+            with self._lock:
+                self._state = "new"
+            raise
+        self._port = self._listener.getsockname()[1]
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._accept_thread = threading.Thread(
+            target=self._accept_loop, name=f"wire-accept-{self._port}", daemon=True
+        )
+        with self._lock:
+            self._state = "serving"
+        self._accept_thread.start()
+        log.info("listening", host=self._host, port=self._port, limits=repr(self._limits))
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the one picked by the system when asked for port 0)."""
+        return self._port
+
+    @property
+    def limits(self) -> WireLimits:
+        """The limits this server enforces."""
+        return self._limits
+
+    def stop_accepting(self) -> None:
+        """Close the listening socket; existing connections keep being served.
+
+        Returns once the accept thread has exited, so the port is free again.
+        """
+        with self._lock:
+            if self._state not in ("serving",):
+                return
+            self._state = "stopped"
+        assert self._wake_w is not None and self._listener is not None
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if self._accept_thread is not None:
+            self._accept_thread.join(timeout=5.0)
+        self._listener.close()
+        for s in (self._wake_r, self._wake_w):
+            if s is not None:
+                s.close()
+        log.info("stopped accepting", port=self._port)
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight (being received or processed); False on timeout."""
+        with self._idle_cond:
+            return self._idle_cond.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop accepting, let requests in flight finish, close every connection, join threads.
+
+        Requests still in flight after ``timeout`` are cut.
+        """
+        deadline = time.monotonic() + timeout
+        self.stop_accepting()
+        with self._lock:
+            if self._state == "closed":
+                return
+            self._closing = True
+            for conn in self._conns:
+                if not conn.busy:
+                    _shutdown(conn.sock)
+        finished = self.wait_idle(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            threads = [c.thread for c in self._conns if c.thread is not None]
+            for conn in self._conns:
+                _shutdown(conn.sock)
+        for t in threads:
+            t.join(timeout=max(0.1, deadline - time.monotonic()))
+        with self._lock:
+            self._state = "closed"
+            left = len(self._conns)
+        if not finished or left:
+            log.warning("closed with requests cut", in_flight_cut=not finished, threads_left=left)
+        log.info("closed", port=self._port, stats=repr(self.stats()))
+
+    def stats(self) -> WireStats:
+        """A snapshot of the counters."""
+        with self._lock:
+            return WireStats(connections_open=len(self._conns), **self._counts)
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return (
+                f"<ThriftServer {self._host}:{self._port} {self._state} "
+                f"open={len(self._conns)} in_flight={self._in_flight} "
+                f"frames={self._counts['frames']} refused={self._counts['connections_refused']} "
+                f"handler={type(self._handler).__name__}>"
+            )
+
+    def __enter__(self) -> ThriftServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ accepting
+
+    def _bind(self) -> socket.socket:
+        try:
+            infos = socket.getaddrinfo(
+                self._host, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )
+        except socket.gaierror as e:
+            raise ListenError(self._host, self._port, str(e)) from e
+        family, kind, proto, _, addr = infos[0]
+        sock = socket.socket(family, kind, proto)
+        try:
+            # SO_REUSEADDR lets a restarted server bind past TIME_WAIT; on Linux it
+            # still refuses a second listener. Never SO_REUSEPORT: that would let a
+            # second server share the port and take half the clients silently.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(addr)
+            sock.listen(_BACKLOG)
+            sock.setblocking(False)
+        except OSError as e:
+            sock.close()
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(self._host, self._port, "address in use") from e
+            raise ListenError(self._host, self._port, e.strerror or str(e)) from e
+        return sock
+
+    def _accept_loop(self) -> None:
+        assert self._listener is not None and self._wake_r is not None
+        listener = self._listener
+        with selectors.DefaultSelector() as sel:
+            sel.register(listener, selectors.EVENT_READ)
+            sel.register(self._wake_r, selectors.EVENT_READ)
+            while True:
+                ready = sel.select()
+                if any(key.fileobj is self._wake_r for key, _ in ready):
+                    return
+                try:
+                    sock, addr = listener.accept()
+                except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                    continue
+                except OSError as e:
+                    # Out of descriptors or memory: the connection stays queued and
+                    # the socket stays readable; pause instead of spinning.
+                    self._warn("accept_failed", "accept failed", error=str(e))
+                    if select.select([self._wake_r], [], [], 0.1)[0]:
+                        return
+                    continue
+                self._admit(sock, addr)
+
+    def _admit(self, sock: socket.socket, addr: object) -> None:
+        peer = _peer_name(addr)
+        with self._lock:
+            self._counts["connections_total"] += 1
+            refuse = self._closing or len(self._conns) >= self._limits.max_connections
+            if refuse:
+                self._counts["connections_refused"] += 1
+            else:
+                conn = _Connection(sock, peer)
+                self._conns.add(conn)
+        if refuse:
+            sock.close()
+            self._warn(
+                "connection_limit",
+                "connection refused: too many connections",
+                peer=peer,
+                max_connections=self._limits.max_connections,
+            )
+            return
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        thread = threading.Thread(
+            target=self._serve, args=(conn,), name=f"wire-{peer}", daemon=True
+        )
+        conn.thread = thread
+        try:
+            thread.start()
+        except RuntimeError as e:  # can't start new thread
+            with self._lock:
+                self._conns.discard(conn)
+                self._counts["connections_refused"] += 1
+            sock.close()
+            self._warn("thread_failed", "connection refused: no thread", peer=peer, error=str(e))
+
+    # ------------------------------------------------------------ serving
+
+    def _serve(self, conn: _Connection) -> None:
+        log.debug("connection opened", peer=conn.peer)
+        why = "closed"
+        try:
+            while self._serve_one(conn):
+                pass
+        except _Cut as cut:
+            why = cut.why
+            if cut.counter is not None:
+                self._count(cut.counter)
+        except Exception:
+            why = "error"
+            log.exception("connection failed unexpectedly", peer=conn.peer)
+        finally:
+            with self._idle_cond:
+                if conn.busy:
+                    conn.busy = False
+                    self._release()
+                self._conns.discard(conn)
+                conn.sock.close()
+            log.debug("connection closed", peer=conn.peer, why=why)
+
+    def _serve_one(self, conn: _Connection) -> bool:
+        """Receive one frame and answer it; False when the peer closed between frames."""
+        sock = conn.sock
+        limits = self._limits
+        prefix = bytearray(4)
+        sock.settimeout(limits.idle_timeout_s)
+        try:
+            got = sock.recv_into(prefix, 4)
+        except TimeoutError:
+            log.debug("idle connection closed", peer=conn.peer, idle_s=limits.idle_timeout_s)
+            raise _Cut("idle_closed", "idle") from None
+        except OSError as e:
+            raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
+        if got == 0:
+            return False
+
+        deadline = time.monotonic() + limits.frame_timeout_s
+        with self._lock:
+            conn.busy = True
+            self._in_flight += 1
+        self._recv_exact(sock, memoryview(prefix)[got:], deadline)
+        length = _LENGTH.unpack(prefix)[0]
+        if length > limits.max_frame_bytes:
+            self._refuse_large(conn, bytes(prefix), length, deadline)
+        if length <= 0:
+            self._warn("bad_length", "invalid frame length", peer=conn.peer, length=length)
+            raise _Cut("protocol_errors", "bad frame length")
+
+        frame = bytearray(length)
+        self._recv_exact(sock, memoryview(frame), deadline)
+        self._count("frames")
+        reply = self._processor.process(frame, conn.peer)
+        if reply.outcome is FrameOutcome.PROTOCOL_ERROR or reply.outcome is FrameOutcome.GARBAGE:
+            self._count("protocol_errors")
+        elif reply.outcome is FrameOutcome.INTERNAL_ERROR:
+            self._count("internal_errors")
+        if reply.data is not None:
+            self._send(sock, reply.data, deadline)
+        if reply.close or reply.outcome is FrameOutcome.GARBAGE:
+            raise _Cut(None, "not a thrift message")
+
+        with self._idle_cond:
+            conn.busy = False
+            self._release()
+            # Seen under the lock that close() takes to shut idle connections down:
+            # either it saw this connection busy, or this thread sees the flag.
+            return not self._closing
+
+    def _release(self) -> None:
+        """One request is no longer in flight; caller holds the lock."""
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle_cond.notify_all()
+
+    def _recv_exact(self, sock: socket.socket, view: memoryview, deadline: float) -> None:
+        got = 0
+        total = len(view)
+        while got < total:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise _Cut("frame_timeouts", "frame timeout")
+            sock.settimeout(remaining)
+            try:
+                n = sock.recv_into(view[got:])
+            except TimeoutError:
+                raise _Cut("frame_timeouts", "frame timeout") from None
+            except OSError as e:
+                raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
+            if n == 0:
+                raise _Cut(None if self._closing else "connection_errors", "eof mid-frame")
+            got += n
+
+    def _send(self, sock: socket.socket, data: bytes, deadline: float) -> None:
+        # A peer that does not read its replies gets the rest of the frame timeout.
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            sock.sendall(data)
+        except TimeoutError:
+            raise _Cut("frame_timeouts", "reply not taken in time") from None
+        except OSError as e:
+            raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
+
+    def _refuse_large(self, conn: _Connection, prefix: bytes, length: int, deadline: float) -> None:
+        """Refuse a frame over the cap without allocating it; always ends the connection."""
+        self._count("frames_too_large")
+        cap = self._limits.max_frame_bytes
+        if prefix.startswith(_HTTP_METHODS):
+            kind, what = "http", "HTTP request on the Thrift port"
+        elif prefix[0] == 0x16 and prefix[1] == 0x03:
+            kind, what = "tls", "TLS handshake on the plain Thrift port"
+        else:
+            kind, what = "too_large", "frame too large"
+        self._warn(kind, what, peer=conn.peer, length=length, max_frame_bytes=cap)
+        if kind == "too_large" and length <= _DRAIN_FACTOR * cap:
+            header = self._sniff_header(conn.sock, deadline)
+            if header is not None:
+                # A real client with a batch too big: read the frame into nothing so
+                # that it reads our answer instead of a reset.
+                name, seqid, consumed = header
+                self._discard(conn.sock, length - consumed, deadline)
+                self._send(
+                    conn.sock,
+                    encode_exception(
+                        name,
+                        seqid,
+                        TApplicationException.PROTOCOL_ERROR,
+                        f"frame of {length} bytes exceeds the server's limit of {cap} bytes",
+                    ),
+                    deadline,
+                )
+        raise _Cut(None, kind)
+
+    def _sniff_header(self, sock: socket.socket, deadline: float) -> tuple[bytes, int, int] | None:
+        """Read a call's message header (name, seqid, bytes read), or None if it is none."""
+        word = bytearray(4)
+        self._recv_exact(sock, memoryview(word), deadline)
+        first = _LENGTH.unpack(word)[0]
+        if first & 0xFFFFFFFF == _VERSION_1 | 1:  # strict CALL
+            self._recv_exact(sock, memoryview(word), deadline)
+            size = _LENGTH.unpack(word)[0]
+            if not 0 < size <= 256:
+                return None
+            rest = bytearray(size + 4)
+            self._recv_exact(sock, memoryview(rest), deadline)
+            name, mtype, seqid = bytes(rest[:size]), 1, _LENGTH.unpack_from(rest, size)[0]
+            consumed = 8 + len(rest)
+        elif 0 < first <= 256:  # non-strict: name, type, seqid
+            rest = bytearray(first + 5)
+            self._recv_exact(sock, memoryview(rest), deadline)
+            name, mtype = bytes(rest[:first]), rest[first]
+            seqid = _LENGTH.unpack_from(rest, first + 1)[0]
+            consumed = 4 + len(rest)
+        else:
+            return None
+        if mtype != 1 or not name.isascii():
+            return None
+        return name, seqid, consumed
+
+    def _discard(self, sock: socket.socket, count: int, deadline: float) -> None:
+        scratch = memoryview(bytearray(min(_SCRATCH, max(count, 1))))
+        while count > 0:
+            n = min(count, len(scratch))
+            self._recv_exact(sock, scratch[:n], deadline)
+            count -= n
+
+    # ------------------------------------------------------------ helpers
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._lock:
+            self._counts[name] += n
+
+    def _warn(self, kind: str, event: str, **fields: object) -> None:
+        held = self._throttle.allow(kind)
+        if held is None:
+            log.debug(event, **fields)
+        else:
+            log.warning(event, held_back=held, **fields)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    """Wake a thread blocked in recv() on this socket; the thread closes it."""
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _peer_name(addr: object) -> str:
+    if isinstance(addr, tuple) and len(addr) >= 2:
+        host, port = addr[0], addr[1]
+        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+    return str(addr)
+
+
+def _oserror(e: OSError) -> str:
+    return type(e).__name__ if e.errno is None else errno.errorcode.get(e.errno, str(e.errno))

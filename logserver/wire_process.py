@@ -1,0 +1,252 @@
+"""One request frame in, one reply frame out: the guard, thriftpy2's processor, the handler.
+
+Kept apart from the socket code in :mod:`logserver.wire` so that it can be
+driven with plain bytes. Everything a client can do wrong or a handler can
+raise becomes a reply the client can read (a declared exception or a
+``TApplicationException``); only bytes that are not a Thrift message at all
+end the connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import structlog
+
+# The Cython protocol explicitly: thriftpy2.protocol falls back to the pure-Python one.
+from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defined]
+from thriftpy2.thrift import TApplicationException, TMessageType, TProcessor
+from thriftpy2.transport.memory import TCyMemoryBuffer
+
+from logserver.thrift_guard import CALL, ONEWAY, Message, ThriftGuardError, check_frame
+
+__all__ = ["FrameOutcome", "FrameProcessor", "Throttle", "encode_exception"]
+
+log = structlog.get_logger(__name__)
+
+_LENGTH = struct.Struct(">i")
+# thriftpy2's own depth check is a second line behind the guard's; keep it looser.
+_DECODER_DEPTH_SLACK = 8
+
+
+class FrameOutcome(enum.Enum):
+    """What became of one frame, for the server's counters."""
+
+    OK = "ok"
+    #: The guard or the decoder refused it; a PROTOCOL_ERROR reply was sent.
+    PROTOCOL_ERROR = "protocol_error"
+    #: Not a Thrift message at all: no reply is possible, close the connection.
+    GARBAGE = "garbage"
+    #: The handler raised an exception the IDL does not declare.
+    INTERNAL_ERROR = "internal_error"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The framed reply (length prefix included), or None when none may be sent."""
+
+    data: bytes | None
+    outcome: FrameOutcome
+    method: str = ""
+    #: End the connection after this frame (nothing the peer could read was sent).
+    close: bool = False
+
+
+class Throttle:
+    """At most one log line per kind per ``interval`` seconds; counts what it held back.
+
+    A flood of port scanners or a misconfigured client must not flood the log.
+    """
+
+    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def allow(self, kind: str) -> int | None:
+        """Return how many lines of this kind were held back if one may be logged now, else None."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < self._interval:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return None
+            self._last[kind] = now
+            return self._held.pop(kind, 0)
+
+    def __repr__(self) -> str:
+        return f"<Throttle interval={self._interval}s held={dict(self._held)}>"
+
+
+def encode_exception(name: bytes | str, seqid: int, kind: int, message: str) -> bytes:
+    """A framed, strict-binary ``TApplicationException`` reply."""
+    buf = TCyMemoryBuffer()
+    proto = TCyBinaryProtocol(buf, strict_read=False, strict_write=True)
+    proto.write_message_begin(name, TMessageType.EXCEPTION, seqid)
+    TApplicationException(kind, message).write(proto)
+    proto.write_message_end()
+    payload = buf.getvalue()
+    return _LENGTH.pack(len(payload)) + payload
+
+
+class FrameProcessor:
+    """Validates, decodes and answers request frames for one service and handler.
+
+    Thread-safe: it holds no per-request state, so every connection thread
+    shares one.
+    """
+
+    def __init__(
+        self, service: ModuleType, handler: object, max_depth: int, throttle: Throttle
+    ) -> None:
+        self._service = service
+        self._handler = handler
+        self._processor = TProcessor(service, handler)
+        self._max_depth = max_depth
+        self._throttle = throttle
+
+    def __repr__(self) -> str:
+        return (
+            f"<FrameProcessor service={getattr(self._service, '__name__', self._service)} "
+            f"handler={type(self._handler).__name__} max_depth={self._max_depth}>"
+        )
+
+    def process(self, frame: bytes | bytearray, peer: str) -> Reply:
+        """Answer one frame (without its length prefix)."""
+        try:
+            message = check_frame(frame, self._max_depth)
+        except ThriftGuardError as e:
+            return self._rejected(e, peer)
+
+        iprot = TCyBinaryProtocol(
+            TCyMemoryBuffer(frame),
+            strict_read=False,
+            strict_write=True,
+            decode_response=False,
+            max_depth=self._max_depth + _DECODER_DEPTH_SLACK,
+        )
+        try:
+            api, seqid, result, call = self._processor.process_in(iprot)
+        except Exception as e:
+            # The guard accepted the structure; the decoder may still refuse the
+            # values (a map key that cannot be hashed, ...).
+            self._warn("undecodable", "request could not be decoded", peer, error=repr(e))
+            return _error_reply(
+                message,
+                TApplicationException.PROTOCOL_ERROR,
+                f"request could not be decoded: {e!r}",
+                FrameOutcome.PROTOCOL_ERROR,
+            )
+
+        if isinstance(result, TApplicationException):
+            # Unknown method: thriftpy2 already skipped the (guarded) args.
+            log.debug("unknown method", method=message.method, peer=peer)
+            if not result.message:
+                result.message = f"unknown method {message.method!r}"
+            return Reply(
+                self._encode(api, seqid, result, exception=True), FrameOutcome.OK, message.method
+            )
+
+        assert call is not None
+        outcome = FrameOutcome.OK
+        exception: TApplicationException | None = None
+        try:
+            result.success = call()
+        except TApplicationException as e:
+            exception = e
+        except Exception as e:
+            if not self._processor.handle_exception(e, result):
+                # thriftpy2 would drop the connection without a word; the client
+                # could not tell a bug from a crash. Say what happened instead.
+                log.error(
+                    "handler raised an undeclared exception",
+                    method=message.method,
+                    peer=peer,
+                    exc_info=True,
+                )
+                exception = TApplicationException(
+                    TApplicationException.INTERNAL_ERROR,
+                    f"{message.method}: {type(e).__name__}: {e}",
+                )
+                outcome = FrameOutcome.INTERNAL_ERROR
+
+        if message.type != CALL or (exception is None and result.oneway):
+            # A oneway sender reads no reply; one sent anyway would be taken as
+            # the answer to its next call.
+            return Reply(None, outcome, message.method)
+        if exception is not None:
+            return Reply(
+                self._encode(api, seqid, exception, exception=True), outcome, message.method
+            )
+        try:
+            return Reply(self._encode(api, seqid, result), outcome, message.method)
+        except Exception as e:
+            # The handler returned something the IDL cannot encode.
+            log.error(
+                "handler result could not be encoded",
+                method=message.method,
+                peer=peer,
+                exc_info=True,
+            )
+            return _error_reply(
+                message,
+                TApplicationException.INTERNAL_ERROR,
+                f"{message.method}: result could not be encoded: {e!r}",
+                FrameOutcome.INTERNAL_ERROR,
+            )
+
+    def _rejected(self, error: ThriftGuardError, peer: str) -> Reply:
+        header = error.message
+        if header is None:
+            self._warn("not_thrift", "frame is not a Thrift message", peer, reason=error.reason)
+            return Reply(None, FrameOutcome.GARBAGE)
+        self._warn(
+            "malformed",
+            "malformed request refused",
+            peer,
+            method=header.method,
+            reason=error.reason,
+        )
+        kind = (
+            TApplicationException.PROTOCOL_ERROR
+            if header.type in (CALL, ONEWAY)
+            else TApplicationException.INVALID_MESSAGE_TYPE
+        )
+        return _error_reply(
+            header, kind, f"malformed request: {error.reason}", FrameOutcome.PROTOCOL_ERROR
+        )
+
+    @staticmethod
+    def _encode(api: Any, seqid: int, payload: Any, *, exception: bool = False) -> bytes:
+        """A framed strict-binary reply: Apache and thriftpy2 clients read it either way."""
+        buf = TCyMemoryBuffer()
+        proto = TCyBinaryProtocol(buf, strict_read=False, strict_write=True)
+        mtype = TMessageType.EXCEPTION if exception else TMessageType.REPLY
+        proto.write_message_begin(api, mtype, seqid)
+        payload.write(proto)
+        proto.write_message_end()
+        data = buf.getvalue()
+        return _LENGTH.pack(len(data)) + data
+
+    def _warn(self, kind: str, event: str, peer: str, **fields: object) -> None:
+        held = self._throttle.allow(kind)
+        if held is None:
+            log.debug(event, peer=peer, **fields)
+        else:
+            log.warning(event, peer=peer, held_back=held, **fields)
+
+
+def _error_reply(message: Message, kind: int, text: str, outcome: FrameOutcome) -> Reply:
+    """A TApplicationException reply, or none (and close) for a oneway message."""
+    if message.type == ONEWAY:
+        return Reply(None, outcome, message.method, close=True)
+    return Reply(encode_exception(message.name, message.seqid, kind, text), outcome, message.method)
