@@ -1,0 +1,233 @@
+"""Hostile and broken peers: each is handled, and everyone else keeps being served."""
+
+from __future__ import annotations
+
+import random
+import ssl
+import struct
+import time
+import tracemalloc
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+from thriftpy2.thrift import TApplicationException
+
+from logserver.wire import ThriftServer
+from tests.wire.conftest import ServerFactory
+from tests.wire.helpers import (
+    AppendBatch,
+    LogEntry,
+    LogService,
+    PingMonitor,
+    client,
+    closed_by_peer,
+    connect,
+    encode_call,
+    framed,
+    message_header,
+    ping_once,
+    ping_raw,
+    read_exception,
+    wait_for,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+T_LIST, T_VOID, T_STOP = 15, 1, 0
+
+
+def _rss_bytes() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def list_void_bomb() -> bytes:
+    """The 25-byte request that freezes thriftpy2: Ping with a list<void> of 2^31-1 elements."""
+    return (
+        message_header(b"Ping")
+        + struct.pack(">bhbi", T_LIST, 1, T_VOID, 2**31 - 1)
+        + bytes([T_STOP])
+    )
+
+
+@pytest.mark.parametrize("length", [2**31 - 1, 2**30], ids=["0x7fffffff", "1GiB"])
+def test_huge_length_prefix_is_refused_without_allocating(
+    server: ThriftServer, length: int
+) -> None:
+    """A huge length prefix closes the connection, allocates nothing, and pings keep working."""
+    with PingMonitor(server.port) as pings:
+        rss_before = _rss_bytes()
+        tracemalloc.start()
+        try:
+            for _ in range(3):
+                sock = connect(server.port)
+                sock.sendall(struct.pack(">i", length) + message_header(b"Log") + b"\x00" * 64)
+                assert closed_by_peer(sock, 5.0)
+                sock.close()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        rss_growth = _rss_bytes() - rss_before
+    assert peak < 4 * 2**20, f"{peak} bytes allocated while refusing"
+    assert rss_growth < 64 * 2**20, f"RSS grew by {rss_growth} bytes"
+    assert pings.errors == [] and pings.slowest < 1.0
+    assert server.stats().frames_too_large == 3
+    assert ping_once(server.port) < 5.0
+
+
+def test_slightly_too_large_batch_gets_a_clear_error(make_server: ServerFactory) -> None:
+    """A real client whose batch exceeds the cap reads an error naming the limit, not a reset."""
+    server = make_server(max_frame_bytes=64 * 1024)
+    entries = [LogEntry(category="app", message="x" * 100) for _ in range(1000)]
+    c = client(server.port)
+    try:
+        with pytest.raises(TApplicationException) as raised:
+            c.Append(AppendBatch(producer_id="p", sequence=0, entries=entries))
+    finally:
+        c.close()
+    assert raised.value.type == TApplicationException.PROTOCOL_ERROR
+    assert "exceeds the server's limit of 65536 bytes" in raised.value.message
+    assert server.stats().frames_too_large == 1
+    assert ping_once(server.port) < 5.0
+
+
+def test_list_void_bomb_does_not_stall_the_server(server: ThriftServer) -> None:
+    """The 25-byte list<void> bomb is refused; another client's pings stay under a second."""
+    bomb = list_void_bomb()
+    assert len(bomb) == 25
+    with PingMonitor(server.port) as pings:
+        sock = connect(server.port)
+        started = time.monotonic()
+        for _ in range(5):
+            sock.sendall(framed(bomb))
+            exc = read_exception(sock)
+            assert exc.type == TApplicationException.PROTOCOL_ERROR
+            assert "element type 1" in exc.message
+        assert time.monotonic() - started < 1.0
+        count_before = pings.count
+        wait_for(lambda: pings.count > count_before + 3, what="pings after the bomb")
+        sock.close()
+    assert pings.errors == [] and pings.slowest < 1.0
+    assert server.stats().protocol_errors == 5
+
+
+def test_deep_nesting_is_refused(server: ThriftServer) -> None:
+    """40 nested lists are refused with PROTOCOL_ERROR; the same connection keeps working."""
+    depth = 40
+    nested = b"".join(struct.pack(">bi", T_LIST, 1) for _ in range(depth - 1))
+    nested += struct.pack(">bi", 8, 0)  # innermost: an empty list<i32>
+    payload = message_header(b"Ping") + struct.pack(">bh", T_LIST, 1) + nested + b"\x00"
+    with connect(server.port) as sock:
+        sock.sendall(framed(payload))
+        exc = read_exception(sock)
+        assert exc.type == TApplicationException.PROTOCOL_ERROR
+        assert "too deep" in exc.message
+        assert ping_raw(sock) == "pong"
+
+
+def test_truncated_frame_is_refused(server: ThriftServer) -> None:
+    """A frame whose args struct is cut short gets PROTOCOL_ERROR; the connection keeps working."""
+    whole = encode_call(
+        "Log", LogService.Log_args(messages=[LogEntry(category="a", message="b" * 50)])
+    )
+    with connect(server.port) as sock:
+        for cut in (len(whole) - 1, len(whole) - 30, 20):
+            sock.sendall(framed(whole[:cut]))
+            assert read_exception(sock).type == TApplicationException.PROTOCOL_ERROR
+        assert ping_raw(sock) == "pong"
+    assert server.stats().protocol_errors == 3
+
+
+def test_connection_dropped_mid_frame(server: ThriftServer) -> None:
+    """A peer that vanishes half-way through a frame is counted; nothing else notices."""
+    for _ in range(3):
+        sock = connect(server.port)
+        sock.sendall(struct.pack(">i", 1000) + b"\x80\x01\x00\x01" + b"\x00" * 10)
+        sock.close()
+    wait_for(lambda: server.stats().connection_errors == 3)
+    assert server.stats().connections_open == 0
+    assert server.wait_idle(1.0)
+    assert ping_once(server.port) < 5.0
+
+
+def test_zero_and_negative_lengths_close_the_connection(server: ThriftServer) -> None:
+    """Lengths 0 and -1 are not frames: the connection is closed and counted."""
+    for length in (0, -1):
+        sock = connect(server.port)
+        sock.sendall(struct.pack(">i", length))
+        assert closed_by_peer(sock, 5.0)
+        sock.close()
+    assert server.stats().protocol_errors == 2
+    assert ping_once(server.port) < 5.0
+
+
+def test_random_bytes(make_server: ServerFactory) -> None:
+    """Random bytes never hurt the server: each connection is answered or closed in time."""
+    server = make_server(frame_timeout_s=0.5)
+    rng = random.Random(1234)
+    for i in range(30):
+        junk = rng.randbytes(rng.randint(1, 200))
+        if i % 3 == 0:
+            # A plausible small length, so the junk reaches the guard.
+            junk = struct.pack(">i", len(junk)) + junk
+        sock = connect(server.port)
+        sock.sendall(junk)
+        sock.settimeout(3.0)
+        try:
+            while sock.recv(65536):
+                sock.sendall(b"")
+        except TimeoutError:
+            pytest.fail(f"connection {i} neither answered nor closed")
+        except OSError:
+            pass
+        sock.close()
+    assert ping_once(server.port) < 5.0
+    stats = server.stats()
+    assert stats.connections_open <= 1
+    assert stats.frames_too_large + stats.protocol_errors + stats.frame_timeouts > 0
+
+
+def test_http_request_is_refused_with_rate_limited_warnings(server: ThriftServer) -> None:
+    """'GET ' reads as a ~1.2 GB length: closed, counted, and a flood logs one warning."""
+    with capture_logs() as logs:
+        for _ in range(5):
+            sock = connect(server.port)
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            assert closed_by_peer(sock, 5.0)
+            sock.close()
+    assert server.stats().frames_too_large == 5
+    warnings = [e for e in logs if e["log_level"] == "warning"]
+    assert len(warnings) == 1
+    assert warnings[0]["length"] == int.from_bytes(b"GET ", "big")
+    assert ping_once(server.port) < 5.0
+
+
+def test_tls_client_hello_is_refused(server: ThriftServer) -> None:
+    """A TLS client on the plain port is closed at once, counted, with one warning."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    hello = outgoing.read()
+    assert hello[:2] == b"\x16\x03"
+    with capture_logs() as logs:
+        sock = connect(server.port)
+        sock.sendall(hello)
+        assert closed_by_peer(sock, 5.0)
+        sock.close()
+    assert server.stats().frames_too_large == 1
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "TLS handshake on the plain Thrift port"
+    ]
+    assert ping_once(server.port) < 5.0
+
+
+def test_oneway_message_is_not_answered(server: ThriftServer) -> None:
+    """A message sent as ONEWAY gets no reply (it would be read as the next call's answer)."""
+    with connect(server.port) as sock:
+        sock.sendall(framed(message_header(b"Ping", mtype=4) + b"\x00"))
+        assert ping_raw(sock, seqid=99) == "pong"
