@@ -301,8 +301,8 @@ class ZooKeeperServers:
         """On kazoo's connection thread: record and log only, never block."""
         if self._closing.is_set():
             return
-        with self._lock:
-            self._state = state
+        # No lock here: a user's wait_for() predicate runs under it, and this thread must not wait.
+        self._state = state
         if state == KazooState.CONNECTED:
             self._connected.set()
             logger.info("connected to ZooKeeper %s, watching %s", self.zk_hosts, self.zk_path)
@@ -311,7 +311,7 @@ class ZooKeeperServers:
                 "ZooKeeper %s is %s; keeping the last known %d servers",
                 self.zk_hosts,
                 state,
-                len(self.servers()),
+                len(self._servers),
             )
 
     def _on_parent(self, data: bytes | None, stat: ZnodeStat | None, event: Any = None) -> bool:

@@ -62,6 +62,22 @@ def nodes(client: KazooClient, path: str) -> list[Node]:
     return found
 
 
+def has(endpoint: Endpoint) -> Callable[[frozenset[Endpoint]], bool]:
+    """A wait_for predicate: ``endpoint`` is listed."""
+    return lambda servers: endpoint in servers
+
+
+def lacks(endpoint: Endpoint) -> Callable[[frozenset[Endpoint]], bool]:
+    """A wait_for predicate: ``endpoint`` is not listed."""
+    return lambda servers: endpoint not in servers
+
+
+def exactly(*endpoints: Endpoint) -> Callable[[frozenset[Endpoint]], bool]:
+    """A wait_for predicate: the listed set is exactly ``endpoints``."""
+    wanted = frozenset(endpoints)
+    return lambda servers: servers == wanted
+
+
 def settle(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
     """``wait_for`` with the defaults these tests use."""
     return wait_for(condition, timeout, interval=0.02, what=what)
@@ -69,11 +85,11 @@ def settle(condition: Callable[[], object], timeout: float = 15.0, what: str = "
 
 @pytest.fixture
 def kazoo_factory() -> Iterator[Callable[..., KazooClient]]:
-    """Started kazoo clients for the test to inspect or disturb ZooKeeper with; all stopped after."""
+    """Started kazoo clients to inspect or disturb ZooKeeper with; all stopped after the test."""
     clients: list[KazooClient] = []
 
     def make(hosts: str, **kwargs: object) -> KazooClient:
-        client = KazooClient(hosts=hosts, **kwargs)  # type: ignore[arg-type]
+        client = KazooClient(hosts=hosts, **kwargs)
         client.start(timeout=15)
         clients.append(client)
         return client

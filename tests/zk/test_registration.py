@@ -211,7 +211,9 @@ def test_ghost_of_a_previous_incarnation_is_deleted(
 
 
 def test_zookeeper_unreachable_at_start(
-    own_zookeeper: ZooKeeperEnsemble, zk_path: str, kazoo_factory: KazooFactory,
+    own_zookeeper: ZooKeeperEnsemble,
+    zk_path: str,
+    kazoo_factory: KazooFactory,
     registration_factory: RegistrationFactory,
 ) -> None:
     """With ZooKeeper down, start() returns at once and nothing raises; the server registers as
@@ -234,7 +236,9 @@ def test_zookeeper_unreachable_at_start(
 
 
 def test_outage_that_keeps_the_session_does_not_re_register(
-    own_zookeeper: ZooKeeperEnsemble, zk_path: str, kazoo_factory: KazooFactory,
+    own_zookeeper: ZooKeeperEnsemble,
+    zk_path: str,
+    kazoo_factory: KazooFactory,
     registration_factory: RegistrationFactory,
 ) -> None:
     """ZooKeeper restarting under a registered server is a SUSPENDED/reconnect that keeps the
