@@ -1,0 +1,41 @@
+"""Durable, append-only storage of log records, per category.
+
+Layout: ``data_dir/categories/<category>/<base_position:020d>.seg``, where a
+record's position is its byte offset in the category's stream (segment base +
+offset in the file), so positions survive rotation and retention. The record
+format is described in :mod:`logserver.storage._format`.
+
+Promises: an ``append`` that returned has its whole batch on disk (as durable
+as the policy's ``fsync`` says; never lost to a killed process); a failed
+``append`` left nothing behind; a batch retried with the same
+(producer_id, sequence) is stored once, across restarts too. Storage knows
+nothing of Thrift or ZooKeeper.
+"""
+
+from logserver.storage._disk import DiskIO
+from logserver.storage._errors import (
+    InvalidPositionError,
+    InvalidRequestError,
+    MessageTooLargeError,
+)
+from logserver.storage._offline import list_categories_offline, read_category_offline
+from logserver.storage._policy import FsyncMode, StoragePolicy
+from logserver.storage._stats import StorageStats
+from logserver.storage._storage import Storage
+from logserver.storage._types import AppendOutcome, ReadBatch, StoredRecord
+
+__all__ = [
+    "AppendOutcome",
+    "DiskIO",
+    "FsyncMode",
+    "InvalidPositionError",
+    "InvalidRequestError",
+    "MessageTooLargeError",
+    "ReadBatch",
+    "Storage",
+    "StoragePolicy",
+    "StorageStats",
+    "StoredRecord",
+    "list_categories_offline",
+    "read_category_offline",
+]

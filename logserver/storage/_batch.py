@@ -1,0 +1,129 @@
+"""Turning ``append()``'s arguments into per-category groups, refusing bad input first.
+
+The whole batch is checked before any byte is written: one bad category or
+one oversized message refuses the batch, so a batch is stored whole or not at
+all. The common case, every record in one category with bytes messages, is
+checked with C-level passes over the batch (``zip``, ``set``, ``map``), not a
+Python loop per record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from logserver.errors import InvalidCategoryError
+from logserver.storage._errors import InvalidRequestError, MessageTooLargeError
+from logserver.storage._format import MAX_PRODUCER_BYTES
+from logwire.categories import category_problem
+
+__all__ = ["BatchChecker", "Group"]
+
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_NAME_CACHE_SIZE = 10_000
+
+
+class Group:
+    """The records of one batch that go to one category, with their indexes in the batch."""
+
+    __slots__ = ("indexes", "messages", "name")
+
+    def __init__(self, name: str, indexes: Sequence[int], messages: Sequence[bytes]) -> None:
+        self.name = name
+        self.indexes = indexes
+        self.messages = messages
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name!r} records={len(self.messages)}>"
+
+    def without(self, stored_mask: int) -> Group:
+        """This group minus the records whose bit is set in ``stored_mask`` (already on disk)."""
+        keep = [k for k, i in enumerate(self.indexes) if not (stored_mask >> i) & 1]
+        return Group(self.name, [self.indexes[k] for k in keep], [self.messages[k] for k in keep])
+
+
+class Checked(NamedTuple):
+    """A validated batch: groups in category-name order (the lock order)."""
+
+    groups: list[Group]
+    records: int
+    producer: bytes
+
+
+def _message_bytes(message: object, index: int) -> bytes:
+    if isinstance(message, bytes):
+        return message
+    if isinstance(message, str):
+        return message.encode("utf-8", "surrogatepass")
+    if isinstance(message, bytearray | memoryview):
+        return bytes(message)
+    raise TypeError(f"message {index} is {type(message).__name__}, not bytes or str")
+
+
+class BatchChecker:
+    """Validates batches; remembers valid category names so a hot category costs a dict lookup."""
+
+    def __init__(self, max_message_bytes: int) -> None:
+        self._max_message_bytes = max_message_bytes
+        self._names: dict[str | bytes, str] = {}
+
+    def __repr__(self) -> str:
+        return f"<BatchChecker max_message_bytes={self._max_message_bytes}>"
+
+    def category(self, category: str | bytes) -> str:
+        """The category's name, or InvalidCategoryError."""
+        name = self._names.get(category)
+        if name is not None:
+            return name
+        if not isinstance(category, str | bytes):
+            raise InvalidCategoryError(repr(category), "category must be str or bytes")
+        problem = category_problem(category)
+        if problem is not None:
+            raise InvalidCategoryError(category, problem)
+        name = category.decode("ascii") if isinstance(category, bytes) else category
+        if len(self._names) >= _NAME_CACHE_SIZE:
+            self._names.clear()
+        self._names[category] = name
+        return name
+
+    def check(
+        self,
+        entries: Sequence[tuple[str | bytes, bytes | str]],
+        producer_id: str,
+        sequence: int,
+    ) -> Checked:
+        """Validate everything; raise InvalidCategoryError, MessageTooLargeError,
+        InvalidRequestError or TypeError before anything is written."""
+        if not isinstance(producer_id, str):
+            raise TypeError("producer_id must be str")
+        producer = producer_id.encode("utf-8", "surrogatepass")
+        if len(producer) > MAX_PRODUCER_BYTES:
+            raise InvalidRequestError(f"producer_id is longer than {MAX_PRODUCER_BYTES} bytes")
+        if not isinstance(sequence, int) or not _I64_MIN <= sequence <= _I64_MAX:
+            raise InvalidRequestError(f"sequence {sequence!r} is not a 64-bit integer")
+        count = len(entries)
+        if count == 0:
+            return Checked([], 0, producer)
+        if count > 2**32 - 1:
+            raise InvalidRequestError("too many records in one batch")
+        try:
+            raw_categories, raw_messages = zip(*entries, strict=True)
+        except (TypeError, ValueError) as exc:
+            raise TypeError("entries must be (category, message) pairs") from exc
+        names = {raw: self.category(raw) for raw in set(raw_categories)}
+        messages: Sequence[bytes] = raw_messages
+        if set(map(type, raw_messages)) != {bytes}:
+            messages = [_message_bytes(m, i) for i, m in enumerate(raw_messages)]
+        largest = max(map(len, messages))
+        if largest > self._max_message_bytes:
+            raise MessageTooLargeError(self._max_message_bytes, largest)
+        if len(set(names.values())) == 1:
+            (name,) = set(names.values())
+            return Checked([Group(name, range(count), messages)], count, producer)
+        by_name: dict[str, list[int]] = {}
+        for i, raw in enumerate(raw_categories):
+            by_name.setdefault(names[raw], []).append(i)
+        groups = [
+            Group(name, idx, [messages[i] for i in idx]) for name, idx in sorted(by_name.items())
+        ]
+        return Checked(groups, count, producer)

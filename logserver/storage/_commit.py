@@ -1,0 +1,173 @@
+"""Group commit: many appending threads share each fdatasync.
+
+Leader/follower: a thread that has written its batch joins the *open round*
+(the set of segments written since the last sync began) and waits. If no sync
+is running, it becomes the leader: it closes the round, releases the lock,
+fdatasyncs every segment in it, and wakes all threads of that round with the
+outcome. Batches written while a sync runs gather in the next round, so under
+load one fdatasync per segment acknowledges everything written during the
+previous one: the more concurrent appends, the fewer syncs per append.
+
+A segment's descriptor may be closed by rotation while a round still needs it:
+a round *pins* the descriptors it syncs, and rotation only marks the segment
+retired; the last unpin closes it. A segment already closed when its round
+starts is synced by reopening it by name (fdatasync works per file, not per
+descriptor).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+
+from logserver.errors import StorageUnavailableError
+from logserver.storage._disk import DiskIO
+from logserver.storage._segment import Segment
+from logserver.storage._stats import Counters
+
+__all__ = ["GroupCommitter", "Round"]
+
+log = logging.getLogger(__name__)
+
+
+class Round:
+    """The segments one sync covers, and its outcome once done."""
+
+    __slots__ = ("done", "error", "segments")
+
+    def __init__(self) -> None:
+        self.segments: dict[Segment, None] = {}  # an ordered set
+        self.done = False
+        self.error: OSError | None = None
+
+    def __repr__(self) -> str:
+        state = "failed" if self.error else "done" if self.done else "open"
+        return f"<Round {state} segments={len(self.segments)}>"
+
+
+class GroupCommitter:
+    """Makes written segments durable, one round at a time.
+
+    ``publish_on_sync``: raise each segment's ``readable`` to what a round
+    made durable (fsync="always": readers never see data a crash could take
+    back). Otherwise the category log publishes at write time.
+    """
+
+    def __init__(self, disk: DiskIO, counters: Counters, *, publish_on_sync: bool) -> None:
+        self._disk = disk
+        self._counters = counters
+        self._publish_on_sync = publish_on_sync
+        self._cond = threading.Condition(threading.Lock())
+        self._open = Round()
+        self._syncing = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<GroupCommitter syncing={self._syncing} pending_segments={len(self._open.segments)}>"
+        )
+
+    def join(self, segments: Iterable[Segment]) -> Round:
+        """Register segments just written (after the write returned); return the round that will
+        make them durable."""
+        with self._cond:
+            current = self._open
+            for segment in segments:
+                current.segments[segment] = None
+            return current
+
+    def wait(self, current: Round) -> None:
+        """Block until ``current`` is durable, leading the sync if nobody else is.
+
+        Raises StorageUnavailableError when the round's fdatasync failed.
+        """
+        with self._cond:
+            while not current.done:
+                if self._syncing:
+                    self._cond.wait()
+                else:
+                    # Not done and nobody syncing: ``current`` is still the open round.
+                    self._lead()
+        if current.error is not None:
+            err = current.error
+            raise StorageUnavailableError(f"fsync failed: {err.strerror or err}") from err
+
+    def flush(self) -> None:
+        """Make everything written so far durable (Storage.sync, the interval thread, close)."""
+        with self._cond:
+            current = self._open
+        self.wait(current)
+
+    def retire(self, segment: Segment) -> None:
+        """The segment takes no more writes: close its descriptor once no sync uses it."""
+        with self._cond:
+            segment.retired = True
+            if segment.pins == 0:
+                _close(segment)
+
+    def close_all(self, segments: Iterable[Segment]) -> None:
+        """Close descriptors at shutdown (after a flush, with no writer left)."""
+        with self._cond:
+            for segment in segments:
+                if segment.pins == 0:
+                    _close(segment)
+
+    def _lead(self) -> None:
+        """Sync the open round; called and returns with the lock held, lock released meanwhile."""
+        current = self._open
+        self._open = Round()
+        self._syncing = True
+        targets: list[tuple[Segment, int, int]] = []
+        for segment in current.segments:
+            if segment.fd >= 0:
+                segment.pins += 1
+            targets.append((segment, segment.fd, segment.committed))
+        self._cond.release()
+        error: OSError | None = None
+        calls = 0
+        try:
+            for segment, fd, _ in targets:
+                try:
+                    if fd >= 0:
+                        self._disk.fdatasync(fd)
+                    else:
+                        self._disk.sync_path(segment.path)
+                except FileNotFoundError:
+                    continue  # deleted by retention: nothing left to make durable
+                calls += 1
+        except OSError as exc:
+            error = exc
+        finally:
+            self._cond.acquire()
+        self._syncing = False
+        current.error = error
+        current.done = True
+        for segment, fd, size in targets:
+            if fd >= 0:
+                segment.pins -= 1
+            if error is not None:
+                segment.sync_failed = True
+            elif self._publish_on_sync and size > segment.readable:
+                segment.readable = size
+            if segment.retired and segment.pins == 0:
+                _close(segment)
+        self._counters.add("fsyncs", calls)
+        self._counters.add("sync_rounds")
+        if error is not None:
+            self._counters.add("sync_errors")
+            log.error(
+                "fdatasync failed for %d segment(s); their batches are not acknowledged: %s",
+                len(targets),
+                error,
+            )
+        self._cond.notify_all()
+
+
+def _close(segment: Segment) -> None:
+    if segment.fd >= 0:
+        fd, segment.fd = segment.fd, -1
+        try:
+            os.close(fd)
+        except OSError as exc:  # the data was synced or its error reported; nothing to do
+            log.warning("closing %s failed: %s", segment.path, exc)

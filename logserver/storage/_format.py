@@ -1,0 +1,271 @@
+"""The on-disk record format: encoding a batch, decoding and resynchronising.
+
+A segment is a plain concatenation of records; nothing else is in the file, so
+a record's position is its byte offset. Each record (little-endian)::
+
+    header  magic        4  b"\\x9eLS\\xb7"
+            body_length  4  u32, bytes after the header
+            crc32        4  zlib.crc32 of the body
+    body    version      1  1
+            flags        1  bit 0 (END): last record of one write (one pwrite)
+            producer_len 2  u16
+            count        4  u32, records in the whole batch (all categories)
+            received_ns  8  u64, server receive time of the batch
+            sequence     8  i64, the producer's batch sequence (-1 without producer)
+            producer_id  n  UTF-8
+            index        4  u32, this record's index within the batch
+            message      m  the rest of the body
+
+Why these fields:
+
+- The magic lets a reader find the next record after a damaged range, and it
+  can never occur in valid UTF-8 text ("S" followed by a continuation byte), so
+  text messages cannot fake a record.
+- The length plus CRC tell a complete record from a torn or damaged one.
+- The END flag tells a complete write from a torn one: a process killed in the
+  middle of a large ``pwrite`` leaves whole records of a batch that was never
+  acknowledged. Recovery removes such an unfinished write from the tail, so a
+  client's retry stores the batch exactly once.
+- ``count`` and ``index`` let recovery tell whether a whole batch is on disk
+  (for deduplication after a restart), even when it spans categories.
+
+Everything common to a batch (version .. producer_id) is packed once, and the
+per-record work is done by C-level ``map``/``zip`` so a batch of small records
+costs well under a microsecond per record.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from itertools import chain, repeat
+from operator import add
+from typing import NamedTuple
+
+__all__ = [
+    "FLAG_END",
+    "MAGIC",
+    "MAX_MESSAGE_BYTES",
+    "MAX_PRODUCER_BYTES",
+    "MIN_RECORD_BYTES",
+    "Damage",
+    "Frame",
+    "encode_records",
+    "pread_at",
+    "walk",
+]
+
+MAGIC = b"\x9eLS\xb7"
+VERSION = 1
+FLAG_END = 0x01
+MAX_MESSAGE_BYTES = 256 * 2**20
+MAX_PRODUCER_BYTES = 1024
+
+_HEADER = struct.Struct("<4sII")  # magic, body length, crc32(body)
+_FIXED = struct.Struct("<BBHIQq")  # version, flags, producer length, count, received_ns, sequence
+_HEAD = struct.Struct("<4sIIBBHIQq")  # header + fixed part, for decoding in one call
+_MIN_BODY = _FIXED.size + 4  # fixed part + index
+MIN_RECORD_BYTES = _HEADER.size + _MIN_BODY
+_MAX_BODY = _MIN_BODY + MAX_PRODUCER_BYTES + MAX_MESSAGE_BYTES
+_ALL_FLAGS = FLAG_END
+
+_crc32 = zlib.crc32
+_pack_header = _HEADER.pack
+_INDEX_CACHE = [i.to_bytes(4, "little") for i in range(4096)]
+
+
+def _index_bytes(indexes: Sequence[int]) -> list[bytes]:
+    """The 4-byte encodings of ``indexes``; small ones come from a table (no per-record call)."""
+    if isinstance(indexes, range) and indexes.step == 1 and indexes.stop <= len(_INDEX_CACHE):
+        return _INDEX_CACHE[indexes.start : indexes.stop]
+    if max(indexes, default=0) < len(_INDEX_CACHE):
+        return list(map(_INDEX_CACHE.__getitem__, indexes))
+    return [i.to_bytes(4, "little") for i in indexes]
+
+
+def encode_records(
+    producer: bytes,
+    sequence: int,
+    count: int,
+    received_ns: int,
+    indexes: Sequence[int],
+    messages: Sequence[bytes],
+) -> bytes:
+    """Encode one write: the records of one batch that go to one category, in order.
+
+    ``indexes[i]`` is the batch index of ``messages[i]``; the last record gets
+    the END flag. Callers validate sizes and types first.
+    """
+    n = len(messages)
+    if n == 0:
+        return b""
+    prefix = _FIXED.pack(VERSION, 0, len(producer), count, received_ns, sequence) + producer
+    last_prefix = _FIXED.pack(VERSION, FLAG_END, len(producer), count, received_ns, sequence)
+    last_prefix += producer
+    idx = _index_bytes(indexes)
+    fixed = len(prefix) + 4
+    k = n - 1
+    prefix_crc = _crc32(prefix)
+    # Everything but the last record, without a Python-level loop: header, prefix, index, message.
+    crcs = map(_crc32, messages, map(_crc32, idx, repeat(prefix_crc, k)))
+    lengths = map(add, map(len, messages), repeat(fixed, k))
+    headers = map(_pack_header, repeat(MAGIC, k), lengths, crcs)
+    body = chain.from_iterable(zip(headers, repeat(prefix, k), idx, messages, strict=False))
+    last_msg = messages[k]
+    last_idx = idx[k]
+    last_crc = _crc32(last_msg, _crc32(last_idx, _crc32(last_prefix)))
+    tail = (_pack_header(MAGIC, fixed + len(last_msg), last_crc), last_prefix, last_idx, last_msg)
+    return b"".join(chain(body, tail))
+
+
+class Frame(NamedTuple):
+    """One decoded record; offsets are within its segment file."""
+
+    offset: int
+    end: int
+    flags: int
+    producer: bytes
+    sequence: int
+    batch_index: int
+    batch_count: int
+    received_ns: int
+    message: bytes
+
+    @property
+    def ends_write(self) -> bool:
+        """Whether this is the last record of one write (a torn write lacks it)."""
+        return bool(self.flags & FLAG_END)
+
+
+class Damage(NamedTuple):
+    """Bytes ``[offset, end)`` hold no valid record; ``end``: the next valid one or the stop."""
+
+    offset: int
+    end: int
+
+
+_Parsed = tuple[int, int, bytes, int, int, int, int, int]
+
+
+def _parse(buf: bytes, mv: memoryview, p: int) -> _Parsed | int | None:
+    """Decode the record at ``buf[p:]``.
+
+    Returns the fields ``(end, flags, producer, sequence, index, count,
+    received_ns, message_start)``, or an int (the record's total size: the
+    buffer holds only part of it), or None (not a valid record).
+    """
+    n = len(buf)
+    if n - p < _HEAD.size:
+        return _HEAD.size
+    magic, blen, crc, version, flags, plen, count, ns, seq = _HEAD.unpack_from(buf, p)
+    if (
+        magic != MAGIC
+        or version != VERSION
+        or flags & ~_ALL_FLAGS
+        or blen < _MIN_BODY + plen
+        or blen > _MAX_BODY
+    ):
+        return None
+    end = p + _HEADER.size + blen
+    if end > n:
+        return end - p
+    if _crc32(mv[p + _HEADER.size : end]) != crc:
+        return None
+    q = p + _HEAD.size + plen
+    index = int.from_bytes(buf[q : q + 4], "little")
+    if index >= count:
+        return None
+    return end, flags, buf[p + _HEAD.size : q], seq, index, count, ns, q + 4
+
+
+ReadAt = Callable[[int, int], bytes]
+"""``read(offset, size)``: up to ``size`` bytes of the file at ``offset`` (``os.pread``)."""
+
+
+def pread_at(fd: int) -> ReadAt:
+    """A :data:`ReadAt` on a descriptor."""
+    return lambda offset, size: os.pread(fd, size, offset)
+
+
+class _Window:
+    """A window of file bytes ``[base, base + len(buf))`` that the walker refills on demand."""
+
+    __slots__ = ("base", "buf", "chunk", "eof", "mv", "read", "stop")
+
+    def __init__(self, read: ReadAt, stop: int, chunk: int) -> None:
+        self.read = read
+        self.stop = stop
+        self.chunk = chunk
+        self.buf = b""
+        self.mv = memoryview(self.buf)
+        self.base = 0
+        self.eof = False  # the file ended before ``stop``
+
+    def cover(self, off: int, need: int) -> int:
+        """Make the window start at or before ``off`` and hold ``need`` bytes from it if the file
+        has them; return ``off``'s index in the buffer."""
+        p = off - self.base
+        if p >= 0 and p + need <= len(self.buf):
+            return p
+        size = min(max(need, self.chunk), self.stop - off)
+        self.buf = self.read(off, size)
+        self.mv = memoryview(self.buf)
+        self.base = off
+        self.eof = len(self.buf) < size
+        return 0
+
+    def parse(self, off: int) -> _Parsed | None:
+        """The record at ``off`` if a complete, valid one ends by ``stop``."""
+        p = self.cover(off, _HEAD.size)
+        parsed = _parse(self.buf, self.mv, p)
+        if isinstance(parsed, int):
+            if off + parsed > self.stop:
+                return None
+            p = self.cover(off, parsed)
+            parsed = _parse(self.buf, self.mv, p)
+            if isinstance(parsed, int):  # the file is shorter than it claimed
+                return None
+        return parsed
+
+    def resync(self, off: int) -> int:
+        """The first offset after ``off`` where a valid record starts, else ``stop``."""
+        pos = off + 1
+        while pos < self.stop:
+            p = self.cover(pos, min(self.chunk, self.stop - pos))
+            j = self.buf.find(MAGIC, p)
+            if j < 0:
+                end = self.base + len(self.buf)
+                if self.eof or end >= self.stop:
+                    return self.stop
+                pos = max(pos + 1, end - len(MAGIC) + 1)  # the magic may straddle the windows
+                continue
+            candidate = self.base + j
+            if self.parse(candidate) is not None:
+                return candidate
+            pos = candidate + 1
+        return self.stop
+
+
+def walk(read: ReadAt, start: int, stop: int, chunk: int = 1 << 20) -> Iterator[Frame | Damage]:
+    """Every record in ``[start, stop)`` of a file, in order, and every damaged range between.
+
+    ``start`` must be a record boundary (or the reader accepts a leading
+    :class:`Damage`). A record that runs past ``stop`` is damage: callers pass
+    the end of the data they trust (a torn tail is damage at the end). Reads
+    ``chunk`` bytes at a time, so memory stays bounded whatever the file size.
+    """
+    window = _Window(read, stop, chunk)
+    off = start
+    while off < stop:
+        parsed = window.parse(off)
+        if parsed is None:
+            resume = window.resync(off)
+            yield Damage(off, resume)
+            off = resume
+            continue
+        end, flags, producer, seq, index, count, ns, msg = parsed
+        base = window.base
+        yield Frame(off, base + end, flags, producer, seq, index, count, ns, window.buf[msg:end])
+        off = base + end

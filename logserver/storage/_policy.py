@@ -1,0 +1,72 @@
+"""How storage trades durability, disk use and memory: one frozen, validated policy."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from logserver.storage._format import MAX_MESSAGE_BYTES
+
+__all__ = ["FsyncMode", "StoragePolicy"]
+
+FsyncMode = Literal["always", "interval", "never"]
+_FSYNC_MODES = ("always", "interval", "never")
+_MIN_SEGMENT_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class StoragePolicy:
+    """What storage promises and how much it keeps.
+
+    ``fsync`` decides what an acknowledgement means. ``"always"``: the batch's
+    bytes reached the disk (concurrent batches share one fdatasync: group
+    commit). ``"interval"``: a background thread syncs every
+    ``fsync_interval_s``, so a power loss may lose that much; a killed process
+    loses nothing, because every write goes straight to the kernel.
+    ``"never"``: only the kernel decides (and :meth:`Storage.sync`).
+
+    Retention only ever deletes closed segments, oldest first; the segment a
+    category is writing to is never deleted, so a category always keeps its
+    newest data whatever the limits say.
+    """
+
+    fsync: FsyncMode = "always"
+    fsync_interval_s: float = 1.0
+    segment_bytes: int = 64 * 2**20
+    retention_age_s: float | None = None
+    retention_bytes: int | None = None
+    dedup_window: int = 4096
+    max_producers: int = 100_000
+    dedup_scan_bytes: int = 512 * 2**20
+    max_message_bytes: int = 1 * 2**20
+    retention_check_s: float = 60.0
+    """How often the background thread applies retention (it also runs on every rotation)."""
+
+    def __post_init__(self) -> None:
+        if self.fsync not in _FSYNC_MODES:
+            raise ValueError(f"fsync must be one of {_FSYNC_MODES}, not {self.fsync!r}")
+        for name in ("fsync_interval_s", "retention_check_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.segment_bytes < _MIN_SEGMENT_BYTES:
+            raise ValueError(f"segment_bytes must be at least {_MIN_SEGMENT_BYTES}")
+        age = self.retention_age_s
+        if age is not None and not (math.isfinite(age) and age > 0):
+            raise ValueError(f"retention_age_s must be positive or None, not {age!r}")
+        if self.retention_bytes is not None and self.retention_bytes < 1:
+            raise ValueError("retention_bytes must be positive or None")
+        if self.dedup_window < 1:
+            raise ValueError("dedup_window must be at least 1")
+        if self.max_producers < 1:
+            raise ValueError("max_producers must be at least 1")
+        if self.dedup_scan_bytes < 0:
+            raise ValueError("dedup_scan_bytes must not be negative")
+        if not 1 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
+            raise ValueError(f"max_message_bytes must be within 1..{MAX_MESSAGE_BYTES}")
+
+    @property
+    def retention_enabled(self) -> bool:
+        """Whether any retention limit is set."""
+        return self.retention_age_s is not None or self.retention_bytes is not None

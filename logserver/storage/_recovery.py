@@ -1,0 +1,240 @@
+"""What :meth:`Storage.open` does before the first append: find segments, repair tails,
+and rebuild the deduplication index from the records themselves.
+
+Repair is deliberately narrow. Only the *last* segment of a category can have
+been written when the process died, and there only the bytes after the last
+complete write (the last record carrying the END flag) are removed: a torn
+record, garbage, or whole records of a write that never finished (never
+acknowledged). Damage anywhere else is logged and skipped by readers, never
+truncated, because valid records after it may have been acknowledged.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from logserver.errors import StorageUnavailableError
+from logserver.storage._dedup import SequenceWindow
+from logserver.storage._disk import DiskIO
+from logserver.storage._format import Damage, Frame, pread_at, walk
+from logserver.storage._policy import StoragePolicy
+from logserver.storage._segment import MARK_SPACING, Segment
+from logwire.categories import category_problem
+
+__all__ = ["Recovered", "load_segments", "recover"]
+
+log = logging.getLogger(__name__)
+
+_SEGMENT_FILE = re.compile(r"(\d{20})\.seg\Z")
+_SCAN_CHUNK = 4 << 20
+_MAX_PARTIAL = 100_000
+
+
+def load_segments(directory: Path, category: str) -> list[Segment]:
+    """The segment files of one category directory, oldest first, with their sizes."""
+    segments = []
+    for entry in os.scandir(directory):
+        match = _SEGMENT_FILE.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        st = entry.stat(follow_symlinks=False)
+        segments.append(
+            Segment(int(match[1]), Path(entry.path), st.st_size, modified=st.st_mtime, marks=None)
+        )
+    segments.sort(key=lambda s: s.base)
+    for before, after in itertools.pairwise(segments):
+        if before.base + before.committed > after.base:
+            log.error(
+                "category %s: segment %s overlaps %s; reads of it stop at the next one",
+                category,
+                before.path.name,
+                after.path.name,
+            )
+    return segments
+
+
+@dataclass
+class _Tally:
+    """Counts the records of each (producer, sequence) batch found, across categories."""
+
+    max_producers: int
+    window: int
+    complete: dict[bytes, tuple[SequenceWindow, list[int]]] = field(default_factory=dict)
+    open: dict[tuple[bytes, int], list[int]] = field(default_factory=dict)  # [count, mask, ns]
+
+    def feed(self, frames: Iterable[Frame]) -> None:
+        """Add the records of one write (consecutive records; their indexes mostly consecutive)."""
+        run_key: tuple[bytes, int] | None = None
+        run_first = run_last = 0
+        run_count = run_ns = 0
+        for f in frames:
+            if not f.producer:
+                continue
+            key = (f.producer, f.sequence)
+            if key == run_key and f.batch_index == run_last + 1:
+                run_last = f.batch_index
+                continue
+            if run_key is not None:
+                self._add(run_key, run_count, run_ns, run_first, run_last)
+            run_key, run_first, run_last = key, f.batch_index, f.batch_index
+            run_count, run_ns = f.batch_count, f.received_ns
+        if run_key is not None:
+            self._add(run_key, run_count, run_ns, run_first, run_last)
+
+    def _add(self, key: tuple[bytes, int], count: int, ns: int, first: int, last: int) -> None:
+        bits = ((1 << (last - first + 1)) - 1) << first
+        entry = self.open.get(key)
+        if entry is None:
+            if bits.bit_count() >= count:
+                self._done(key, ns)
+                return
+            self.open[key] = [count, bits, ns]
+            return
+        entry[1] |= bits
+        if entry[1].bit_count() >= entry[0]:
+            del self.open[key]
+            self._done(key, ns)
+
+    def _done(self, key: tuple[bytes, int], ns: int) -> None:
+        producer, seq = key
+        found = self.complete.get(producer)
+        if found is None:
+            found = self.complete[producer] = (SequenceWindow(), [ns])
+        found[0].add(seq, self.window)
+        if ns > found[1][0]:
+            found[1][0] = ns
+
+    def stored(self) -> list[tuple[str, SequenceWindow]]:
+        """Each producer's window, least recently seen first, the newest ``max_producers``."""
+        newest = sorted(self.complete.items(), key=lambda item: item[1][1][0])
+        return [(_text(p), window) for p, (window, _) in newest[-self.max_producers :]]
+
+    def partial(self) -> list[tuple[str, int, int]]:
+        """Batches only partly on disk: (producer, sequence, mask of indexes present)."""
+        newest = sorted(self.open.items(), key=lambda item: item[1][2])[-_MAX_PARTIAL:]
+        return [(_text(p), seq, mask) for (p, seq), (_, mask, _) in newest]
+
+
+def _text(producer: bytes) -> str:
+    return producer.decode("utf-8", "surrogatepass")
+
+
+@dataclass
+class Recovered:
+    """What recovery found: per category, its segments; and the dedup state on disk."""
+
+    segments: dict[str, list[Segment]]
+    stored: list[tuple[str, SequenceWindow]]
+    partial: list[tuple[str, int, int]]
+    truncated_bytes: int = 0
+
+
+def _scan(
+    category: str, segment: Segment, tally: _Tally, *, last: bool
+) -> tuple[int, list[Damage]]:
+    """Walk a whole segment: feed complete writes to the tally, record boundary marks.
+
+    Returns the end of the last complete write and the damaged ranges.
+    """
+    marks = [0]
+    damages: list[Damage] = []
+    pending: list[Frame] = []
+    complete_end = 0
+    fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        for item in walk(pread_at(fd), 0, segment.committed, _SCAN_CHUNK):
+            if isinstance(item, Damage):
+                damages.append(item)
+                continue
+            if item.offset - marks[-1] >= MARK_SPACING:
+                marks.append(item.offset)
+            pending.append(item)
+            if item.ends_write:
+                tally.feed(pending)
+                pending.clear()
+                complete_end = item.end
+    finally:
+        os.close(fd)
+    if pending and not last:
+        tally.feed(pending)  # a closed segment's tail is final; count what is there
+    if last:  # the tail after the last complete write is about to be cut off
+        marks = [m for m in marks if m < complete_end] or [0]
+    segment.marks = marks
+    return complete_end, damages
+
+
+def _repair_tail(
+    category: str, segment: Segment, complete_end: int, damages: list[Damage], disk: DiskIO
+) -> int:
+    """Cut the last segment back to its last complete write; return the bytes removed."""
+    size = segment.committed
+    for damage in damages:
+        if damage.end <= complete_end:
+            segment.report(category, damage)
+    if complete_end >= size:
+        return 0
+    torn = sum(d.end - d.offset for d in damages if d.end > complete_end)
+    log.warning(
+        "category %s segment %s: truncating %d bytes at offset %d "
+        "(an unfinished write: %d bytes of whole records, %d bytes torn or damaged)",
+        category,
+        segment.path.name,
+        size - complete_end,
+        complete_end,
+        size - complete_end - torn,
+        torn,
+    )
+    try:
+        fd = disk.open_segment(segment.path, create=False)
+        try:
+            disk.ftruncate(fd, complete_end)
+            disk.fdatasync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageUnavailableError(
+            f"cannot repair {segment.path}: {exc.strerror or exc}"
+        ) from exc
+    segment.committed = segment.readable = complete_end
+    return size - complete_end
+
+
+def recover(categories_dir: Path, policy: StoragePolicy, disk: DiskIO) -> Recovered:
+    """Load every category, repair each last segment, and tally the batches on disk.
+
+    Per category the last segment is always scanned; older ones newest first
+    while the total stays within ``policy.dedup_scan_bytes``.
+    """
+    tally = _Tally(policy.max_producers, policy.dedup_window)
+    found: dict[str, list[Segment]] = {}
+    truncated = 0
+    if categories_dir.is_dir():
+        for entry in sorted(os.scandir(categories_dir), key=lambda e: e.name):
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            problem = category_problem(entry.name)
+            if problem is not None:
+                log.warning("ignoring directory %s: %s", entry.path, problem)
+                continue
+            segments = load_segments(Path(entry.path), entry.name)
+            if not segments:
+                continue
+            last = segments[-1]
+            complete_end, damages = _scan(entry.name, last, tally, last=True)
+            truncated += _repair_tail(entry.name, last, complete_end, damages, disk)
+            budget = policy.dedup_scan_bytes - last.committed
+            for segment in reversed(segments[:-1]):
+                if segment.committed > budget:
+                    break
+                budget -= segment.committed
+                _, damages = _scan(entry.name, segment, tally, last=False)
+                for damage in damages:
+                    segment.report(entry.name, damage)
+            found[entry.name] = segments
+    return Recovered(found, tally.stored(), tally.partial(), truncated)

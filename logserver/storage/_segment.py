@@ -1,0 +1,184 @@
+"""One segment file: where it sits in the category's stream and what of it is readable."""
+
+from __future__ import annotations
+
+import logging
+import os
+from bisect import bisect_right
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from logserver.storage._format import Damage, Frame, ReadAt, pread_at, walk
+from logserver.storage._types import StoredRecord
+
+__all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
+
+log = logging.getLogger(__name__)
+
+SEGMENT_SUFFIX = ".seg"
+MARK_SPACING = 64 * 1024
+"""A known record boundary is kept at least every this many bytes, so checking that a
+read position is a boundary decodes at most this much."""
+
+
+def segment_name(base: int) -> str:
+    """The file name of the segment whose first byte is at stream position ``base``."""
+    return f"{base:020d}{SEGMENT_SUFFIX}"
+
+
+@contextmanager
+def _reader(path: Path) -> Iterator[ReadAt]:
+    """A positional reader on a fresh read-only descriptor (never the writer's, which rotation
+    may close under us)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        yield pread_at(fd)
+    finally:
+        os.close(fd)
+
+
+class Segment:
+    """A segment of a category and its state.
+
+    ``committed`` counts bytes of complete writes (a failed write is cut off
+    before it is counted). ``readable`` is what readers may see: with
+    fsync="always" it follows ``committed`` only once the bytes are durable, so
+    a reader never sees a record that a crash could take back.
+
+    Writers change a segment only under their category's lock; the group
+    committer changes ``fd``/``pins``/``readable``/``sync_failed`` under its own
+    lock. Readers only read ints, which are replaced atomically.
+    """
+
+    __slots__ = (
+        "_reported",
+        "base",
+        "committed",
+        "fd",
+        "marks",
+        "modified",
+        "path",
+        "pins",
+        "readable",
+        "retired",
+        "sync_failed",
+    )
+
+    def __init__(
+        self, base: int, path: Path, size: int, *, modified: float, marks: list[int] | None
+    ) -> None:
+        self.base = base
+        self.path = path
+        self.fd = -1
+        self.committed = size
+        self.readable = size
+        self.modified = modified
+        self.marks = marks
+        self.retired = False
+        self.pins = 0
+        self.sync_failed = False
+        self._reported: set[int] = set()
+
+    def __repr__(self) -> str:
+        flags = "".join(
+            (" retired" if self.retired else "", " sync-failed" if self.sync_failed else "")
+        )
+        return (
+            f"<Segment {self.path.name} committed={self.committed} "
+            f"readable={self.readable} fd={self.fd}{flags}>"
+        )
+
+    @property
+    def sealed(self) -> bool:
+        """No more records will become readable here: readers move on to the next segment."""
+        return self.retired and (self.readable >= self.committed or self.sync_failed)
+
+    def note_write(self, start: int, end: int) -> None:
+        """Publish a complete write ``[start, end)`` (the writer holds the category lock)."""
+        self.committed = end
+        marks = self.marks
+        if marks is not None and start - marks[-1] >= MARK_SPACING:
+            marks.append(start)
+
+    def report(self, category: str, damage: Damage) -> None:
+        """Log a damaged range once: records after it are still served."""
+        if damage.offset not in self._reported:
+            self._reported.add(damage.offset)
+            log.error(
+                "category %s segment %s: %d damaged bytes at offset %d skipped",
+                category,
+                self.path.name,
+                damage.end - damage.offset,
+                damage.offset,
+            )
+
+    def is_boundary(self, category: str, offset: int) -> bool:
+        """Whether a record starts at ``offset`` (or the readable data ends there)."""
+        if offset in (0, self.readable):
+            return True
+        marks = self.marks if self.marks is not None else self._index(category)
+        start = marks[bisect_right(marks, offset) - 1]
+        with _reader(self.path) as read:
+            for item in walk(read, start, self.readable, chunk=2 * MARK_SPACING):
+                if item.offset >= offset:
+                    return item.offset == offset and isinstance(item, Frame)
+        return False
+
+    def _index(self, category: str) -> list[int]:
+        """Find record boundaries in a segment recovery did not scan (first use only)."""
+        marks = [0]
+        with _reader(self.path) as read:
+            for item in walk(read, 0, self.readable):
+                if isinstance(item, Damage):
+                    self.report(category, item)
+                elif item.offset - marks[-1] >= MARK_SPACING:
+                    marks.append(item.offset)
+        self.marks = marks
+        return marks
+
+    def read_into(
+        self,
+        category: str,
+        out: list[StoredRecord],
+        offset: int,
+        stop: int,
+        limit: int,
+        max_bytes: int,
+        used: int,
+    ) -> tuple[int, int]:
+        """Append records from ``offset`` up to ``stop`` to ``out`` until ``limit`` records or
+        ``max_bytes`` (the first record of a read always fits); return (next offset, bytes used)."""
+        producers: dict[bytes, str] = {}
+        base = self.base
+        chunk = min(max(max_bytes - used, 4096), 1 << 20)
+        with _reader(self.path) as read:
+            for item in walk(read, offset, stop, chunk):
+                if type(item) is Damage:
+                    self.report(category, item)
+                    offset = item.end
+                    continue
+                assert isinstance(item, Frame)
+                size = item.end - item.offset
+                if out and used + size > max_bytes:
+                    break
+                producer = producers.get(item.producer)
+                if producer is None:
+                    producer = producers[item.producer] = item.producer.decode("utf-8", "replace")
+                out.append(
+                    StoredRecord(
+                        category,
+                        item.message,
+                        producer,
+                        item.sequence,
+                        item.batch_index,
+                        item.batch_count,
+                        item.received_ns,
+                        base + item.offset,
+                    )
+                )
+                used += size
+                offset = item.end
+                if len(out) >= limit or used >= max_bytes:
+                    break
+        return offset, used

@@ -1,0 +1,393 @@
+"""The storage engine: durable, deduplicated, append-only logs per category."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from logserver.errors import StorageLockedError, StorageUnavailableError
+from logserver.storage._batch import BatchChecker, Checked
+from logserver.storage._category import CategoryLog, Written
+from logserver.storage._commit import GroupCommitter, Round
+from logserver.storage._dedup import Claim, DedupIndex
+from logserver.storage._disk import DiskIO
+from logserver.storage._errors import InvalidPositionError, InvalidRequestError
+from logserver.storage._format import encode_records
+from logserver.storage._offline import CATEGORIES_DIR
+from logserver.storage._policy import StoragePolicy
+from logserver.storage._recovery import recover
+from logserver.storage._stats import Counters, StorageStats
+from logserver.storage._types import AppendOutcome, ReadBatch
+
+__all__ = ["Storage"]
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = "LOCK"
+
+
+def _lock(data_dir: Path) -> int:
+    """Take the data directory for this process (flock: released by the kernel on death)."""
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise StorageLockedError(f"{data_dir} is in use by another storage") from None
+    except BaseException:
+        os.close(fd)
+        raise
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+class Storage:
+    """Append-only, per-category logs in one data directory, owned by one process.
+
+    ``append`` is thread-safe and returns once the batch is as durable as the
+    policy promises; ``read`` runs concurrently with appends and never sees a
+    record that could still be taken back. Use :meth:`open` (not the
+    constructor), and :meth:`close` (or ``with``) when done.
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        policy: StoragePolicy,
+        *,
+        disk: DiskIO,
+        lock_fd: int,
+        logs: dict[str, CategoryLog],
+        dedup: DedupIndex,
+        committer: GroupCommitter,
+        counters: Counters,
+    ) -> None:
+        self._data_dir = data_dir
+        self._policy = policy
+        self._disk = disk
+        self._lock_fd = lock_fd
+        self._logs = logs  # replaced on change (copy-on-write): iterated without a lock
+        self._dedup = dedup
+        self._committer = committer
+        self._counters = counters
+        self._checker = BatchChecker(policy.max_message_bytes)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if policy.fsync == "interval" or policy.retention_enabled:
+            self._thread = threading.Thread(
+                target=self._maintain, name=f"storage-maintenance:{data_dir.name}", daemon=True
+            )
+            self._thread.start()
+
+    @classmethod
+    def open(
+        cls,
+        data_dir: Path,
+        policy: StoragePolicy = StoragePolicy(),  # noqa: B008 - frozen, safe to share
+        *,
+        disk: DiskIO | None = None,
+    ) -> Storage:
+        """Lock ``data_dir`` (creating it), recover it, and start serving.
+
+        Raises StorageLockedError if another Storage holds the directory, and
+        StorageUnavailableError if a torn tail cannot be repaired. ``disk`` is a
+        seam for tests (failing writes); production uses the default.
+        """
+        data_dir = Path(data_dir)
+        disk = disk or DiskIO()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = _lock(data_dir)
+        try:
+            categories = data_dir / CATEGORIES_DIR
+            categories.mkdir(exist_ok=True)
+            started = time.monotonic()
+            recovered = recover(categories, policy, disk)
+            counters = Counters()
+            committer = GroupCommitter(disk, counters, publish_on_sync=policy.fsync == "always")
+            dedup = DedupIndex(policy.dedup_window, policy.max_producers)
+            dedup.restore(recovered.stored, recovered.partial)
+            logs = {
+                name: CategoryLog(
+                    name,
+                    categories / name,
+                    segments,
+                    policy=policy,
+                    disk=disk,
+                    committer=committer,
+                    counters=counters,
+                )
+                for name, segments in recovered.segments.items()
+            }
+            log.info(
+                "storage %s recovered in %.3f s: %d categories, %d producers remembered, "
+                "%d partial batches, %d bytes truncated",
+                data_dir,
+                time.monotonic() - started,
+                len(logs),
+                len(recovered.stored),
+                len(recovered.partial),
+                recovered.truncated_bytes,
+            )
+        except BaseException:
+            os.close(lock_fd)
+            raise
+        return cls(
+            data_dir,
+            policy,
+            disk=disk,
+            lock_fd=lock_fd,
+            logs=logs,
+            dedup=dedup,
+            committer=committer,
+            counters=counters,
+        )
+
+    def __repr__(self) -> str:
+        c = self._counters
+        state = "closed" if self._closed else "open"
+        return (
+            f"<Storage {str(self._data_dir)!r} {state} fsync={self._policy.fsync} "
+            f"categories={len(self._logs)} records={c.records_stored} "
+            f"batches={c.batches_stored} duplicates={c.duplicates} fsyncs={c.fsyncs} "
+            f"{self._dedup!r} {self._committer!r}>"
+        )
+
+    def __enter__(self) -> Storage:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def policy(self) -> StoragePolicy:
+        """The policy this storage runs with."""
+        return self._policy
+
+    # ------------------------------------------------------------------ append
+
+    def append(
+        self,
+        entries: Sequence[tuple[str | bytes, bytes]],
+        producer_id: str = "",
+        sequence: int = -1,
+    ) -> AppendOutcome:
+        """Store a batch of (category, message) records, all of it or nothing.
+
+        With a ``producer_id``, a batch whose (producer_id, sequence) is stored
+        already is acknowledged as a duplicate and not written again. Raises
+        InvalidCategoryError, MessageTooLargeError or InvalidRequestError before
+        writing anything, and StorageUnavailableError when the disk refused the
+        write or the sync (nothing acknowledged; retrying later may work).
+        """
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        checked = self._checker.check(entries, producer_id, sequence)
+        if not checked.groups:
+            return AppendOutcome(0, False)
+        claim: Claim | None = None
+        if producer_id:
+            claim = self._dedup.begin(producer_id, sequence)
+            if claim is None:
+                self._counters.add("duplicates")
+                return AppendOutcome(0, True)
+        stored = False
+        try:
+            records = self._store(checked, sequence, claim.stored_mask if claim else 0)
+            stored = True
+        finally:
+            if claim is not None:
+                self._dedup.finish(claim, stored=stored)
+        return AppendOutcome(records, False)
+
+    def _store(self, checked: Checked, sequence: int, stored_mask: int) -> int:
+        """Encode, write every category's part under its lock, then wait for durability."""
+        received_ns = time.time_ns()
+        parts: list[tuple[CategoryLog, bytes]] = []
+        records = 0
+        for group in checked.groups:
+            if stored_mask:
+                group = group.without(stored_mask)
+                if not group.messages:
+                    continue
+            data = encode_records(
+                checked.producer,
+                sequence,
+                checked.records,
+                received_ns,
+                group.indexes,
+                group.messages,
+            )
+            parts.append((self._category(group.name), data))
+            records += len(group.messages)
+        if not parts:
+            return 0
+        locks = [category.lock for category, _ in parts]  # in name order: no deadlock
+        for lock in locks:
+            lock.acquire()
+        try:
+            if self._closed:
+                raise StorageUnavailableError("storage is closed")
+            done: list[tuple[CategoryLog, Written]] = []
+            try:
+                for category, data in parts:
+                    done.append((category, category.write(data)))
+            except BaseException:
+                for category, written in done:
+                    category.undo(written)
+                raise
+            for category, written in done:
+                category.publish(written)
+            current: Round = self._committer.join(written.segment for _, written in done)
+        finally:
+            for lock in reversed(locks):
+                lock.release()
+        if self._policy.fsync == "always":
+            self._committer.wait(current)
+        self._counters.stored(records, sum(len(data) for _, data in parts))
+        return records
+
+    def _category(self, name: str) -> CategoryLog:
+        category = self._logs.get(name)
+        if category is not None:
+            return category
+        with self._lock:
+            category = self._logs.get(name)
+            if category is None:
+                if self._closed:
+                    raise StorageUnavailableError("storage is closed")
+                category = CategoryLog.create(
+                    name,
+                    self._data_dir / CATEGORIES_DIR / name,
+                    policy=self._policy,
+                    disk=self._disk,
+                    committer=self._committer,
+                    counters=self._counters,
+                )
+                self._logs = {**self._logs, name: category}
+        return category
+
+    # -------------------------------------------------------------------- read
+
+    def read(
+        self, category: str, position: int = 0, limit: int = 1000, max_bytes: int = 4 * 2**20
+    ) -> ReadBatch:
+        """Up to ``limit`` records (and about ``max_bytes``, at least one record) of
+        ``category`` starting at ``position``.
+
+        ``position`` is 0, a record's position, or a ``next_position`` from an
+        earlier read; below the oldest kept record it means "from the oldest".
+        Anything else raises InvalidPositionError.
+        """
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        if not isinstance(position, int) or position < 0:
+            raise InvalidPositionError(name, position, "must be a non-negative integer")
+        if limit < 1 or max_bytes < 1:
+            raise InvalidRequestError("limit and max_bytes must be positive")
+        log_ = self._logs.get(name)
+        if log_ is None:
+            if position == 0:
+                return ReadBatch([], 0, True)
+            raise InvalidPositionError(name, position, "the category has no records")
+        return log_.read(position, limit, max_bytes)
+
+    def categories(self) -> list[str]:
+        """The categories that hold (or held) records, sorted."""
+        return sorted(name for name, c in self._logs.items() if c.segments)
+
+    def stats(self) -> StorageStats:
+        """Counters since open, and the current size of the store."""
+        c = self._counters
+        logs = list(self._logs.values())
+        return StorageStats(
+            records_stored=c.records_stored,
+            batches_stored=c.batches_stored,
+            duplicates=c.duplicates,
+            bytes_stored=c.bytes_stored,
+            fsyncs=c.fsyncs,
+            sync_rounds=c.sync_rounds,
+            write_errors=c.write_errors,
+            sync_errors=c.sync_errors,
+            categories=sum(1 for category in logs if category.segments),
+            segments=sum(len(category.segments) for category in logs),
+            disk_bytes=sum(category.disk_bytes() for category in logs),
+            segments_deleted=c.segments_deleted,
+            producers_tracked=len(self._dedup),
+        )
+
+    # --------------------------------------------------------------- lifecycle
+
+    def sync(self) -> None:
+        """Make everything written so far durable (StorageUnavailableError if the disk refused)."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        self._committer.flush()
+
+    def close(self) -> None:
+        """Finish in-flight writes, sync, stop the background thread, release the directory.
+
+        Idempotent. Appends that arrive later raise StorageUnavailableError.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        logs = sorted(self._logs.values(), key=lambda c: c.name)
+        for category in logs:
+            category.lock.acquire()
+        try:
+            try:
+                self._committer.flush()
+            except StorageUnavailableError as exc:
+                log.error("final sync of %s failed: %s", self._data_dir, exc)
+            for category in logs:
+                category.close()
+        finally:
+            for category in reversed(logs):
+                category.lock.release()
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+        log.info("storage %s closed", self._data_dir)
+
+    def _maintain(self) -> None:
+        """Background thread: periodic sync (fsync="interval") and retention."""
+        policy = self._policy
+        sync_every = policy.fsync_interval_s if policy.fsync == "interval" else None
+        retain_every = policy.retention_check_s if policy.retention_enabled else None
+        now = time.monotonic()
+        next_sync = now + sync_every if sync_every else float("inf")
+        next_retain = now + retain_every if retain_every else float("inf")
+        while not self._stop.wait(max(0.0, min(next_sync, next_retain) - time.monotonic())):
+            now = time.monotonic()
+            try:
+                if now >= next_sync and sync_every:
+                    next_sync = now + sync_every
+                    self._committer.flush()
+                if now >= next_retain and retain_every:
+                    next_retain = now + retain_every
+                    for category in list(self._logs.values()):
+                        category.enforce_retention(time.time())
+            except StorageUnavailableError as exc:
+                log.error("background sync failed: %s", exc)
+            except Exception:
+                log.exception("storage maintenance failed; retrying later")
