@@ -1,0 +1,91 @@
+"""logclient: send logs to the logservers, failing over without losing a line.
+
+::
+
+    from logclient import LogClient
+
+    with LogClient("zk1:2181,zk2:2181", "/logservers") as client:
+        client.log("app", "hello")        # never waits on the network
+        client.flush(timeout=5)           # True once the servers acknowledged it
+
+Also here: :class:`LogServerHandler` (stdlib ``logging``),
+:class:`LogServerLoggerFactory` (structlog), the policies that tune batching,
+failover, server choice, the memory queue and the disk spool, and the
+exception tree (every error logclient raises derives from
+:class:`LogClientError`). The library logs through the ``logclient`` loggers
+and never configures logging; importing it starts no thread and does not load
+kazoo or thriftpy2 (they load when a client starts).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from logclient._client import ClientStats, LogClient
+from logclient._handler import JsonFormatter, LogServerHandler
+from logclient._policies import (
+    BatchPolicy,
+    ChoicePolicy,
+    FailoverPolicy,
+    QueuePolicy,
+    SpoolPolicy,
+)
+from logclient._structlog import LogServerLogger, LogServerLoggerFactory
+from logclient.errors import (
+    BatchRejectedError,
+    ClientClosedError,
+    DiscoveryError,
+    InvalidCategoryError,
+    LogClientError,
+    MessageTooLargeError,
+    QueueFullError,
+    ServerError,
+    ServerUnavailableError,
+    SpoolError,
+    SpoolLockedError,
+)
+
+if TYPE_CHECKING:
+    from logclient.discovery import ServerSource, StaticServers, ZooKeeperServers
+
+__all__ = [
+    "BatchPolicy",
+    "BatchRejectedError",
+    "ChoicePolicy",
+    "ClientClosedError",
+    "ClientStats",
+    "DiscoveryError",
+    "FailoverPolicy",
+    "InvalidCategoryError",
+    "JsonFormatter",
+    "LogClient",
+    "LogClientError",
+    "LogServerHandler",
+    "LogServerLogger",
+    "LogServerLoggerFactory",
+    "MessageTooLargeError",
+    "QueueFullError",
+    "QueuePolicy",
+    "ServerError",
+    "ServerSource",
+    "ServerUnavailableError",
+    "SpoolError",
+    "SpoolLockedError",
+    "SpoolPolicy",
+    "StaticServers",
+    "ZooKeeperServers",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+_DISCOVERY = ("ServerSource", "StaticServers", "ZooKeeperServers")
+
+
+def __getattr__(name: str) -> Any:
+    # Discovery imports kazoo; load it only when an app asks for these names.
+    if name in _DISCOVERY:
+        from logclient import discovery
+
+        return getattr(discovery, name)
+    raise AttributeError(f"module 'logclient' has no attribute {name!r}")

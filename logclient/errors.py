@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BatchRejectedError",
     "ClientClosedError",
     "DiscoveryError",
     "InvalidCategoryError",
@@ -11,6 +12,8 @@ __all__ = [
     "QueueFullError",
     "ServerError",
     "ServerUnavailableError",
+    "SpoolError",
+    "SpoolLockedError",
 ]
 
 
@@ -58,4 +61,54 @@ class ServerError(LogClientError):
 
 
 class ServerUnavailableError(ServerError):
-    """The server is down, hung, draining or cannot store now: try another."""
+    """The server is down, hung, draining or cannot store now: try another.
+
+    ``phase`` says how far the call got: ``"connect"`` (nothing was sent, the
+    server cannot have stored the batch), ``"call"`` (the batch may or may not
+    have been stored: the retry keeps its producer id and sequence) or
+    ``"answer"`` (the server answered that it cannot take batches now).
+    ``timeout`` is True when the server did not answer in time.
+    """
+
+    def __init__(
+        self, server: str, reason: str, *, phase: str = "call", timeout: bool = False
+    ) -> None:
+        super().__init__(server, reason)
+        self.phase = phase
+        self.timeout = timeout
+
+
+class BatchRejectedError(ServerError):
+    """The server refused a batch for good (bad category, too large, bad request).
+
+    Retrying the same batch elsewhere cannot help: the sender splits a batch that
+    is too large and drops (counts and logs) what no server will ever take.
+    """
+
+    def __init__(
+        self,
+        server: str,
+        reason: str,
+        *,
+        kind: str,
+        category: str | None = None,
+        limit: int | None = None,
+        actual: int | None = None,
+    ) -> None:
+        super().__init__(server, reason)
+        self.kind = kind
+        self.category = category
+        self.limit = limit
+        self.actual = actual
+
+
+class SpoolError(LogClientError):
+    """The on-disk spool cannot be used (directory not writable, bad file)."""
+
+
+class SpoolLockedError(SpoolError):
+    """Another live client holds this spool directory."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__(f"spool directory {directory} is in use by another live client")
+        self.directory = directory

@@ -1,0 +1,326 @@
+"""LogClient: what an application holds to send logs.
+
+``log()`` validates and enqueues; it never waits on the network. One
+background thread (see :mod:`logclient._sender`) batches, sends, fails over
+and spills to disk. ``flush()`` waits for acknowledgements, ``close()`` flushes
+(bounded), spools what is left and stops every thread.
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from logclient._connection import ThriftTransport, Transport
+from logclient._policies import (
+    BatchPolicy,
+    ChoicePolicy,
+    FailoverPolicy,
+    QueuePolicy,
+    SpoolPolicy,
+)
+from logclient._queue import RecordQueue
+from logclient._sender import Sender
+from logclient._servers import ServerPool
+from logclient._spool import Spool
+from logclient.errors import (
+    DiscoveryError,
+    InvalidCategoryError,
+    LogClientError,
+    MessageTooLargeError,
+)
+from logwire.categories import category_problem
+
+if TYPE_CHECKING:
+    from logclient.discovery import ServerSource
+
+__all__ = ["ClientStats", "LogClient"]
+
+logger = logging.getLogger("logclient.client")
+
+#: How long ``close()`` may take when the interpreter exits with the client open.
+ATEXIT_TIMEOUT_S = 5.0
+_CATEGORY_CACHE = 10_000
+
+
+@dataclass(frozen=True)
+class ClientStats:
+    """A snapshot of a client's state and counters (records unless said otherwise).
+
+    ``logged``: accepted by ``log()``. ``queued``: in memory, not yet in a batch.
+    ``spooled``: in spool files (``spooled_batches`` files, ``spooled_bytes``).
+    ``sent``: records in ``Append`` calls made, resends included. ``acknowledged``:
+    records servers acknowledged (``duplicates``: batches a server already had).
+    ``failovers``: times a server was found unavailable and the batch moved on.
+    ``dropped``: records given up by policy (queue or spool full with
+    overflow="drop", a batch no server accepts, close without spool); always logged.
+    ``batches_retried``: batches that needed more than one ``Append`` call.
+    ``spilled``: records written to the spool by this client.
+    """
+
+    producer_id: str
+    current_server: str | None
+    known_servers: tuple[str, ...]
+    down_servers: tuple[str, ...]
+    queued: int
+    queued_bytes: int
+    spooled: int
+    spooled_batches: int
+    spooled_bytes: int
+    logged: int
+    sent: int
+    acknowledged: int
+    duplicates: int
+    failovers: int
+    dropped: int
+    batches_retried: int
+    spilled: int
+    spool_directory: str | None
+    closed: bool
+
+    def __repr__(self) -> str:
+        return (
+            f"ClientStats(server={self.current_server}, known={list(self.known_servers)}, "
+            f"down={list(self.down_servers)}, queued={self.queued}, spooled={self.spooled}, "
+            f"logged={self.logged}, sent={self.sent}, acknowledged={self.acknowledged}, "
+            f"failovers={self.failovers}, dropped={self.dropped}, "
+            f"batches_retried={self.batches_retried}, spilled={self.spilled})"
+        )
+
+
+class LogClient:
+    """Sends log records to the logservers, failing over without losing or duplicating any.
+
+    Give either ``zk_hosts`` (and ``zk_path``): the servers registered in
+    ZooKeeper, or ``servers``: any :class:`~logclient.discovery.ServerSource`
+    (e.g. ``StaticServers(["host:port"])``). ``transport`` is the network seam
+    (tests only). The client starts at once: it takes its spool directory (a
+    spool left by an earlier process is delivered first), starts discovery and
+    its sender thread, and registers an ``atexit`` hook that closes it.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        zk_hosts: str | None = None,
+        zk_path: str = "/logservers",
+        *,
+        servers: ServerSource | None = None,
+        batching: BatchPolicy = BatchPolicy(),  # noqa: B008 - frozen, shared safely
+        failover: FailoverPolicy = FailoverPolicy(),  # noqa: B008
+        choice: ChoicePolicy | str = "random",
+        queue: QueuePolicy = QueuePolicy(),  # noqa: B008
+        spool: SpoolPolicy = SpoolPolicy(),  # noqa: B008
+        transport: Transport | None = None,
+    ) -> None:
+        if (zk_hosts is None) == (servers is None):
+            raise TypeError("LogClient needs exactly one of zk_hosts or servers")
+        if queue.max_bytes < batching.max_bytes:
+            raise ValueError("QueuePolicy.max_bytes must be at least BatchPolicy.max_bytes")
+        self.producer_id = uuid.uuid4().hex
+        self.batching = batching
+        self.failover = failover
+        self.choice = ChoicePolicy.of(choice)
+        self.queue_policy = queue
+        self.spool_policy = spool
+        self._max_message = batching.max_message_bytes
+        self._categories: dict[str, None] = {}
+        self._queue = RecordQueue(queue, batching)
+        self._pool = ServerPool(failover, self.choice, on_change=self._queue.doorbell.set)
+        self._source: ServerSource = (
+            servers if servers is not None else _zookeeper_source(zk_hosts or "", zk_path)
+        )
+        self._spool = Spool.open(spool) if spool.enabled else None
+        self._sender = Sender(
+            queue=self._queue,
+            pool=self._pool,
+            transport=transport or ThriftTransport(),
+            spool=self._spool,
+            batching=batching,
+            failover=failover,
+            spool_policy=spool,
+            producer_id=self.producer_id,
+        )
+        self._close_lock = threading.Lock()
+        self._closed = False
+        self._start()
+
+    def _start(self) -> None:
+        try:
+            self._source.subscribe(self._pool.update)
+            self._source.start()
+        except LogClientError:
+            self._release()
+            raise
+        except Exception as exc:
+            self._release()
+            raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
+        self._pool.update(self._source.servers())
+        self._sender.start()
+        atexit.register(self._atexit)
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        spool = self._spool
+        return (
+            f"<LogClient {state} producer={self.producer_id[:8]} "
+            f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
+            f"queued={len(self._queue)} spooled={spool.records if spool else 0} "
+            f"acked={self._sender.acked_records} failovers={self._sender.failovers} "
+            f"dropped={self._queue.dropped + self._sender.dropped_records}>"
+        )
+
+    def __enter__(self) -> LogClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ the API
+
+    def log(self, category: str, message: str | bytes) -> None:
+        """Queue one record; returns at once (never waits on the network).
+
+        Raises InvalidCategoryError or MessageTooLargeError for a record no
+        server would store, ClientClosedError after ``close()``, and, when the
+        queue is full, whatever ``QueuePolicy.overflow`` says (QueueFullError
+        for "block" after ``block_timeout_s`` and for "raise").
+        """
+        if category not in self._categories:
+            self._check_category(category)
+        if isinstance(message, str):
+            try:
+                data = message.encode()
+            except UnicodeEncodeError:
+                data = message.encode("utf-8", "backslashreplace")
+        elif isinstance(message, bytes):
+            data = message
+        elif isinstance(message, bytearray | memoryview):
+            data = bytes(message)
+        else:
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        if len(data) > self._max_message:
+            raise MessageTooLargeError(len(data), self._max_message)
+        self._queue.put(category, data)
+
+    def _check_category(self, category: str) -> None:
+        if not isinstance(category, str):
+            raise InvalidCategoryError(repr(category), "category must be a str")
+        problem = category_problem(category)
+        if problem is not None:
+            raise InvalidCategoryError(category, problem)
+        if len(self._categories) < _CATEGORY_CACHE:
+            self._categories[category] = None
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every record logged so far is acknowledged by a server.
+
+        True once it is (records dropped by policy count as done: they are
+        counted in ``stats().dropped`` and logged); False when ``timeout``
+        seconds pass first. ``None`` waits as long as it takes.
+        """
+        return self._sender.flush(timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Flush for most of ``timeout``, spool what is undelivered, stop every thread.
+
+        With no server reachable and a spool, records go to the spool at once
+        instead of waiting out the timeout. Idempotent; ``log()`` afterwards
+        raises ClientClosedError.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        deadline = time.monotonic() + timeout
+        atexit.unregister(self._atexit)
+        self._queue.close()
+        stopped = self._sender.stop(deadline)
+        try:
+            self._source.close(max(0.5, min(2.0, deadline - time.monotonic())))
+        except Exception:
+            logger.exception("logclient: closing server discovery failed")
+        if stopped:
+            self._release()
+        stats = self.stats()
+        if stats.spooled:
+            logger.info(
+                "logclient closed; %d records wait in spool %s",
+                stats.spooled,
+                stats.spool_directory,
+            )
+
+    def _release(self) -> None:
+        if self._spool is not None:
+            self._spool.close()
+
+    def _atexit(self) -> None:
+        try:
+            self.close(ATEXIT_TIMEOUT_S)
+        except Exception:
+            logger.exception("logclient: close at interpreter exit failed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def stats(self) -> ClientStats:
+        """Counters and state, for health checks, tests and debugging."""
+        sender = self._sender
+        spool = self._spool
+        current = self._pool.current
+        return ClientStats(
+            producer_id=self.producer_id,
+            current_server=str(current) if current else None,
+            known_servers=tuple(str(e) for e in self._pool.known),
+            down_servers=tuple(str(e) for e in self._pool.down()),
+            queued=len(self._queue),
+            queued_bytes=self._queue.nbytes,
+            spooled=spool.records if spool else 0,
+            spooled_batches=spool.batches if spool else 0,
+            spooled_bytes=spool.bytes if spool else 0,
+            logged=self._queue.accepted,
+            sent=sender.sent_records,
+            acknowledged=sender.acked_records,
+            duplicates=sender.duplicates,
+            failovers=sender.failovers,
+            dropped=self._queue.dropped + sender.dropped_records,
+            batches_retried=sender.batches_retried,
+            spilled=sender.spilled_records,
+            spool_directory=str(spool.directory) if spool else None,
+            closed=self._closed,
+        )
+
+    @property
+    def spool_directory(self) -> Path | None:
+        """The spool directory this client holds (None without a spool)."""
+        return self._spool.directory if self._spool else None
+
+
+def _zookeeper_source(zk_hosts: str, zk_path: str) -> ServerSource:
+    """``ZooKeeperServers``, imported only when used (kazoo is loaded only then)."""
+    discovery = importlib.import_module("logclient.discovery")
+    factory = getattr(discovery, "ZooKeeperServers", None)
+    if factory is None:
+        raise DiscoveryError("ZooKeeper discovery is not available in this version of logclient")
+    try:
+        source: ServerSource = factory(zk_hosts, zk_path)
+    except LogClientError:
+        raise
+    except Exception as exc:
+        raise DiscoveryError(f"cannot use ZooKeeper at {zk_hosts!r}{zk_path}: {exc}") from exc
+    return source

@@ -1,0 +1,234 @@
+"""The client's knobs: frozen, validated dataclasses (urllib3's ``Retry`` is the model).
+
+A policy never changes after construction; ``dataclasses.replace`` makes a
+variant. Every value is checked in ``__post_init__`` so that a typo fails at
+configuration time, not at three in the morning when the first failover happens.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+__all__ = [
+    "BatchPolicy",
+    "ChoicePolicy",
+    "FailoverPolicy",
+    "QueuePolicy",
+    "SpoolPolicy",
+]
+
+MiB = 2**20
+GiB = 2**30
+
+Overflow = Literal["block", "drop", "raise"]
+Strategy = Literal["random", "round_robin", "sticky"]
+
+
+def _positive(owner: object, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{type(owner).__name__}.{name} must be > 0, not {value!r}")
+
+
+def _non_negative(owner: object, **values: float) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{type(owner).__name__}.{name} must be >= 0, not {value!r}")
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How records are grouped into one ``Append`` call.
+
+    A batch is sent when it holds ``max_records`` records or ``max_bytes`` bytes
+    (category plus message), or when its oldest record has waited ``linger_s``.
+    ``max_message_bytes`` is checked in ``log()``: a larger message is refused
+    there, so no batch can ever carry a record that no server accepts.
+    """
+
+    max_records: int = 1000
+    max_bytes: int = 1 * MiB
+    linger_s: float = 0.05
+    max_message_bytes: int = 1 * MiB
+
+    def __post_init__(self) -> None:
+        _positive(self, max_records=self.max_records, max_bytes=self.max_bytes)
+        _positive(self, max_message_bytes=self.max_message_bytes)
+        _non_negative(self, linger_s=self.linger_s)
+        if self.max_message_bytes > self.max_bytes:
+            raise ValueError(
+                f"BatchPolicy.max_message_bytes ({self.max_message_bytes}) must not exceed "
+                f"max_bytes ({self.max_bytes}): such a message would fit in no batch"
+            )
+
+
+@dataclass(frozen=True)
+class FailoverPolicy:
+    """When a server counts as down, and for how long it is avoided.
+
+    The socket decides liveness, not ZooKeeper: a refused or reset connection,
+    EOF, or no answer within ``rpc_timeout_s`` marks the server down for
+    ``down_backoff_s``, doubling per consecutive failure up to
+    ``max_down_backoff_s`` (with ``jitter`` as a fraction), reset by a success.
+    When every known server is down the client still probes one (the one whose
+    backoff ends first) every ``probe_interval_s``, so a restarted cluster is
+    found quickly. A connection idle for ``max_idle_s`` is reopened before use
+    (servers close idle connections).
+    """
+
+    connect_timeout_s: float = 1.0
+    rpc_timeout_s: float = 2.0
+    down_backoff_s: float = 5.0
+    max_down_backoff_s: float = 60.0
+    jitter: float = 0.2
+    probe_interval_s: float = 1.0
+    max_idle_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        _positive(
+            self,
+            connect_timeout_s=self.connect_timeout_s,
+            rpc_timeout_s=self.rpc_timeout_s,
+            probe_interval_s=self.probe_interval_s,
+            max_idle_s=self.max_idle_s,
+        )
+        _non_negative(self, down_backoff_s=self.down_backoff_s, jitter=self.jitter)
+        if self.max_down_backoff_s < self.down_backoff_s:
+            raise ValueError("FailoverPolicy.max_down_backoff_s must be >= down_backoff_s")
+        if self.jitter >= 1:
+            raise ValueError("FailoverPolicy.jitter is a fraction and must be < 1")
+
+    def backoff(self, failures: int, random_fraction: float = 0.5) -> float:
+        """Seconds to avoid a server after its ``failures``-th consecutive failure.
+
+        ``random_fraction`` in [0, 1) picks the point in the jitter band (0.5 is
+        the middle, i.e. no jitter), so callers choose the randomness source.
+        """
+        if failures < 1:
+            return 0.0
+        base = min(self.down_backoff_s * 2 ** min(failures - 1, 32), self.max_down_backoff_s)
+        return base * (1 + self.jitter * (2 * random_fraction - 1))
+
+
+@dataclass(frozen=True)
+class ChoicePolicy:
+    """Which live server gets the next batch.
+
+    ``random`` (the default) picks a random live server for every batch, so a
+    server that joins later gets its share at once; ``round_robin`` cycles
+    through them in endpoint order; ``sticky`` stays on one server until it
+    fails or leaves the server set.
+    """
+
+    strategy: Strategy = "random"
+
+    def __post_init__(self) -> None:
+        if self.strategy not in ("random", "round_robin", "sticky"):
+            raise ValueError(
+                f"ChoicePolicy.strategy must be random, round_robin or sticky, "
+                f"not {self.strategy!r}"
+            )
+
+    @classmethod
+    def of(cls, value: ChoicePolicy | str) -> ChoicePolicy:
+        """Accept a policy or a strategy name."""
+        return value if isinstance(value, ChoicePolicy) else cls(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class QueuePolicy:
+    """The in-memory queue between ``log()`` and the sender.
+
+    When it is full (``max_records`` or ``max_bytes``), ``overflow`` decides:
+    ``block`` waits up to ``block_timeout_s`` for room, then raises
+    :class:`~logclient.QueueFullError`; ``drop`` drops the new record (counted
+    in ``stats().dropped`` and logged, rate-limited); ``raise`` raises at once.
+    The sender spills the queue to the spool well before it is full (see
+    :class:`SpoolPolicy`), so with a spool the limit is reached only when the
+    disk cannot keep up or the spool is full too; the same ``overflow`` then
+    decides whether a batch that does not fit in the spool is dropped.
+    """
+
+    max_records: int = 100_000
+    max_bytes: int = 64 * MiB
+    overflow: Overflow = "block"
+    block_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        _positive(self, max_records=self.max_records, max_bytes=self.max_bytes)
+        _non_negative(self, block_timeout_s=self.block_timeout_s)
+        if self.overflow not in ("block", "drop", "raise"):
+            raise ValueError(
+                f"QueuePolicy.overflow must be block, drop or raise, not {self.overflow!r}"
+            )
+
+
+_NAME_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+def default_spool_name() -> str:
+    """The program's name, made safe as a directory name."""
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else "python"
+    stem = Path(argv0).stem or "python"
+    if stem in ("-c", "-m", "__main__"):
+        stem = "python"
+    return _NAME_UNSAFE.sub("_", stem).lstrip(".")[:64] or "python"
+
+
+def default_state_home() -> Path:
+    """``$XDG_STATE_HOME`` or ``~/.local/state``."""
+    env = os.environ.get("XDG_STATE_HOME", "").strip()
+    return Path(env) if env and Path(env).is_absolute() else Path.home() / ".local" / "state"
+
+
+@dataclass(frozen=True)
+class SpoolPolicy:
+    """The on-disk spool that keeps batches while no server takes them.
+
+    ``directory`` is used as it is, by one live client at a time (a second one
+    gets :class:`~logclient.SpoolLockedError`). Without it the spool lives under
+    ``$XDG_STATE_HOME/logclient/<name>/`` (``~/.local/state`` without the
+    variable; ``name`` defaults to the program's name) in the first slot
+    (``slot-0``, ``slot-1``...) that no live client holds, so several processes
+    of one program each get a spool and a restarted one finds a dead one's.
+
+    Batches are spilled when no server took anything for ``spill_after_s``, when
+    the memory queue passes ``high_water`` (a fraction of its limits), and by
+    ``close()`` for whatever is undelivered. The spool holds at most
+    ``max_bytes``; ``fsync`` makes every spilled batch durable before it leaves
+    memory. ``enabled=False`` (see :meth:`disabled`) keeps everything in memory.
+    """
+
+    directory: Path | None = None
+    name: str | None = None
+    max_bytes: int = 1 * GiB
+    spill_after_s: float = 10.0
+    high_water: float = 0.8
+    fsync: bool = True
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        _positive(self, max_bytes=self.max_bytes, high_water=self.high_water)
+        _non_negative(self, spill_after_s=self.spill_after_s)
+        if self.high_water > 1:
+            raise ValueError("SpoolPolicy.high_water is a fraction of the queue limits (<= 1)")
+        if self.directory is not None and not isinstance(self.directory, Path):
+            object.__setattr__(self, "directory", Path(self.directory))
+        if self.name is not None and (
+            not self.name or _NAME_UNSAFE.search(self.name) or self.name.startswith(".")
+        ):
+            raise ValueError(f"SpoolPolicy.name must be a plain directory name, not {self.name!r}")
+
+    @classmethod
+    def disabled(cls) -> SpoolPolicy:
+        """No spool: undelivered records live (and die) in memory."""
+        return cls(enabled=False)
+
+    def base_directory(self) -> Path:
+        """Where the slots of the default spool live (only without ``directory``)."""
+        return default_state_home() / "logclient" / (self.name or default_spool_name())

@@ -1,0 +1,256 @@
+"""The bounded in-memory queue between ``log()`` and the sender thread.
+
+The fast path is one uncontended lock, a deque append and two counters: no
+Condition, no Event per call. The sender is woken (its doorbell rung) only when
+it asked for it: when it is idle and the first record arrives, or when it is
+lingering and a full batch is queued. ``log()`` callers wait only when the
+queue is full and the overflow policy says to block.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+
+from logclient._batch import ENTRY_OVERHEAD, Entry
+from logclient._policies import BatchPolicy, QueuePolicy
+from logclient.errors import ClientClosedError, QueueFullError
+
+__all__ = ["RateLimitedLog", "RecordQueue"]
+
+logger = logging.getLogger("logclient.queue")
+
+_NEVER = 1 << 62
+
+
+class RateLimitedLog:
+    """Logs a recurring condition at most once per ``interval_s``, with a count."""
+
+    def __init__(self, log: logging.Logger, interval_s: float = 10.0) -> None:
+        self._log = log
+        self._interval = interval_s
+        self._last = -1e18
+        self._suppressed = 0
+        self._lock = threading.Lock()
+
+    def warning(self, msg: str, *args: object) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if now - self._last < self._interval:
+                self._suppressed += 1
+                return
+            self._last = now
+            suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            self._log.warning(msg + " (%d similar messages suppressed)", *args, suppressed)
+        else:
+            self._log.warning(msg, *args)
+
+
+class RecordQueue:
+    """FIFO of ``(category, message)`` with record and byte limits.
+
+    Counters: ``accepted`` (records ever put), ``taken`` (records ever taken by
+    the sender); ``accepted`` is the ordinal ``flush()`` waits for.
+    """
+
+    def __init__(self, policy: QueuePolicy, batch: BatchPolicy) -> None:
+        self.policy = policy
+        self._max_records = policy.max_records
+        self._max_bytes = policy.max_bytes
+        self._batch_records = batch.max_records
+        self._batch_bytes = batch.max_bytes
+        self._items: deque[Entry] = deque()
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._bytes = 0
+        self._blocked = 0
+        self._closed = False
+        # The sender's doorbell, and when put() may ring it.
+        self.doorbell = threading.Event()
+        self._armed = False
+        self._wake_records = _NEVER
+        self._wake_bytes = _NEVER
+        self.first_at = 0.0
+        self.accepted = 0
+        self.taken = 0
+        self.dropped = 0
+        self._drop_log = RateLimitedLog(logger)
+
+    def __repr__(self) -> str:
+        return (
+            f"<RecordQueue records={len(self._items)} bytes={self._bytes} "
+            f"accepted={self.accepted} taken={self.taken} dropped={self.dropped}"
+            f"{' closed' if self._closed else ''}>"
+        )
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def fill_ratio(self) -> float:
+        """How full the queue is: the larger of its record and byte fractions."""
+        return max(len(self._items) / self._max_records, self._bytes / self._max_bytes)
+
+    # ------------------------------------------------------------------ producers
+
+    def put(self, category: str, message: bytes) -> None:
+        """Enqueue one record; may block, drop or raise when full (see QueuePolicy)."""
+        size = len(category) + len(message) + ENTRY_OVERHEAD
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("log() after close()")
+            items = self._items
+            if len(items) >= self._max_records or (self._bytes + size > self._max_bytes and items):
+                if not self._make_room(size):
+                    dropped = True
+                    self.dropped += 1
+                else:
+                    dropped = False
+            else:
+                dropped = False
+            if not dropped:
+                if not items:
+                    self.first_at = time.monotonic()
+                items.append((category, message))
+                self._bytes += size
+                self.accepted += 1
+                if not self._armed or (
+                    len(items) < self._wake_records and self._bytes < self._wake_bytes
+                ):
+                    return
+                self._armed = False
+        if dropped:
+            self._drop_log.warning(
+                "logclient queue full (%d records, %d bytes): dropping records "
+                "(QueuePolicy.overflow='drop')",
+                len(self._items),
+                self._bytes,
+            )
+            return
+        self.doorbell.set()
+
+    def _make_room(self, size: int) -> bool:
+        """With the lock held and the queue full: True once there is room, False to drop."""
+        overflow = self.policy.overflow
+        if overflow == "drop":
+            return False
+        if overflow == "raise":
+            raise QueueFullError(
+                f"logclient queue full ({len(self._items)} records, {self._bytes} bytes)"
+            )
+        deadline = time.monotonic() + self.policy.block_timeout_s
+        self._blocked += 1
+        try:
+            # The sender spills or sends to make room; make sure it is awake.
+            self.doorbell.set()
+            while len(self._items) >= self._max_records or (
+                self._bytes + size > self._max_bytes and self._items
+            ):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise QueueFullError(
+                        f"logclient queue still full after {self.policy.block_timeout_s}s "
+                        f"({len(self._items)} records, {self._bytes} bytes)"
+                    )
+                self._room.wait(remaining)
+                if self._closed:
+                    raise ClientClosedError("log() after close()")
+        finally:
+            self._blocked -= 1
+        return True
+
+    def close(self) -> None:
+        """Refuse further records; wake blocked producers (they raise ClientClosedError)."""
+        with self._lock:
+            self._closed = True
+            self._room.notify_all()
+        self.doorbell.set()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ------------------------------------------------------------------- sender
+
+    def batch_ready(self) -> bool:
+        """A full batch is queued (by records or bytes)."""
+        return len(self._items) >= self._batch_records or self._bytes >= self._batch_bytes
+
+    def take(self, max_records: int, max_bytes: int) -> tuple[list[Entry], int, int]:
+        """Remove up to a batch from the head: ``(entries, nbytes, end_ordinal)``.
+
+        Takes at least one record if any is queued (a record is never larger
+        than a batch: ``log()`` checked it).
+        """
+        with self._lock:
+            items = self._items
+            if not items:
+                return [], 0, self.taken
+            if self._bytes <= max_bytes:
+                # Everything that fits by count fits by bytes: pop without sizing.
+                n = min(len(items), max_records)
+                popleft = items.popleft
+                entries = [popleft() for _ in range(n)]
+                nbytes = sum(len(c) + len(m) for c, m in entries) + ENTRY_OVERHEAD * n
+            else:
+                entries = []
+                nbytes = 0
+                while items and len(entries) < max_records:
+                    c, m = items[0]
+                    size = len(c) + len(m) + ENTRY_OVERHEAD
+                    if entries and nbytes + size > max_bytes:
+                        break
+                    items.popleft()
+                    entries.append((c, m))
+                    nbytes += size
+            self._bytes -= nbytes
+            self.taken += len(entries)
+            if items:
+                # Unknown arrival time of the rest; at most one extra linger.
+                self.first_at = time.monotonic()
+            if self._blocked:
+                self._room.notify_all()
+            return entries, nbytes, self.taken
+
+    def arm(self, wake_records: int, wake_bytes: int) -> bool:
+        """Before the sender waits: ring once ``wake_records`` records or ``wake_bytes`` are queued.
+
+        Returns False (do not wait) when that is already the case. The sender
+        clears the doorbell *before* it evaluates its state, then arms, then waits,
+        so no ring is lost.
+        """
+        with self._lock:
+            if len(self._items) >= wake_records or (self._items and self._bytes >= wake_bytes):
+                return False
+            self._wake_records = wake_records
+            self._wake_bytes = wake_bytes
+            self._armed = True
+            return True
+
+    def disarm(self) -> None:
+        """The sender is awake: producers need not ring."""
+        self._armed = False
+        self._wake_records = _NEVER
+        self._wake_bytes = _NEVER
+
+    @property
+    def batch_records(self) -> int:
+        return self._batch_records
+
+    @property
+    def batch_bytes(self) -> int:
+        return self._batch_bytes
+
+    @property
+    def max_records(self) -> int:
+        return self._max_records
+
+    @property
+    def max_bytes(self) -> int:
+        return self._max_bytes

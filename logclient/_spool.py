@@ -1,0 +1,313 @@
+"""The on-disk spool: batches that no server has acknowledged yet, in order.
+
+One file per batch, named by a spool-wide order number, written to a temporary
+name, fsync'd, renamed and the directory fsync'd: a file with a final name is
+complete. Each file carries a checksum; a file that fails it (a torn write on a
+filesystem that reorders, bit rot, a truncation) is moved to ``corrupt/`` and
+logged, never sent and never silently deleted. A batch keeps its producer id
+and sequence in the file forever, so delivering it again after a crash that
+lost the unlink is harmless: servers and readers dedup it.
+
+A spool directory belongs to one live client at a time: ``flock`` on
+``<dir>/lock``, released when the process dies, so a restarted process takes
+over a dead one's spool.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import logging
+import os
+import struct
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from logclient._batch import ENTRY_OVERHEAD, Batch
+from logclient._policies import SpoolPolicy
+from logclient.errors import SpoolError, SpoolLockedError
+
+__all__ = ["MAX_SLOTS", "Spool", "SpoolFullError", "decode_batch", "encode_batch"]
+
+logger = logging.getLogger("logclient.spool")
+
+MAGIC = b"LCSPOOL1"
+SUFFIX = ".batch"
+MAX_SLOTS = 64
+_LEN = struct.Struct(">I")
+_HEAD = struct.Struct(">HqI")  # producer length, sequence, record count
+_CAT = struct.Struct(">H")
+_MSG = struct.Struct(">I")
+
+
+class SpoolFullError(SpoolError):
+    """The batch does not fit under ``SpoolPolicy.max_bytes``."""
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """The file contents for ``batch``: magic, body length, body, CRC-32 of the body."""
+    producer = batch.producer_id.encode("ascii")
+    parts = [_HEAD.pack(len(producer), batch.sequence, len(batch.entries)), producer]
+    for category, message in batch.entries:
+        cat = category.encode("utf-8")
+        parts += [_CAT.pack(len(cat)), cat, _MSG.pack(len(message)), message]
+    body = b"".join(parts)
+    return b"".join((MAGIC, _LEN.pack(len(body)), body, _LEN.pack(zlib.crc32(body))))
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Parse a spool file; ValueError when it is torn or corrupt."""
+    if len(data) < len(MAGIC) + 8 or not data.startswith(MAGIC):
+        raise ValueError("not a spool file (bad magic or too short)")
+    (body_len,) = _LEN.unpack_from(data, len(MAGIC))
+    start = len(MAGIC) + 4
+    if len(data) != start + body_len + 4:
+        raise ValueError(f"torn file: {len(data)} bytes, header says {start + body_len + 4}")
+    body = memoryview(data)[start : start + body_len]
+    (crc,) = _LEN.unpack_from(data, start + body_len)
+    if zlib.crc32(body) != crc:
+        raise ValueError("checksum mismatch")
+    try:
+        plen, sequence, count = _HEAD.unpack_from(body, 0)
+        pos = _HEAD.size
+        producer = bytes(body[pos : pos + plen]).decode("ascii")
+        pos += plen
+        entries = []
+        nbytes = 0
+        for _ in range(count):
+            (clen,) = _CAT.unpack_from(body, pos)
+            pos += 2
+            category = bytes(body[pos : pos + clen]).decode("utf-8")
+            pos += clen
+            (mlen,) = _MSG.unpack_from(body, pos)
+            pos += 4
+            message = bytes(body[pos : pos + mlen])
+            if len(message) != mlen:
+                raise ValueError("record runs past the end of the body")
+            pos += mlen
+            entries.append((category, message))
+            nbytes += len(category) + mlen + ENTRY_OVERHEAD
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed body: {exc}") from exc
+    if pos != body_len:
+        raise ValueError("trailing bytes in body")
+    return Batch(producer_id=producer, sequence=sequence, entries=entries, nbytes=nbytes)
+
+
+@dataclass
+class _Item:
+    records: int
+    size: int
+    end_ordinal: int | None
+
+
+class Spool:
+    """An ordered, durable, size-limited store of batches in one directory.
+
+    Only the sender thread mutates it; the counters may be read from any thread.
+    """
+
+    def __init__(self, directory: Path, policy: SpoolPolicy, lock_fd: int) -> None:
+        self.directory = directory
+        self.policy = policy
+        self._lock_fd: int | None = lock_fd
+        self._index: OrderedDict[int, _Item] = OrderedDict()
+        self._next = 0
+        self.bytes = 0
+        self.records = 0
+        self.corrupt_files = 0
+        self.corrupt_dir = directory / "corrupt"
+        self._recover()
+
+    def __repr__(self) -> str:
+        state = "open" if self._lock_fd is not None else "closed"
+        return (
+            f"<Spool {self.directory} {state} batches={len(self._index)} records={self.records} "
+            f"bytes={self.bytes} corrupt={self.corrupt_files}>"
+        )
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, policy: SpoolPolicy) -> Spool:
+        """Lock and recover the spool the policy names (or the first free default slot)."""
+        if policy.directory is not None:
+            directory = policy.directory
+            fd = _lock(directory)
+            if fd is None:
+                raise SpoolLockedError(str(directory))
+            return cls(directory, policy, fd)
+        base = policy.base_directory()
+        for slot in range(MAX_SLOTS):
+            directory = base / f"slot-{slot}"
+            fd = _lock(directory)
+            if fd is not None:
+                return cls(directory, policy, fd)
+        raise SpoolLockedError(f"{base}/slot-0..{MAX_SLOTS - 1}")
+
+    def _recover(self) -> None:
+        for tmp in self.directory.glob("*.tmp"):
+            # Never renamed, so never acknowledged as spooled: the process died
+            # while writing it and the batch was still in its memory. Gone with it.
+            logger.warning("removing unfinished spool file %s", tmp)
+            tmp.unlink(missing_ok=True)
+        orders = []
+        for path in self.directory.glob("*" + SUFFIX):
+            stem = path.name[: -len(SUFFIX)]
+            if stem.isdigit():
+                orders.append(int(stem))
+            else:
+                self._quarantine(path, "unexpected file name")
+        for order in sorted(orders):
+            path = self._path(order)
+            try:
+                data = path.read_bytes()
+                batch = decode_batch(data)
+            except (OSError, ValueError) as exc:
+                self._quarantine(path, str(exc))
+                continue
+            self._index[order] = _Item(len(batch.entries), len(data), None)
+            self.bytes += len(data)
+            self.records += len(batch.entries)
+        self._next = (max(orders) + 1) if orders else 0
+        if self._index:
+            logger.info(
+                "spool %s holds %d batches (%d records) from an earlier run; delivering them first",
+                self.directory,
+                len(self._index),
+                self.records,
+            )
+
+    # ---------------------------------------------------------------- the queue
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    @property
+    def batches(self) -> int:
+        return len(self._index)
+
+    def append(self, batch: Batch) -> None:
+        """Write ``batch`` durably at the tail; sets ``batch.spool_id``.
+
+        Raises SpoolFullError when it would pass ``max_bytes`` and SpoolError
+        when the disk refuses (the batch then stays in memory).
+        """
+        data = encode_batch(batch)
+        if self.bytes + len(data) > self.policy.max_bytes:
+            raise SpoolFullError(
+                f"spool {self.directory} full: {self.bytes} + {len(data)} bytes "
+                f"> {self.policy.max_bytes}"
+            )
+        order = self._next
+        path = self._path(order)
+        tmp = path.with_suffix(".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self.policy.fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            if self.policy.fsync:
+                _fsync_dir(self.directory)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise SpoolError(f"cannot write {path}: {exc}") from exc
+        self._next = order + 1
+        self._index[order] = _Item(len(batch.entries), len(data), batch.end_ordinal)
+        self.bytes += len(data)
+        self.records += len(batch.entries)
+        batch.spool_id = order
+
+    def head(self) -> Batch | None:
+        """The oldest batch (read from disk), skipping and quarantining corrupt files."""
+        while self._index:
+            order, item = next(iter(self._index.items()))
+            path = self._path(order)
+            try:
+                batch = decode_batch(path.read_bytes())
+            except (OSError, ValueError) as exc:
+                self._forget(order)
+                self._quarantine(path, str(exc))
+                continue
+            batch.spool_id = order
+            batch.end_ordinal = item.end_ordinal
+            return batch
+        return None
+
+    def remove(self, batch: Batch) -> None:
+        """Delete a delivered (or deliberately dropped) batch's file."""
+        if batch.spool_id is None or batch.spool_id not in self._index:
+            return
+        order = batch.spool_id
+        self._forget(order)
+        batch.spool_id = None
+        try:
+            self._path(order).unlink(missing_ok=True)
+        except OSError as exc:
+            # Re-delivered after a restart at worst: the server dedups it.
+            logger.warning("cannot remove delivered spool file %s: %s", self._path(order), exc)
+
+    def close(self) -> None:
+        """Release the directory lock (the files stay for the next client)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _path(self, order: int) -> Path:
+        return self.directory / f"{order:016d}{SUFFIX}"
+
+    def _forget(self, order: int) -> None:
+        item = self._index.pop(order)
+        self.bytes -= item.size
+        self.records -= item.records
+
+    def _quarantine(self, path: Path, reason: str) -> None:
+        self.corrupt_files += 1
+        try:
+            self.corrupt_dir.mkdir(exist_ok=True)
+            target = self.corrupt_dir / path.name
+            os.replace(path, target)
+        except OSError as exc:
+            logger.error("corrupt spool file %s (%s); cannot move it aside: %s", path, reason, exc)
+            return
+        logger.error(
+            "corrupt spool file %s (%s): moved to %s; its records are not delivered",
+            path,
+            reason,
+            target,
+        )
+
+
+def _lock(directory: Path) -> int | None:
+    """Create ``directory`` and take its lock; None when another live client holds it."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SpoolError(f"cannot use spool directory {directory}: {exc}") from exc
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        os.close(fd)
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return None
+        raise SpoolError(f"cannot lock spool directory {directory}: {exc}") from exc
+    return fd
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
