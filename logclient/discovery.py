@@ -277,6 +277,7 @@ class ZooKeeperServers:
             self._changed.notify_all()
         deadline = time.monotonic() + timeout
         self._closing.set()
+        self._connected.set()  # wakes a thread still waiting for the first connect
         self._events.put(_STOP)
         client = self._client
         if client is not None:
@@ -370,9 +371,9 @@ class ZooKeeperServers:
     def _watch_parent(self) -> None:
         """ensure_path, then a DataWatch on the path: it arms (and re-arms) the ChildrenWatch."""
         # Until the first connect, kazoo refuses calls outright (its state is CLOSED).
-        while not self._connected.wait(1.0):
-            if self._closing.is_set():
-                raise _Closing
+        self._connected.wait()
+        if self._closing.is_set():
+            raise _Closing
         delay = 0.05
         while True:
             try:
@@ -456,6 +457,12 @@ class ZooKeeperServers:
                     data, stat = self._retrying()(self._client.get, self._prefix + name)
                 except NoNodeError:
                     continue
+            except (ConnectionClosedError, RetryInterruptedError):
+                raise
+            except KazooException as exc:  # e.g. NoAuth on that one node: skip it, once
+                members[name] = None
+                logger.warning("cannot read %s%s (%r); skipping it", self._prefix, name, exc)
+                continue
             try:
                 members[name] = Member.from_json(data)
             except MemberFormatError as exc:

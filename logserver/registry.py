@@ -13,7 +13,10 @@ What this module guarantees, and why (see ``PITFALLS.md``):
   same idea as Curator's "protected" mode).
 - **No ghost of our previous incarnation.** An ephemeral node with our endpoint
   owned by another session is a leftover of a restarted process that ZooKeeper
-  has not expired yet (KAFKA-7165); we delete it.
+  has not expired yet (KAFKA-7165); we delete it when we first register. Later
+  re-registrations only log such a node: a ghost exists only right after a
+  restart, and deleting a *live* twin (two processes misconfigured with one
+  endpoint) on every re-registration would make them delete each other forever.
 - **Re-registration** after the session is LOST (on the next CONNECTED with a
   new session) and when our node is deleted by someone else; *not* after a mere
   SUSPENDED/reconnect that kept the session (CURATOR-320).
@@ -254,6 +257,7 @@ class Registration:
         deadline = time.monotonic() + timeout
         self._stopping.set()
         self._wake.set()
+        self._connected.set()  # wakes _wait_connected(), which then sees _stopping
         if not self._started:
             return
         if node is not None and self._client.connected:
@@ -357,13 +361,14 @@ class Registration:
 
     def _wait_connected(self) -> None:
         """Block until connected, saying so in the log while ZooKeeper is unreachable."""
-        waited = 0.0
-        while not self._connected.wait(_UNREACHABLE_LOG_INTERVAL if waited else 1.0):
-            if self._stopping.is_set():
-                raise _Stopping
+        started = time.monotonic()
+        next_log = started + 1.0
+        # deregister() sets _connected too, to wake this wait at once.
+        while not self._connected.wait(max(0.0, next_log - time.monotonic())):
             if self._client.client_state == KeeperState.AUTH_FAILED:
                 raise AuthFailedError("ZooKeeper rejected our credentials")
-            waited += _UNREACHABLE_LOG_INTERVAL if waited else 1.0
+            waited = time.monotonic() - started
+            next_log += _UNREACHABLE_LOG_INTERVAL
             log.warning(
                 "zookeeper_unreachable",
                 hosts=self.zk_hosts,
@@ -419,6 +424,9 @@ class Registration:
         if client_id is None:
             raise ForceRetryError("not connected")
         session = client_id[0]
+        with self._lock:
+            current = self._node
+            first_registration = self._registrations == 0
         mine: list[str] = []
         ghosts = 0
         prefix = self.zk_path.rstrip("/") + "/"
@@ -434,10 +442,17 @@ class Registration:
                 continue
             if stat.ephemeralOwner == session and other.process_id == self.member.process_id:
                 mine.append(path)
-            elif self._is_ghost(other, stat, session) and self._delete_ghost(path, stat):
-                ghosts += 1
-        with self._lock:
-            current = self._node
+            elif self._is_ghost(other, stat, session):
+                if first_registration and self._delete_ghost(path, stat):
+                    ghosts += 1
+                elif not first_registration:
+                    log.warning(
+                        "endpoint_registered_by_another_session",
+                        node=path,
+                        owner=_hex(stat.ephemeralOwner),
+                        endpoint=str(self.member.endpoint),
+                        their_process_id=other.process_id,
+                    )
         if mine:
             keep = current if current in mine else mine[0]
             for extra in mine:

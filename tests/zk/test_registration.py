@@ -279,3 +279,26 @@ def test_errors_retrying_cannot_fix_are_registration_errors(
     with pytest.raises(RegistrationError) as raised:
         registration.wait_registered(10)
     assert "NoChildrenForEphemerals" in str(raised.value)
+
+
+def test_two_live_processes_with_one_endpoint_do_not_delete_each_other_forever(
+    zk_hosts: str, zk_path: str, observer: KazooClient, registration_factory: RegistrationFactory
+) -> None:
+    """A live twin (a second process misconfigured with our endpoint) looks like a ghost to the
+    newcomer, which deletes its node once; the twin re-registers and, not being a first
+    registration, leaves the newcomer's node alone: two nodes, stable, no deletion ping-pong."""
+    first = registration_factory(zk_hosts, zk_path)
+    first.start()
+    assert first.wait_registered(10)
+    twin_member = Member(first.member.endpoint, process_id=make_member().process_id)
+    twin = registration_factory(zk_hosts, zk_path, twin_member)
+    twin.start()
+    assert twin.wait_registered(10)
+    settle(lambda: first.registered and first.registrations == 2, what="first re-registered")
+
+    deadline = time.monotonic() + 1.5
+    while time.monotonic() < deadline:
+        assert len(nodes(observer, zk_path)) == 2
+        time.sleep(0.1)
+    assert (first.registrations, twin.registrations) == (2, 1)
+    assert {n.owner for n in nodes(observer, zk_path)} == {first.session_id, twin.session_id}
