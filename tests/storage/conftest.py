@@ -1,0 +1,109 @@
+"""Helpers for the storage tests: real files in tmp_path, storages closed after each test."""
+
+from __future__ import annotations
+
+import errno
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from logserver.storage import DiskIO, Storage, StoragePolicy, StoredRecord
+
+OpenStorage = Callable[..., Storage]
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def open_storage(data_dir: Path) -> Iterator[OpenStorage]:
+    """Open a Storage on this test's data directory (or another); every one is closed after."""
+    opened: list[Storage] = []
+
+    def open_(
+        policy: StoragePolicy | None = None, *, path: Path | None = None, disk: DiskIO | None = None
+    ) -> Storage:
+        storage = Storage.open(path or data_dir, policy or StoragePolicy(), disk=disk)
+        opened.append(storage)
+        return storage
+
+    yield open_
+    for storage in opened:
+        storage.close()
+
+
+def read_all(storage: Storage, category: str, *, page: int = 1000) -> list[StoredRecord]:
+    """Every readable record of a category, following next_position."""
+    records: list[StoredRecord] = []
+    position = 0
+    while True:
+        batch = storage.read(category, position, limit=page)
+        records.extend(batch.records)
+        if batch.end_of_log:
+            return records
+        assert batch.next_position > position or batch.records
+        position = batch.next_position
+
+
+def messages(records: list[StoredRecord]) -> list[bytes]:
+    return [r.message for r in records]
+
+
+def segment_files(data_dir: Path, category: str) -> list[Path]:
+    return sorted((data_dir / "categories" / category).glob("*.seg"))
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Poll until ``condition()`` holds; fail the test after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(0.01)
+
+
+class FaultyDisk(DiskIO):
+    """A DiskIO whose writes or syncs fail on demand, like a full or broken disk."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.write_error: int | None = None  # errno for the next writes, while set
+        self.short_write = False  # write half the bytes, then report success
+        self.partial_then_fail = False  # write half for real, then raise write_error
+        self.sync_error: int | None = None
+        self.truncate_error: int | None = None
+        self.fail_writes_after = -1  # let this many writes succeed, then fail with write_error
+        self.writes = 0
+        self.syncs = 0
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        with self.lock:
+            self.writes += 1
+            if self.fail_writes_after >= 0:
+                if self.fail_writes_after == 0:
+                    raise OSError(errno.ENOSPC, "No space left on device (injected)")
+                self.fail_writes_after -= 1
+            if self.short_write:
+                return super().pwrite(fd, data[: len(data) // 2], offset)
+            if self.write_error is not None:
+                if self.partial_then_fail:
+                    super().pwrite(fd, data[: len(data) // 2], offset)
+                raise OSError(self.write_error, f"{errno.errorcode[self.write_error]} (injected)")
+        return super().pwrite(fd, data, offset)
+
+    def fdatasync(self, fd: int) -> None:
+        with self.lock:
+            self.syncs += 1
+            if self.sync_error is not None:
+                raise OSError(self.sync_error, f"{errno.errorcode[self.sync_error]} (injected)")
+        super().fdatasync(fd)
+
+    def ftruncate(self, fd: int, length: int) -> None:
+        if self.truncate_error is not None:
+            raise OSError(self.truncate_error, "injected")
+        super().ftruncate(fd, length)
