@@ -61,6 +61,8 @@ class CategoryLog:
         self.name = name
         self.directory = directory
         self.lock = threading.Lock()
+        for closed in segments[:-1]:
+            closed.retired = True  # recovered: only the last segment takes writes
         # Replaced on change, never mutated: readers work on a snapshot without the lock.
         self._snapshot: tuple[list[Segment], list[int]] = (segments, [s.base for s in segments])
         self._policy = policy
