@@ -174,7 +174,7 @@ class LogClient:
         return (
             f"<LogClient {state} producer={self.producer_id[:8]} "
             f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
-            f"queued={len(self._queue)} spooled={spool.records if spool else 0} "
+            f"queued={len(self._queue)} spooled={spool.records if spool is not None else 0} "
             f"acked={self._sender.acked_records} failovers={self._sender.failovers} "
             f"dropped={self._queue.dropped + self._sender.dropped_records}>"
         )
@@ -290,9 +290,9 @@ class LogClient:
             down_servers=tuple(str(e) for e in self._pool.down()),
             queued=len(self._queue),
             queued_bytes=self._queue.nbytes,
-            spooled=spool.records if spool else 0,
-            spooled_batches=spool.batches if spool else 0,
-            spooled_bytes=spool.bytes if spool else 0,
+            spooled=spool.records if spool is not None else 0,
+            spooled_batches=spool.batches if spool is not None else 0,
+            spooled_bytes=spool.bytes if spool is not None else 0,
             logged=self._queue.accepted,
             sent=sender.sent_records,
             acknowledged=sender.acked_records,
@@ -301,14 +301,14 @@ class LogClient:
             dropped=self._queue.dropped + sender.dropped_records,
             batches_retried=sender.batches_retried,
             spilled=sender.spilled_records,
-            spool_directory=str(spool.directory) if spool else None,
+            spool_directory=str(spool.directory) if spool is not None else None,
             closed=self._closed,
         )
 
     @property
     def spool_directory(self) -> Path | None:
         """The spool directory this client holds (None without a spool)."""
-        return self._spool.directory if self._spool else None
+        return self._spool.directory if self._spool is not None else None
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str) -> ServerSource:

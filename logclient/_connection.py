@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import threading
+import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from logclient._batch import Batch
 from logclient._policies import FailoverPolicy
+from logclient._wire import MAX_REPLY_BYTES, decode_append_reply, encode_append_call
 from logclient.errors import BatchRejectedError, ServerUnavailableError
 from logwire.serverset import Endpoint
 
@@ -132,66 +133,130 @@ def map_errors(server: str, phase: str) -> Iterator[None]:
 
 
 class ThriftConnection:
-    """A thriftpy2 client over framed transport and the Cython binary protocol."""
+    """``LogService.Append`` over one TCP connection: framed transport, strict binary.
+
+    Built by hand for control (see :mod:`logclient._wire`): a whole-call
+    deadline of ``rpc_timeout_s`` (a socket timeout alone restarts at every
+    byte), a cap on the reply frame, and a reply that must carry the call's
+    sequence id.
+    """
 
     def __init__(self, endpoint: Endpoint, policy: FailoverPolicy) -> None:
-        from thriftpy2.protocol import TCyBinaryProtocolFactory
-        from thriftpy2.thrift import TClient
-        from thriftpy2.transport import TCyFramedTransportFactory, TSocket
-
-        from logwire.idl import log_thrift
-
         self.endpoint = endpoint
         self._server = str(endpoint)
-        self._thrift = log_thrift
-        self._socket = TSocket(
-            endpoint.host,
-            endpoint.port,
-            socket_timeout=int(policy.rpc_timeout_s * 1000),
-            connect_timeout=int(policy.connect_timeout_s * 1000),
-        )
-        self._transport = TCyFramedTransportFactory().get_transport(self._socket)
-        protocol = TCyBinaryProtocolFactory().get_protocol(self._transport)
-        self._client: Any = TClient(log_thrift.LogService, protocol)
-        self._lock = threading.Lock()
+        self._rpc_timeout = policy.rpc_timeout_s
+        self._seqid = 0
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
         self.calls = 0
+        self._sock: socket.socket | None = None
         with map_errors(self._server, "connect"):
-            self._transport.open()
+            try:
+                sock = socket.create_connection(
+                    (endpoint.host, endpoint.port), timeout=policy.connect_timeout_s
+                )
+            except TimeoutError as exc:
+                raise ServerUnavailableError(
+                    self._server, "connect timed out", phase="connect", timeout=True
+                ) from exc
+            except OSError as exc:
+                raise ServerUnavailableError(
+                    self._server, f"connect failed: {exc.strerror or exc}", phase="connect"
+                ) from exc
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._sock = sock
 
     def __repr__(self) -> str:
-        return f"<ThriftConnection {self._server} calls={self.calls}>"
+        state = "open" if self._sock is not None else "closed"
+        return f"<ThriftConnection {self._server} {state} calls={self.calls}>"
 
     def append(self, batch: Batch) -> AppendOutcome:
-        thrift = self._thrift
-        entry = thrift.LogEntry
-        request = thrift.AppendBatch(
-            producer_id=batch.producer_id,
-            sequence=batch.sequence,
-            entries=[entry(category=c, message=m) for c, m in batch.entries],
-        )
+        from logwire.idl import log_thrift
+
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailableError(self._server, "connection closed", phase="call")
+        self._seqid = (self._seqid + 1) & 0x7FFFFFFF
+        seqid = self._seqid
+        request = encode_append_call(seqid, batch.producer_id, batch.sequence, batch.entries)
         self.calls += 1
+        deadline = time.monotonic() + self._rpc_timeout
         with map_errors(self._server, "call"):
-            result = self._client.Append(request)
+            _send_all(sock, request, deadline)
+            (length,) = _FRAME.unpack(_recv_exactly(sock, 4, deadline))
+            if not 0 < length <= MAX_REPLY_BYTES:
+                raise ServerUnavailableError(
+                    self._server, f"reply frame of {length} bytes refused", phase="call"
+                )
+            payload = _recv_exactly(sock, length, deadline)
+            try:
+                result = decode_append_reply(payload, seqid)
+            except ValueError as exc:
+                raise ServerUnavailableError(self._server, str(exc), phase="call") from exc
+            if result.success is None:
+                for name in (
+                    "invalid_category",
+                    "too_large",
+                    "draining",
+                    "unavailable",
+                    "invalid_request",
+                ):
+                    declared = getattr(result, name, None)
+                    if declared is not None:
+                        raise declared
+                raise ServerUnavailableError(self._server, "empty reply", phase="call")
         self.last_used = time.monotonic()
-        if result is None or result.code != thrift.ResultCode.OK:
+        answer = result.success
+        if answer.code != log_thrift.ResultCode.OK:
             raise ServerUnavailableError(self._server, "answered TRY_LATER", phase="answer")
-        return AppendOutcome(duplicate=bool(result.duplicate), stored=int(result.stored or 0))
+        return AppendOutcome(duplicate=bool(answer.duplicate), stored=int(answer.stored or 0))
 
     def abort(self) -> None:
-        sock = self._socket.sock
+        sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._transport.close()
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+
+_FRAME = struct.Struct(">i")
+
+
+def _remaining(deadline: float) -> float:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("no answer within the RPC timeout")
+    return remaining
+
+
+def _send_all(sock: socket.socket, data: bytes, deadline: float) -> None:
+    view = memoryview(data)
+    while view:
+        sock.settimeout(_remaining(deadline))
+        sent = sock.send(view)
+        view = view[sent:]
+
+
+def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
+    chunks = []
+    missing = size
+    while missing:
+        sock.settimeout(_remaining(deadline))
+        chunk = sock.recv(min(missing, 1 << 20))
+        if not chunk:
+            raise EOFError("connection closed by the server")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 class ThriftTransport:
-    """The real network: a :class:`ThriftConnection` per server."""
+    """The real network: a :class:`ThriftConnection` per server and connection."""
 
     def __repr__(self) -> str:
         return "<ThriftTransport framed+cybin>"

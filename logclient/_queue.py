@@ -71,7 +71,7 @@ class RecordQueue:
         # The sender's doorbell, and when put() may ring it.
         self.doorbell = threading.Event()
         self._armed = False
-        self._wake_records = _NEVER
+        self._wake_n = _NEVER  # ring when a put finds this many records already queued
         self._wake_bytes = _NEVER
         self.first_at = 0.0
         self.accepted = 0
@@ -103,37 +103,55 @@ class RecordQueue:
         """Enqueue one record; may block, drop or raise when full (see QueuePolicy)."""
         size = len(category) + len(message) + ENTRY_OVERHEAD
         with self._lock:
+            items = self._items
+            n = len(items)
+            nbytes = self._bytes + size
+            if self._closed or n >= self._max_records or (nbytes > self._max_bytes and n):
+                slow = True
+            else:
+                slow = False
+                if not n:
+                    self.first_at = time.monotonic()
+                items.append((category, message))
+                self._bytes = nbytes
+                self.accepted += 1
+                if not self._armed or (n < self._wake_n and nbytes < self._wake_bytes):
+                    return
+                self._armed = False
+        if slow:
+            self._put_slow(category, message, size)
+        else:
+            self.doorbell.set()
+
+    def _put_slow(self, category: str, message: bytes, size: int) -> None:
+        """The queue is full or closed: the overflow policy decides."""
+        with self._lock:
             if self._closed:
                 raise ClientClosedError("log() after close()")
             items = self._items
             if len(items) >= self._max_records or (self._bytes + size > self._max_bytes and items):
                 if not self._make_room(size):
-                    dropped = True
                     self.dropped += 1
+                    dropped = len(items), self._bytes
                 else:
-                    dropped = False
+                    dropped = None
             else:
-                dropped = False
-            if not dropped:
+                dropped = None
+            if dropped is None:
                 if not items:
                     self.first_at = time.monotonic()
                 items.append((category, message))
                 self._bytes += size
                 self.accepted += 1
-                if not self._armed or (
-                    len(items) < self._wake_records and self._bytes < self._wake_bytes
-                ):
-                    return
                 self._armed = False
-        if dropped:
+        if dropped is not None:
             self._drop_log.warning(
                 "logclient queue full (%d records, %d bytes): dropping records "
                 "(QueuePolicy.overflow='drop')",
-                len(self._items),
-                self._bytes,
+                *dropped,
             )
-            return
-        self.doorbell.set()
+        else:
+            self.doorbell.set()
 
     def _make_room(self, size: int) -> bool:
         """With the lock held and the queue full: True once there is room, False to drop."""
@@ -228,7 +246,7 @@ class RecordQueue:
         with self._lock:
             if len(self._items) >= wake_records or (self._items and self._bytes >= wake_bytes):
                 return False
-            self._wake_records = wake_records
+            self._wake_n = wake_records - 1
             self._wake_bytes = wake_bytes
             self._armed = True
             return True
@@ -236,7 +254,7 @@ class RecordQueue:
     def disarm(self) -> None:
         """The sender is awake: producers need not ring."""
         self._armed = False
-        self._wake_records = _NEVER
+        self._wake_n = _NEVER
         self._wake_bytes = _NEVER
 
     @property

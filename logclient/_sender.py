@@ -214,7 +214,7 @@ class Sender:
     def _next_batch(self) -> Batch | None:
         if self._front:
             return self._front.popleft()
-        if self._spool is not None and len(self._spool):
+        if self._spool is not None and self._spool.batches:
             batch = self._spool.head()
             if batch is not None:
                 return batch

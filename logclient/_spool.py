@@ -182,9 +182,6 @@ class Spool:
 
     # ---------------------------------------------------------------- the queue
 
-    def __len__(self) -> int:
-        return len(self._index)
-
     @property
     def batches(self) -> int:
         return len(self._index)

@@ -425,9 +425,10 @@ class ZooKeeperServers:
         self._armed_czxid = None
         self._cache.clear()  # sequence numbers restart in a re-created parent
         old, self._children_watch = self._children_watch, None
-        if old is not None:
+        session_watcher = getattr(old, "_session_watcher", None)
+        if session_watcher is not None:
             # A watch stopped by NoNode never removes its session listener itself.
-            self._client.remove_listener(old._session_watcher)
+            self._client.remove_listener(session_watcher)
 
     def _children_changed(self, generation: int, children: list[str]) -> None:
         if generation != self._generation:

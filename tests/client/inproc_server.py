@@ -51,10 +51,10 @@ class _Handler:
     def __init__(self, server: InProcessLogServer) -> None:
         self._server = server
 
-    def Append(self, batch: Any) -> Any:  # noqa: N802 - the IDL's name
+    def Append(self, batch: Any) -> Any:
         return self._server._append(batch)
 
-    def Ping(self) -> str:  # noqa: N802
+    def Ping(self) -> str:
         return "pong"
 
 
@@ -145,10 +145,7 @@ class InProcessLogServer:
 
     def messages(self, category: str | None = None) -> list[bytes]:
         return [
-            m
-            for b in self.batches()
-            for c, m in b.entries
-            if category is None or c == category
+            m for b in self.batches() for c, m in b.entries if category is None or c == category
         ]
 
     # ------------------------------------------------------------- internals
@@ -234,5 +231,7 @@ class InProcessLogServer:
             # Stored, but the answer is lost: the client cannot tell.
             raise _DropConnection()
         return log_thrift.AppendResult(
-            code=log_thrift.ResultCode.OK, duplicate=duplicate, stored=0 if duplicate else len(entries)
+            code=log_thrift.ResultCode.OK,
+            duplicate=duplicate,
+            stored=0 if duplicate else len(entries),
         )

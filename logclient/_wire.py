@@ -1,0 +1,126 @@
+"""The ``Append`` call on the wire, encoded by hand; the reply decoded by thriftpy2.
+
+Why by hand: building one thriftpy2 ``LogEntry`` object per record and letting
+the protocol walk them costs ~3.6 µs per record on the sender thread, which
+shares the GIL with the application. Encoding the framed, strict-binary
+message directly with cached per-category prefixes costs a fraction of that.
+The bytes are exactly what thriftpy2 would write for
+``LogService.Append(AppendBatch(...))``: a unit test compares them.
+
+The reply is read as one frame whose length is checked against a cap before
+anything is allocated (thriftpy2 allocates whatever a length prefix claims),
+then decoded with thriftpy2's Cython protocol. Its method name and sequence id
+must match the call: a reply that belongs to another call is an error, never
+an answer.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+from logclient._batch import Entry
+
+__all__ = ["MAX_REPLY_BYTES", "decode_append_reply", "encode_append_call"]
+
+#: A reply to Append is a few dozen bytes (or a declared exception with a reason).
+MAX_REPLY_BYTES = 1 << 20
+
+_I32 = struct.Struct(">i")
+_U32 = struct.Struct(">I")
+_I64 = struct.Struct(">q")
+
+# Thrift binary protocol type ids.
+_STOP, _I64_T, _STRING, _STRUCT, _LIST = 0, 10, 11, 12, 15
+_CALL = 1
+_VERSION_1 = 0x80010000
+
+_METHOD = b"Append"
+_CALL_HEAD = _U32.pack(_VERSION_1 | _CALL) + _I32.pack(len(_METHOD)) + _METHOD
+
+
+def _field(ttype: int, fid: int) -> bytes:
+    return struct.pack(">bh", ttype, fid)
+
+
+_ARG_BATCH = _field(_STRUCT, 1)
+_F_PRODUCER = _field(_STRING, 1)
+_F_SEQUENCE = _field(_I64_T, 2)
+_F_ENTRIES = _field(_LIST, 3) + struct.pack(">b", _STRUCT)
+_F_CATEGORY = _field(_STRING, 1)
+_F_MESSAGE = _field(_STRING, 2)
+_END_ENTRY = b"\x00"
+_TAIL = b"\x00\x00"  # ends AppendBatch, then Append_args
+
+_prefixes: dict[str, bytes] = {}
+
+
+def _entry_prefix(category: str) -> bytes:
+    """Everything of one LogEntry before the message length (cached per category)."""
+    prefix = _prefixes.get(category)
+    if prefix is None:
+        cat = category.encode("utf-8")
+        prefix = _F_CATEGORY + _I32.pack(len(cat)) + cat + _F_MESSAGE
+        if len(_prefixes) < 10_000:
+            _prefixes[category] = prefix
+    return prefix
+
+
+def encode_append_call(
+    seqid: int, producer_id: str, sequence: int, entries: Sequence[Entry]
+) -> bytes:
+    """The framed bytes of ``Append(AppendBatch(producer_id, sequence, entries))``."""
+    producer = producer_id.encode("utf-8")
+    parts: list[bytes] = [
+        b"",  # frame length, filled in below
+        _CALL_HEAD,
+        _I32.pack(seqid),
+        _ARG_BATCH,
+        _F_PRODUCER,
+        _I32.pack(len(producer)),
+        producer,
+        _F_SEQUENCE,
+        _I64.pack(sequence),
+        _F_ENTRIES,
+        _I32.pack(len(entries)),
+    ]
+    append = parts.append
+    prefix = _entry_prefix
+    pack = _I32.pack
+    for category, message in entries:
+        append(prefix(category))
+        append(pack(len(message)))
+        append(message)
+        append(_END_ENTRY)
+    append(_TAIL)
+    body_len = sum(map(len, parts))
+    parts[0] = _I32.pack(body_len)
+    return b"".join(parts)
+
+
+def decode_append_reply(payload: bytes, seqid: int) -> Any:
+    """Decode one reply frame's payload; returns ``Append_result`` (caller inspects it).
+
+    Raises TApplicationException for an application error, and ValueError
+    when the reply is not the answer to call ``seqid`` of ``Append``.
+    """
+    from thriftpy2.protocol import TCyBinaryProtocol
+    from thriftpy2.thrift import TApplicationException, TMessageType
+    from thriftpy2.transport.memory import TCyMemoryBuffer
+
+    from logwire.idl import log_thrift
+
+    protocol = TCyBinaryProtocol(TCyMemoryBuffer(payload))
+    name, mtype, rseqid = protocol.read_message_begin()
+    if isinstance(name, bytes):
+        name = name.decode("utf-8", "replace")
+    if name != "Append" or rseqid != seqid:
+        raise ValueError(f"reply to {name!r} #{rseqid} while waiting for 'Append' #{seqid}")
+    if mtype == TMessageType.EXCEPTION:
+        exc = TApplicationException()
+        exc.read(protocol)
+        raise exc
+    result = log_thrift.LogService.Append_result()
+    result.read(protocol)
+    return result

@@ -1,0 +1,438 @@
+"""What must hold for LogClient, against small real Thrift servers in this process.
+
+The servers are ``InProcessLogServer`` (a unit-test helper speaking the real
+protocol over real sockets); the real logserver is exercised in
+``test_integration.py``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from logclient import (
+    BatchPolicy,
+    ClientClosedError,
+    InvalidCategoryError,
+    LogClient,
+    MessageTooLargeError,
+    QueuePolicy,
+    SpoolLockedError,
+    SpoolPolicy,
+    StaticServers,
+)
+from logclient._spool import Spool
+
+from .conftest import FAST_FAILOVER, ClientFactory, InProcFactory
+from .helpers import eventually, numbered
+from .inproc_server import InProcessLogServer
+
+
+def unique_messages(*servers: InProcessLogServer) -> list[bytes]:
+    """Messages on all servers, each (producer, sequence, index) once, in producer order."""
+    seen: dict[tuple[str, int, int], bytes] = {}
+    for server in servers:
+        for batch in server.batches():
+            for i, (_, message) in enumerate(batch.entries):
+                seen.setdefault((batch.producer_id, batch.sequence, i), message)
+    return [seen[k] for k in sorted(seen)]
+
+
+def copies(*servers: InProcessLogServer) -> int:
+    return sum(len(b.entries) for s in servers for b in s.batches())
+
+
+def log_all(client: LogClient, messages: list[str], category: str = "app") -> None:
+    for message in messages:
+        client.log(category, message)
+
+
+def encoded(messages: list[str]) -> list[bytes]:
+    return [m.encode() for m in messages]
+
+
+# ----------------------------------------------------------------------- log()
+
+
+def test_log_validates_category_and_size_before_queueing(make_client: ClientFactory) -> None:
+    """A record no server could store is refused in log() and never queued."""
+    client = make_client(batching=BatchPolicy(max_message_bytes=10, max_bytes=100))
+    for bad in ("", "../etc", "a b", ".hidden", "x" * 200, "caf\u00e9"):
+        with pytest.raises(InvalidCategoryError) as info:
+            client.log(bad, "m")
+        assert info.value.category == bad
+    with pytest.raises(MessageTooLargeError) as too_large:
+        client.log("app", "x" * 11)
+    assert (too_large.value.size, too_large.value.limit) == (11, 10)
+    with pytest.raises(TypeError):
+        client.log("app", 42)  # type: ignore[arg-type]
+    client.log("app", b"\x00\xff")
+    client.log("app", "\u00fc\u00fc\u00fc")  # 6 bytes of UTF-8
+    client.log("app", "\ud800")  # a lone surrogate is escaped, not an error
+    assert client.stats().logged == 3
+
+
+def test_log_returns_while_the_server_hangs(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """log() never waits on the network: with the only server hung in the middle of a call,
+    thousands of log() calls return and are queued; they are delivered once it answers."""
+    server = inproc()
+    server.behaviour.mode = "hang"
+    client = make_client(server, failover=replace(FAST_FAILOVER, rpc_timeout_s=30.0))
+    client.log("app", "first")
+    eventually(lambda: server.calls == 1, what="the sender to be stuck in a call")
+    messages = numbered("m", 5000)
+    log_all(client, messages)
+    assert server.calls == 1, "still stuck in the first call"
+    assert client.stats().queued >= 4900
+    server.resume()
+    assert client.flush(10)
+    assert unique_messages(server) == [b"first", *encoded(messages)]
+
+
+def test_everything_is_delivered_once_in_order_with_consecutive_sequences(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """Records arrive once each, in logging order; sequences count up by one per batch,
+    all under one producer id; flush() is True only once all are acknowledged."""
+    a, b = inproc(), inproc()
+    client = make_client(a, b)
+    messages = numbered("m", 10_000)
+    log_all(client, messages)
+    assert client.flush(20)
+    assert unique_messages(a, b) == encoded(messages)
+    batches = sorted(a.batches() + b.batches(), key=lambda x: x.sequence)
+    assert {x.producer_id for x in batches} == {client.producer_id}
+    assert [x.sequence for x in batches] == list(range(len(batches)))
+    assert all(len(x.entries) <= 100 for x in batches)
+    stats = client.stats()
+    assert (stats.logged, stats.acknowledged, stats.dropped, stats.queued) == (
+        10_000,
+        10_000,
+        0,
+        0,
+    )
+    assert a.batches() and b.batches(), "random choice uses both servers"
+
+
+def test_a_partial_batch_is_sent_after_the_linger(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """Without flush(), a batch that never fills leaves once its first record waited linger_s."""
+    server = inproc()
+    client = make_client(server, batching=BatchPolicy(max_records=1000, linger_s=0.05))
+    log_all(client, ["a", "b", "c"])
+    eventually(lambda: len(server.messages()) == 3, timeout=5, what="the lingering batch")
+    assert len(server.batches()) == 1
+
+
+# -------------------------------------------------------------------- failover
+
+
+def test_a_killed_server_is_left_at_once_and_nothing_is_lost(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """When the current server dies (connections reset, port closed) the client resends the
+    same batch to another server at once: every record arrives exactly once."""
+    a, b = inproc(), inproc()
+    client = make_client(a, b, choice="sticky")
+    first = numbered("m", 500)
+    log_all(client, first)
+    assert client.flush(10)
+    current = a if client.stats().current_server == str(a.endpoint) else b
+    other = b if current is a else a
+    current.stop()
+    second = numbered("m", 500, start=500)
+    log_all(client, second)
+    assert client.flush(10)
+    assert unique_messages(a, b) == encoded(first + second)
+    stats = client.stats()
+    assert stats.failovers >= 1 and stats.batches_retried >= 1
+    assert stats.current_server == str(other.endpoint)
+    assert str(current.endpoint) in stats.down_servers
+
+
+def test_a_batch_resent_after_an_ambiguous_failure_keeps_its_identity(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """A server that stores a batch but loses the answer makes the client resend the same
+    (producer, sequence) elsewhere: the copy is removed by dedup, nothing is doubled."""
+    a, b = inproc(), inproc()
+    a.behaviour.fail_next = ["drop_after_store"]
+    b.behaviour.fail_next = ["drop_after_store"]
+    client = make_client(a, b)
+    messages = numbered("m", 300)
+    log_all(client, messages)
+    assert client.flush(10)
+    assert unique_messages(a, b) == encoded(messages)
+    assert copies(a, b) > len(messages), "a batch sits on both servers"
+    keys_a = {(x.producer_id, x.sequence) for x in a.batches()}
+    keys_b = {(x.producer_id, x.sequence) for x in b.batches()}
+    assert keys_a & keys_b, "the resent batch kept its (producer_id, sequence)"
+
+
+def test_a_hung_server_is_given_up_after_the_rpc_timeout(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """A server that accepts but never answers (SIGSTOP) costs one RPC timeout; then the
+    batch goes elsewhere. When it wakes up and stores the stale batch, dedup still gives
+    every record once."""
+    a, b = inproc(), inproc()
+    a.behaviour.mode = "hang"
+    client = make_client(a, b, choice="round_robin")
+    messages = numbered("m", 1000)
+    started = time.monotonic()
+    log_all(client, messages)
+    assert client.flush(20)
+    assert time.monotonic() - started < 15
+    a.resume()
+    eventually(lambda: a.batches(), what="the hung server to store what it held")
+    assert unique_messages(a, b) == encoded(messages)
+    assert client.stats().failovers >= 1
+
+
+@pytest.mark.parametrize("mode", ["draining", "unavailable", "try_later", "drop"])
+def test_a_server_that_refuses_for_now_is_avoided(
+    inproc: InProcFactory, make_client: ClientFactory, mode: str
+) -> None:
+    """ServerDraining, StorageUnavailable, TRY_LATER or a dropped connection: the batch moves
+    to another server and the refusing one is marked down."""
+    a, b = inproc(), inproc()
+    a.behaviour.mode = mode
+    client = make_client(a, b, choice="round_robin")
+    messages = numbered("m", 500)
+    log_all(client, messages)
+    assert client.flush(10)
+    assert unique_messages(a, b) == encoded(messages)
+    assert not a.batches()
+    assert client.stats().failovers >= 1
+
+
+def test_a_batch_too_large_for_the_server_is_split(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """BatchTooLarge: the batch is split (recursively) until the server takes it; nothing
+    is lost or dropped."""
+    server = inproc()
+    server.behaviour.max_batch_records = 30
+    client = make_client(server)
+    messages = numbered("m", 300)
+    log_all(client, messages)
+    assert client.flush(10)
+    assert sorted(server.messages()) == encoded(messages)
+    assert all(len(x.entries) <= 30 for x in server.batches())
+    assert client.stats().dropped == 0
+
+
+def test_records_no_server_accepts_are_dropped_counted_and_never_retried_forever(
+    inproc: InProcFactory, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A category the server rejects drops only that category's records; a single record too
+    large for the server is dropped; both are counted and logged; flush() still returns."""
+    server = inproc()
+    server.behaviour.bad_category = "secret"
+    client = make_client(server)
+    for i in range(20):
+        client.log("secret" if i % 4 == 0 else "app", f"m{i}")
+    assert client.flush(10)
+    assert server.messages() == [f"m{i}".encode() for i in range(20) if i % 4]
+    assert client.stats().dropped == 5
+
+    server.behaviour.bad_category = None
+    server.behaviour.max_batch_records = 0
+    log_all(client, ["x", "y", "z"])
+    assert client.flush(10)
+    assert client.stats().dropped == 8
+    assert "dropped" in caplog.text
+
+
+# ------------------------------------------------------------------ membership
+
+
+def test_the_client_leaves_a_server_that_left_the_set(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """When the current server's endpoint disappears from the source, the next batch goes
+    to another server."""
+    a, b = inproc(), inproc()
+    source = StaticServers([a.endpoint, b.endpoint])
+    client = make_client(source=source, choice="sticky")
+    log_all(client, numbered("m", 200))
+    assert client.flush(10)
+    current = a if client.stats().current_server == str(a.endpoint) else b
+    other = b if current is a else a
+    before = len(current.batches())
+    source.set([other.endpoint])
+    log_all(client, numbered("n", 200))
+    assert client.flush(10)
+    assert len(current.batches()) == before
+    assert client.stats().known_servers == (str(other.endpoint),)
+
+
+def test_a_server_that_joins_later_gets_traffic(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """With the default random choice a server added to the source after start gets batches."""
+    a, b = inproc(), inproc()
+    source = StaticServers([a.endpoint])
+    client = make_client(source=source)
+    log_all(client, numbered("m", 500))
+    assert client.flush(10)
+    source.set([a.endpoint, b.endpoint])
+    for chunk in range(20):
+        log_all(client, numbered(f"n{chunk}", 100))
+        assert client.flush(10)
+    assert len(b.batches()) >= 3
+
+
+# --------------------------------------------------------------------- spooling
+
+
+def test_with_no_server_records_spill_to_the_spool_and_are_delivered_later(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """No server for spill_after_s: queued records go to the spool; when a server comes
+    back the spool is delivered, in order, and emptied."""
+    server = inproc()
+    server.stop()
+    client = make_client(server, spool=SpoolPolicy(directory=None, spill_after_s=0.2))
+    messages = numbered("m", 250)
+    log_all(client, messages)
+    eventually(lambda: client.stats().spooled == 250, what="all records in the spool")
+    assert client.stats().queued == 0
+    assert not client.flush(0.1)
+    server.start()
+    assert client.flush(15)
+    assert server.messages() == encoded(messages)
+    assert client.stats().spooled == 0
+
+
+def test_close_without_server_spools_and_the_next_client_delivers_that_first(
+    inproc: InProcFactory, make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """close() with no server reachable spools at once (not after the whole timeout); a new
+    client on the same spool directory delivers the old records first, then its own."""
+    server = inproc()
+    server.stop()
+    spool_dir = tmp_path / "shared-spool"
+    first = make_client(server, spool_dir=spool_dir)
+    old = numbered("old", 150)
+    log_all(first, old)
+    started = time.monotonic()
+    first.close(timeout=10)
+    assert time.monotonic() - started < 5
+    assert first.stats().spooled == 150
+
+    server.start()
+    second = make_client(server, spool_dir=spool_dir)
+    new = numbered("new", 50)
+    log_all(second, new)
+    assert second.flush(10)
+    assert server.messages() == encoded(old + new)
+    producers = [x.producer_id for x in server.batches()]
+    assert producers[0] == first.producer_id and producers[-1] == second.producer_id
+
+
+def test_close_without_spool_counts_what_is_lost(make_client: ClientFactory) -> None:
+    """No server and no spool: close() cannot keep the records; it counts and logs the loss."""
+    client = make_client("127.0.0.1:1", spool=SpoolPolicy.disabled())
+    log_all(client, numbered("m", 10))
+    client.close(timeout=1)
+    assert client.stats().dropped == 10
+
+
+def test_queue_overflow_drop_is_counted(make_client: ClientFactory) -> None:
+    """A full queue with overflow='drop' drops new records without raising, and counts them."""
+    client = make_client(
+        "127.0.0.1:1",
+        spool=SpoolPolicy.disabled(),
+        batching=BatchPolicy(max_records=1000, linger_s=60),
+        queue=QueuePolicy(max_records=50, overflow="drop"),
+    )
+    log_all(client, numbered("m", 80))
+    stats = client.stats()
+    assert (stats.logged, stats.dropped, stats.queued) == (50, 30, 50)
+
+
+def test_a_spool_directory_serves_one_live_client(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """A second client on a spool directory in use gets SpoolLockedError, starts no thread."""
+    first = make_client("127.0.0.1:1", spool_dir=tmp_path / "s")
+    with pytest.raises(SpoolLockedError):
+        LogClient(servers=StaticServers([]), spool=SpoolPolicy(directory=tmp_path / "s"))
+    first.close(timeout=1)
+    make_client("127.0.0.1:1", spool_dir=tmp_path / "s")
+
+
+# ------------------------------------------------------------------- lifecycle
+
+
+def test_close_stops_threads_unregisters_atexit_and_refuses_logs(
+    inproc: InProcFactory, tmp_path: Path
+) -> None:
+    """close() flushes, stops the sender thread and makes log() raise ClientClosedError; a
+    second close() is a no-op. (The atexit hook is checked in test_process.py.)"""
+    server = inproc()
+    client = LogClient(
+        servers=StaticServers([server.endpoint]), spool=SpoolPolicy(directory=tmp_path / "s")
+    )
+    assert any(t.name.startswith("logclient-sender") for t in threading.enumerate())
+    log_all(client, numbered("m", 10))
+    client.close()
+    assert len(server.messages()) == 10
+    assert not client._sender.alive
+    with pytest.raises(ClientClosedError):
+        client.log("app", "late")
+    client.close()
+    assert client.stats().closed
+
+
+def test_stats_and_repr_show_the_state(inproc: InProcFactory, make_client: ClientFactory) -> None:
+    """stats() and the reprs show current server, known servers, queue, spool and counters."""
+    server = inproc()
+    client = make_client(server)
+    log_all(client, numbered("m", 10))
+    assert client.flush(5)
+    stats = client.stats()
+    assert stats.current_server == str(server.endpoint)
+    assert stats.known_servers == (str(server.endpoint),)
+    assert (stats.sent, stats.acknowledged, stats.failovers, stats.dropped) == (10, 10, 0, 0)
+    text = repr(stats)
+    for field in ("server=", "known=", "queued=", "spooled=", "acknowledged=", "failovers="):
+        assert field in text
+    assert str(server.endpoint) in repr(client) and "open" in repr(client)
+
+
+def test_the_context_manager_closes(inproc: InProcFactory, tmp_path: Path) -> None:
+    """Leaving the with block closes the client after delivering what was logged."""
+    server = inproc()
+    with LogClient(
+        servers=StaticServers([server.endpoint]), spool=SpoolPolicy(directory=tmp_path / "s")
+    ) as client:
+        client.log("app", "hello")
+    assert client.closed and server.messages() == [b"hello"]
+
+
+def test_exactly_one_of_zk_hosts_or_servers() -> None:
+    """A client needs one source of servers, not zero or two."""
+    with pytest.raises(TypeError):
+        LogClient()
+    with pytest.raises(TypeError):
+        LogClient("127.0.0.1:2181", servers=StaticServers([]))
+
+
+def test_spool_survives_in_a_default_slot(inproc: InProcFactory, tmp_path: Path) -> None:
+    """Without a spool directory the client uses a per-user slot under $XDG_STATE_HOME."""
+    client = LogClient(servers=StaticServers([]), spool=SpoolPolicy(name="unit"))
+    assert client.spool_directory == tmp_path / "state/logclient/unit/slot-0"
+    client.log("app", "kept")
+    client.close(timeout=2)
+    spool = Spool.open(SpoolPolicy(name="unit"))
+    assert spool.records == 1
+    spool.close()

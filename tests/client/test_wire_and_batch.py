@@ -1,0 +1,88 @@
+"""What must hold for the hand-encoded Append call and for batch identities."""
+
+from __future__ import annotations
+
+import pytest
+from thriftpy2.protocol import TCyBinaryProtocol, TCyBinaryProtocolFactory
+from thriftpy2.thrift import TClient
+from thriftpy2.transport import TCyFramedTransport
+from thriftpy2.transport.memory import TCyMemoryBuffer
+
+from logclient._batch import Batch
+from logclient._wire import decode_append_reply, encode_append_call
+from logwire.idl import log_thrift
+
+
+def thriftpy2_bytes(seqid: int, producer: str, sequence: int, entries: list) -> bytes:
+    """What thriftpy2's own client writes for the same call."""
+    memory = TCyMemoryBuffer()
+    client = TClient(log_thrift.LogService, TCyBinaryProtocol(TCyFramedTransport(memory)))
+    client._seqid = seqid
+    client._send(
+        "Append",
+        batch=log_thrift.AppendBatch(
+            producer_id=producer,
+            sequence=sequence,
+            entries=[log_thrift.LogEntry(category=c, message=m) for c, m in entries],
+        ),
+    )
+    return bytes(memory.getvalue())
+
+
+@pytest.mark.parametrize(
+    "entries",
+    [
+        [],
+        [("app", b"hello")],
+        [("app", b""), ("d\u00e9j\u00e0", "\u00fc\u00f1\u00ee".encode()), ("x", b"\x00\xff" * 50)],
+        [("a", b"m%d" % i) for i in range(1000)],
+    ],
+)
+def test_hand_encoded_append_is_byte_identical_to_thriftpy2(entries: list) -> None:
+    """The sender's encoder writes exactly the frame thriftpy2 writes for Append."""
+    mine = encode_append_call(123, "producer-\u00e9", 2**40 + 5, entries)
+    assert mine == thriftpy2_bytes(123, "producer-\u00e9", 2**40 + 5, entries)
+
+
+def reply(seqid: int, name: str = "Append") -> bytes:
+    memory = TCyMemoryBuffer()
+    protocol = TCyBinaryProtocolFactory().get_protocol(memory)
+    protocol.write_message_begin(name, 2, seqid)
+    result = log_thrift.LogService.Append_result(
+        success=log_thrift.AppendResult(code=0, duplicate=True, stored=0)
+    )
+    result.write(protocol)
+    protocol.write_message_end()
+    return bytes(memory.getvalue())
+
+
+def test_a_reply_must_answer_this_call() -> None:
+    """A reply with another sequence id or method (a stale reply) is refused, never used."""
+    assert decode_append_reply(reply(5), 5).success.duplicate is True
+    with pytest.raises(ValueError, match="#4"):
+        decode_append_reply(reply(4), 5)
+    with pytest.raises(ValueError):
+        decode_append_reply(reply(5, "Log"), 5)
+
+
+def test_splitting_is_deterministic_and_keeps_every_record_once() -> None:
+    """Halves get derived identities that are the same every time the batch is split
+    (after a restart too), and together hold the batch's records in order."""
+    entries = [("app", b"%d" % i) for i in range(5)]
+    parent = Batch("p", 9, entries, 100, end_ordinal=42)
+    a, b = parent.split()
+    again = Batch("p", 9, list(entries), 100).split()
+    assert [(h.producer_id, h.sequence) for h in (a, b)] == [("p~9", 0), ("p~9", 1)]
+    assert [(h.producer_id, h.sequence) for h in again] == [("p~9", 0), ("p~9", 1)]
+    assert a.entries + b.entries == entries
+    assert a.root is parent and b.end_ordinal == 42 and parent.children_left == 2
+    with pytest.raises(ValueError):
+        Batch("p", 1, entries[:1], 10).split()
+
+
+def test_derived_producer_ids_stay_within_the_servers_limit() -> None:
+    """Repeated splits never produce a producer id over 128 characters."""
+    node = Batch("p" * 120, 10**12, [("a", b"1"), ("a", b"2")], 10)
+    for _ in range(5):
+        node = Batch(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
+        assert 1 <= len(node.producer_id) <= 128
