@@ -1,0 +1,112 @@
+"""Rotation by size; retention by total bytes and by age; positions stay stable."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from logserver.storage import StoragePolicy
+from tests.storage.conftest import OpenStorage, messages, read_all, segment_files, wait_for
+
+RECORD = b"r" * 200  # about 250 bytes on disk
+
+
+def _append(storage: object, count: int, start: int = 0) -> None:
+    for i in range(start, start + count):
+        storage.append([("c", RECORD + str(i).encode())], "p", i)  # type: ignore[attr-defined]
+
+
+def test_rotation_keeps_positions_contiguous(open_storage: OpenStorage, data_dir: Path) -> None:
+    """Segments rotate before exceeding segment_bytes; each is named by its first position,
+    which is the previous one's end, and reads cross segments seamlessly, also after reopen."""
+    policy = StoragePolicy(segment_bytes=4096)
+    storage = open_storage(policy)
+    _append(storage, 100)
+    files = segment_files(data_dir, "c")
+    assert len(files) >= 6
+    expected_base = 0
+    for f in files:
+        assert int(f.stem) == expected_base
+        assert f.stat().st_size <= 4096
+        expected_base += f.stat().st_size
+    records = read_all(storage, "c", page=7)
+    assert [r.message for r in records] == [RECORD + str(i).encode() for i in range(100)]
+    storage.close()
+    again = open_storage(policy)
+    assert read_all(again, "c") == records
+    _append(again, 10, start=100)
+    assert len(read_all(again, "c")) == 110
+
+
+def test_batch_bigger_than_a_segment_gets_its_own(open_storage: OpenStorage, data_dir: Path) -> None:
+    """A batch larger than segment_bytes is not split: it fills a segment of its own."""
+    storage = open_storage(StoragePolicy(segment_bytes=4096))
+    storage.append([("c", b"small")])
+    storage.append([("c", b"x" * 1000) for _ in range(10)])
+    storage.append([("c", b"small again")])
+    sizes = [f.stat().st_size for f in segment_files(data_dir, "c")]
+    assert len(sizes) == 3 and sizes[1] > 4096
+    assert len(read_all(storage, "c")) == 12
+
+
+def test_retention_by_bytes_deletes_oldest_closed_segments(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """Over retention_bytes, the oldest closed segments are deleted on rotation; the active one
+    never is; a read from position 0 starts at the oldest kept record, whose position is
+    unchanged."""
+    storage = open_storage(StoragePolicy(segment_bytes=4096, retention_bytes=10_000))
+    _append(storage, 40)
+    before = read_all(storage, "c")
+    _append(storage, 200, start=40)
+    files = segment_files(data_dir, "c")
+    assert int(files[0].stem) > 0
+    assert sum(f.stat().st_size for f in files) <= 10_000 + 4096
+    kept = read_all(storage, "c")
+    assert kept[0].position == int(files[0].stem)
+    assert messages(kept)[-1] == RECORD + b"239"
+    assert storage.stats().segments_deleted > 0
+    assert storage.read("c", before[0].position).records[0] == kept[0]
+
+
+def test_active_segment_is_never_deleted(open_storage: OpenStorage, data_dir: Path) -> None:
+    """Even with a limit smaller than one segment, the segment being written stays."""
+    storage = open_storage(StoragePolicy(segment_bytes=4096, retention_bytes=1))
+    _append(storage, 50)
+    assert len(segment_files(data_dir, "c")) == 1
+    assert read_all(storage, "c")[-1].message == RECORD + b"49"
+
+
+def test_retention_by_age_runs_in_the_background(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """Closed segments older than retention_age_s are deleted by the background thread,
+    without any new append; the active segment stays."""
+    storage = open_storage(
+        StoragePolicy(segment_bytes=4096, retention_age_s=0.3, retention_check_s=0.05)
+    )
+    _append(storage, 60)
+    assert len(segment_files(data_dir, "c")) > 1
+    wait_for(lambda: len(segment_files(data_dir, "c")) == 1)
+    records = read_all(storage, "c")
+    assert records and records[-1].message == RECORD + b"59"
+
+
+def test_age_of_recovered_segments_is_their_mtime(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """After a restart, a closed segment's age comes from its modification time, and old ones
+    are deleted at the next rotation."""
+    storage = open_storage(StoragePolicy(segment_bytes=4096))
+    _append(storage, 40)
+    storage.close()
+    old = time.time() - 3600
+    for f in segment_files(data_dir, "c")[:-1]:
+        os.utime(f, (old, old))
+    count = len(segment_files(data_dir, "c"))
+    again = open_storage(StoragePolicy(segment_bytes=4096, retention_age_s=600))
+    _append(again, 20, start=40)  # rotates, which applies retention
+    files = segment_files(data_dir, "c")
+    assert len(files) < count
+    assert messages(read_all(again, "c"))[-1] == RECORD + b"59"
