@@ -168,7 +168,7 @@ class Registration:
     def __repr__(self) -> str:
         with self._lock:
             node, session, registered = self._node, self._node_session, self._registered
-        state = "DEREGISTERED" if self._closed else self._client.state
+        state = "DEREGISTERED" if self._closed else self._client.state if self._started else "NEW"
         current = self._client.client_id
         return (
             f"<Registration {self.zk_path} endpoint={self.member.endpoint} "

@@ -51,8 +51,14 @@ def test_sees_joins_and_leaves(
     discovery_factory: DiscoveryFactory,
 ) -> None:
     """Servers appear when they register and disappear when they deregister; when ZooKeeper says
-    the path is empty (while connected) the set is empty; listeners run on discovery's thread."""
+    the path is empty (while connected) the set is empty; listeners run on discovery's thread, and
+    one listener raising does not stop the others or later updates."""
     discovery = discovery_factory(zk_hosts, zk_path)
+
+    def broken_listener(servers: frozenset[Endpoint]) -> None:
+        raise RuntimeError("a listener's bug must not stop discovery")
+
+    discovery.subscribe(broken_listener)
     recorder = Recorder()
     discovery.subscribe(recorder)
     discovery.start()

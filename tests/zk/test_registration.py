@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 
 import pytest
 from kazoo.client import KazooClient
 from kazoo.exceptions import ConnectionLoss
+from kazoo.security import make_digest_acl
 
 from logserver.errors import RegistrationError
 from logserver.launcher import ZooKeeperEnsemble
@@ -31,7 +33,8 @@ def test_registers_one_ephemeral_sequential_node_in_serverset_shape(
     zk_hosts: str, zk_path: str, observer: KazooClient, registration_factory: RegistrationFactory
 ) -> None:
     """One EPHEMERAL SEQUENTIAL ``member_NNNNNNNNNN`` node whose data is the ServerSet JSON;
-    deregister() deletes it at once."""
+    deregister() deletes it at once and leaves no thread behind."""
+    threads_before = set(threading.enumerate())
     member = make_member()
     registration = registration_factory(zk_hosts, zk_path, member)
     registration.start()
@@ -53,6 +56,7 @@ def test_registers_one_ephemeral_sequential_node_in_serverset_shape(
     # "At once": the node is gone when deregister() returns, not a session timeout later.
     assert observer.get_children(zk_path) == []
     assert not registration.registered and registration.node_path is None
+    assert set(threading.enumerate()) <= threads_before
     registration.deregister()  # idempotent
 
 
@@ -302,3 +306,28 @@ def test_two_live_processes_with_one_endpoint_do_not_delete_each_other_forever(
         time.sleep(0.1)
     assert (first.registrations, twin.registrations) == (2, 1)
     assert {n.owner for n in nodes(observer, zk_path)} == {first.session_id, twin.session_id}
+
+
+def test_auth_is_used_and_missing_auth_is_a_registration_error(
+    zk_hosts: str,
+    zk_path: str,
+    kazoo_factory: KazooFactory,
+    registration_factory: RegistrationFactory,
+) -> None:
+    """Under a path only a digest user may use, a registration with that user's credentials
+    registers; one without them fails with RegistrationError (NoAuth) instead of retrying."""
+    credentials = ("digest", "logserver:secret")
+    admin = kazoo_factory(zk_hosts, auth_data=[credentials])
+    acl = make_digest_acl("logserver", "secret", all=True)
+    admin.create(zk_path, acl=[acl], makepath=True)
+
+    allowed = registration_factory(zk_hosts, zk_path, auth=credentials)
+    allowed.start()
+    assert allowed.wait_registered(10)
+    assert len(admin.get_children(zk_path)) == 1
+
+    refused = registration_factory(zk_hosts, zk_path)
+    refused.start()
+    with pytest.raises(RegistrationError) as raised:
+        refused.wait_registered(10)
+    assert "NoAuth" in str(raised.value)
