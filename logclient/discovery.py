@@ -337,9 +337,9 @@ class ZooKeeperServers:
                     if item is _STOP or self._closing.is_set():
                         return
                     if item[0] == "children" and any(
-                        later[0] == "children" for later in batch[index + 1 :] if later is not _STOP
+                        later is not _STOP and later[:2] == item[:2] for later in batch[index + 1 :]
                     ):
-                        continue
+                        continue  # a newer list from the same watch follows
                     self._handle(item)
         except (_Closing, ConnectionClosedError, RetryInterruptedError):
             pass
