@@ -101,7 +101,6 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Any]:
         trans_factory=TCyFramedTransportFactory(),
         proto_factory=TCyBinaryProtocolFactory(),
         timeout=int(timeout * 1000),
-        connect_timeout=int(min(timeout, 5.0) * 1000),
     )
     try:
         yield client
