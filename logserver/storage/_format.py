@@ -233,7 +233,7 @@ class _Window:
         """The first offset after ``off`` where a valid record starts, else ``stop``."""
         pos = off + 1
         while pos < self.stop:
-            p = self.cover(pos, min(self.chunk, self.stop - pos))
+            p = self.cover(pos, min(max(self.chunk, 4096), self.stop - pos))
             j = self.buf.find(MAGIC, p)
             if j < 0:
                 end = self.base + len(self.buf)

@@ -181,7 +181,7 @@ class Storage:
 
     def append(
         self,
-        entries: Sequence[tuple[str | bytes, bytes]],
+        entries: Sequence[tuple[str | bytes, bytes | str]],
         producer_id: str = "",
         sequence: int = -1,
     ) -> AppendOutcome:

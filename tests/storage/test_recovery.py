@@ -81,7 +81,9 @@ def test_unfinished_write_is_removed_whole(
         again = open_storage()
     assert messages(read_all(again, "c")) == [b"acknowledged"]
     assert again.append([("c", f"r{i}".encode()) for i in range(10)], "p", 2).stored == 10
-    assert messages(read_all(again, "c")) == [b"acknowledged"] + [f"r{i}".encode() for i in range(10)]
+    assert messages(read_all(again, "c")) == [b"acknowledged"] + [
+        f"r{i}".encode() for i in range(10)
+    ]
 
 
 def test_damage_in_the_middle_keeps_later_records(

@@ -39,7 +39,9 @@ def test_rotation_keeps_positions_contiguous(open_storage: OpenStorage, data_dir
     assert len(read_all(again, "c")) == 110
 
 
-def test_batch_bigger_than_a_segment_gets_its_own(open_storage: OpenStorage, data_dir: Path) -> None:
+def test_batch_bigger_than_a_segment_gets_its_own(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
     """A batch larger than segment_bytes is not split: it fills a segment of its own."""
     storage = open_storage(StoragePolicy(segment_bytes=4096))
     storage.append([("c", b"small")])
@@ -78,9 +80,7 @@ def test_active_segment_is_never_deleted(open_storage: OpenStorage, data_dir: Pa
     assert read_all(storage, "c")[-1].message == RECORD + b"49"
 
 
-def test_retention_by_age_runs_in_the_background(
-    open_storage: OpenStorage, data_dir: Path
-) -> None:
+def test_retention_by_age_runs_in_the_background(open_storage: OpenStorage, data_dir: Path) -> None:
     """Closed segments older than retention_age_s are deleted by the background thread,
     without any new append; the active segment stays."""
     storage = open_storage(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,6 +104,7 @@ def test_bad_arguments_are_refused(open_storage: OpenStorage) -> None:
 
 def test_policy_is_validated() -> None:
     """A policy that cannot work is refused when it is made, not at the first append."""
+    bad: dict[str, Any]
     for bad in (
         {"fsync": "sometimes"},
         {"fsync_interval_s": 0},
@@ -115,5 +117,5 @@ def test_policy_is_validated() -> None:
         {"max_message_bytes": 2**40},
     ):
         with pytest.raises(ValueError):
-            StoragePolicy(**bad)  # type: ignore[arg-type]
+            StoragePolicy(**bad)
     assert "fsync='always'" in repr(StoragePolicy())
