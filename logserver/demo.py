@@ -93,7 +93,7 @@ def run_demo(args: argparse.Namespace) -> int:
             s.start(wait=False)
         for s in servers:
             s.wait_ready()
-        report = _run(args, zk.hosts, zk_path, servers, state)
+        report = _run(args, zk.hosts, zk_path, servers, state, workdir)
     if args.out:
         _write_outputs(args.out, report, state)
     _print_report(report)
@@ -101,10 +101,18 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0 if report["summary"]["lost"] == 0 and report["summary"]["duplicates_after_dedup"] == 0 else 1
 
 
-def _run(args: argparse.Namespace, zk_hosts: str, zk_path: str, servers: list[Any], state: DemoState) -> dict[str, Any]:
+def _run(
+    args: argparse.Namespace,
+    zk_hosts: str,
+    zk_path: str,
+    servers: list[Any],
+    state: DemoState,
+    workdir: Path,
+) -> dict[str, Any]:
     app = subprocess.Popen(
         [sys.executable, "-m", "logserver.demo_app", "--zk", zk_hosts, "--zk-path", zk_path,
-         "--rate", str(args.rate), "--duration", str(args.duration)],
+         "--rate", str(args.rate), "--duration", str(args.duration),
+         "--spool-dir", str(workdir / "spool")],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,

@@ -13,8 +13,9 @@ import json
 import sys
 import threading
 import time
+from pathlib import Path
 
-from logclient import LogClient
+from logclient import LogClient, SpoolPolicy
 
 __all__ = ["main"]
 
@@ -31,9 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--category", default="demo")
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--duration", type=float, default=30.0)
+    parser.add_argument("--spool-dir", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    client = LogClient(args.zk, args.zk_path)
+    client = LogClient(args.zk, args.zk_path, spool=SpoolPolicy(directory=args.spool_dir))
     stop = threading.Event()
     max_stall = 0.0
     stall_at = 0.0
