@@ -297,28 +297,38 @@ def _walk_list(
     if budget < 0:
         raise _Reject(f"more than one struct or container per {OBJECT_COST} bytes")
     if etype == T_STRUCT:
-        for _ in range(count):
-            # Fast path for LogEntry's shape (two string fields, then STOP), the
-            # element of every Log and Append batch. Anything else, or anything
-            # wrong, is walked again from the element's start by the generic walk,
-            # so this only changes the speed, never the verdict.
-            p = pos + 7
-            if p <= end and depth > 0:
-                t, n = _string_field(buf, pos)
-                if t == T_STRING and 0 <= n <= end - p:
-                    p += n + 7
-                    if p <= end:
-                        t, n = _string_field(buf, p - 7)
-                        if t == T_STRING and 0 <= n <= end - p:
-                            p += n
-                            if p < end and buf[p] == T_STOP:
-                                pos = p + 1
-                                continue
-            pos, budget = _walk_struct(buf, pos, end, depth, budget)
-        return pos, budget
+        return _walk_structs(buf, pos, end, count, depth, budget)
     walk = _walk_map if etype == T_MAP else _walk_list
     for _ in range(count):
         pos, budget = walk(buf, pos, end, depth, budget)
+    return pos, budget
+
+
+def _walk_structs(
+    buf: bytes | bytearray, pos: int, end: int, count: int, depth: int, budget: int
+) -> tuple[int, int]:
+    """Walk ``count`` structs: the elements of every Log and Append batch.
+
+    Fast path for LogEntry's shape (two string fields, then STOP). Anything
+    else, or anything wrong, is walked again from the element's start by the
+    generic walk, so the fast path changes the speed, never the verdict.
+    """
+    string_field = _string_field  # locals: this loop is the guard's hot spot
+    fast = depth > 0
+    for _ in range(count):
+        p = pos + 7
+        if fast and p <= end:
+            t, n = string_field(buf, pos)
+            if t == 11 and 0 <= n <= end - p:
+                p += n + 7
+                if p <= end:
+                    t, n = string_field(buf, p - 7)
+                    if t == 11 and 0 <= n <= end - p:
+                        p += n
+                        if p < end and buf[p] == 0:
+                            pos = p + 1
+                            continue
+        pos, budget = _walk_struct(buf, pos, end, depth, budget)
     return pos, budget
 
 

@@ -281,7 +281,7 @@ class ThriftServer:
             left = len(self._conns)
         if not finished or left:
             log.warning("closed with requests cut", in_flight_cut=not finished, threads_left=left)
-        log.info("closed", port=self._port, stats=repr(self.stats()))
+        log.info("closed", port=self._port, **dataclasses.asdict(self.stats()))
 
     def stats(self) -> WireStats:
         """A snapshot of the counters."""
@@ -351,7 +351,13 @@ class ThriftServer:
                     if select.select([self._wake_r], [], [], 0.1)[0]:
                         return
                     continue
-                self._admit(sock, addr)
+                try:
+                    self._admit(sock, addr)
+                except Exception:
+                    # The accept thread must outlive any one connection's trouble.
+                    log.exception("admitting a connection failed", peer=_peer_name(addr))
+                    with contextlib.suppress(OSError):
+                        sock.close()
 
     def _admit(self, sock: socket.socket, addr: object) -> None:
         peer = _peer_name(addr)
@@ -439,8 +445,7 @@ class ThriftServer:
             self._warn("bad_length", "invalid frame length", peer=conn.peer, length=length)
             raise _Cut("protocol_errors", "bad frame length")
 
-        frame = bytearray(length)
-        self._recv_exact(sock, memoryview(frame), deadline)
+        frame = self._recv_frame(sock, length, deadline)
         self._count("frames")
         reply = self._processor.process(frame, conn.peer)
         if reply.outcome is FrameOutcome.PROTOCOL_ERROR or reply.outcome is FrameOutcome.GARBAGE:
@@ -464,6 +469,23 @@ class ThriftServer:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle_cond.notify_all()
+
+    def _recv_frame(self, sock: socket.socket, length: int, deadline: float) -> bytearray:
+        """Receive a frame body; memory grows with the bytes that arrive, not the length claimed.
+
+        Otherwise max_connections peers each announcing max_frame_bytes and
+        sending nothing would pin max_connections x max_frame_bytes of memory.
+        The buffer doubles as it fills, so a large frame costs few copies.
+        """
+        frame = bytearray(min(length, _SCRATCH))
+        got = 0
+        while True:
+            with memoryview(frame) as view:
+                self._recv_exact(sock, view[got:], deadline)
+            got = len(frame)
+            if got == length:
+                return frame
+            frame += bytes(min(got, length - got))
 
     def _recv_exact(self, sock: socket.socket, view: memoryview, deadline: float) -> None:
         got = 0

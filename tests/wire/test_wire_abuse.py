@@ -78,6 +78,26 @@ def test_huge_length_prefix_is_refused_without_allocating(
     assert ping_once(server.port) < 5.0
 
 
+def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
+    """Peers announcing max-size frames and sending little pin little memory."""
+    tracemalloc.start()
+    socks = []
+    try:
+        for _ in range(20):
+            sock = connect(server.port)
+            sock.sendall(struct.pack(">i", server.limits.max_frame_bytes) + b"\x80\x01\x00\x01")
+            socks.append(sock)
+        wait_for(lambda: server.stats().connections_open == 20)
+        time.sleep(0.2)  # let every connection thread reach its receive loop
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        for sock in socks:
+            sock.close()
+    assert peak < 16 * 2**20, f"{peak} bytes held for 20 announced 16 MiB frames"
+    assert ping_once(server.port) < 5.0
+
+
 def test_slightly_too_large_batch_gets_a_clear_error(make_server: ServerFactory) -> None:
     """A real client whose batch exceeds the cap reads an error naming the limit, not a reset."""
     server = make_server(max_frame_bytes=64 * 1024)

@@ -51,6 +51,19 @@ def test_thriftpy2_client_calls_log_append_ping(
     assert server.stats().frames == 4
 
 
+def test_large_batches_arrive_whole(server: ThriftServer, handler: RecordingHandler) -> None:
+    """Batches of 1,000 and 20,000 entries (120 KB, 2.4 MB frames) reach the handler intact."""
+    c = client(server.port)
+    try:
+        for count in (1000, 20_000):
+            entries = [LogEntry(category="big", message=f"{i:0100d}") for i in range(count)]
+            assert c.Log(entries) == log_thrift.ResultCode.OK
+    finally:
+        c.close()
+    assert len(handler.logged) == 21_000
+    assert handler.logged[20_999] == (b"big", f"{19_999:0100d}".encode())
+
+
 def test_declared_exception_reaches_the_client(server: ThriftServer) -> None:
     """A declared exception is the client's to catch, and the connection goes on."""
     c = client(server.port)
