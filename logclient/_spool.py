@@ -29,7 +29,7 @@ from logclient._batch import ENTRY_OVERHEAD, Batch
 from logclient._policies import SpoolPolicy
 from logclient.errors import SpoolError, SpoolLockedError
 
-__all__ = ["MAX_SLOTS", "Spool", "SpoolFullError", "decode_batch", "encode_batch"]
+__all__ = ["MAX_SLOTS", "Spool", "SpoolFullError", "decode_batch", "encode_batch", "read_header"]
 
 logger = logging.getLogger("logclient.spool")
 
@@ -94,6 +94,20 @@ def decode_batch(data: bytes) -> Batch:
     if pos != body_len:
         raise ValueError("trailing bytes in body")
     return Batch(producer_id=producer, sequence=sequence, entries=entries, nbytes=nbytes)
+
+
+def read_header(path: Path) -> tuple[int, int]:
+    """``(file size, record count)`` from a spool file's header; ValueError when torn."""
+    with open(path, "rb") as f:
+        head = f.read(len(MAGIC) + 4 + _HEAD.size)
+        size = os.fstat(f.fileno()).st_size
+    if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 4:
+        raise ValueError("not a spool file (bad magic or too short)")
+    (body_len,) = _LEN.unpack_from(head, len(MAGIC))
+    if size != len(MAGIC) + 4 + body_len + 4 or len(head) < len(MAGIC) + 4 + _HEAD.size:
+        raise ValueError(f"torn file: {size} bytes, header says {len(MAGIC) + 8 + body_len}")
+    _plen, _sequence, count = _HEAD.unpack_from(head, len(MAGIC) + 4)
+    return size, count
 
 
 @dataclass
@@ -161,16 +175,18 @@ class Spool:
             else:
                 self._quarantine(path, "unexpected file name")
         for order in sorted(orders):
+            # Only the header is read here (a full spool is up to max_bytes; the app
+            # waits for this): a torn file shows in its size. Checksums are verified
+            # when a batch is read for delivery.
             path = self._path(order)
             try:
-                data = path.read_bytes()
-                batch = decode_batch(data)
+                size, records = read_header(path)
             except (OSError, ValueError) as exc:
                 self._quarantine(path, str(exc))
                 continue
-            self._index[order] = _Item(len(batch.entries), len(data), None)
-            self.bytes += len(data)
-            self.records += len(batch.entries)
+            self._index[order] = _Item(records, size, None)
+            self.bytes += size
+            self.records += records
         self._next = (max(orders) + 1) if orders else 0
         if self._index:
             logger.info(

@@ -20,6 +20,7 @@ from logclient import (
     InvalidCategoryError,
     LogClient,
     MessageTooLargeError,
+    QueueFullError,
     QueuePolicy,
     SpoolLockedError,
     SpoolPolicy,
@@ -436,3 +437,44 @@ def test_spool_survives_in_a_default_slot(inproc: InProcFactory, tmp_path: Path)
     spool = Spool.open(SpoolPolicy(name="unit"))
     assert spool.records == 1
     spool.close()
+
+
+def test_a_nearly_full_queue_spills_before_spill_after_s(make_client: ClientFactory) -> None:
+    """With no server, a queue past its high-water mark goes to the spool at once, long
+    before spill_after_s: a producer logging more than the queue holds is not refused."""
+    client = make_client(
+        "127.0.0.1:1",
+        queue=QueuePolicy(max_records=1000, overflow="block", block_timeout_s=10),
+        spool=SpoolPolicy(directory=None, spill_after_s=600, high_water=0.5),
+    )
+    log_all(client, numbered("m", 3000))
+    eventually(lambda: client.stats().spooled + client.stats().queued == 3000)
+    assert client.stats().spooled >= 2000
+
+
+def test_a_full_spool_drops_with_overflow_drop_and_blocks_otherwise(
+    make_client: ClientFactory, tmp_path: Path
+) -> None:
+    """Spool full and overflow='drop': batches that do not fit are dropped, counted and
+    logged. With overflow='raise' nothing is dropped: records stay queued until the queue
+    is full, then log() raises QueueFullError."""
+    small = SpoolPolicy(directory=tmp_path / "a", spill_after_s=0, max_bytes=20_000)
+    dropping = make_client(
+        "127.0.0.1:1", spool=small, queue=QueuePolicy(max_records=500, overflow="drop")
+    )
+    log_all(dropping, numbered("m", 3000))
+    eventually(lambda: dropping.stats().queued == 0, what="everything spooled or dropped")
+    stats = dropping.stats()
+    assert stats.spooled_bytes <= 20_000 and stats.dropped > 0
+    assert stats.spooled + stats.dropped == 3000
+
+    raising = make_client(
+        "127.0.0.1:1",
+        spool=replace(small, directory=tmp_path / "b"),
+        queue=QueuePolicy(max_records=500, overflow="raise"),
+    )
+    with pytest.raises(QueueFullError):
+        for m in numbered("m", 3000):
+            raising.log("app", m)
+            time.sleep(0.0001)
+    assert raising.stats().dropped == 0

@@ -57,9 +57,10 @@ def test_batches_come_back_in_order_after_reopening(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage"])
-def test_a_torn_or_corrupt_file_is_quarantined_at_restart(tmp_path: Path, damage: str) -> None:
-    """A spool file that fails its length or checksum check is moved to corrupt/ and counted;
-    the good batches around it are still delivered, in order."""
+def test_a_torn_or_corrupt_file_is_quarantined(tmp_path: Path, damage: str) -> None:
+    """A spool file that fails its length check (at restart) or its checksum (when read for
+    delivery) is moved to corrupt/, counted and logged; the good batches around it are still
+    delivered, in order."""
     spool = open_spool(tmp_path)
     for seq in range(3):
         spool.append(batch("p", seq))
@@ -75,13 +76,14 @@ def test_a_torn_or_corrupt_file_is_quarantined_at_restart(tmp_path: Path, damage
     victim.write_bytes(bytes(data))
 
     spool = open_spool(tmp_path)
-    assert spool.corrupt_files == 1
-    assert (tmp_path / "corrupt" / victim.name).exists()
     keys = []
     while (head := spool.head()) is not None:
         keys.append(head.key)
         spool.remove(head)
     assert keys == [("p", 0), ("p", 2)]
+    assert spool.corrupt_files == 1
+    assert (tmp_path / "corrupt" / victim.name).exists()
+    assert (spool.batches, spool.records, spool.bytes) == (0, 0, 0)
     spool.close()
 
 
