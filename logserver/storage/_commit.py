@@ -17,6 +17,7 @@ descriptor).
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import threading
@@ -123,23 +124,40 @@ class GroupCommitter:
             if segment.fd >= 0:
                 segment.pins += 1
             targets.append((segment, segment.fd, segment.committed))
+        # If the sync itself is interrupted (KeyboardInterrupt), the round still completes
+        # (as failed) so no thread waits forever for it.
+        outcome: tuple[OSError | None, int] = (OSError(errno.EINTR, "sync interrupted"), 0)
         self._cond.release()
-        error: OSError | None = None
-        calls = 0
         try:
-            for segment, fd, _ in targets:
-                try:
-                    if fd >= 0:
-                        self._disk.fdatasync(fd)
-                    else:
-                        self._disk.sync_path(segment.path)
-                except FileNotFoundError:
-                    continue  # deleted by retention: nothing left to make durable
-                calls += 1
-        except OSError as exc:
-            error = exc
+            outcome = self._sync(targets)
         finally:
             self._cond.acquire()
+            self._complete(current, targets, *outcome)
+
+    def _sync(self, targets: list[tuple[Segment, int, int]]) -> tuple[OSError | None, int]:
+        """fdatasync every target (lock not held); return the first error and the calls made."""
+        calls = 0
+        for segment, fd, _ in targets:
+            try:
+                if fd >= 0:
+                    self._disk.fdatasync(fd)
+                else:
+                    self._disk.sync_path(segment.path)
+            except FileNotFoundError:
+                continue  # deleted by retention: nothing left to make durable
+            except OSError as exc:
+                return exc, calls
+            calls += 1
+        return None, calls
+
+    def _complete(
+        self,
+        current: Round,
+        targets: list[tuple[Segment, int, int]],
+        error: OSError | None,
+        calls: int,
+    ) -> None:
+        """Publish a round's outcome and wake its waiters (lock held)."""
         self._syncing = False
         current.error = error
         current.done = True

@@ -151,7 +151,9 @@ class Segment:
         ``max_bytes`` (the first record of a read always fits); return (next offset, bytes used)."""
         producers: dict[bytes, str] = {}
         base = self.base
-        chunk = min(max(max_bytes - used, 4096), 1 << 20)
+        # Read about what the request can take, not a whole segment for limit=1.
+        chunk = min(max_bytes - used, (limit - len(out)) * 512, 1 << 20)
+        chunk = max(chunk, 4096)
         with _reader(self.path) as read:
             for item in walk(read, offset, stop, chunk):
                 if type(item) is Damage:

@@ -108,7 +108,10 @@ class Storage:
         lock_fd = _lock(data_dir)
         try:
             categories = data_dir / CATEGORIES_DIR
-            categories.mkdir(exist_ok=True)
+            if not categories.is_dir():
+                categories.mkdir()
+                if policy.fsync != "never":
+                    disk.sync_path(data_dir)
             started = time.monotonic()
             recovered = recover(categories, policy, disk)
             counters = Counters()
