@@ -15,14 +15,13 @@ import itertools
 import logging
 import os
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage._dedup import SequenceWindow
 from logserver.storage._disk import DiskIO
-from logserver.storage._format import Damage, Frame, pread_at, walk
+from logserver.storage._format import Damage, Run, pread_at, scan_writes
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import MARK_SPACING, Segment
 from logwire.categories import category_problem
@@ -68,24 +67,10 @@ class _Tally:
     complete: dict[bytes, tuple[SequenceWindow, list[int]]] = field(default_factory=dict)
     open: dict[tuple[bytes, int], list[int]] = field(default_factory=dict)  # [count, mask, ns]
 
-    def feed(self, frames: Iterable[Frame]) -> None:
-        """Add the records of one write (consecutive records; their indexes mostly consecutive)."""
-        run_key: tuple[bytes, int] | None = None
-        run_first = run_last = 0
-        run_count = run_ns = 0
-        for f in frames:
-            if not f.producer:
-                continue
-            key = (f.producer, f.sequence)
-            if key == run_key and f.batch_index == run_last + 1:
-                run_last = f.batch_index
-                continue
-            if run_key is not None:
-                self._add(run_key, run_count, run_ns, run_first, run_last)
-            run_key, run_first, run_last = key, f.batch_index, f.batch_index
-            run_count, run_ns = f.batch_count, f.received_ns
-        if run_key is not None:
-            self._add(run_key, run_count, run_ns, run_first, run_last)
+    def feed(self, runs: list[Run]) -> None:
+        """Add the records of one complete write."""
+        for run in runs:
+            self._add((run.producer, run.sequence), run.count, run.received_ns, run.first, run.last)
 
     def _add(self, key: tuple[bytes, int], count: int, ns: int, first: int, last: int) -> None:
         bits = ((1 << (last - first + 1)) - 1) << first
@@ -135,38 +120,23 @@ class Recovered:
     truncated_bytes: int = 0
 
 
-def _scan(
-    category: str, segment: Segment, tally: _Tally, *, last: bool
-) -> tuple[int, list[Damage]]:
-    """Walk a whole segment: feed complete writes to the tally, record boundary marks.
+def _scan(segment: Segment, tally: _Tally, *, last: bool) -> tuple[int, list[Damage]]:
+    """Verify a whole segment: feed complete writes to the tally, record boundary marks.
 
     Returns the end of the last complete write and the damaged ranges.
     """
-    marks = [0]
-    damages: list[Damage] = []
-    pending: list[Frame] = []
-    complete_end = 0
     fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        for item in walk(pread_at(fd), 0, segment.committed, _SCAN_CHUNK):
-            if isinstance(item, Damage):
-                damages.append(item)
-                continue
-            if item.offset - marks[-1] >= MARK_SPACING:
-                marks.append(item.offset)
-            pending.append(item)
-            if item.ends_write:
-                tally.feed(pending)
-                pending.clear()
-                complete_end = item.end
+        scan = scan_writes(pread_at(fd), segment.committed, tally.feed, mark_spacing=MARK_SPACING)
     finally:
         os.close(fd)
-    if pending and not last:
-        tally.feed(pending)  # a closed segment's tail is final; count what is there
+    marks = scan.marks
     if last:  # the tail after the last complete write is about to be cut off
-        marks = [m for m in marks if m < complete_end] or [0]
+        marks = [m for m in marks if m < scan.complete_end] or [0]
+    elif scan.tail:
+        tally.feed(scan.tail)  # a closed segment's tail is final; count what is there
     segment.marks = marks
-    return complete_end, damages
+    return scan.complete_end, scan.damages
 
 
 def _repair_tail(
@@ -226,14 +196,14 @@ def recover(categories_dir: Path, policy: StoragePolicy, disk: DiskIO) -> Recove
             if not segments:
                 continue
             last = segments[-1]
-            complete_end, damages = _scan(entry.name, last, tally, last=True)
+            complete_end, damages = _scan(last, tally, last=True)
             truncated += _repair_tail(entry.name, last, complete_end, damages, disk)
             budget = policy.dedup_scan_bytes - last.committed
             for segment in reversed(segments[:-1]):
                 if segment.committed > budget:
                     break
                 budget -= segment.committed
-                _, damages = _scan(entry.name, segment, tally, last=False)
+                _, damages = _scan(segment, tally, last=False)
                 for damage in damages:
                     segment.report(entry.name, damage)
             found[entry.name] = segments

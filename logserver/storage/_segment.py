@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from logserver.storage._format import Damage, Frame, ReadAt, pread_at, walk
+from logserver.storage._format import Damage, Frame, ReadAt, Run, pread_at, scan_writes, walk
 from logserver.storage._types import StoredRecord
 
 __all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
@@ -20,6 +20,10 @@ SEGMENT_SUFFIX = ".seg"
 MARK_SPACING = 64 * 1024
 """A known record boundary is kept at least every this many bytes, so checking that a
 read position is a boundary decodes at most this much."""
+
+
+def _ignore(runs: list[Run]) -> None:
+    pass
 
 
 def segment_name(base: int) -> str:
@@ -127,15 +131,12 @@ class Segment:
 
     def _index(self, category: str) -> list[int]:
         """Find record boundaries in a segment recovery did not scan (first use only)."""
-        marks = [0]
         with _reader(self.path) as read:
-            for item in walk(read, 0, self.readable):
-                if isinstance(item, Damage):
-                    self.report(category, item)
-                elif item.offset - marks[-1] >= MARK_SPACING:
-                    marks.append(item.offset)
-        self.marks = marks
-        return marks
+            scan = scan_writes(read, self.readable, _ignore, mark_spacing=MARK_SPACING)
+        for damage in scan.damages:
+            self.report(category, damage)
+        self.marks = scan.marks
+        return scan.marks
 
     def read_into(
         self,
