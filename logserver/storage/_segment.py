@@ -118,7 +118,10 @@ class Segment:
             )
 
     def is_boundary(self, category: str, offset: int) -> bool:
-        """Whether a record starts at ``offset`` (or the readable data ends there)."""
+        """Whether a record starts at ``offset`` (or the readable data ends there).
+
+        The start of a damaged range counts: a reader whose next record was damaged
+        after it got the position skips the damage instead of being stuck."""
         if offset in (0, self.readable):
             return True
         marks = self.marks if self.marks is not None else self._index(category)
@@ -126,7 +129,7 @@ class Segment:
         with _reader(self.path) as read:
             for item in walk(read, start, self.readable, chunk=2 * MARK_SPACING):
                 if item.offset >= offset:
-                    return item.offset == offset and isinstance(item, Frame)
+                    return item.offset == offset
         return False
 
     def _index(self, category: str) -> list[int]:

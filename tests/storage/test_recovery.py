@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from logserver.storage import StoragePolicy, read_category_offline
+from logserver.storage import InvalidPositionError, StoragePolicy, read_category_offline
 from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
 
 
@@ -105,8 +105,12 @@ def test_damage_in_the_middle_keeps_later_records(
     assert messages(got) == [f"record-{i:03d}".encode() for i in range(10) if i != 4]
     assert [r.position for r in got] == positions[:4] + positions[5:]
     assert any("damaged" in r.getMessage() for r in caplog.records)
-    # Positions inside the damaged range are not boundaries; the one after it is.
+    # The damaged record's own position still works (the damage is skipped), and so does the
+    # next record's; positions inside the damaged range are not boundaries.
+    assert messages(storage.read("c", positions[4], limit=1).records) == [b"record-005"]
     assert messages(storage.read("c", positions[5], limit=1).records) == [b"record-005"]
+    with pytest.raises(InvalidPositionError):
+        storage.read("c", positions[4] + 1)
     storage.append([("c", b"new")])
     assert messages(read_all(storage, "c"))[-1] == b"new"
     # The offline reader skips it the same way.
