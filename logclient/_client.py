@@ -56,6 +56,8 @@ class ClientStats:
     """A snapshot of a client's state and counters (records unless said otherwise).
 
     ``logged``: accepted by ``log()``. ``queued``: in memory, not yet in a batch.
+    ``in_flight``: in batches the sender holds in memory (being sent or waiting
+    for a server), not in the spool.
     ``spooled``: in spool files (``spooled_batches`` files, ``spooled_bytes``).
     ``sent``: records in ``Append`` calls made, resends included. ``acknowledged``:
     records servers acknowledged (``duplicates``: batches a server already had).
@@ -72,6 +74,7 @@ class ClientStats:
     down_servers: tuple[str, ...]
     queued: int
     queued_bytes: int
+    in_flight: int
     spooled: int
     spooled_batches: int
     spooled_bytes: int
@@ -89,7 +92,8 @@ class ClientStats:
     def __repr__(self) -> str:
         return (
             f"ClientStats(server={self.current_server}, known={list(self.known_servers)}, "
-            f"down={list(self.down_servers)}, queued={self.queued}, spooled={self.spooled}, "
+            f"down={list(self.down_servers)}, queued={self.queued}, "
+            f"in_flight={self.in_flight}, spooled={self.spooled}, "
             f"logged={self.logged}, sent={self.sent}, acknowledged={self.acknowledged}, "
             f"failovers={self.failovers}, dropped={self.dropped}, "
             f"batches_retried={self.batches_retried}, spilled={self.spilled})"
@@ -156,7 +160,10 @@ class LogClient:
 
     def _start(self) -> None:
         try:
+            # Subscribe and take the current set before start(): a change published
+            # by the source's thread can then never be overwritten by an older set.
             self._source.subscribe(self._pool.update)
+            self._pool.update(self._source.servers())
             self._source.start()
         except LogClientError:
             self._release()
@@ -164,7 +171,6 @@ class LogClient:
         except Exception as exc:
             self._release()
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
-        self._pool.update(self._source.servers())
         self._sender.start()
         atexit.register(self._atexit)
 
@@ -290,6 +296,7 @@ class LogClient:
             down_servers=tuple(str(e) for e in self._pool.down()),
             queued=len(self._queue),
             queued_bytes=self._queue.nbytes,
+            in_flight=sender.in_memory_records(),
             spooled=spool.records if spool is not None else 0,
             spooled_batches=spool.batches if spool is not None else 0,
             spooled_bytes=spool.bytes if spool is not None else 0,

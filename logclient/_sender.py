@@ -78,6 +78,7 @@ class Sender:
         self._pool_version = -1
         self._sequence = 0
         self._failing_since: float | None = None
+        self._announced = False
         self._spilling = False
         self._stopping = False
         self._abort = False
@@ -119,6 +120,16 @@ class Sender:
     def settled(self) -> int:
         """Records of this client acknowledged or deliberately dropped, counted in order."""
         return self._settled
+
+    def in_memory_records(self) -> int:
+        """Records in batches the sender holds in memory only (not queued, not spooled)."""
+        total = sum(len(b.entries) for b in list(self._pending))
+        current = self._current
+        if current is not None:
+            root = current.root
+            if root.spool_id is None:
+                total += len(root.entries)
+        return total
 
     @property
     def failing_since(self) -> float | None:
@@ -244,7 +255,7 @@ class Sender:
     def _deliver(self, batch: Batch) -> None:
         endpoint = self._pool.choose()
         if endpoint is None:
-            self._note_failing("no server available")
+            self._note_failing("no server available", announce=True)
             if self._stopping and self._spool is not None:
                 # Closing with nowhere to send: spool now rather than wait out the timeout.
                 self._abort = True
@@ -474,9 +485,13 @@ class Sender:
 
     # ----------------------------------------------------------------- waiting
 
-    def _note_failing(self, reason: str) -> None:
+    def _note_failing(self, reason: str, announce: bool = False) -> None:
+        """Start the spill clock at the first failure; say so once no server is left to try."""
         if self._failing_since is None:
             self._failing_since = time.monotonic()
+            self._announced = False
+        if announce and not self._announced:
+            self._announced = True
             logger.warning(
                 "logclient: no server takes batches right now (%s); %d records queued",
                 reason,
