@@ -286,7 +286,11 @@ class Storage:
     # -------------------------------------------------------------------- read
 
     def read(
-        self, category: str, position: int = 0, limit: int = 1000, max_bytes: int = 4 * 2**20
+        self,
+        category: str | bytes,
+        position: int = 0,
+        limit: int = 1000,
+        max_bytes: int = 4 * 2**20,
     ) -> ReadBatch:
         """Up to ``limit`` records (and about ``max_bytes``, at least one record) of
         ``category`` starting at ``position``.

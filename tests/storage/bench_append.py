@@ -16,18 +16,18 @@ import threading
 import time
 from pathlib import Path
 
-from logserver.storage import Storage, StoragePolicy
+from logserver.storage import FsyncMode, Storage, StoragePolicy
 
 RECORDS_PER_BATCH = 1000
 RECORD_BYTES = 100
 
 
-def run(root: Path, fsync: str, threads: int, seconds: float) -> tuple[float, float]:
+def run(root: Path, fsync: FsyncMode, threads: int, seconds: float) -> tuple[float, float]:
     """Return (records per second, fdatasync calls per batch)."""
     batch = [("bench", bytes([65 + i % 26]) * RECORD_BYTES) for i in range(RECORDS_PER_BATCH)]
     data_dir = Path(tempfile.mkdtemp(dir=root))
     try:
-        with Storage.open(data_dir, StoragePolicy(fsync=fsync)) as storage:  # type: ignore[arg-type]
+        with Storage.open(data_dir, StoragePolicy(fsync=fsync)) as storage:
             deadline = time.perf_counter() + seconds
             counts = [0] * threads
 
@@ -59,7 +59,8 @@ def main() -> None:
     args = parser.parse_args()
     root = args.dir or Path(tempfile.gettempdir())
     print(f"{RECORDS_PER_BATCH} x {RECORD_BYTES}-byte records per batch, {args.seconds} s each")
-    for fsync in ("always", "never"):
+    modes: tuple[FsyncMode, ...] = ("always", "never")
+    for fsync in modes:
         for threads in (1, 4):
             rate, syncs = run(root, fsync, threads, args.seconds)
             print(

@@ -9,7 +9,7 @@ import pytest
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage import AppendOutcome, StoragePolicy
-from logserver.storage._dedup import DedupIndex, SequenceWindow
+from logserver.storage._dedup import Claim, DedupIndex, SequenceWindow
 from tests.storage.conftest import FaultyDisk, OpenStorage, messages, read_all, segment_files
 
 
@@ -119,7 +119,7 @@ def test_first_failure_releases_a_concurrent_waiter() -> None:
     index = DedupIndex(window=10, max_producers=10)
     first = index.begin("p", 1)
     assert first is not None
-    results: list[object] = []
+    results: list[Claim | None] = []
     waiter = threading.Thread(target=lambda: results.append(index.begin("p", 1)))
     waiter.start()
     waiter.join(timeout=0.1)
@@ -128,7 +128,7 @@ def test_first_failure_releases_a_concurrent_waiter() -> None:
     waiter.join(timeout=5)
     (second,) = results
     assert second is not None
-    index.finish(second, stored=True)  # type: ignore[arg-type]
+    index.finish(second, stored=True)
     assert index.begin("p", 1) is None
 
 

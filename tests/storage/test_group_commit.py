@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import threading
 
-from logserver.storage import StoragePolicy
+from logserver.storage import Storage, StoragePolicy
 from tests.storage.conftest import FaultyDisk, OpenStorage, read_all, wait_for
 
 THREADS = 16
 APPENDS = 50
 
 
-def _hammer(storage_append: object, threads: int, appends: int) -> None:
+def _hammer(storage: Storage, threads: int, appends: int) -> None:
     barrier = threading.Barrier(threads)
     errors: list[BaseException] = []
 
@@ -19,7 +19,7 @@ def _hammer(storage_append: object, threads: int, appends: int) -> None:
         try:
             barrier.wait()
             for i in range(appends):
-                storage_append([(f"cat{t % 3}", f"{t}:{i}".encode())], f"producer-{t}", i)  # type: ignore[operator]
+                storage.append([(f"cat{t % 3}", f"{t}:{i}".encode())], f"producer-{t}", i)
         except BaseException as exc:
             errors.append(exc)
 
@@ -36,7 +36,7 @@ def test_concurrent_appends_share_fsyncs(open_storage: OpenStorage) -> None:
     after a sync, and group commit makes far fewer fdatasync calls than appends."""
     disk = FaultyDisk()
     storage = open_storage(StoragePolicy(fsync="always"), disk=disk)
-    _hammer(storage.append, THREADS, APPENDS)
+    _hammer(storage, THREADS, APPENDS)
 
     stats = storage.stats()
     total = THREADS * APPENDS

@@ -6,15 +6,15 @@ import os
 import time
 from pathlib import Path
 
-from logserver.storage import StoragePolicy
+from logserver.storage import Storage, StoragePolicy
 from tests.storage.conftest import OpenStorage, messages, read_all, segment_files, wait_for
 
 RECORD = b"r" * 200  # about 250 bytes on disk
 
 
-def _append(storage: object, count: int, start: int = 0) -> None:
+def _append(storage: Storage, count: int, start: int = 0) -> None:
     for i in range(start, start + count):
-        storage.append([("c", RECORD + str(i).encode())], "p", i)  # type: ignore[attr-defined]
+        storage.append([("c", RECORD + str(i).encode())], "p", i)
 
 
 def test_rotation_keeps_positions_contiguous(open_storage: OpenStorage, data_dir: Path) -> None:

@@ -55,7 +55,7 @@ def test_bytes_and_str_categories_are_the_same_category(open_storage: OpenStorag
     storage.append([(b"web", b"1"), ("web", b"2")])
     assert storage.categories() == ["web"]
     assert messages(read_all(storage, "web")) == [b"1", b"2"]
-    assert messages(storage.read(b"web").records) == [b"1", b"2"]  # type: ignore[arg-type]
+    assert messages(storage.read(b"web").records) == [b"1", b"2"]
 
 
 def test_reading_an_invalid_category_is_refused(open_storage: OpenStorage) -> None:
