@@ -9,11 +9,14 @@ and spills to disk. ``flush()`` waits for acknowledgements, ``close()`` flushes
 from __future__ import annotations
 
 import atexit
+import functools
 import importlib
 import logging
+import os
 import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,7 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ClientStats", "LogClient"]
 
-logger = logging.getLogger("logclient.client")
+logger = logging.getLogger(__name__)
 
 #: How long ``close()`` may take when the interpreter exits with the client open.
 ATEXIT_TIMEOUT_S = 5.0
@@ -173,6 +176,7 @@ class LogClient:
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
         self._sender.start()
         atexit.register(self._atexit)
+        os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -316,6 +320,25 @@ class LogClient:
     def spool_directory(self) -> Path | None:
         """The spool directory this client holds (None without a spool)."""
         return self._spool.directory if self._spool is not None else None
+
+
+def _forked(ref: weakref.ReferenceType[LogClient]) -> None:
+    """In a child process after fork(): the client's threads did not come along.
+
+    Its queue would fill with records nobody sends, so it refuses them (log()
+    raises ClientClosedError); the child leaves the spool and ZooKeeper session
+    to the parent and makes its own client.
+    """
+    client = ref()
+    if client is None or client._closed:
+        return
+    # Locks held by the parent's threads at fork time would stay held forever here.
+    client._close_lock = threading.Lock()
+    client._closed = True
+    client._queue.refuse_after_fork(
+        "this LogClient was created before fork(); make one in each process"
+    )
+    atexit.unregister(client._atexit)
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str) -> ServerSource:

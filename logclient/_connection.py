@@ -130,6 +130,12 @@ def map_errors(server: str, phase: str) -> Iterator[None]:
     except (OSError, EOFError, TProtocolException) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise ServerUnavailableError(server, reason, phase=phase) from exc
+    except Exception as exc:
+        # Only network and decoding code runs in here: anything else (a reply that
+        # thriftpy2 cannot decode, say) means this server is not usable right now.
+        raise ServerUnavailableError(
+            server, f"unusable reply: {type(exc).__name__}: {exc}", phase=phase
+        ) from exc
 
 
 class ThriftConnection:

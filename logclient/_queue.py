@@ -20,7 +20,7 @@ from logclient.errors import ClientClosedError, QueueFullError
 
 __all__ = ["RateLimitedLog", "RecordQueue"]
 
-logger = logging.getLogger("logclient.queue")
+logger = logging.getLogger(__name__)
 
 _NEVER = 1 << 62
 
@@ -68,6 +68,7 @@ class RecordQueue:
         self._bytes = 0
         self._blocked = 0
         self._closed = False
+        self._closed_reason = "log() after close()"
         # The sender's doorbell, and when put() may ring it.
         self.doorbell = threading.Event()
         self._armed = False
@@ -127,7 +128,7 @@ class RecordQueue:
         """The queue is full or closed: the overflow policy decides."""
         with self._lock:
             if self._closed:
-                raise ClientClosedError("log() after close()")
+                raise ClientClosedError(self._closed_reason)
             items = self._items
             if len(items) >= self._max_records or (self._bytes + size > self._max_bytes and items):
                 if not self._make_room(size):
@@ -178,17 +179,26 @@ class RecordQueue:
                     )
                 self._room.wait(remaining)
                 if self._closed:
-                    raise ClientClosedError("log() after close()")
+                    raise ClientClosedError(self._closed_reason)
         finally:
             self._blocked -= 1
         return True
 
-    def close(self) -> None:
+    def close(self, reason: str = "log() after close()") -> None:
         """Refuse further records; wake blocked producers (they raise ClientClosedError)."""
         with self._lock:
             self._closed = True
+            self._closed_reason = reason
             self._room.notify_all()
         self.doorbell.set()
+
+    def refuse_after_fork(self, reason: str) -> None:
+        """In a forked child: new locks (the parent's threads may have held them), closed."""
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self.doorbell = threading.Event()
+        self._closed = True
+        self._closed_reason = reason
 
     @property
     def closed(self) -> bool:

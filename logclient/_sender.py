@@ -38,7 +38,7 @@ from logwire.serverset import Endpoint
 
 __all__ = ["Sender"]
 
-logger = logging.getLogger("logclient.sender")
+logger = logging.getLogger(__name__)
 
 _NEVER = 1 << 62
 _IDLE_WAKE_S = 1.0

@@ -31,7 +31,7 @@ from logclient.errors import SpoolError, SpoolLockedError
 
 __all__ = ["MAX_SLOTS", "Spool", "SpoolFullError", "decode_batch", "encode_batch", "read_header"]
 
-logger = logging.getLogger("logclient.spool")
+logger = logging.getLogger(__name__)
 
 MAGIC = b"LCSPOOL1"
 SUFFIX = ".batch"

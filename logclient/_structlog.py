@@ -35,14 +35,14 @@ from logwire.categories import category_problem
 
 __all__ = ["LogServerLogger", "LogServerLoggerFactory"]
 
-_internal = logging.getLogger("logclient.structlog")
+_internal = logging.getLogger(__name__)
 
 
 class LogServerLogger:
     """A structlog "final" logger: each call sends one rendered event to ``category``.
 
     Errors never reach the application: they are reported on the
-    ``logclient.structlog`` logger (rate-limited by the caller's logging setup).
+    ``logclient._structlog`` logger.
     """
 
     def __init__(self, client: LogClient, category: str, name: str | None = None) -> None:

@@ -83,7 +83,7 @@ def test_logclients_own_records_are_not_fed_back(
     server = inproc()
     client = make_client(server)
     handler = LogServerHandler(client)
-    handler.handle(logging.makeLogRecord({"name": "logclient.sender", "msg": "server down"}))
+    handler.handle(logging.makeLogRecord({"name": "logclient._sender", "msg": "server down"}))
     handler.handle(logging.makeLogRecord({"name": "app", "msg": "hello"}))
     assert client.flush(5)
     assert [d["message"] for d in sent(server)] == ["hello"]

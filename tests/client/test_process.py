@@ -121,3 +121,35 @@ def test_a_closed_client_leaves_no_atexit_hook() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("ATEXIT RAN") == 1  # the open one only
+
+
+def test_a_client_inherited_through_fork_refuses_records_in_the_child(
+    inproc: InProcFactory, tmp_path: Path
+) -> None:
+    """fork() does not copy the sender thread: in the child log() raises ClientClosedError
+    (instead of queueing records nobody sends) and exits cleanly; the parent keeps working."""
+    server = inproc()
+    result = run_python(
+        f"""
+        import os
+        from logclient import LogClient, SpoolPolicy, StaticServers, ClientClosedError
+        client = LogClient(servers=StaticServers(["{server.endpoint}"]),
+                           spool=SpoolPolicy(directory="{tmp_path / "spool"}"))
+        client.log("app", "parent-before")
+        pid = os.fork()
+        if pid == 0:
+            try:
+                client.log("app", "child")
+            except ClientClosedError as exc:
+                os._exit(0 if "fork" in str(exc) else 3)
+            os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0, status
+        client.log("app", "parent-after")
+        assert client.flush(10)
+        client.close()
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert server.messages() == [b"parent-before", b"parent-after"]
