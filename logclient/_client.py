@@ -108,7 +108,8 @@ class LogClient:
 
     Give either ``zk_hosts`` (and ``zk_path``): the servers registered in
     ZooKeeper, or ``servers``: any :class:`~logclient.discovery.ServerSource`
-    (e.g. ``StaticServers(["host:port"])``). ``transport`` is the network seam
+    (e.g. ``StaticServers(["host:port"])``; it is started here but left open by
+    :meth:`close`, as it may be shared). ``transport`` is the network seam
     (tests only). The client starts at once: it takes its spool directory (a
     spool left by an earlier process is delivered first), starts discovery and
     its sender thread, and registers an ``atexit`` hook that closes it.
@@ -143,6 +144,8 @@ class LogClient:
         self._categories: dict[str, None] = {}
         self._queue = RecordQueue(queue, batching)
         self._pool = ServerPool(failover, self.choice, on_change=self._queue.doorbell.set)
+        # A source the client made is the client's to close; one it was given is not.
+        self._owns_source = servers is None
         self._source: ServerSource = (
             servers if servers is not None else _zookeeper_source(zk_hosts or "", zk_path)
         )
@@ -173,6 +176,8 @@ class LogClient:
             raise
         except Exception as exc:
             self._release()
+            if self._owns_source:
+                self._source.close(1.0)
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
         self._sender.start()
         atexit.register(self._atexit)
@@ -260,10 +265,11 @@ class LogClient:
         atexit.unregister(self._atexit)
         self._queue.close()
         stopped = self._sender.stop(deadline)
-        try:
-            self._source.close(max(0.5, min(2.0, deadline - time.monotonic())))
-        except Exception:
-            logger.exception("logclient: closing server discovery failed")
+        if self._owns_source:
+            try:
+                self._source.close(max(0.5, min(2.0, deadline - time.monotonic())))
+            except Exception:
+                logger.exception("logclient: closing server discovery failed")
         if stopped:
             self._release()
         stats = self.stats()

@@ -338,6 +338,7 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
     first = logserver_factory()
     zk = KazooClient(hosts=zk_hosts)
     zk.start(timeout=15)
+    source = ZooKeeperServers(zk_hosts, zk_path)
     try:
         zk.create(
             f"{zk_path}/member_",
@@ -346,7 +347,6 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
             sequence=True,
             makepath=True,
         )
-        source = ZooKeeperServers(zk_hosts, zk_path)
         client = LogClient(
             servers=source,
             failover=FAILOVER,
@@ -372,7 +372,9 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
         assert messages(endpoints) == before + later
         assert len(read_server(second.endpoint, "app")) >= 1000
         assert copies(endpoints, "app") == len(before) + len(later)
+        client.close()
     finally:
+        source.close()
         zk.stop()
         zk.close()
 
