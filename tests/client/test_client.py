@@ -17,6 +17,7 @@ import pytest
 from logclient import (
     BatchPolicy,
     ClientClosedError,
+    DiscoveryError,
     InvalidCategoryError,
     LogClient,
     MessageTooLargeError,
@@ -481,3 +482,39 @@ def test_a_full_spool_drops_with_overflow_drop_and_blocks_otherwise(
         for m in numbered("m", 3000):
             raising.log("app", m)
     assert raising.stats().dropped == 0
+
+
+def test_a_restarted_server_is_not_marked_down_for_its_stale_connection(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """A kept connection that the server closed (restart, idle timeout) is retried once on a
+    fresh connection: no failover, the server is not avoided."""
+    server = inproc()
+    client = make_client(server)
+    log_all(client, numbered("a", 100))
+    assert client.flush(5)
+    server.restart()
+    log_all(client, numbered("b", 100))
+    assert client.flush(5)
+    stats = client.stats()
+    assert (stats.failovers, stats.down_servers) == (0, ())
+    assert server.messages() == encoded(numbered("a", 100) + numbered("b", 100))
+
+
+def test_zookeeper_problems_surface_as_logclient_errors(tmp_path: Path) -> None:
+    """A malformed ZooKeeper address is a DiscoveryError (no kazoo exception escapes); an
+    unreachable ZooKeeper does not block the constructor, log() or close()."""
+    with pytest.raises(DiscoveryError):
+        LogClient("", "/logservers", spool=SpoolPolicy.disabled())
+    with pytest.raises(DiscoveryError):
+        LogClient("127.0.0.1:2181", "no-leading-slash", spool=SpoolPolicy.disabled())
+    started = time.monotonic()
+    client = LogClient("127.0.0.1:1", "/logservers", spool=SpoolPolicy(directory=tmp_path / "s"))
+    client.log("app", "kept for later")
+    client.close(timeout=3)
+    assert time.monotonic() - started < 8
+    assert client.stats().spooled == 1
+    eventually(
+        lambda: not [t for t in threading.enumerate() if t.name.startswith("logclient-")],
+        what="discovery threads to stop",
+    )
