@@ -303,18 +303,22 @@ class CategoryLog:
         used = 0
         while len(records) < limit and used < max_bytes:
             segment = segments[i]
+            # Sealed first, then readable: once sealed, readable is final, so moving on to the
+            # next segment cannot skip records that became readable in between.
+            sealed = segment.sealed
             stop = segment.readable
             if off < stop:
                 off, used = segment.read_into(self.name, records, off, stop, limit, max_bytes, used)
                 if off < stop:
                     break  # limit or max_bytes reached
                 continue  # more may have become readable meanwhile
-            if i + 1 < len(segments) and segment.sealed:
+            if sealed and i + 1 < len(segments):
                 i, off = i + 1, 0
                 continue
             break
         segment = segments[i]
-        end_of_log = off >= segment.readable and not (i + 1 < len(segments) and segment.sealed)
+        more_segments = i + 1 < len(segments) and segment.sealed
+        end_of_log = off >= segment.readable and not more_segments
         next_position = segment.base + off
         recent = self._recent
         if len(recent) >= _RECENT_POSITIONS:

@@ -138,6 +138,10 @@ class GroupCommitter:
         """fdatasync every target (lock not held); return the first error and the calls made."""
         calls = 0
         for segment, fd, _ in targets:
+            if segment.sync_failed:
+                # After a failed fdatasync the kernel may have dropped the dirty pages and a
+                # later fdatasync can succeed without them: never trust this file again.
+                return OSError(errno.EIO, f"an earlier fdatasync of {segment.path} failed"), calls
             try:
                 if fd >= 0:
                     self._disk.fdatasync(fd)

@@ -64,8 +64,12 @@ class _Tally:
 
     max_producers: int
     window: int
-    complete: dict[bytes, tuple[SequenceWindow, list[int]]] = field(default_factory=dict)
-    open: dict[tuple[bytes, int], list[int]] = field(default_factory=dict)  # [count, mask, ns]
+    # producer -> (its window of complete batches, [newest received_ns])
+    complete: dict[bytes, tuple[SequenceWindow, list[int]]] = field(
+        default_factory=dict, repr=False
+    )
+    # (producer, sequence) of batches not yet complete -> [count, mask of indexes, received_ns]
+    open: dict[tuple[bytes, int], list[int]] = field(default_factory=dict, repr=False)
 
     def feed(self, runs: list[Run]) -> None:
         """Add the records of one complete write."""

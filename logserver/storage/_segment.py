@@ -95,7 +95,10 @@ class Segment:
 
     @property
     def sealed(self) -> bool:
-        """No more records will become readable here: readers move on to the next segment."""
+        """No more records will become readable here: readers move on to the next segment.
+
+        Final once true: a retired segment gets no writes, and ``readable`` never moves
+        after a failed sync."""
         return self.retired and (self.readable >= self.committed or self.sync_failed)
 
     def note_write(self, start: int, end: int) -> None:

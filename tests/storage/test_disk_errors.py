@@ -92,9 +92,10 @@ def test_failed_cut_moves_writes_to_a_new_segment(
     assert records[1].position == segment_files(data_dir, "c")[0].stat().st_size
 
 
-def test_fsync_failure_is_not_acknowledged(open_storage: OpenStorage) -> None:
+def test_fsync_failure_is_not_acknowledged(open_storage: OpenStorage, data_dir: Path) -> None:
     """An fdatasync error fails every batch waiting on it with StorageUnavailableError; they are
-    not remembered as stored; later appends go to a fresh segment and succeed."""
+    not remembered as stored; the file is never trusted again (a later fdatasync may succeed
+    without the lost pages), so later appends go to a fresh segment and succeed."""
     disk = FaultyDisk()
     storage = open_storage(StoragePolicy(fsync="always"), disk=disk)
     storage.append([("c", b"durable")], "p", 1)
@@ -107,6 +108,7 @@ def test_fsync_failure_is_not_acknowledged(open_storage: OpenStorage) -> None:
     got = messages(read_all(storage, "c"))
     assert got[0] == b"durable" and got[-1] == b"retried"
     assert b"lost?" not in got  # never durable, so never shown to readers
+    assert len(segment_files(data_dir, "c")) == 2
 
 
 def test_new_category_on_a_full_disk_fails_cleanly(open_storage: OpenStorage) -> None:
