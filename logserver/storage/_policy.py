@@ -29,6 +29,13 @@ class StoragePolicy:
     Retention only ever deletes closed segments, oldest first; the segment a
     category is writing to is never deleted, so a category always keeps its
     newest data whatever the limits say.
+
+    Deduplication remembers, per producer, the ``dedup_window`` highest batch
+    sequences, for at most ``max_producers`` producers (least recently used
+    forgotten first). At open it is rebuilt from each category's last segment
+    (always read whole: it is the one a crash can tear) plus older segments,
+    newest first, while the total stays within ``dedup_scan_bytes``. A retry
+    older than all that is stored again: at least once, never lost.
     """
 
     fsync: FsyncMode = "always"
