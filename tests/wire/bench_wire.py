@@ -16,7 +16,7 @@ BATCH = 1000
 MESSAGE = "x" * 100
 
 
-def _client(port: int, seconds: float, results: multiprocessing.Queue) -> None:  # type: ignore[type-arg]
+def _client(port: int, seconds: float, results: multiprocessing.Queue) -> None:
     from tests.wire.helpers import LogEntry, client
 
     entries = [LogEntry(category="bench", message=MESSAGE) for _ in range(BATCH)]
@@ -55,9 +55,12 @@ def main() -> None:
     server = ThriftServer(NoopHandler())
     server.start()
     ctx = multiprocessing.get_context("spawn")
-    results: multiprocessing.Queue = ctx.Queue()  # type: ignore[type-arg]
+    results: multiprocessing.Queue = ctx.Queue()
+    # By module path, so that spawned children find it also when run as __main__.
+    from tests.wire.bench_wire import _client as client_main
+
     procs = [
-        ctx.Process(target=_client, args=(server.port, args.seconds, results))
+        ctx.Process(target=client_main, args=(server.port, args.seconds, results))
         for _ in range(args.clients)
     ]
     for p in procs:

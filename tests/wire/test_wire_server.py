@@ -245,6 +245,7 @@ def test_idle_connection_closed_quietly(
     assert 0.2 < elapsed < 3.0
     assert server.stats().connection_errors == 0
     assert [e for e in logs if e["log_level"] not in ("debug", "info")] == []
+    assert any(e["event"] == "idle connection closed" for e in logs)
     assert not any("exc_info" in e or "exception" in e for e in logs)
     assert "Traceback" not in capfd.readouterr().err
 
