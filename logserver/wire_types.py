@@ -1,0 +1,74 @@
+"""The wire server's policy, counters and errors: what callers of :mod:`logserver.wire` see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from logserver.errors import ConfigError, LogServerError
+
+__all__ = ["AddressInUseError", "ListenError", "WireLimits", "WireStats"]
+
+
+class ListenError(LogServerError):
+    """The server could not bind or listen on its address."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class AddressInUseError(ListenError):
+    """Another socket already listens on this address (no port sharing, by design)."""
+
+
+@dataclass(frozen=True)
+class WireLimits:
+    """What one peer may cost the server. Validated on creation."""
+
+    #: A larger frame length is refused before any allocation and the connection closed.
+    max_frame_bytes: int = 16 * 2**20
+    #: Beyond this many open connections, new ones are accepted and closed at once.
+    max_connections: int = 1024
+    #: No frame started for this long: the connection is closed quietly.
+    idle_timeout_s: float = 60.0
+    #: A frame once started must be complete within this (and a reply sent within it).
+    frame_timeout_s: float = 10.0
+    #: Nesting limit of structs and containers in a request, the args struct included.
+    max_depth: int = 32
+
+    def __post_init__(self) -> None:
+        if not 16 <= self.max_frame_bytes <= 2**31 - 1:
+            raise ConfigError(f"max_frame_bytes must be 16..2^31-1, not {self.max_frame_bytes}")
+        if self.max_connections < 1:
+            raise ConfigError(f"max_connections must be >= 1, not {self.max_connections}")
+        if not self.idle_timeout_s > 0 or not self.frame_timeout_s > 0:
+            raise ConfigError(
+                f"timeouts must be > 0, not idle={self.idle_timeout_s} frame={self.frame_timeout_s}"
+            )
+        if not 2 <= self.max_depth <= 256:
+            raise ConfigError(f"max_depth must be 2..256, not {self.max_depth}")
+
+
+@dataclass(frozen=True)
+class WireStats:
+    """Counters since start (``connections_open`` is the current number)."""
+
+    connections_open: int = 0
+    connections_total: int = 0
+    #: Accepted and closed at once: over max_connections, or while closing.
+    connections_refused: int = 0
+    #: Complete frames received.
+    frames: int = 0
+    #: Length prefixes over max_frame_bytes (HTTP requests and TLS hellos land here).
+    frames_too_large: int = 0
+    #: Frames refused by the guard or the decoder, and zero or negative lengths.
+    protocol_errors: int = 0
+    idle_closed: int = 0
+    #: Connections cut because a frame did not arrive (or a reply was not taken) in time.
+    frame_timeouts: int = 0
+    #: Resets, broken pipes and EOF in the middle of a frame.
+    connection_errors: int = 0
+    #: Handler exceptions the IDL does not declare (answered with INTERNAL_ERROR).
+    internal_errors: int = 0
