@@ -28,7 +28,7 @@ __all__ = ["add_arguments"]
 STATE = "cluster.json"
 
 
-def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     """Add ``cluster start|status|stop``."""
     parser = sub.add_parser("cluster", help="start, status and stop a local cluster")
     csub = parser.add_subparsers(dest="action", required=True)
@@ -38,7 +38,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     start.add_argument("--ensemble", action="store_true", help="3 ZooKeeper nodes, not 1")
     start.add_argument("--zk", help="use this ZooKeeper instead of starting one")
     start.add_argument("--zk-path", default="/logservers")
-    start.add_argument("--base-port", type=int, default=9090, help="logserver N listens on base+N-1")
+    start.add_argument(
+        "--base-port", type=int, default=9090, help="logserver N listens on base+N-1"
+    )
     start.add_argument("--fsync", default="always", choices=["always", "interval", "never"])
     start.set_defaults(handler=_start)
     for name, handler in (("status", _status), ("stop", _stop)):
@@ -63,7 +65,9 @@ def _start(args: argparse.Namespace) -> int:
     if state_file.exists():
         state = json.loads(state_file.read_text())
         if any(_alive(p["pid"]) for p in state["processes"]):
-            print(f"a cluster is already running from {base}; `logserver cluster stop --dir {args.dir}` first")
+            print(
+                f"a cluster is already running from {base}; `logserver cluster stop --dir {args.dir}` first"
+            )
             return 1
     base.mkdir(parents=True, exist_ok=True)
     processes: list[dict[str, Any]] = []
@@ -76,7 +80,12 @@ def _start(args: argparse.Namespace) -> int:
         for node in zk.nodes:
             assert node.pid is not None
             processes.append(
-                {"kind": "zookeeper", "pid": node.pid, "address": node.address, "log": str(node.workdir / "zookeeper.log")}
+                {
+                    "kind": "zookeeper",
+                    "pid": node.pid,
+                    "address": node.address,
+                    "log": str(node.workdir / "zookeeper.log"),
+                }
             )
     servers = [
         LogServerProcess(
@@ -94,7 +103,12 @@ def _start(args: argparse.Namespace) -> int:
     for s in servers:
         s.wait_ready()
         processes.append(
-            {"kind": "logserver", "pid": s.pid, "address": s.endpoint, "log": str(s.data_dir / "logserver.log")}
+            {
+                "kind": "logserver",
+                "pid": s.pid,
+                "address": s.endpoint,
+                "log": str(s.data_dir / "logserver.log"),
+            }
         )
     state = {"zk": hosts, "zk_path": args.zk_path, "processes": processes}
     state_file.write_text(json.dumps(state, indent=2))
@@ -107,7 +121,8 @@ def _start(args: argparse.Namespace) -> int:
 
 def _load(base: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((base / STATE).read_text())  # type: ignore[no-any-return]
+        state: dict[str, Any] = json.loads((base / STATE).read_text())
+        return state
     except (OSError, ValueError):
         print(f"no cluster state in {base}")
         return None
@@ -125,14 +140,23 @@ def _status(args: argparse.Namespace) -> int:
         detail = ""
         if alive and p["kind"] == "zookeeper":
             host, port = p["address"].rsplit(":", 1)
-            mode = [ln for ln in four_letter_word(host, int(port), "srvr").splitlines() if ln.startswith("Mode:")]
+            mode = [
+                ln
+                for ln in four_letter_word(host, int(port), "srvr").splitlines()
+                if ln.startswith("Mode:")
+            ]
             detail = mode[0] if mode else "not serving"
         down += not alive
-        print(f"  {p['kind']:<10} pid {p['pid']:<8} {p['address']:<22} {'up' if alive else 'DOWN'} {detail}")
+        print(
+            f"  {p['kind']:<10} pid {p['pid']:<8} {p['address']:<22} {'up' if alive else 'DOWN'} {detail}"
+        )
     try:
         registered = list_servers(state["zk"], state["zk_path"], timeout=5.0)
-        print(f"registered under {state['zk_path']}: " + ", ".join(
-            f"{r.node}={r.member.endpoint}" for r in registered if r.member) or "none")
+        print(
+            f"registered under {state['zk_path']}: "
+            + ", ".join(f"{r.node}={r.member.endpoint}" for r in registered if r.member)
+            or "none"
+        )
     except Exception as exc:
         print(f"ZooKeeper not reachable: {exc}")
         down += 1
@@ -153,8 +177,13 @@ def _stop(args: argparse.Namespace) -> int:
                 os.kill(p["pid"], signal.SIGTERM)
         deadline = time.monotonic() + 20
         for p in group:
+            pid = int(p["pid"])
             try:
-                wait_for(lambda p=p: not _alive(p["pid"]), max(0.1, deadline - time.monotonic()), what=f"pid {p['pid']}")
+                wait_for(
+                    lambda pid=pid: not _alive(pid),  # type: ignore[misc]
+                    max(0.1, deadline - time.monotonic()),
+                    what=f"pid {pid}",
+                )
             except Exception:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p["pid"], signal.SIGKILL)

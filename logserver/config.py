@@ -111,10 +111,14 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument(flag, type=kind, default=None, help=f"{help_text} [env {env}]")
 
 
-def config_from_args(args: argparse.Namespace, environ: dict[str, str] | None = None) -> ServerConfig:
+def config_from_args(
+    args: argparse.Namespace, environ: dict[str, str] | None = None
+) -> ServerConfig:
     """Merge flags, environment and the TOML file into a validated ServerConfig."""
     environ = dict(os.environ if environ is None else environ)
-    file_path = args.config or (Path(environ["LOGSERVER_CONFIG"]) if environ.get("LOGSERVER_CONFIG") else None)
+    file_path = args.config or (
+        Path(environ["LOGSERVER_CONFIG"]) if environ.get("LOGSERVER_CONFIG") else None
+    )
     file_values: dict[str, Any] = {}
     if file_path is not None:
         try:

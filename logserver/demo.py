@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -32,15 +32,19 @@ from typing import Any
 __all__ = ["add_arguments", "run_demo"]
 
 
-def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg,unused-ignore]
     """Add ``demo``."""
     p = sub.add_parser("demo", help="the kill-a-node failover demo")
     p.add_argument("--zk", help="use this ZooKeeper instead of starting one")
     p.add_argument("--servers", type=int, default=3)
     p.add_argument("--duration", type=float, default=30.0, help="seconds of logging")
     p.add_argument("--rate", type=float, default=3000.0, help="messages per second")
-    p.add_argument("--kill-every", type=float, default=5.0, help="SIGKILL the current server this often")
-    p.add_argument("--restart-after", type=float, default=1.5, help="seconds before a killed server restarts")
+    p.add_argument(
+        "--kill-every", type=float, default=5.0, help="SIGKILL the current server this often"
+    )
+    p.add_argument(
+        "--restart-after", type=float, default=1.5, help="seconds before a killed server restarts"
+    )
     p.add_argument("--out", type=Path, help="write report.json and timeline.png here")
     p.add_argument("--no-live", action="store_true", help="no live display (plain event lines)")
     p.set_defaults(handler=run_demo)
@@ -53,9 +57,13 @@ class Event:
     server: str
 
     def label(self) -> str:
-        return {"kill": "SIGKILL", "stop": "SIGSTOP", "cont": "SIGCONT", "term": "SIGTERM", "restart": "restart"}[
-            self.kind
-        ]
+        return {
+            "kill": "SIGKILL",
+            "stop": "SIGSTOP",
+            "cont": "SIGCONT",
+            "term": "SIGTERM",
+            "restart": "restart",
+        }[self.kind]
 
 
 @dataclass
@@ -75,15 +83,17 @@ class DemoState:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from logserver.launcher import LogServerProcess, stopping, zookeeper_from_env
-    from logserver.launcher import ExistingZooKeeper
+    from logserver.launcher import ExistingZooKeeper, LogServerProcess, stopping, zookeeper_from_env
 
     workdir = Path(tempfile.mkdtemp(prefix="logserver-demo-"))
     zk = ExistingZooKeeper(args.zk) if args.zk else zookeeper_from_env(workdir=workdir / "zk")
     zk_path = f"/demo/{uuid.uuid4().hex[:8]}/logservers"
     servers = [
         LogServerProcess(
-            zk_hosts=zk.hosts, data_dir=workdir / f"server-{i + 1}", zk_path=zk_path, session_timeout=4.0
+            zk_hosts=zk.hosts,
+            data_dir=workdir / f"server-{i + 1}",
+            zk_path=zk_path,
+            session_timeout=4.0,
         )
         for i in range(args.servers)
     ]
@@ -98,7 +108,11 @@ def run_demo(args: argparse.Namespace) -> int:
         _write_outputs(args.out, report, state)
     _print_report(report)
     print(json.dumps(report["summary"]))
-    return 0 if report["summary"]["lost"] == 0 and report["summary"]["duplicates_after_dedup"] == 0 else 1
+    return (
+        0
+        if report["summary"]["lost"] == 0 and report["summary"]["duplicates_after_dedup"] == 0
+        else 1
+    )
 
 
 def _run(
@@ -110,9 +124,21 @@ def _run(
     workdir: Path,
 ) -> dict[str, Any]:
     app = subprocess.Popen(
-        [sys.executable, "-m", "logserver.demo_app", "--zk", zk_hosts, "--zk-path", zk_path,
-         "--rate", str(args.rate), "--duration", str(args.duration),
-         "--spool-dir", str(workdir / "spool")],
+        [
+            sys.executable,
+            "-m",
+            "logserver.demo_app",
+            "--zk",
+            zk_hosts,
+            "--zk-path",
+            zk_path,
+            "--rate",
+            str(args.rate),
+            "--duration",
+            str(args.duration),
+            "--spool-dir",
+            str(workdir / "spool"),
+        ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
@@ -161,7 +187,9 @@ def _current_server(state: DemoState, servers: list[Any]) -> Any | None:
     return next((s for s in servers if s.endpoint == current and s.alive()), None)
 
 
-def _chaos(args: argparse.Namespace, servers: list[Any], state: DemoState, done: threading.Event) -> None:
+def _chaos(
+    args: argparse.Namespace, servers: list[Any], state: DemoState, done: threading.Event
+) -> None:
     """SIGKILL the current server every --kill-every seconds; once a SIGSTOP, once a SIGTERM."""
     start = time.monotonic()
     step = 0
@@ -183,10 +211,22 @@ def _chaos(args: argparse.Namespace, servers: list[Any], state: DemoState, done:
         elif action == "stop":
             victim.signal(signal.SIGSTOP)
             state.event("stop", victim.endpoint)
-            threading.Timer(3.0, lambda v=victim: (v.signal(signal.SIGCONT), state.event("cont", v.endpoint))).start()
+            threading.Timer(3.0, _resume, (victim, state)).start()
         else:
             state.event("term", victim.endpoint)
-            threading.Thread(target=lambda v=victim: (v.terminate(), _restart(v, state)), daemon=True).start()
+            threading.Thread(
+                target=_terminate_and_restart, args=(victim, state), daemon=True
+            ).start()
+
+
+def _resume(server: Any, state: DemoState) -> None:
+    server.signal(signal.SIGCONT)
+    state.event("cont", server.endpoint)
+
+
+def _terminate_and_restart(server: Any, state: DemoState) -> None:
+    server.terminate()
+    _restart(server, state)
 
 
 def _restart(server: Any, state: DemoState) -> None:
@@ -267,14 +307,22 @@ def _print_report(report: dict[str, Any]) -> None:
     s = report["summary"]
     ok = s["lost"] == 0 and s["duplicates_after_dedup"] == 0
     print()
-    print(f"{'PASS' if ok else 'FAIL'}: {s['sent']} messages sent, {s['stored_unique']} stored once, "
-          f"{s['lost']} lost, {s['duplicates_after_dedup']} duplicated after de-duplication.")
-    print(f"  {s['kills']} SIGKILLs, {s['sigstops']} SIGSTOP, {s['sigterms']} SIGTERM of the server the app was using;"
-          f" {s['failovers']} client failovers.")
-    print(f"  Longest time with messages waiting and none acknowledged: {s['max_stall_ms']:.0f} ms"
-          f" (a SIGSTOPped server costs one RPC timeout).")
-    print(f"  {s['copies_before_dedup']} records were stored on two servers (re-sent after an ambiguous"
-          " failure) and removed when read.")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: {s['sent']} messages sent, {s['stored_unique']} stored once, "
+        f"{s['lost']} lost, {s['duplicates_after_dedup']} duplicated after de-duplication."
+    )
+    print(
+        f"  {s['kills']} SIGKILLs, {s['sigstops']} SIGSTOP, {s['sigterms']} SIGTERM of the server the app was using;"
+        f" {s['failovers']} client failovers."
+    )
+    print(
+        f"  Longest time with messages waiting and none acknowledged: {s['max_stall_ms']:.0f} ms"
+        f" (a SIGSTOPped server costs one RPC timeout)."
+    )
+    print(
+        f"  {s['copies_before_dedup']} records were stored on two servers (re-sent after an ambiguous"
+        " failure) and removed when read."
+    )
 
 
 def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
@@ -293,7 +341,7 @@ def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
     for endpoint in report["servers"]:
         pts = [(t, n) for t, e, n in samples if e == endpoint]
         xs, ys = [], []
-        for (t0, n0), (t1, n1) in zip(pts, pts[1:], strict=False):
+        for (t0, n0), (t1, n1) in itertools.pairwise(pts):
             if n1 >= n0 and t1 > t0 and t1 - t0 < 2.0:
                 xs.append(t1 - state.started)
                 ys.append((n1 - n0) / (t1 - t0))
@@ -302,20 +350,38 @@ def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
                 ys.append(float("nan"))
         (line,) = ax.plot(xs, ys, label=endpoint, linewidth=1.6)
         colours[endpoint] = line.get_color()
-    styles = {"kill": ("x", "SIGKILL"), "stop": ("s", "SIGSTOP"), "cont": ("o", "SIGCONT"),
-              "term": ("v", "SIGTERM"), "restart": ("^", "restart")}
+    styles = {
+        "kill": ("x", "SIGKILL"),
+        "stop": ("s", "SIGSTOP"),
+        "cont": ("o", "SIGCONT"),
+        "term": ("v", "SIGTERM"),
+        "restart": ("^", "restart"),
+    }
     seen = set()
     for e in report["events"]:
         marker, label = styles[e["kind"]]
         colour = colours.get(e["server"], "black")
-        ax.axvline(e["t"], color=colour, alpha=0.25 if e["kind"] in ("restart", "cont") else 0.6,
-                   linestyle=":" if e["kind"] in ("restart", "cont") else "--")
-        ax.plot([e["t"]], [0], marker=marker, color=colour, markersize=9, linestyle="none",
-                label=None if e["kind"] in seen else label)
+        ax.axvline(
+            e["t"],
+            color=colour,
+            alpha=0.25 if e["kind"] in ("restart", "cont") else 0.6,
+            linestyle=":" if e["kind"] in ("restart", "cont") else "--",
+        )
+        ax.plot(
+            [e["t"]],
+            [0],
+            marker=marker,
+            color=colour,
+            markersize=9,
+            linestyle="none",
+            label=None if e["kind"] in seen else label,
+        )
         seen.add(e["kind"])
     s = report["summary"]
-    ax.set_title(f"Stored records/s per server — {s['sent']} sent, {s['lost']} lost, "
-                 f"{s['duplicates_after_dedup']} duplicated, longest stall {s['max_stall_ms']:.0f} ms")
+    ax.set_title(
+        f"Stored records/s per server — {s['sent']} sent, {s['lost']} lost, "
+        f"{s['duplicates_after_dedup']} duplicated, longest stall {s['max_stall_ms']:.0f} ms"
+    )
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("records stored per second")
     ax.set_ylim(bottom=-max(1.0, ax.get_ylim()[1] * 0.04))
@@ -326,7 +392,9 @@ def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
     plt.close(fig)
 
 
-def _display(args: argparse.Namespace, state: DemoState, servers: list[Any], app: subprocess.Popen[str]) -> None:
+def _display(
+    args: argparse.Namespace, state: DemoState, servers: list[Any], app: subprocess.Popen[str]
+) -> None:
     """Live progress on a terminal (rich); plain event lines otherwise."""
     use_live = sys.stdout.isatty() and not args.no_live
     printed = 0
@@ -346,7 +414,9 @@ def _display(args: argparse.Namespace, state: DemoState, servers: list[Any], app
             printed += len(events)
             a = dict(state.app)
         for e in events:
-            print(f"[{e.t - state.started:6.2f}s] {e.label():8} {e.server}  (sent {a.get('sent', 0)}, acked {a.get('acked', 0)})")
+            print(
+                f"[{e.t - state.started:6.2f}s] {e.label():8} {e.server}  (sent {a.get('sent', 0)}, acked {a.get('acked', 0)})"
+            )
 
 
 def _render(state: DemoState, servers: list[Any]) -> Any:
@@ -362,8 +432,13 @@ def _render(state: DemoState, servers: list[Any]) -> Any:
         top.add_column(col, justify="right")
     sent, acked = a.get("sent", 0), a.get("acked", 0)
     top.add_row(
-        f"{time.time() - state.started:5.1f}s", str(sent), str(acked), str(sent - acked),
-        a.get("server", "-"), str(a.get("failovers", 0)), f"{a.get('stall_ms', 0):.0f} ms",
+        f"{time.time() - state.started:5.1f}s",
+        str(sent),
+        str(acked),
+        str(sent - acked),
+        a.get("server", "-"),
+        str(a.get("failovers", 0)),
+        f"{a.get('stall_ms', 0):.0f} ms",
     )
     per = Table(title="servers")
     per.add_column("server")

@@ -7,8 +7,10 @@ the Thrift layer maps each leaf to an exception declared in ``log.thrift``.
 from __future__ import annotations
 
 __all__ = [
+    "AddressInUseError",
     "ConfigError",
     "InvalidCategoryError",
+    "ListenError",
     "LogServerError",
     "RegistrationError",
     "StorageError",
@@ -52,3 +54,17 @@ class StorageLockedError(StorageError):
 
 class RegistrationError(LogServerError):
     """Registration in ZooKeeper failed in a way retrying will not fix (bad path, no auth)."""
+
+
+class ListenError(LogServerError):
+    """The server could not bind or listen on its address."""
+
+    def __init__(self, host: str, port: int, reason: str) -> None:
+        super().__init__(f"cannot listen on {host}:{port}: {reason}")
+        self.host = host
+        self.port = port
+        self.reason = reason
+
+
+class AddressInUseError(ListenError):
+    """Another socket already listens on this address (no port sharing, by design)."""

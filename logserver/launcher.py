@@ -344,7 +344,9 @@ class DockerZooKeeper:
 
 def docker_available() -> bool:
     """True when a Docker engine answers (not merely when the client is installed)."""
-    sock = Path(os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://"))
+    sock = Path(
+        os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock").removeprefix("unix://")
+    )
     if not sock.exists():
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
@@ -523,10 +525,8 @@ class LogServerProcess:
         if self.alive():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.process.pid, signal.SIGCONT)
-            try:
+            with contextlib.suppress(LaunchError):
                 self.terminate(timeout=10)
-            except LaunchError:
-                pass
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(5)
 

@@ -15,17 +15,24 @@ import structlog
 __all__ = ["configure_logging"]
 
 
-def configure_logging(level: str = "info", fmt: str | None = None) -> None:
+def configure_logging(
+    level: str = "info", fmt: str | None = None, *, structlog_level: str | None = None
+) -> None:
     """Configure structlog and stdlib logging for the server process.
 
     ``fmt`` is ``json`` or ``console``; by default console on a TTY, JSON otherwise
-    (``LOGSERVER_LOG_FORMAT`` overrides).
+    (``LOGSERVER_LOG_FORMAT`` overrides). ``structlog_level`` lets structlog pass
+    more than the handlers show, for tests that capture debug events themselves
+    (it also turns off logger caching, which would hide them from capture).
     """
-    fmt = fmt or os.environ.get("LOGSERVER_LOG_FORMAT") or (
-        "console" if sys.stderr.isatty() else "json"
+    fmt = (
+        fmt
+        or os.environ.get("LOGSERVER_LOG_FORMAT")
+        or ("console" if sys.stderr.isatty() else "json")
     )
     numeric = logging.getLevelName(level.upper())
-    if not isinstance(numeric, int):
+    struct_numeric = logging.getLevelName((structlog_level or level).upper())
+    if not isinstance(numeric, int) or not isinstance(struct_numeric, int):
         raise ValueError(f"unknown log level {level!r}")
     shared: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -41,14 +48,12 @@ def configure_logging(level: str = "info", fmt: str | None = None) -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info
-            if fmt == "json"
-            else structlog.dev.set_exc_info,
+            structlog.processors.format_exc_info if fmt == "json" else structlog.dev.set_exc_info,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        cache_logger_on_first_use=True,
+        wrapper_class=structlog.make_filtering_bound_logger(struct_numeric),
+        cache_logger_on_first_use=structlog_level is None,
     )
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(

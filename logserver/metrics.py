@@ -24,7 +24,9 @@ class Metrics:
             "logserver_records", "Records stored, by call (log, append)", ["call"], registry=r
         )
         self.duplicates = Counter(
-            "logserver_duplicate_batches", "Retried batches acknowledged without storing", registry=r
+            "logserver_duplicate_batches",
+            "Retried batches acknowledged without storing",
+            registry=r,
         )
         self.rejected = Counter(
             "logserver_rejected_batches",

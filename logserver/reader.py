@@ -10,8 +10,8 @@ never merged.
 from __future__ import annotations
 
 import heapq
-from contextlib import contextmanager
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +31,11 @@ __all__ = [
     "Record",
     "RegisteredServer",
     "connect",
-    "list_servers", "merge_unique", "read_server", "read_data_dir"]
+    "list_servers",
+    "merge_unique",
+    "read_data_dir",
+    "read_server",
+]
 
 
 @dataclass(frozen=True)

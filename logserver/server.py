@@ -71,7 +71,11 @@ class LogServer:
             max_message_bytes=cfg.max_message_bytes,
         )
         self._storage = Storage.open(cfg.data_dir, policy)
-        log.info("storage recovered", data_dir=str(cfg.data_dir), seconds=round(time.monotonic() - started, 3))
+        log.info(
+            "storage recovered",
+            data_dir=str(cfg.data_dir),
+            seconds=round(time.monotonic() - started, 3),
+        )
 
         metrics = Metrics()
         self._handler = LogServiceHandler(
@@ -94,7 +98,6 @@ class LogServer:
             metrics_port = metrics.serve(cfg.metrics_host, cfg.metrics_port)
             additional["metrics"] = Endpoint(cfg.advertised, metrics_port)
             log.info("metrics endpoint", host=cfg.metrics_host, port=metrics_port)
-        log.info("listening", host=cfg.host, port=port, advertised=cfg.advertised)
 
         member = Member(
             endpoint=Endpoint(cfg.advertised, port),

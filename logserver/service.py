@@ -82,7 +82,7 @@ class LogServiceHandler:
 
     # ------------------------------------------------------------------ Scribe
 
-    def Log(self, messages: Sequence[Any]) -> int:  # noqa: N802 - the IDL's name
+    def Log(self, messages: Sequence[Any]) -> int:
         """Scribe's call: OK when stored durably, TRY_LATER when the server cannot take it now."""
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
@@ -108,7 +108,7 @@ class LogServiceHandler:
 
     # ---------------------------------------------------------------- our API
 
-    def Append(self, batch: Any) -> Any:  # noqa: N802
+    def Append(self, batch: Any) -> Any:
         """Idempotent append: a retried (producer_id, sequence) is acknowledged, not stored again."""
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
@@ -148,11 +148,9 @@ class LogServiceHandler:
             raise log_thrift.StorageUnavailable(reason=exc.reason) from exc
         if outcome.duplicate:
             self._metrics.duplicates.inc()
-        return log_thrift.AppendResult(
-            code=OK, duplicate=outcome.duplicate, stored=outcome.stored
-        )
+        return log_thrift.AppendResult(code=OK, duplicate=outcome.duplicate, stored=outcome.stored)
 
-    def Read(self, category: str | bytes, position: int, limit: int) -> Any:  # noqa: N802
+    def Read(self, category: str | bytes, position: int, limit: int) -> Any:
         """Up to ``limit`` records of ``category`` from ``position``."""
         name = _text(category or "")
         if position is None or position < 0:
@@ -184,10 +182,10 @@ class LogServiceHandler:
             records=records, next_position=batch.next_position, end_of_log=batch.end_of_log
         )
 
-    def Categories(self) -> list[str]:  # noqa: N802
+    def Categories(self) -> list[str]:
         return self._storage.categories()
 
-    def Status(self) -> Any:  # noqa: N802
+    def Status(self) -> Any:
         stats = self._storage.stats()
         return log_thrift.ServerStatus(
             server_id=self._server_id,
@@ -200,7 +198,7 @@ class LogServiceHandler:
             categories=self._storage.categories(),
         )
 
-    def Ping(self) -> str:  # noqa: N802
+    def Ping(self) -> str:
         return "pong"
 
     # ----------------------------------------------------------------- helpers

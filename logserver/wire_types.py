@@ -4,23 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from logserver.errors import ConfigError, LogServerError
+from logserver.errors import AddressInUseError, ConfigError, ListenError
 
 __all__ = ["AddressInUseError", "ListenError", "WireLimits", "WireStats"]
-
-
-class ListenError(LogServerError):
-    """The server could not bind or listen on its address."""
-
-    def __init__(self, host: str, port: int, reason: str) -> None:
-        super().__init__(f"cannot listen on {host}:{port}: {reason}")
-        self.host = host
-        self.port = port
-        self.reason = reason
-
-
-class AddressInUseError(ListenError):
-    """Another socket already listens on this address (no port sharing, by design)."""
 
 
 @dataclass(frozen=True)

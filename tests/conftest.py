@@ -20,6 +20,11 @@ from logserver.launcher import (
     ZooKeeperEnsemble,
     zookeeper_from_env,
 )
+from logserver.logsetup import configure_logging
+
+# Server modules log through structlog; in the test process route them through
+# stdlib logging at INFO so pytest captures them (and debug lines stay out).
+configure_logging("info", "console", structlog_level="debug")
 
 
 @pytest.fixture(scope="session")
@@ -61,9 +66,7 @@ ServerFactory = Callable[..., LogServerProcess]
 
 
 @pytest.fixture
-def logserver_factory(
-    zk_hosts: str, zk_path: str, tmp_path: Path
-) -> Iterator[ServerFactory]:
+def logserver_factory(zk_hosts: str, zk_path: str, tmp_path: Path) -> Iterator[ServerFactory]:
     """Start real logserver processes registered under this test's path; all stopped after."""
     started: list[LogServerProcess] = []
 
@@ -73,7 +76,10 @@ def logserver_factory(
         name = name or f"server-{len(started) + 1}"
         kwargs.setdefault("session_timeout", 2.0)
         server = LogServerProcess(
-            zk_hosts=zk or zk_hosts, data_dir=tmp_path / name, zk_path=zk_path, **kwargs  # type: ignore[arg-type]
+            zk_hosts=zk or zk_hosts,
+            data_dir=tmp_path / name,
+            zk_path=zk_path,
+            **kwargs,  # type: ignore[arg-type]
         )
         started.append(server)
         return server.start(wait=wait)

@@ -16,8 +16,23 @@ def test_short_demo_loses_nothing_and_duplicates_nothing(zk_hosts: str, tmp_path
     """`logserver demo` ends with lost 0 and duplicates 0, a JSON last line, a report and a PNG."""
     out = tmp_path / "out"
     proc = subprocess.run(
-        [sys.executable, "-m", "logserver", "demo", "--zk", zk_hosts, "--duration", "12",
-         "--kill-every", "2.5", "--rate", "1500", "--out", str(out), "--no-live"],
+        [
+            sys.executable,
+            "-m",
+            "logserver",
+            "demo",
+            "--zk",
+            zk_hosts,
+            "--duration",
+            "12",
+            "--kill-every",
+            "2.5",
+            "--rate",
+            "1500",
+            "--out",
+            str(out),
+            "--no-live",
+        ],
         capture_output=True,
         text=True,
         timeout=220,
@@ -30,7 +45,15 @@ def test_short_demo_loses_nothing_and_duplicates_nothing(zk_hosts: str, tmp_path
     assert summary["duplicates_after_dedup"] == 0
     assert summary["sent"] == summary["stored_unique"] > 10_000
     assert summary["kills"] >= 2
-    for key in ("sent", "acked", "stored_unique", "lost", "duplicates_after_dedup", "kills", "max_stall_ms"):
+    for key in (
+        "sent",
+        "acked",
+        "stored_unique",
+        "lost",
+        "duplicates_after_dedup",
+        "kills",
+        "max_stall_ms",
+    ):
         assert key in summary
     report = json.loads((out / "report.json").read_text())
     assert report["summary"] == summary

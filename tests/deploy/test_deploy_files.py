@@ -68,5 +68,7 @@ def test_flags_beat_environment_which_beats_the_file(tmp_path: Path):
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     args = parser.parse_args(["--config", str(cfg), "--data-dir", str(tmp_path), "--port", "3333"])
-    config = config_from_args(args, environ={"LOGSERVER_PORT": "2222", "LOGSERVER_FSYNC": "interval"})
+    config = config_from_args(
+        args, environ={"LOGSERVER_PORT": "2222", "LOGSERVER_FSYNC": "interval"}
+    )
     assert (config.zk, config.port, config.fsync) == ("file:1", 3333, "interval")
