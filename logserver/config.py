@@ -46,6 +46,14 @@ class ServerConfig:
     metrics_host: str = "127.0.0.1"
     ready_file: Path | None = None
     log_level: str = "info"
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+    tls_handshake_timeout: float = 5.0
+    zk_auth_file: Path | None = None
+    zk_tls_ca: Path | None = None
+    zk_tls_cert: Path | None = None
+    zk_tls_key: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.zk:
@@ -63,6 +71,24 @@ class ServerConfig:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
         if self.segment_bytes < 4096:
             raise ConfigError("--segment-bytes must be at least 4096")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("--tls-cert and --tls-key go together")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if (self.zk_tls_cert is None) != (self.zk_tls_key is None):
+            raise ConfigError("--zk-tls-cert and --zk-tls-key go together")
+        for name in (
+            "tls_cert",
+            "tls_key",
+            "tls_client_ca",
+            "zk_auth_file",
+            "zk_tls_ca",
+            "zk_tls_cert",
+            "zk_tls_key",
+        ):
+            path = getattr(self, name)
+            if path is not None and not Path(path).is_file():
+                raise ConfigError(f"--{name.replace('_', '-')}: no such file: {path}")
 
     @property
     def advertised(self) -> str:
@@ -99,6 +125,19 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("metrics_host", str, "address for the metrics endpoint"),
     ("ready_file", Path, "write host/port/pid JSON here once listening"),
     ("log_level", str, "debug, info, warning, error"),
+    ("tls_cert", Path, "PEM certificate (chain) for TLS on the Thrift port"),
+    ("tls_key", Path, "PEM private key for --tls-cert"),
+    ("tls_client_ca", Path, "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
+    ("tls_handshake_timeout", float, "seconds a client has to finish the TLS handshake"),
+    (
+        "zk_auth_file",
+        Path,
+        "file holding 'user:password' for ZooKeeper digest auth; "
+        "registration nodes then get an ACL: only this identity writes, anyone reads",
+    ),
+    ("zk_tls_ca", Path, "PEM CA bundle: connect to ZooKeeper over TLS, verifying it"),
+    ("zk_tls_cert", Path, "PEM client certificate for ZooKeeper TLS"),
+    ("zk_tls_key", Path, "PEM private key for --zk-tls-cert"),
 ]
 
 
