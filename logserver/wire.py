@@ -14,7 +14,10 @@ frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
 - closes idle connections quietly and cuts clients that trickle a frame;
 - answers every request it can read, also when the handler raises an
   exception the IDL does not declare (``TApplicationException(INTERNAL_ERROR)``);
-- logs what a peer does wrong at most once per kind per minute.
+- logs what a peer does wrong at most once per kind per minute;
+- with :class:`ServerTLS`, speaks TLS: the accept thread only wraps the socket,
+  the handshake runs in the connection's thread within a deadline, so a silent
+  or slow peer never holds up anyone else (see :mod:`logserver.wire_tls`).
 
 Connection states, as :meth:`ThriftServer.close` relies on them: *idle*
 (waiting for a frame to start; may be closed at any time), *busy* (from the
@@ -29,6 +32,7 @@ import errno
 import select
 import selectors
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -38,12 +42,14 @@ import structlog
 from thriftpy2.thrift import TApplicationException
 
 from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle, encode_exception
+from logserver.wire_tls import ServerTLS, handshake_failure_reason
 from logserver.wire_types import AddressInUseError, ListenError, WireLimits, WireStats
 from logwire.idl import log_thrift
 
 __all__ = [
     "AddressInUseError",
     "ListenError",
+    "ServerTLS",
     "ThriftServer",
     "WireLimits",
     "WireStats",
@@ -92,7 +98,9 @@ class ThriftServer:
     ``start()`` binds and returns; requests run on one thread per connection.
     Binary requests may be strict or non-strict (classic Scribe clients);
     replies are strict, which every Apache Thrift and thriftpy2 client reads.
-    String fields reach the handler as ``bytes``.
+    String fields reach the handler as ``bytes``. With ``tls`` every connection
+    is TLS (mutual TLS when ``tls.client_ca`` is set); the certificate files are
+    loaded here, so a bad one raises ConfigError before anything listens.
     """
 
     def __init__(
@@ -102,8 +110,11 @@ class ThriftServer:
         port: int = 0,
         limits: WireLimits = WireLimits(),  # noqa: B008 - frozen, so one shared default is safe
         service: ModuleType = log_thrift.LogService,
+        tls: ServerTLS | None = None,
     ) -> None:
         self._handler = handler
+        self._tls = tls
+        self._tls_context = tls.context() if tls is not None else None
         self._host = host
         self._port = port
         self._limits = limits
@@ -152,7 +163,13 @@ class ThriftServer:
         with self._lock:
             self._state = "serving"
         self._accept_thread.start()
-        log.info("listening", host=self._host, port=self._port, limits=repr(self._limits))
+        log.info(
+            "listening",
+            host=self._host,
+            port=self._port,
+            limits=repr(self._limits),
+            tls=str(self._tls) if self._tls is not None else "off",
+        )
 
     @property
     def port(self) -> int:
@@ -295,6 +312,19 @@ class ThriftServer:
 
     def _admit(self, sock: socket.socket, addr: object) -> None:
         peer = _peer_name(addr)
+        if self._tls_context is not None:
+            # Only wrap here: the handshake waits on the peer, so it runs in the
+            # connection's thread (thriftpy2's TSSLServerSocket does it right here,
+            # and one silent peer then blocks every new client).
+            try:
+                sock = self._tls_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
+            except OSError as e:  # the peer is already gone
+                sock.close()
+                self._count("tls_handshake_failures")
+                log.debug("tls wrap failed", peer=peer, error=_oserror(e))
+                return
         with self._lock:
             self._counts["connections_total"] += 1
             refuse = self._closing or len(self._conns) >= self._limits.max_connections
@@ -333,6 +363,8 @@ class ThriftServer:
         log.debug("connection opened", peer=conn.peer)
         why = "closed"
         try:
+            if self._tls is not None:
+                self._handshake(conn)
             while self._serve_one(conn):
                 pass
         except _Cut as cut:
@@ -350,6 +382,31 @@ class ThriftServer:
                 self._conns.discard(conn)
                 conn.sock.close()
             log.debug("connection closed", peer=conn.peer, why=why)
+
+    def _handshake(self, conn: _Connection) -> None:
+        """Complete the TLS handshake within the handshake timeout, or cut the connection.
+
+        The connection counts as idle meanwhile: close() may end it at any time.
+        """
+        assert self._tls is not None
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        # CPython keeps one deadline over the whole handshake: trickling bytes
+        # does not extend it.
+        sock.settimeout(self._tls.handshake_timeout_s)
+        try:
+            sock.do_handshake()
+        except (OSError, ValueError) as e:
+            if self._closing:
+                raise _Cut(None, "closing") from None
+            reason, hint = handshake_failure_reason(e)
+            extra = {"hint": hint} if hint else {}
+            self._warn(
+                "tls_handshake", "TLS handshake failed", peer=conn.peer, reason=reason, **extra
+            )
+            raise _Cut("tls_handshake_failures", f"tls handshake: {reason}") from None
+        self._count("tls_handshakes")
+        log.debug("tls handshake done", peer=conn.peer, version=sock.version())
 
     def _serve_one(self, conn: _Connection) -> bool:
         """Receive one frame and answer it; False when the peer closed between frames."""
@@ -529,7 +586,9 @@ class ThriftServer:
 def _shutdown(sock: socket.socket) -> None:
     """Wake a thread blocked in recv() on this socket; the thread closes it."""
     with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+        # The plain socket's method also for an SSLSocket: SSLSocket.shutdown drops
+        # its SSL object, which the connection's thread may be using right now.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def _peer_name(addr: object) -> str:

@@ -58,3 +58,7 @@ class WireStats:
     connection_errors: int = 0
     #: Handler exceptions the IDL does not declare (answered with INTERNAL_ERROR).
     internal_errors: int = 0
+    #: TLS handshakes completed (always 0 without TLS).
+    tls_handshakes: int = 0
+    #: TLS handshakes that failed or timed out; each such connection was closed quietly.
+    tls_handshake_failures: int = 0
