@@ -2,6 +2,8 @@
 
 Existing ServerSet tooling reads ``serviceEndpoint``, ``additionalEndpoints``
 and ``status``; our own fields sit beside them and are optional for readers.
+``tls`` says whether the Thrift port speaks TLS; nothing about certificates or
+keys is ever written here (anyone who can read ZooKeeper can read it).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Member:
     pid: int = 0
     version: str = ""
     started_at: float = 0.0
+    #: The service endpoint speaks TLS (data written before this field existed: False).
+    tls: bool = False
 
     def to_json(self) -> bytes:
         """The znode data: ServerSet fields first, ours after."""
@@ -60,6 +64,7 @@ class Member:
             "pid": self.pid,
             "version": self.version,
             "startedAt": self.started_at,
+            "tls": self.tls,
         }
         return json.dumps(doc, sort_keys=False).encode()
 
@@ -84,6 +89,8 @@ class Member:
                 pid=int(doc.get("pid", 0)),
                 version=str(doc.get("version", "")),
                 started_at=float(doc.get("startedAt", 0.0)),
+                # Only a JSON true counts: a string "false" must not turn TLS on.
+                tls=doc.get("tls", False) is True,
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MemberFormatError(f"not a ServerSet member: {data[:200]!r}: {exc}") from exc
