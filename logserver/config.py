@@ -66,7 +66,13 @@ class ServerConfig:
             raise ConfigError(f"--port out of range: {self.port}")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
-        for name in ("fsync_interval", "idle_timeout", "session_timeout", "drain_timeout"):
+        for name in (
+            "fsync_interval",
+            "idle_timeout",
+            "session_timeout",
+            "drain_timeout",
+            "tls_handshake_timeout",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
         if self.segment_bytes < 4096:

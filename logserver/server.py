@@ -26,7 +26,7 @@ from logserver.metrics import Metrics
 from logserver.registry import Registration
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
-from logserver.wire import ThriftServer, WireLimits
+from logserver.wire import ServerTLS, ThriftServer, WireLimits
 from logwire.serverset import Endpoint, Member
 
 __all__ = ["LogServer"]
@@ -62,6 +62,7 @@ class LogServer:
         """Serve until asked to stop; return the process exit status."""
         cfg = self.config
         started = time.monotonic()
+        tls = _server_tls(cfg)
         policy = StoragePolicy(
             fsync=cfg.fsync,  # type: ignore[arg-type]
             fsync_interval_s=cfg.fsync_interval,
@@ -86,7 +87,7 @@ class LogServer:
             max_connections=cfg.max_connections,
             idle_timeout_s=cfg.idle_timeout,
         )
-        self._wire = ThriftServer(self._handler, cfg.host, cfg.port, limits)
+        self._wire = ThriftServer(self._handler, cfg.host, cfg.port, limits, tls=tls)
         try:
             self._wire.start()
         except BaseException:
@@ -106,6 +107,7 @@ class LogServer:
             pid=os.getpid(),
             version=__version__,
             started_at=time.time(),
+            tls=tls is not None,
         )
         self._registration = Registration(
             cfg.zk, cfg.zk_path, member, session_timeout=cfg.session_timeout
@@ -133,6 +135,20 @@ class LogServer:
         self._storage.close()
         log.info("stopped", clean=idle)
         return 0
+
+
+def _server_tls(cfg: ServerConfig) -> ServerTLS | None:
+    """The Thrift port's TLS settings, checked (files loaded) before storage is touched."""
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        return None
+    tls = ServerTLS(
+        cert=cfg.tls_cert,
+        key=cfg.tls_key,
+        client_ca=cfg.tls_client_ca,
+        handshake_timeout_s=cfg.tls_handshake_timeout,
+    )
+    tls.context()  # a bad certificate or key fails now, with a clear ConfigError
+    return tls
 
 
 def _write_ready_file(path: Path, host: str, port: int) -> None:
