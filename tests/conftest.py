@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from logclient import LogClient
 from logserver.launcher import (
     LogServerProcess,
     ZooKeeper,
@@ -87,3 +88,12 @@ def logserver_factory(zk_hosts: str, zk_path: str, tmp_path: Path) -> Iterator[S
     yield start
     for server in reversed(started):
         server.stop()
+
+
+@pytest.fixture
+def clients() -> Iterator[list[LogClient]]:
+    """LogClients a test made (it appends them); closed after the test."""
+    made: list[LogClient] = []
+    yield made
+    for client in made:
+        client.close(timeout=5)

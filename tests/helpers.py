@@ -1,4 +1,4 @@
-"""Small helpers shared by the client tests: waiting for conditions, numbered messages."""
+"""Helpers shared by the client and fault tests: waiting for conditions, numbered messages."""
 
 from __future__ import annotations
 

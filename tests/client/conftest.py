@@ -24,8 +24,8 @@ from logclient import (
     StaticServers,
 )
 from logwire.serverset import Endpoint
+from tests.helpers import eventually
 
-from .helpers import eventually
 from .inproc_server import InProcessLogServer
 
 InProcFactory = Callable[..., InProcessLogServer]

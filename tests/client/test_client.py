@@ -28,9 +28,9 @@ from logclient import (
     StaticServers,
 )
 from logclient._spool import Spool
+from tests.helpers import eventually, numbered
 
 from .conftest import FAST_FAILOVER, ClientFactory, InProcFactory
-from .helpers import eventually, numbered
 from .inproc_server import InProcessLogServer
 
 

@@ -3,7 +3,7 @@
 Servers come from ``logserver_factory`` (``python -m logserver serve``,
 registered under this test's ``zk_path``) and are killed, stopped and restarted
 with real signals. What the servers stored is read back over Thrift
-(``readback.py``) and deduplicated by (producer, sequence, index), as a reader
+(``tests/readback.py``) and deduplicated by (producer, sequence, index), as a reader
 does: every message logged must be there exactly once.
 """
 
@@ -14,9 +14,8 @@ import logging
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,8 +23,6 @@ import structlog
 from kazoo.client import KazooClient
 
 from logclient import (
-    BatchPolicy,
-    FailoverPolicy,
     LogClient,
     LogServerHandler,
     LogServerLoggerFactory,
@@ -34,97 +31,14 @@ from logclient import (
 )
 from logserver.launcher import LogServerProcess, ZooKeeperEnsemble
 from logwire.serverset import Endpoint, Member
-
-from .helpers import eventually, numbered
-from .readback import copies, read_server, read_unique
+from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wait_known, zk_client
+from tests.helpers import eventually, numbered
+from tests.readback import copies, read_server
 
 pytestmark = pytest.mark.slow
 
 ServerFactory = Callable[..., LogServerProcess]
 ROOT = Path(__file__).resolve().parents[2]
-
-FAILOVER = FailoverPolicy(
-    connect_timeout_s=1.0,
-    rpc_timeout_s=1.5,
-    down_backoff_s=0.5,
-    max_down_backoff_s=2.0,
-    probe_interval_s=0.2,
-)
-BATCHING = BatchPolicy(max_records=200, linger_s=0.01)
-
-
-@pytest.fixture
-def clients() -> Iterator[list[LogClient]]:
-    """Clients a test made; closed after it."""
-    made: list[LogClient] = []
-    yield made
-    for client in made:
-        client.close(timeout=5)
-
-
-def zk_client(
-    clients: list[LogClient], zk_hosts: str, zk_path: str, tmp_path: Path, **options: object
-) -> LogClient:
-    options.setdefault("failover", FAILOVER)
-    options.setdefault("batching", BATCHING)
-    options.setdefault("spool", SpoolPolicy(directory=tmp_path / f"spool-{len(clients)}"))
-    client = LogClient(zk_hosts, zk_path, **options)  # type: ignore[arg-type]
-    clients.append(client)
-    return client
-
-
-class Producer:
-    """Logs numbered messages from a thread, at a steady pace, until stopped."""
-
-    def __init__(self, client: LogClient, prefix: str, per_second: int = 5000) -> None:
-        self.client = client
-        self.prefix = prefix
-        self.count = 0
-        self._pause = 100 / per_second
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"producer-{prefix}")
-
-    def __enter__(self) -> Producer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for _ in range(100):
-                self.client.log("app", f"{self.prefix}-{self.count:06d}")
-                self.count += 1
-            self._stop.wait(self._pause)
-
-    def stop(self) -> list[str]:
-        self._stop.set()
-        self._thread.join(10)
-        return numbered(self.prefix, self.count)
-
-
-def messages(endpoints: list[str], category: str = "app") -> list[str]:
-    """Every message on the servers, once per (producer, sequence, index), in logging order."""
-    return [r.message.decode() for r in read_unique(endpoints, category)]
-
-
-def wait_known(client: LogClient, count: int, timeout: float = 20) -> None:
-    eventually(
-        lambda: len(client.stats().known_servers) == count,
-        timeout=timeout,
-        what=f"the client to know {count} servers",
-    )
-
-
-def progress(client: LogClient, records: int, timeout: float = 30) -> None:
-    """Wait until the client had ``records`` more acknowledged than now."""
-    target = client.stats().acknowledged + records
-    eventually(
-        lambda: client.stats().acknowledged >= target,
-        timeout=timeout,
-        what=f"{records} more records acknowledged: {client.stats()!r}",
-    )
 
 
 # ------------------------------------------------------------------ SIGKILL

@@ -1,0 +1,103 @@
+"""Driving a real LogClient in integration and fault tests: a steady producer, and waits on
+what the client has acknowledged.
+
+Shared by ``tests/client`` and ``tests/faults``. What the servers stored is read
+back with ``tests/readback.py``; the ``clients`` fixture (``tests/conftest.py``)
+closes the clients a test made.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy
+from tests.helpers import eventually, numbered
+from tests.readback import read_unique
+
+__all__ = [
+    "BATCHING",
+    "FAILOVER",
+    "Producer",
+    "messages",
+    "progress",
+    "wait_known",
+    "zk_client",
+]
+
+FAILOVER = FailoverPolicy(
+    connect_timeout_s=1.0,
+    rpc_timeout_s=1.5,
+    down_backoff_s=0.5,
+    max_down_backoff_s=2.0,
+    probe_interval_s=0.2,
+)
+BATCHING = BatchPolicy(max_records=200, linger_s=0.01)
+
+
+def zk_client(
+    clients: list[LogClient], zk_hosts: str, zk_path: str, tmp_path: Path, **options: object
+) -> LogClient:
+    """A LogClient on ZooKeeper discovery with test-sized policies and a spool under tmp_path."""
+    options.setdefault("failover", FAILOVER)
+    options.setdefault("batching", BATCHING)
+    options.setdefault("spool", SpoolPolicy(directory=tmp_path / f"spool-{len(clients)}"))
+    client = LogClient(zk_hosts, zk_path, **options)  # type: ignore[arg-type]
+    clients.append(client)
+    return client
+
+
+class Producer:
+    """Logs numbered messages from a thread, at a steady pace, until stopped."""
+
+    def __init__(self, client: LogClient, prefix: str, per_second: int = 5000) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.count = 0
+        self._pause = 100 / per_second
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"producer-{prefix}")
+
+    def __enter__(self) -> Producer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for _ in range(100):
+                self.client.log("app", f"{self.prefix}-{self.count:06d}")
+                self.count += 1
+            self._stop.wait(self._pause)
+
+    def stop(self) -> list[str]:
+        """Stop logging; return every message logged, in order."""
+        self._stop.set()
+        self._thread.join(10)
+        return numbered(self.prefix, self.count)
+
+
+def messages(endpoints: list[str], category: str = "app") -> list[str]:
+    """Every message on the servers, once per (producer, sequence, index), in logging order."""
+    return [r.message.decode() for r in read_unique(endpoints, category)]
+
+
+def wait_known(client: LogClient, count: int, timeout: float = 20) -> None:
+    """Wait until the client knows ``count`` servers."""
+    eventually(
+        lambda: len(client.stats().known_servers) == count,
+        timeout=timeout,
+        what=f"the client to know {count} servers",
+    )
+
+
+def progress(client: LogClient, records: int, timeout: float = 30) -> None:
+    """Wait until the client had ``records`` more acknowledged than now."""
+    target = client.stats().acknowledged + records
+    eventually(
+        lambda: client.stats().acknowledged >= target,
+        timeout=timeout,
+        what=f"{records} more records acknowledged: {client.stats()!r}",
+    )
