@@ -63,6 +63,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command != "serve":
+        # One-shot commands report ZooKeeper trouble themselves; kazoo's retry chatter is noise.
+        import logging
+
+        logging.getLogger("kazoo").setLevel(logging.CRITICAL)
     try:
         if args.command == "serve":
             return _serve(args)
