@@ -112,12 +112,13 @@ class ZooKeeperNode:
     election_port: int
     workdir: Path
     tick_ms: int = 500
+    host: str = "127.0.0.1"
     peers: Sequence[ZooKeeperNode] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def pid(self) -> int | None:
@@ -130,7 +131,7 @@ class ZooKeeperNode:
             f"tickTime={self.tick_ms}",
             f"dataDir={data}",
             f"clientPort={self.client_port}",
-            "clientPortAddress=127.0.0.1",
+            f"clientPortAddress={self.host}",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
             "maxClientCnxns=0",
@@ -180,7 +181,7 @@ class ZooKeeperNode:
 
     def mode(self) -> str:
         """``standalone``, ``leader``, ``follower`` or '' when not serving."""
-        out = four_letter_word("127.0.0.1", self.client_port, "srvr")
+        out = four_letter_word(self.host, self.client_port, "srvr")
         for line in out.splitlines():
             if line.startswith("Mode:"):
                 return line.split(":", 1)[1].strip()
@@ -218,7 +219,9 @@ class ZooKeeperEnsemble:
     """A standalone ZooKeeper (``size=1``) or an ensemble on loopback, from Debian's jars.
 
     ``tick_ms`` defaults to 500 so that tests can use sessions as short as
-    1 s (ZooKeeper clamps session timeouts to 2..20 ticks).
+    1 s (ZooKeeper clamps session timeouts to 2..20 ticks). ``host`` is the
+    address clients connect to (another local address than loopback lets
+    processes in a test's network namespace reach it).
     """
 
     def __init__(
@@ -228,13 +231,14 @@ class ZooKeeperEnsemble:
         tick_ms: int = 500,
         jar: Path = DEFAULT_ZK_JAR,
         client_ports: Sequence[int] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         if size < 1:
             raise ValueError("an ensemble has at least one node")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="zk-"))
         self.jar = jar
-        ports = list(client_ports) if client_ports else [free_port() for _ in range(size)]
+        ports = list(client_ports) if client_ports else [free_port(host) for _ in range(size)]
         self.nodes: list[ZooKeeperNode] = []
         for i in range(size):
             node = ZooKeeperNode(
@@ -244,6 +248,7 @@ class ZooKeeperEnsemble:
                 election_port=free_port() if size > 1 else 0,
                 workdir=self.workdir / f"node{i + 1}",
                 tick_ms=tick_ms,
+                host=host,
             )
             self.nodes.append(node)
         for node in self.nodes:
