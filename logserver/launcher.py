@@ -37,12 +37,21 @@ __all__ = [
     "LogServerProcess",
     "ZooKeeper",
     "ZooKeeperEnsemble",
+    "ZooKeeperTLS",
     "free_port",
     "wait_for",
     "zookeeper_from_env",
 ]
 
 DEFAULT_ZK_JAR = Path("/usr/share/java/zookeeper.jar")
+
+# The Netty jars the secure client port needs that zookeeper.jar's manifest
+# Class-Path leaves out (Debian 12, ZooKeeper 3.8.0); looked for beside the jar.
+_NETTY_EXTRA_JARS = (
+    "netty-codec.jar",
+    "netty-resolver.jar",
+    "netty-transport-native-unix-common.jar",
+)
 
 
 class LaunchError(RuntimeError):
@@ -102,6 +111,42 @@ class ZooKeeper(Protocol):
 # --------------------------------------------------------------------------- local
 
 
+@dataclass(frozen=True)
+class ZooKeeperTLS:
+    """A TLS client port (``secureClientPort``, Netty) beside the plain one, with PEM stores.
+
+    ``cert``/``key``: the server's certificate and unencrypted private key
+    (written together into the PEM key store); ``ca``: the trust store, the
+    CA(s) whose client certificates are accepted. ``client_auth``: ``none``
+    (any client), ``want`` or ``need`` (a client certificate signed by ``ca``).
+    """
+
+    cert: Path
+    key: Path
+    ca: Path
+    client_auth: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.client_auth not in ("none", "want", "need"):
+            raise ValueError(f"client_auth must be none, want or need, not {self.client_auth!r}")
+
+    def config_lines(self, workdir: Path, host: str, secure_port: int) -> list[str]:
+        """The zoo.cfg lines; writes the key store (certificate + key) into ``workdir``."""
+        keystore = workdir / "keystore.pem"
+        keystore.write_bytes(Path(self.cert).read_bytes() + b"\n" + Path(self.key).read_bytes())
+        keystore.chmod(0o600)
+        return [
+            f"secureClientPort={secure_port}",
+            f"secureClientPortAddress={host}",
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
+            f"ssl.keyStore.location={keystore}",
+            "ssl.keyStore.type=PEM",
+            f"ssl.trustStore.location={self.ca}",
+            "ssl.trustStore.type=PEM",
+            f"ssl.clientAuth={self.client_auth}",
+        ]
+
+
 @dataclass
 class ZooKeeperNode:
     """One ZooKeeper JVM started from Debian's jars."""
@@ -115,10 +160,19 @@ class ZooKeeperNode:
     host: str = "127.0.0.1"
     peers: Sequence[ZooKeeperNode] = ()
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    tls: ZooKeeperTLS | None = None
+    secure_client_port: int = 0
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.client_port}"
+
+    @property
+    def secure_address(self) -> str:
+        """``host:port`` of the TLS client port (only with ``tls``)."""
+        if self.tls is None:
+            raise LaunchError(f"ZooKeeper node {self.node_id} has no TLS port")
+        return f"{self.host}:{self.secure_client_port}"
 
     @property
     def pid(self) -> int | None:
@@ -145,6 +199,8 @@ class ZooKeeperNode:
                 f"server.{p.node_id}=127.0.0.1:{p.peer_port}:{p.election_port}" for p in self.peers
             ]
             (data / "myid").write_text(f"{self.node_id}\n")
+        if self.tls is not None:
+            lines += self.tls.config_lines(self.workdir, self.host, self.secure_client_port)
         cfg = self.workdir / "zoo.cfg"
         cfg.write_text("\n".join(lines) + "\n")
         return cfg
@@ -159,6 +215,9 @@ class ZooKeeperNode:
         if not jar.is_file():
             raise LaunchError(f"{jar} not found: install Debian's 'zookeeper' package")
         cfg = self.write_config()
+        classpath = [str(jar)]
+        if self.tls is not None:
+            classpath += [str(jar.parent / name) for name in _NETTY_EXTRA_JARS]
         log = open(self.workdir / "zookeeper.log", "ab")  # noqa: SIM115 - the child owns it
         self.process = subprocess.Popen(
             [
@@ -168,7 +227,7 @@ class ZooKeeperNode:
                 "-XX:+UseSerialGC",
                 "-Dzookeeper.jmx.log4j.disable=true",
                 "-cp",
-                str(jar),
+                ":".join(classpath),
                 "org.apache.zookeeper.server.quorum.QuorumPeerMain",
                 str(cfg),
             ],
@@ -221,7 +280,8 @@ class ZooKeeperEnsemble:
     ``tick_ms`` defaults to 500 so that tests can use sessions as short as
     1 s (ZooKeeper clamps session timeouts to 2..20 ticks). ``host`` is the
     address clients connect to (another local address than loopback lets
-    processes in a test's network namespace reach it).
+    processes in a test's network namespace reach it). With ``tls`` every
+    node also offers a TLS client port: :attr:`secure_hosts`.
     """
 
     def __init__(
@@ -232,6 +292,7 @@ class ZooKeeperEnsemble:
         jar: Path = DEFAULT_ZK_JAR,
         client_ports: Sequence[int] | None = None,
         host: str = "127.0.0.1",
+        tls: ZooKeeperTLS | None = None,
     ) -> None:
         if size < 1:
             raise ValueError("an ensemble has at least one node")
@@ -249,6 +310,8 @@ class ZooKeeperEnsemble:
                 workdir=self.workdir / f"node{i + 1}",
                 tick_ms=tick_ms,
                 host=host,
+                tls=tls,
+                secure_client_port=free_port(host) if tls is not None else 0,
             )
             self.nodes.append(node)
         for node in self.nodes:
@@ -261,6 +324,11 @@ class ZooKeeperEnsemble:
     @property
     def hosts(self) -> str:
         return ",".join(n.address for n in self.nodes)
+
+    @property
+    def secure_hosts(self) -> str:
+        """The connection string of the TLS client ports (only with ``tls``)."""
+        return ",".join(n.secure_address for n in self.nodes)
 
     def start(self, timeout: float = 60.0) -> ZooKeeperEnsemble:
         """Start every node and wait until the ensemble serves."""
