@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import signal
 import subprocess
@@ -74,6 +73,7 @@ class DemoState:
     app: dict[str, Any] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     samples: list[tuple[float, str, int]] = field(default_factory=list)  # (t, server, stored)
+    acked: list[tuple[float, int]] = field(default_factory=list)  # (t, acknowledged to the app)
     rates: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -155,6 +155,7 @@ def _run(
                 else:
                     with state.lock:
                         state.app = doc
+                        state.acked.append((float(doc["t"]), int(doc["acked"])))
 
     done = threading.Event()
     threads = [
@@ -325,6 +326,29 @@ def _print_report(report: dict[str, Any]) -> None:
     )
 
 
+def _windowed_rate(
+    points: list[tuple[float, int]], origin: float, window: float = 1.0
+) -> tuple[list[float], list[float]]:
+    """Rate of a growing counter over a sliding window; a drop (restart) or a gap breaks the line."""
+    xs: list[float] = []
+    ys: list[float] = []
+    start = 0
+    for i, (t, n) in enumerate(points):
+        if i and (n < points[i - 1][1] or t - points[i - 1][0] > 2.0):
+            start = i  # the counter restarted or samples stopped: begin a new segment
+            xs.append(t - origin)
+            ys.append(float("nan"))
+            continue
+        while start < i and t - points[start][0] > window:
+            start += 1
+        j = max(0, start - 1) if start and t - points[start - 1][0] <= window * 1.5 else start
+        t0, n0 = points[j]
+        if t > t0:
+            xs.append(t - origin)
+            ys.append((n - n0) / (t - t0))
+    return xs, ys
+
+
 def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
     """report.json and timeline.png: per-server stored rate over time, with the events marked."""
     out.mkdir(parents=True, exist_ok=True)
@@ -336,20 +360,15 @@ def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
 
     with state.lock:
         samples = list(state.samples)
-    fig, ax = plt.subplots(figsize=(11, 5), dpi=110)
+        acked = list(state.acked)
+    fig, ax = plt.subplots(figsize=(11, 5.6), dpi=110)
     colours = {}
     for endpoint in report["servers"]:
-        pts = [(t, n) for t, e, n in samples if e == endpoint]
-        xs, ys = [], []
-        for (t0, n0), (t1, n1) in itertools.pairwise(pts):
-            if n1 >= n0 and t1 > t0 and t1 - t0 < 2.0:
-                xs.append(t1 - state.started)
-                ys.append((n1 - n0) / (t1 - t0))
-            else:  # a restart or a gap: break the line
-                xs.append(t1 - state.started)
-                ys.append(float("nan"))
-        (line,) = ax.plot(xs, ys, label=endpoint, linewidth=1.6)
+        xs, ys = _windowed_rate([(t, n) for t, e, n in samples if e == endpoint], state.started)
+        (line,) = ax.plot(xs, ys, label=f"stored by {endpoint}", linewidth=1.4)
         colours[endpoint] = line.get_color()
+    xs, ys = _windowed_rate(acked, state.started)
+    ax.plot(xs, ys, label="acknowledged to the app (all servers)", color="black", linewidth=2.2)
     styles = {
         "kill": ("x", "SIGKILL"),
         "stop": ("s", "SIGSTOP"),
@@ -377,16 +396,27 @@ def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
             label=None if e["kind"] in seen else label,
         )
         seen.add(e["kind"])
+        if e["kind"] in ("kill", "stop", "term"):
+            ax.annotate(
+                f"{label} :{e['server'].rsplit(':', 1)[-1]}",
+                xy=(e["t"], 1.0),
+                xycoords=("data", "axes fraction"),
+                rotation=90,
+                va="top",
+                ha="right",
+                fontsize=7,
+                color=colour,
+            )
     s = report["summary"]
     ax.set_title(
-        f"Stored records/s per server — {s['sent']} sent, {s['lost']} lost, "
+        f"Failover demo: {s['sent']} sent, {s['lost']} lost, "
         f"{s['duplicates_after_dedup']} duplicated, longest stall {s['max_stall_ms']:.0f} ms"
     )
     ax.set_xlabel("seconds since start")
-    ax.set_ylabel("records stored per second")
+    ax.set_ylabel("records per second (1 s window)")
     ax.set_ylim(bottom=-max(1.0, ax.get_ylim()[1] * 0.04))
     ax.grid(alpha=0.3)
-    ax.legend(loc="upper right", fontsize=8, ncols=2)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncols=5, frameon=False)
     fig.tight_layout()
     fig.savefig(out / "timeline.png")
     plt.close(fig)
