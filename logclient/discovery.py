@@ -34,6 +34,7 @@ from kazoo.retry import KazooRetry
 
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint, Member, MemberFormatError
+from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"]
 
@@ -144,6 +145,10 @@ class ZooKeeperServers:
 
     Listeners run on this object's own thread ("logclient-discovery"), never on
     kazoo's. ``close()`` stops every thread ``start()`` started, bounded.
+
+    ``tls`` (a :class:`~logclient.ZkTLSPolicy`) connects to ZooKeeper's TLS
+    client port, verifying its certificate. Discovery only reads, so it needs
+    no ZooKeeper credentials even when the servers register under an ACL.
     """
 
     def __init__(
@@ -153,7 +158,10 @@ class ZooKeeperServers:
         *,
         session_timeout: float = 10.0,
         connect_retry_max_delay: float = 1.0,
+        tls: ZkTLSPolicy | None = None,
     ) -> None:
+        if tls is not None and not isinstance(tls, ZkTLSPolicy):
+            raise DiscoveryError(f"tls must be a ZkTLSPolicy, not {type(tls).__name__}")
         try:
             hosts, chroot = collect_hosts(zk_hosts)
         except (ValueError, AttributeError, TypeError) as exc:
@@ -166,6 +174,7 @@ class ZooKeeperServers:
             raise DiscoveryError("session_timeout and connect_retry_max_delay must be positive")
         self.zk_hosts = zk_hosts
         self.zk_path = zk_path
+        self.tls = tls
         self._prefix = zk_path.rstrip("/") + "/"
         self._session_timeout = session_timeout
         self._retry = KazooRetry(
@@ -202,6 +211,7 @@ class ZooKeeperServers:
             servers = sorted(map(str, self._servers))
             return (
                 f"<ZooKeeperServers {self.zk_hosts}{self.zk_path} state={self._state} "
+                f"tls={self.tls is not None} "
                 f"servers={servers} nodes={self._nodes} updates={self._updates} "
                 f"malformed={len(self._malformed)}>"
             )
@@ -221,6 +231,7 @@ class ZooKeeperServers:
                 timeout=self._session_timeout,
                 connection_retry=self._retry.copy(),
                 command_retry=self._retry.copy(),
+                **(self.tls.kazoo_kwargs() if self.tls is not None else {}),
             )
         except (KazooException, ValueError) as exc:
             raise DiscoveryError(f"cannot use ZooKeeper at {self.zk_hosts!r}: {exc}") from exc

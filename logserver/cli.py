@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from logserver.errors import LogServerError
+
+if TYPE_CHECKING:
+    from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["main"]
 
@@ -33,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--zk", required=True, help="ZooKeeper connection string")
     lst.add_argument("--zk-path", default="/logservers")
     lst.add_argument("--json", action="store_true", help="one JSON object per server")
+    _add_zk_tls_arguments(lst)
 
     cat = sub.add_parser(
         "cat", help="every record of a category from all servers, merged by time, de-duplicated"
@@ -51,12 +57,43 @@ def _parser() -> argparse.ArgumentParser:
         help="read a server's files directly, e.g. of a server that is down (repeatable)",
     )
     cat.add_argument("--json", action="store_true", help="one JSON object per record")
+    _add_zk_tls_arguments(cat)
 
     from logserver import cluster, demo
 
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
     return parser
+
+
+def _add_zk_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """--zk-tls-ca/-cert/-key for the read-only commands (defaults: serve's environment)."""
+    for name, help_text in (
+        ("ca", "PEM CA bundle: connect to ZooKeeper over TLS, verifying it"),
+        ("cert", "PEM client certificate for ZooKeeper TLS"),
+        ("key", "PEM private key for --zk-tls-cert"),
+    ):
+        env = f"LOGSERVER_ZK_TLS_{name.upper()}"
+        parser.add_argument(
+            f"--zk-tls-{name}",
+            type=Path,
+            default=os.environ.get(env) or None,
+            help=f"{help_text} [env {env}]",
+        )
+
+
+def _zk_tls(args: argparse.Namespace) -> ZkTLSPolicy | None:
+    from logserver.errors import ConfigError
+    from logwire.zktls import ZkTLSPolicy
+
+    if args.zk_tls_ca is None:
+        if args.zk_tls_cert is not None or args.zk_tls_key is not None:
+            raise ConfigError("--zk-tls-cert and --zk-tls-key need --zk-tls-ca")
+        return None
+    try:
+        return ZkTLSPolicy(args.zk_tls_ca, args.zk_tls_cert, args.zk_tls_key)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -118,7 +155,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from logserver.reader import list_servers
 
-    servers = list_servers(args.zk, args.zk_path)
+    servers = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
     for s in servers:
         if args.json:
             doc = {"node": s.node, "owner_session": hex(s.owner_session)}
@@ -147,7 +184,8 @@ def _cat(args: argparse.Namespace) -> int:
 
     endpoints = {Endpoint.parse(s) for s in args.server}
     if args.zk:
-        endpoints |= {s.member.endpoint for s in list_servers(args.zk, args.zk_path) if s.member}
+        registered = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
+        endpoints |= {s.member.endpoint for s in registered if s.member}
     if not endpoints and not args.data_dir:
         print("logserver cat: give --zk, --server or --data-dir", file=sys.stderr)
         return EXIT_USAGE

@@ -12,6 +12,7 @@ __all__ = [
     "InvalidCategoryError",
     "ListenError",
     "LogServerError",
+    "RegistrationDeniedError",
     "RegistrationError",
     "StorageError",
     "StorageLockedError",
@@ -54,6 +55,15 @@ class StorageLockedError(StorageError):
 
 class RegistrationError(LogServerError):
     """Registration in ZooKeeper failed in a way retrying will not fix (bad path, no auth)."""
+
+
+class RegistrationDeniedError(RegistrationError):
+    """ZooKeeper refused ``operation`` on ``path`` (NoAuth): missing or wrong credentials."""
+
+    def __init__(self, message: str, *, path: str, operation: str) -> None:
+        super().__init__(message)
+        self.path = path
+        self.operation = operation
 
 
 class ListenError(LogServerError):

@@ -26,6 +26,7 @@ from logserver.errors import LogServerError
 from logserver.storage import read_category_offline
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
+from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
     "Record",
@@ -66,14 +67,30 @@ class RegisteredServer:
     error: str = ""
 
 
-def list_servers(zk_hosts: str, zk_path: str, timeout: float = 10.0) -> list[RegisteredServer]:
-    """The nodes under ``zk_path``, malformed ones included (with ``error`` set)."""
-    zk = KazooClient(hosts=zk_hosts, timeout=timeout, read_only=True)
+def list_servers(
+    zk_hosts: str, zk_path: str, timeout: float = 10.0, *, tls: ZkTLSPolicy | None = None
+) -> list[RegisteredServer]:
+    """The nodes under ``zk_path``, malformed ones included (with ``error`` set).
+
+    Reading needs no credentials (the registration ACL lets anyone read);
+    ``tls`` connects to ZooKeeper's TLS client port.
+    """
+    zk = KazooClient(
+        hosts=zk_hosts,
+        timeout=timeout,
+        read_only=True,
+        **(tls.kazoo_kwargs() if tls is not None else {}),
+    )
     try:
         zk.start(timeout=timeout)
     except Exception as exc:
         zk.close()
-        raise LogServerError(f"cannot reach ZooKeeper at {zk_hosts}: {exc}") from exc
+        hint = (
+            " (over TLS: is it the secureClientPort, and did --zk-tls-ca sign its certificate?)"
+            if tls is not None
+            else ""
+        )
+        raise LogServerError(f"cannot reach ZooKeeper at {zk_hosts}: {exc}{hint}") from exc
     try:
         try:
             children = sorted(zk.get_children(zk_path))

@@ -24,15 +24,33 @@ What this module guarantees, and why (see ``PITFALLS.md``):
   a flag; the work runs on this object's own registration thread.
 - **A ZooKeeper outage never raises into the server.** It is logged and retried
   forever with a backoff capped at ``connect_retry_max_delay``. Only errors
-  retrying cannot fix (no auth, bad path or ACL) become :class:`RegistrationError`,
-  raised from :meth:`Registration.wait_registered`.
+  retrying soon cannot fix (no auth, bad path or ACL) become :class:`RegistrationError`
+  (:class:`RegistrationDeniedError` when ZooKeeper says NoAuth), raised from
+  :meth:`Registration.wait_registered`; the thread then tries again only every
+  ``_FATAL_RETRY_DELAY`` seconds, in case an operator fixes the ACL.
+- **Digest auth means an ACL.** With ``auth=("digest", "user:password")`` the
+  path (and every parent we create) and our node get :func:`registration_acl`:
+  that identity may do everything, anyone may only read. Clients only read, so
+  they need no credentials; a process without them cannot create, delete or
+  overwrite a registration. A path that already exists keeps its ACL (it may
+  belong to someone else, and tightening it would lock out servers of an older
+  deployment still running without credentials); if anyone may create or
+  delete under it we log ``registration_path_open``.
+- **The password stays in memory.** It is never logged, never put in node data
+  or exception messages; kazoo's debug line that would print the auth packet
+  is filtered out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
+import stat as stat_mode
 import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -51,15 +69,24 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
+from kazoo.protocol.serialization import Auth
 from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
 from kazoo.recipe.watchers import DataWatch
 from kazoo.retry import ForceRetryError, KazooRetry
 from kazoo.retry import InterruptedError as RetryInterruptedError
+from kazoo.security import ACL, Permissions, make_acl, make_digest_acl
 
-from logserver.errors import RegistrationError
+from logserver.errors import ConfigError, RegistrationDeniedError, RegistrationError
 from logwire.serverset import Member, MemberFormatError
+from logwire.zktls import ZkTLSPolicy
 
-__all__ = ["NODE_PREFIX", "Registration", "validate_zk_path"]
+__all__ = [
+    "NODE_PREFIX",
+    "Registration",
+    "read_auth_file",
+    "registration_acl",
+    "validate_zk_path",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +103,102 @@ _FATAL = (
 
 # How often the registration thread repeats "still cannot reach ZooKeeper".
 _UNREACHABLE_LOG_INTERVAL = 5.0
+
+# After an error retrying soon cannot fix (NoAuth...), how long until the next try.
+_FATAL_RETRY_DELAY = 30.0
+
+# Where the operator looks when ZooKeeper refuses us.
+_CREDENTIALS_HINT = "check --zk-auth-file"
+
+_WRITE_PERMS = Permissions.CREATE | Permissions.DELETE | Permissions.WRITE | Permissions.ADMIN
+
+
+def read_auth_file(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """Read ``user:password`` from ``path``; return kazoo's ``("digest", "user:password")``.
+
+    A file, not a flag, so that the password is not in ``ps`` output or shell
+    history. Surrounding whitespace (a trailing newline) is ignored. Errors
+    never quote the file's content. A file others may read is used, with a
+    warning.
+    """
+    try:
+        raw = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise ConfigError(f"--zk-auth-file: cannot read {path}: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"--zk-auth-file {path}: not UTF-8 text") from None
+    user, sep, password = text.partition(":")
+    if not sep or not user or not password or "\n" in text or "\r" in text:
+        raise ConfigError(
+            f"--zk-auth-file {path}: expected one line 'user:password' (neither part empty)"
+        )
+    if mode & (stat_mode.S_IRWXG | stat_mode.S_IRWXO):
+        log.warning(
+            "zk_auth_file_readable_by_others",
+            path=str(path),
+            mode=oct(mode & 0o777),
+            fix="chmod 600",
+        )
+    return ("digest", text)
+
+
+def registration_acl(user: str, password: str) -> list[ACL]:
+    """The ACL of the registration path and nodes: ``user`` may do all, anyone may read."""
+    return [make_digest_acl(user, password, all=True), make_acl("world", "anyone", read=True)]
+
+
+def _acl_text(acl: ACL) -> str:
+    """An ACL entry for a log line; a digest's hash is left out (it can be cracked offline)."""
+    perms = "".join(
+        letter
+        for letter, bit in (
+            ("c", Permissions.CREATE),
+            ("d", Permissions.DELETE),
+            ("r", Permissions.READ),
+            ("w", Permissions.WRITE),
+            ("a", Permissions.ADMIN),
+        )
+        if acl.perms & bit
+    )
+    ident = acl.id.id.split(":", 1)[0] if acl.id.scheme == "digest" else acl.id.id
+    return f"{acl.id.scheme}:{ident}:{perms}"
+
+
+class _HideAuthPackets(logging.Filter):
+    """Drop kazoo's debug line "Sending request: Auth(... auth='user:password')"."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, Auth) for arg in args)
+
+
+def _hide_auth_packets() -> None:
+    logger = logging.getLogger("kazoo.client")
+    if not any(isinstance(f, _HideAuthPackets) for f in logger.filters):
+        logger.addFilter(_HideAuthPackets())
+
+
+class _Denied(NoAuthError):
+    """Internal: ZooKeeper said NoAuth to ``operation`` on ``path``."""
+
+    def __init__(self, operation: str, path: str) -> None:
+        super().__init__(f"{operation} on {path}")
+        self.operation = operation
+        self.path = path
+
+
+@contextlib.contextmanager
+def _denied_as(operation: str, path: str) -> Iterator[None]:
+    """Say which operation on which node ZooKeeper refused (NoAuth alone says neither)."""
+    try:
+        yield
+    except _Denied:
+        raise
+    except NoAuthError as exc:
+        raise _Denied(operation, path) from exc
 
 
 def validate_zk_path(path: str) -> str:
@@ -122,6 +245,7 @@ class Registration:
         session_timeout: float = 10.0,
         connect_retry_max_delay: float = 1.0,
         auth: tuple[str, str] | None = None,
+        tls: ZkTLSPolicy | None = None,
     ) -> None:
         try:
             collect_hosts(zk_hosts)
@@ -134,6 +258,19 @@ class Registration:
             raise RegistrationError("session_timeout and connect_retry_max_delay must be positive")
         if not member.process_id:
             raise RegistrationError("member.process_id must be set: it identifies our node")
+        self._acl: list[ACL] | None = None
+        self._auth_user: str | None = None
+        if auth is not None:
+            scheme, credential = auth
+            user, sep, password = credential.partition(":")
+            if scheme != "digest" or not sep or not user or not password:
+                # Never echo the credential: it holds the password.
+                raise RegistrationError("auth must be ('digest', 'user:password')")
+            self._acl = registration_acl(user, password)
+            self._auth_user = user
+            _hide_auth_packets()
+        self._acl_checked = False
+        self.tls = tls
         self.zk_hosts = zk_hosts
         self.zk_path = zk_path
         self.member = member
@@ -147,6 +284,7 @@ class Registration:
             connection_retry=self._retry.copy(),
             command_retry=self._retry.copy(),
             auth_data=[auth] if auth else None,
+            **(tls.kazoo_kwargs() if tls is not None else {}),
         )
         self._lock = threading.Lock()
         self._registered_cond = threading.Condition(self._lock)
@@ -173,7 +311,8 @@ class Registration:
         return (
             f"<Registration {self.zk_path} endpoint={self.member.endpoint} "
             f"node={node.rsplit('/', 1)[-1] if node else None} registered={registered} "
-            f"state={state} session={_hex(current[0] if current else session)}>"
+            f"state={state} session={_hex(current[0] if current else session)} "
+            f"auth={self._auth_user} tls={self.tls is not None}>"
         )
 
     def start(self) -> None:
@@ -343,14 +482,19 @@ class Registration:
             except (_Stopping, RetryInterruptedError, ConnectionClosedError):
                 break
             except _FATAL as exc:
-                error = RegistrationError(
-                    f"cannot register under {self.zk_path} at {self.zk_hosts}: {exc!r}"
-                )
-                error.__cause__ = exc
+                error = self._fatal_error(exc)
                 with self._registered_cond:
                     self._error = error
                     self._registered_cond.notify_all()
-                log.error("registration_failed", path=self.zk_path, error=repr(exc), retrying=False)
+                log.error(
+                    "registration_failed",
+                    path=self.zk_path,
+                    error=str(error),
+                    retry_in_s=_FATAL_RETRY_DELAY,
+                )
+                if self._stopping.wait(_FATAL_RETRY_DELAY):
+                    break
+                self._wake.set()
             except Exception as exc:  # an outage must never kill the thread
                 log.warning("registration_retry", path=self.zk_path, error=repr(exc), delay=delay)
                 if self._stopping.wait(delay):
@@ -358,6 +502,30 @@ class Registration:
                 delay = min(delay * 2, max_delay)
                 self._wake.set()
         log.debug("registration_thread_exit", path=self.zk_path)
+
+    def _fatal_error(self, exc: Exception) -> RegistrationError:
+        """The error an operator can act on (kazoo's alone says only 'NoAuthError()')."""
+        error: RegistrationError
+        if isinstance(exc, NoAuthError):
+            operation = exc.operation if isinstance(exc, _Denied) else "access"
+            on = f" on {exc.path}" if isinstance(exc, _Denied) else ""
+            error = RegistrationDeniedError(
+                f"not allowed to register under {self.zk_path}: ZooKeeper denied "
+                f"{operation}{on} (NoAuth); {_CREDENTIALS_HINT}",
+                path=exc.path if isinstance(exc, _Denied) else self.zk_path,
+                operation=operation,
+            )
+        elif isinstance(exc, AuthFailedError):
+            error = RegistrationError(
+                f"ZooKeeper at {self.zk_hosts} rejected our credentials (AUTH_FAILED); "
+                f"{_CREDENTIALS_HINT}"
+            )
+        else:
+            error = RegistrationError(
+                f"cannot register under {self.zk_path} at {self.zk_hosts}: {exc!r}"
+            )
+        error.__cause__ = exc
+        return error
 
     def _wait_connected(self) -> None:
         """Block until connected, saying so in the log while ZooKeeper is unreachable."""
@@ -388,7 +556,10 @@ class Registration:
         """Make sure exactly one node of ours exists in the current session."""
         self._wait_connected()
         retry = self._retrying()
-        retry(self._client.ensure_path, self.zk_path)
+        with _denied_as("CREATE", f"{self.zk_path} or a parent"):
+            retry(self._client.ensure_path, self.zk_path, acl=self._acl)
+        if not self._acl_checked:
+            retry(self._check_path_acl)
         # The whole find-or-create step is what gets retried, never a bare create.
         node, session, adopted, ghosts = retry(self._find_or_create)
         with self._registered_cond:
@@ -411,6 +582,36 @@ class Registration:
             )
             self._watch_node(node)
 
+    def _check_path_acl(self) -> None:
+        """Once: warn if, although we use an ACL, anyone may create or delete under the path.
+
+        That is a path made without an ACL, e.g. by an older deployment; we do
+        not change it ourselves (see the module docstring).
+        """
+        if self._acl is None:
+            self._acl_checked = True
+            return
+        try:
+            acls, _stat = self._client.get_acls(self.zk_path)
+        except NoAuthError:
+            log.warning("registration_path_acl_unreadable", path=self.zk_path)
+            self._acl_checked = True
+            return
+        self._acl_checked = True
+        open_to_all = [
+            a
+            for a in acls
+            if (a.id.scheme, a.id.id) == ("world", "anyone") and a.perms & _WRITE_PERMS
+        ]
+        if open_to_all:
+            log.warning(
+                "registration_path_open",
+                path=self.zk_path,
+                acl=[_acl_text(a) for a in acls],
+                problem="anyone may register a server here or delete registrations",
+                fix=f"setAcl {self.zk_path} digest:{self._auth_user}:<digest>:cdrwa,world:anyone:r",
+            )
+
     def _find_or_create(self) -> tuple[str, int, bool, int]:
         """One attempt: adopt our node of this session or create it; delete ghosts.
 
@@ -430,12 +631,16 @@ class Registration:
         mine: list[str] = []
         ghosts = 0
         prefix = self.zk_path.rstrip("/") + "/"
-        for child in sorted(self._client.get_children(self.zk_path)):
+        with _denied_as("READ", self.zk_path):
+            children = sorted(self._client.get_children(self.zk_path))
+        for child in children:
             path = prefix + child
             try:
                 data, stat = self._client.get(path)
             except NoNodeError:
                 continue
+            except NoAuthError:
+                continue  # not readable by us: neither ours nor a ghost we may delete
             try:
                 other = Member.from_json(data)
             except MemberFormatError:
@@ -471,9 +676,14 @@ class Registration:
 
     def _create_node(self) -> str:
         """The bare create (a seam: tests make its reply get 'lost')."""
-        path: str = self._client.create(
-            self.zk_path.rstrip("/") + "/" + NODE_PREFIX, self._data, ephemeral=True, sequence=True
-        )
+        with _denied_as("CREATE", self.zk_path):
+            path: str = self._client.create(
+                self.zk_path.rstrip("/") + "/" + NODE_PREFIX,
+                self._data,
+                acl=self._acl,
+                ephemeral=True,
+                sequence=True,
+            )
         return path
 
     def _is_ghost(self, other: Member, stat: ZnodeStat, session: int) -> bool:
@@ -484,6 +694,9 @@ class Registration:
         try:
             self._client.delete(path, version=stat.version)
         except (NoNodeError, BadVersionError, NotEmptyError):
+            return False
+        except NoAuthError:
+            log.warning("ghost_registration_not_deletable", node=path, reason="NoAuth")
             return False
         log.warning(
             "ghost_registration_deleted",

@@ -22,12 +22,14 @@ import structlog
 
 from logserver import __version__
 from logserver.config import ServerConfig
+from logserver.errors import ConfigError, RegistrationError
 from logserver.metrics import Metrics
-from logserver.registry import Registration
+from logserver.registry import Registration, read_auth_file
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
 from logserver.wire import ServerTLS, ThriftServer, WireLimits
 from logwire.serverset import Endpoint, Member
+from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["LogServer"]
 
@@ -63,6 +65,7 @@ class LogServer:
         cfg = self.config
         started = time.monotonic()
         tls = _server_tls(cfg)
+        zk_auth, zk_tls = _zookeeper_security(cfg)
         policy = StoragePolicy(
             fsync=cfg.fsync,  # type: ignore[arg-type]
             fsync_interval_s=cfg.fsync_interval,
@@ -110,14 +113,30 @@ class LogServer:
             tls=tls is not None,
         )
         self._registration = Registration(
-            cfg.zk, cfg.zk_path, member, session_timeout=cfg.session_timeout
+            cfg.zk,
+            cfg.zk_path,
+            member,
+            session_timeout=cfg.session_timeout,
+            auth=zk_auth,
+            tls=zk_tls,
         )
         self._registration.start()
         if cfg.ready_file is not None:
             _write_ready_file(cfg.ready_file, cfg.advertised, port)
 
-        while not self._stop.wait(1.0):
-            pass
+        registered = False
+        while not self._stop.wait(1.0 if registered else 0.1):
+            if registered:
+                continue
+            try:
+                registered = self._registration.wait_registered(0)
+            except RegistrationError:
+                # Refused before it ever registered (NoAuth: no or wrong credentials,
+                # a rogue or misconfigured process): exit loudly rather than serve
+                # unseen. Later refusals (after a session loss) keep the server
+                # serving the clients it has while the registry retries.
+                self._shutdown()
+                raise
         return self._shutdown()
 
     def _shutdown(self) -> int:
@@ -149,6 +168,22 @@ def _server_tls(cfg: ServerConfig) -> ServerTLS | None:
     )
     tls.context()  # a bad certificate or key fails now, with a clear ConfigError
     return tls
+
+
+def _zookeeper_security(cfg: ServerConfig) -> tuple[tuple[str, str] | None, ZkTLSPolicy | None]:
+    """Digest credentials and TLS for the ZooKeeper session, read before storage is touched."""
+    auth = read_auth_file(cfg.zk_auth_file) if cfg.zk_auth_file is not None else None
+    zk_tls = None
+    if cfg.zk_tls_ca is not None:
+        try:
+            zk_tls = ZkTLSPolicy(cfg.zk_tls_ca, cfg.zk_tls_cert, cfg.zk_tls_key)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+    elif cfg.zk_tls_cert is not None:
+        raise ConfigError(
+            "--zk-tls-cert needs --zk-tls-ca (the CA that signed ZooKeeper's certificate)"
+        )
+    return auth, zk_tls
 
 
 def _write_ready_file(path: Path, host: str, port: int) -> None:
