@@ -10,7 +10,7 @@
 
 Also here: :class:`LogServerHandler` (stdlib ``logging``),
 :class:`LogServerLoggerFactory` (structlog), the policies that tune batching,
-failover, server choice, the memory queue and the disk spool, and the
+failover, server choice, the memory queue, the disk spool and TLS, and the
 exception tree (every error logclient raises derives from
 :class:`LogClientError`). The library logs through the ``logclient`` loggers
 and never configures logging; importing it starts no thread and does not load
@@ -30,6 +30,7 @@ from logclient._policies import (
     FailoverPolicy,
     QueuePolicy,
     SpoolPolicy,
+    TLSPolicy,
 )
 from logclient._structlog import LogServerLogger, LogServerLoggerFactory
 from logclient.errors import (
@@ -74,6 +75,7 @@ __all__ = [
     "SpoolLockedError",
     "SpoolPolicy",
     "StaticServers",
+    "TLSPolicy",
     "ZooKeeperServers",
 ]
 

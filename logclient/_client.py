@@ -29,6 +29,7 @@ from logclient._policies import (
     FailoverPolicy,
     QueuePolicy,
     SpoolPolicy,
+    TLSPolicy,
 )
 from logclient._queue import RecordQueue
 from logclient._sender import Sender
@@ -114,6 +115,12 @@ class LogClient:
     spool left by an earlier process is delivered first), starts discovery and
     its sender thread, and registers an ``atexit`` hook that closes it.
 
+    ``tls`` turns on TLS to every server (see :class:`~logclient.TLSPolicy`: the
+    server's certificate and host name are verified; a client certificate is
+    presented for mutual TLS); a bad CA or certificate file raises ValueError
+    here. A server that fails verification is logged, treated as down, and
+    sent nothing.
+
     Use it as a context manager, or call :meth:`close`.
     """
 
@@ -129,9 +136,15 @@ class LogClient:
         queue: QueuePolicy = QueuePolicy(),  # noqa: B008
         spool: SpoolPolicy = SpoolPolicy(),  # noqa: B008
         transport: Transport | None = None,
+        tls: TLSPolicy | None = None,
     ) -> None:
         if (zk_hosts is None) == (servers is None):
             raise TypeError("LogClient needs exactly one of zk_hosts or servers")
+        if transport is not None and tls is not None:
+            raise TypeError("LogClient takes tls or a transport, not both")
+        # Before anything starts: a CA or certificate that cannot be loaded fails here.
+        transport = transport or ThriftTransport(tls=tls)
+        self.tls = tls
         if queue.max_bytes < batching.max_bytes:
             raise ValueError("QueuePolicy.max_bytes must be at least BatchPolicy.max_bytes")
         self.producer_id = uuid.uuid4().hex
@@ -153,7 +166,7 @@ class LogClient:
         self._sender = Sender(
             queue=self._queue,
             pool=self._pool,
-            transport=transport or ThriftTransport(),
+            transport=transport,
             spool=self._spool,
             batching=batching,
             failover=failover,

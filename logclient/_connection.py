@@ -18,13 +18,16 @@ import struct
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from logclient._batch import Batch
-from logclient._policies import FailoverPolicy
+from logclient._policies import FailoverPolicy, TLSPolicy
 from logclient._wire import MAX_REPLY_BYTES, decode_append_reply, encode_append_call
 from logclient.errors import BatchRejectedError, ServerUnavailableError
 from logwire.serverset import Endpoint
+
+if TYPE_CHECKING:
+    from logclient._tls import ClientTLS
 
 __all__ = [
     "AppendOutcome",
@@ -78,7 +81,9 @@ class Transport(Protocol):
 
 @contextlib.contextmanager
 def map_errors(server: str, phase: str) -> Iterator[None]:
-    """Translate whatever thriftpy2 or the socket raises into our exception tree."""
+    """Translate whatever thriftpy2, the socket or TLS raises into our exception tree."""
+    import ssl
+
     from thriftpy2.protocol.exc import TProtocolException
     from thriftpy2.thrift import TApplicationException
     from thriftpy2.transport import TTransportException
@@ -127,6 +132,10 @@ def map_errors(server: str, phase: str) -> Iterator[None]:
         raise ServerUnavailableError(
             server, f"application error: {exc.message or exc.type}", phase=phase
         ) from exc
+    except ssl.SSLError as exc:
+        from logclient._tls import unavailable
+
+        raise unavailable(server, exc, phase) from exc
     except (OSError, EOFError, TProtocolException) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         raise ServerUnavailableError(server, reason, phase=phase) from exc
@@ -147,9 +156,12 @@ class ThriftConnection:
     sequence id.
     """
 
-    def __init__(self, endpoint: Endpoint, policy: FailoverPolicy) -> None:
+    def __init__(
+        self, endpoint: Endpoint, policy: FailoverPolicy, tls: ClientTLS | None = None
+    ) -> None:
         self.endpoint = endpoint
         self._server = str(endpoint)
+        self.tls = tls is not None
         self._rpc_timeout = policy.rpc_timeout_s
         self._seqid = 0
         self.opened_at = time.monotonic()
@@ -157,6 +169,8 @@ class ThriftConnection:
         self.calls = 0
         self._sock: socket.socket | None = None
         with map_errors(self._server, "connect"):
+            # The TLS handshake counts against the connect timeout.
+            deadline = time.monotonic() + policy.connect_timeout_s
             try:
                 sock = socket.create_connection(
                     (endpoint.host, endpoint.port), timeout=policy.connect_timeout_s
@@ -170,11 +184,14 @@ class ThriftConnection:
                     self._server, f"connect failed: {exc.strerror or exc}", phase="connect"
                 ) from exc
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if tls is not None:
+                sock = tls.handshake(sock, endpoint, deadline)
             self._sock = sock
 
     def __repr__(self) -> str:
         state = "open" if self._sock is not None else "closed"
-        return f"<ThriftConnection {self._server} {state} calls={self.calls}>"
+        tls = " tls" if self.tls else ""
+        return f"<ThriftConnection {self._server}{tls} {state} calls={self.calls}>"
 
     def append(self, batch: Batch) -> AppendOutcome:
         from logwire.idl import log_thrift
@@ -221,7 +238,9 @@ class ThriftConnection:
         sock = self._sock
         if sock is not None:
             with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
+                # socket.socket's own method: SSLSocket.shutdown would drop the SSL
+                # object that the sender thread may be reading with right now.
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -262,10 +281,22 @@ def _recv_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
 
 
 class ThriftTransport:
-    """The real network: a :class:`ThriftConnection` per server and connection."""
+    """The real network: a :class:`ThriftConnection` per server and connection.
+
+    With ``tls`` every connection is TLS; the policy's files are loaded here
+    (ValueError if they cannot be used), once for all connections.
+    """
+
+    def __init__(self, tls: TLSPolicy | None = None) -> None:
+        self._tls: ClientTLS | None = None
+        if tls is not None:
+            from logclient._tls import ClientTLS
+
+            self._tls = ClientTLS(tls)
 
     def __repr__(self) -> str:
-        return "<ThriftTransport framed+cybin>"
+        tls = f" {self._tls.policy!r}" if self._tls is not None else ""
+        return f"<ThriftTransport framed+cybin{tls}>"
 
     def connect(self, endpoint: Endpoint, policy: FailoverPolicy) -> Connection:
-        return ThriftConnection(endpoint, policy)
+        return ThriftConnection(endpoint, policy, self._tls)
