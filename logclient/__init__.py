@@ -10,7 +10,8 @@
 
 Also here: :class:`LogServerHandler` (stdlib ``logging``),
 :class:`LogServerLoggerFactory` (structlog), the policies that tune batching,
-failover, server choice, the memory queue, the disk spool and TLS, and the
+failover, server choice, the memory queue, the disk spool, TLS to the
+servers (``TLSPolicy``) and to ZooKeeper (``ZkTLSPolicy``), and the
 exception tree (every error logclient raises derives from
 :class:`LogClientError`). The library logs through the ``logclient`` loggers
 and never configures logging; importing it starts no thread and does not load
@@ -46,6 +47,7 @@ from logclient.errors import (
     SpoolError,
     SpoolLockedError,
 )
+from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
     from logclient.discovery import ServerSource, StaticServers, ZooKeeperServers
@@ -76,6 +78,7 @@ __all__ = [
     "SpoolPolicy",
     "StaticServers",
     "TLSPolicy",
+    "ZkTLSPolicy",
     "ZooKeeperServers",
 ]
 

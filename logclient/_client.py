@@ -42,6 +42,7 @@ from logclient.errors import (
     MessageTooLargeError,
 )
 from logwire.categories import category_problem
+from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
     from logclient.discovery import ServerSource
@@ -121,6 +122,11 @@ class LogClient:
     here. A server that fails verification is logged, treated as down, and
     sent nothing.
 
+    ``zk_tls`` (a :class:`~logclient.ZkTLSPolicy`) connects to ZooKeeper's TLS
+    client port, verifying its certificate. Discovery only reads, so no
+    ZooKeeper credentials are needed even when the servers register under an
+    ACL.
+
     Use it as a context manager, or call :meth:`close`.
     """
 
@@ -137,9 +143,12 @@ class LogClient:
         spool: SpoolPolicy = SpoolPolicy(),  # noqa: B008
         transport: Transport | None = None,
         tls: TLSPolicy | None = None,
+        zk_tls: ZkTLSPolicy | None = None,
     ) -> None:
         if (zk_hosts is None) == (servers is None):
             raise TypeError("LogClient needs exactly one of zk_hosts or servers")
+        if servers is not None and zk_tls is not None:
+            raise TypeError("zk_tls applies to zk_hosts; a given server source has its own")
         if transport is not None and tls is not None:
             raise TypeError("LogClient takes tls or a transport, not both")
         # Before anything starts: a CA or certificate that cannot be loaded fails here.
@@ -160,7 +169,7 @@ class LogClient:
         # A source the client made is the client's to close; one it was given is not.
         self._owns_source = servers is None
         self._source: ServerSource = (
-            servers if servers is not None else _zookeeper_source(zk_hosts or "", zk_path)
+            servers if servers is not None else _zookeeper_source(zk_hosts or "", zk_path, zk_tls)
         )
         self._spool = Spool.open(spool) if spool.enabled else None
         self._sender = Sender(
@@ -360,14 +369,14 @@ def _forked(ref: weakref.ReferenceType[LogClient]) -> None:
     atexit.unregister(client._atexit)
 
 
-def _zookeeper_source(zk_hosts: str, zk_path: str) -> ServerSource:
+def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
     """``ZooKeeperServers``, imported only when used (kazoo is loaded only then)."""
     discovery = importlib.import_module("logclient.discovery")
     factory = getattr(discovery, "ZooKeeperServers", None)
     if factory is None:
         raise DiscoveryError("ZooKeeper discovery is not available in this version of logclient")
     try:
-        source: ServerSource = factory(zk_hosts, zk_path)
+        source: ServerSource = factory(zk_hosts, zk_path, tls=tls)
     except LogClientError:
         raise
     except Exception as exc:
