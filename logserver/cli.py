@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from logserver.errors import LogServerError
 
 if TYPE_CHECKING:
+    from logclient import TLSPolicy
     from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["main"]
@@ -58,12 +59,42 @@ def _parser() -> argparse.ArgumentParser:
     )
     cat.add_argument("--json", action="store_true", help="one JSON object per record")
     _add_zk_tls_arguments(cat)
+    _add_tls_arguments(cat)
 
     from logserver import cluster, demo
 
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
     return parser
+
+
+def _add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+    """TLS to the servers' Thrift port, as logclient's TLSPolicy does it."""
+    group = parser.add_argument_group(
+        "TLS to the servers", "any of these turns TLS on; certificate and host name are verified"
+    )
+    group.add_argument("--tls", action="store_true", help="TLS, trusting the system's CAs")
+    group.add_argument("--tls-ca", type=Path, help="PEM CA bundle that signed the servers' certs")
+    group.add_argument("--tls-cert", type=Path, help="PEM client certificate (mutual TLS)")
+    group.add_argument("--tls-key", type=Path, help="PEM private key for --tls-cert")
+    group.add_argument(
+        "--tls-server-name",
+        help="host name the servers' certificates must carry (default: each host)",
+    )
+
+
+def _tls_policy(args: argparse.Namespace) -> TLSPolicy | None:
+    """logclient's TLSPolicy from the flags, or None when none of them is given."""
+    if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
+        return None
+    from logclient import TLSPolicy
+
+    return TLSPolicy(
+        ca_file=args.tls_ca,
+        cert_file=args.tls_cert,
+        key_file=args.tls_key,
+        server_hostname=args.tls_server_name,
+    )
 
 
 def _add_zk_tls_arguments(parser: argparse.ArgumentParser) -> None:
@@ -166,7 +197,8 @@ def _list(args: argparse.Namespace) -> int:
             print(json.dumps(doc))
         elif s.member:
             m = s.member
-            print(f"{s.node}\t{m.endpoint}\t{m.status}\tpid={m.pid}\tversion={m.version}")
+            tls = "\ttls" if m.tls else ""
+            print(f"{s.node}\t{m.endpoint}\t{m.status}\tpid={m.pid}\tversion={m.version}{tls}")
         else:
             print(f"{s.node}\tMALFORMED\t{s.error}")
     return EXIT_OK
@@ -182,14 +214,27 @@ def _cat(args: argparse.Namespace) -> int:
     )
     from logwire.serverset import Endpoint
 
+    try:
+        tls = _tls_policy(args)
+    except ValueError as exc:
+        print(f"logserver cat: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     endpoints = {Endpoint.parse(s) for s in args.server}
     if args.zk:
         registered = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
         endpoints |= {s.member.endpoint for s in registered if s.member}
+        with_tls = sorted(str(s.member.endpoint) for s in registered if s.member and s.member.tls)
+        if with_tls and tls is None:
+            print(
+                f"logserver cat: {', '.join(with_tls)} speak TLS: give --tls-ca "
+                "(or --tls to trust the system's CAs)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
     if not endpoints and not args.data_dir:
         print("logserver cat: give --zk, --server or --data-dir", file=sys.stderr)
         return EXIT_USAGE
-    streams = [read_server(ep, args.category) for ep in sorted(endpoints)]
+    streams = [read_server(ep, args.category, tls=tls) for ep in sorted(endpoints)]
     streams += [read_data_dir(d, args.category) for d in args.data_dir]
     out = sys.stdout.buffer
     try:

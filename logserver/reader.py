@@ -10,23 +10,29 @@ never merged.
 from __future__ import annotations
 
 import heapq
+import socket
+import ssl
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from thriftpy2.protocol import TCyBinaryProtocolFactory
 from thriftpy2.rpc import make_client
-from thriftpy2.transport import TCyFramedTransportFactory
+from thriftpy2.thrift import TClient
+from thriftpy2.transport import TCyFramedTransportFactory, TSocket
 
 from logserver.errors import LogServerError
 from logserver.storage import read_category_offline
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
 from logwire.zktls import ZkTLSPolicy
+
+if TYPE_CHECKING:
+    from logclient import TLSPolicy
 
 __all__ = [
     "Record",
@@ -113,27 +119,83 @@ def list_servers(
 
 
 @contextmanager
-def connect(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Any]:
-    """A thriftpy2 client (framed, binary) to one server, closed on exit."""
-    client = make_client(
-        log_thrift.LogService,
-        endpoint.host,
-        endpoint.port,
-        trans_factory=TCyFramedTransportFactory(),
-        proto_factory=TCyBinaryProtocolFactory(),
-        timeout=int(timeout * 1000),
-    )
+def connect(
+    endpoint: Endpoint, timeout: float = 10.0, *, tls: TLSPolicy | None = None
+) -> Iterator[Any]:
+    """A thriftpy2 client (framed, binary) to one server, closed on exit.
+
+    With ``tls`` (logclient's :class:`~logclient.TLSPolicy`) the connection is
+    TLS, verified as that policy says; a failed handshake raises LogServerError.
+    """
+    if tls is None:
+        client = make_client(
+            log_thrift.LogService,
+            endpoint.host,
+            endpoint.port,
+            trans_factory=TCyFramedTransportFactory(),
+            proto_factory=TCyBinaryProtocolFactory(),
+            timeout=int(timeout * 1000),
+        )
+    else:
+        # Not make_client's TLS: its socket checks no host name and cannot be
+        # told which name to check.
+        sock = TSocket(sock=_tls_socket(endpoint, timeout, tls))
+        transport = TCyFramedTransportFactory().get_transport(sock)
+        client = TClient(log_thrift.LogService, TCyBinaryProtocolFactory().get_protocol(transport))
     try:
         yield client
+    except ssl.SSLError as exc:
+        # With TLS 1.3 a server refuses a client certificate after the client's
+        # side of the handshake is done: it shows on the first read.
+        reason = str(exc.reason or exc).lower().replace("_", " ")
+        hint = (
+            " (does the server want a client certificate, --tls-cert?)" if "alert" in reason else ""
+        )
+        raise LogServerError(f"{endpoint}: TLS: {reason}{hint}") from None
     finally:
         client.close()
 
 
+def _tls_socket(endpoint: Endpoint, timeout: float, tls: TLSPolicy) -> ssl.SSLSocket:
+    """A connected socket after a verified TLS handshake; LogServerError otherwise."""
+    try:
+        context = tls.ssl_context()
+    except ValueError as exc:
+        raise LogServerError(str(exc)) from None
+    try:
+        raw = socket.create_connection((endpoint.host, endpoint.port), timeout=timeout)
+    except OSError as exc:
+        raise LogServerError(f"{endpoint}: cannot connect: {exc.strerror or exc}") from exc
+    hostname = tls.server_hostname or endpoint.host
+    try:
+        sock = context.wrap_socket(raw, server_hostname=hostname)
+    except ssl.SSLCertVerificationError as exc:
+        raw.close()
+        raise LogServerError(
+            f"{endpoint}: TLS: the server's certificate failed verification for "
+            f"{hostname!r}: {exc.verify_message or exc.reason}"
+        ) from None
+    except (OSError, ValueError) as exc:
+        raw.close()
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise LogServerError(
+            f"{endpoint}: TLS handshake failed: {reason} "
+            "(is the port TLS? does the server want a client certificate, --tls-cert?)"
+        ) from None
+    sock.settimeout(timeout)
+    return sock
+
+
 def read_server(
-    endpoint: Endpoint, category: str, timeout: float = 30.0, page: int = 5000
+    endpoint: Endpoint,
+    category: str,
+    timeout: float = 30.0,
+    page: int = 5000,
+    *,
+    tls: TLSPolicy | None = None,
 ) -> Iterator[Record]:
     """Every record of ``category`` on one server, in storage order."""
-    with connect(endpoint, timeout) as client:
+    with connect(endpoint, timeout, tls=tls) as client:
         position = 0
         while True:
             result = client.Read(category, position, page)
