@@ -1,0 +1,28 @@
+"""The benchmark suite: ``.venv/bin/python -m bench`` (``--quick`` for a smoke run).
+
+Every case starts real processes through :mod:`logserver.launcher` (ZooKeeper,
+logservers) or its own small worker scripts (:mod:`bench.workers`), so the
+server and the load generator never share a process. Figures that depend on
+the machine's speed are reported as ratios against a baseline measured in the
+same run; see ``BENCHMARKS.md`` for the method and the latest table.
+"""
+
+from __future__ import annotations
+
+__all__ = ["CASE_IDS"]
+
+#: Every case the suite runs, in order; the smoke test checks the JSON has each.
+CASE_IDS: tuple[str, ...] = (
+    "raw_ceiling",
+    "single_client",
+    "group_commit",
+    "handler_vs_file",
+    "handler_vs_syslog",
+    "log_call",
+    "failover_sigkill",
+    "failover_sigstop",
+    "discovery_join",
+    "fleet_kill",
+    "memory_client",
+    "memory_server",
+)

@@ -1,0 +1,27 @@
+"""The cases, in the order the suite runs them; each maps an id to a function of a BenchEnv."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from bench.cases import applog, discovery, failover, fleet, latency, memory, throughput
+from bench.common import BenchEnv, CaseResult
+
+__all__ = ["CASES"]
+
+CaseFn = Callable[[BenchEnv], CaseResult]
+
+CASES: dict[str, CaseFn] = {
+    "raw_ceiling": throughput.raw_ceiling,
+    "single_client": throughput.single_client,
+    "group_commit": throughput.group_commit,
+    "handler_vs_file": applog.handler_vs_file,
+    "handler_vs_syslog": applog.handler_vs_syslog,
+    "log_call": latency.log_call,
+    "failover_sigkill": failover.sigkill,
+    "failover_sigstop": failover.sigstop,
+    "discovery_join": discovery.join,
+    "fleet_kill": fleet.fleet_kill,
+    "memory_client": memory.client,
+    "memory_server": memory.server,
+}

@@ -1,0 +1,191 @@
+"""Failover when the server a client is sending to dies (SIGKILL) or freezes (SIGSTOP).
+
+One cluster serves both cases: ``failover_servers`` logservers registered in
+ZooKeeper, and one LogClient in the suite's own process (the servers are
+separate processes) that finds them through ZooKeeper and sends a steady
+~2,000 records/s. The client uses ``choice="sticky"``, so "the server it is
+sending to" is one server, and ``BatchPolicy(linger_s=0.002)`` so that a call
+is nearly always in flight: the figure is failover time, not the 50 ms a
+record may wait for its batch with the default linger (that wait exists with
+or without a failure). Everything else is default, including
+``FailoverPolicy`` (RPC timeout 2 s, 5 s backoff for a failed server).
+
+A kill is only fired while the client has been sending to one server for
+0.2 s and at least one other server is up and not in the client's backoff;
+the killed server is restarted on the same port before the next kill. The
+time is from the signal to the first acknowledgement by another server, as
+the client's transport saw it (CLOCK_MONOTONIC is shared by processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+from bench.common import BenchEnv, CaseResult, Row, summary, wait_until
+from bench.recording import RecordingTransport
+from logclient import BatchPolicy, FailoverPolicy, LogClient, LogClientError, SpoolPolicy
+from logserver.launcher import LogServerProcess
+
+
+class _Cluster:
+    def __init__(self, env: BenchEnv) -> None:
+        from logclient.discovery import ZooKeeperServers
+
+        path = env.zk_path("failover")
+        count = env.profile.failover_servers
+        self.servers = [
+            env.new_server(f"failover-{i}", zk_path=path, wait=False) for i in range(count)
+        ]
+        for server in self.servers:
+            server.wait_ready()
+        self.by_endpoint: dict[str, LogServerProcess] = {s.endpoint: s for s in self.servers}
+        self.policy = FailoverPolicy()
+        self.transport = RecordingTransport()
+        self.source = ZooKeeperServers(env.zk_hosts, path)
+        self.client = LogClient(
+            servers=self.source,
+            choice="sticky",
+            batching=BatchPolicy(linger_s=0.002),
+            failover=self.policy,
+            spool=SpoolPolicy(directory=env.workdir / "failover-spool"),
+            transport=self.transport,
+        )
+        self._stop = threading.Event()
+        self._producer = threading.Thread(
+            target=self._produce, name="failover-producer", daemon=True
+        )
+        env.on_close(self.close)
+        wait_until(
+            lambda: {str(e) for e in self.source.servers()} >= set(self.by_endpoint),
+            30,
+            "the client to discover every failover server",
+        )
+        self._producer.start()
+        wait_until(lambda: self.transport.acks, 30, "the first acknowledgement")
+
+    def _produce(self) -> None:
+        message = b"x" * 100
+        log = self.client.log
+        while not self._stop.is_set():
+            try:
+                log("failover", message)
+                log("failover", message)
+            except LogClientError:
+                pass
+            time.sleep(0.001)
+
+    def target(self) -> str | None:
+        """The server to hit now, or None while the preconditions do not hold."""
+        endpoint = self.transport.stable_on(0.2)
+        if endpoint is None or endpoint not in self.by_endpoint:
+            return None
+        if not self.by_endpoint[endpoint].alive():
+            return None
+        down = set(self.client.stats().down_servers)
+        others = [
+            e for e, s in self.by_endpoint.items() if e != endpoint and e not in down and s.alive()
+        ]
+        return endpoint if others else None
+
+    def round_trip_ms(self) -> float:
+        """Median gap between consecutive acknowledgements by one server: one Append round trip."""
+        gaps = []
+        acks = self.transport.acks
+        for (t1, e1, _), (t2, e2, _) in itertools.pairwise(acks):
+            if e1 == e2 and t2 - t1 < 0.1:
+                gaps.append(t2 - t1)
+        return summary(gaps)["median"] * 1000 if gaps else math.nan
+
+    def close(self) -> None:
+        self._stop.set()
+        self._producer.join(5)
+        with contextlib.suppress(Exception):
+            self.client.close(5)
+        with contextlib.suppress(Exception):
+            self.source.close(5)  # a source passed in is the caller's to close
+
+
+def _cluster(env: BenchEnv) -> _Cluster:
+    cluster = env.cache.get("failover_cluster")
+    if cluster is None:
+        cluster = env.cache["failover_cluster"] = _Cluster(env)
+    return cluster
+
+
+def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
+    endpoint = str(wait_until(cluster.target, 30, "a steady sender and a healthy spare server"))
+    server = cluster.by_endpoint[endpoint]
+    t0 = time.monotonic()
+    server.signal(signum)
+    ack = cluster.transport.wait_ack(t0, endpoint, timeout)
+    seconds = ack[0] - t0 if ack is not None else math.inf
+    if signum == signal.SIGKILL:
+        server.kill()
+        server.start()  # same port and data directory, as an operator's restart
+    else:
+        server.signal(signal.SIGCONT)
+    return {"server": endpoint, "to": ack[1] if ack else None, "seconds": seconds}
+
+
+def sigkill(env: BenchEnv) -> CaseResult:
+    cluster = _cluster(env)
+    events = [_hit(cluster, signal.SIGKILL, 10.0) for _ in range(env.profile.kills)]
+    ms = [e["seconds"] * 1000 for e in events]
+    rtt = cluster.round_trip_ms()
+    stats = summary(ms)
+    result = CaseResult(
+        "failover_sigkill",
+        "SIGKILL of the server the client is sending to: time to an ack by another server",
+    )
+    result.rows.append(
+        Row(
+            label=f"SIGKILL x{len(ms)}: next ack by another server",
+            unit="ms",
+            figure=stats,
+            judge="p99",
+            baseline_label="one Append round trip (steady ack gap)",
+            baseline=summary([rtt]),
+            ratio_def="p99 / round trip",
+            ratio=summary([stats["p99"] / rtt]) if rtt == rtt else None,
+            target="p99 <= 50 ms",
+            op="<=",
+            limit=50.0,
+        ).evaluate()
+    )
+    result.details = {"events": events, "client": repr(cluster.client.stats())}
+    return result
+
+
+def sigstop(env: BenchEnv) -> CaseResult:
+    cluster = _cluster(env)
+    rpc = cluster.policy.rpc_timeout_s
+    events = [_hit(cluster, signal.SIGSTOP, rpc + 5.0) for _ in range(env.profile.stops)]
+    seconds = [e["seconds"] for e in events]
+    limit = rpc + 0.1
+    result = CaseResult(
+        "failover_sigstop",
+        "SIGSTOP of the current server: stall until an ack by another server",
+    )
+    result.rows.append(
+        Row(
+            label=f"SIGSTOP x{len(seconds)}: stall",
+            unit="s",
+            figure=summary(seconds),
+            judge="max",
+            baseline_label="FailoverPolicy.rpc_timeout_s",
+            baseline=summary([rpc]),
+            ratio_def="stall / RPC timeout",
+            ratio=summary([s / rpc for s in seconds]),
+            target=f"max <= RPC timeout + 100 ms ({limit:.1f} s)",
+            op="<=",
+            limit=limit,
+        ).evaluate()
+    )
+    result.details = {"events": events}
+    return result

@@ -1,0 +1,114 @@
+"""A LogClient transport that notes every acknowledgement: when, by which server, how many records.
+
+It wraps the real :class:`~logclient._connection.ThriftTransport` through the
+client's documented network seam (``LogClient(transport=...)``), so the client
+under test runs its own sockets, timeouts and failover; the wrapper only
+timestamps each ``Append`` that a server acknowledged, on the sender thread,
+right after the reply was decoded.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from logclient._batch import Batch
+from logclient._connection import AppendOutcome, Connection, ThriftTransport
+from logclient._policies import FailoverPolicy
+from logwire.serverset import Endpoint
+
+__all__ = ["RecordingTransport"]
+
+
+class _RecordingConnection:
+    def __init__(self, inner: Connection, owner: RecordingTransport) -> None:
+        self._inner = inner
+        self._owner = owner
+        self.endpoint = inner.endpoint
+        self.calls = inner.calls
+        self.last_used = inner.last_used
+
+    def append(self, batch: Batch) -> AppendOutcome:
+        try:
+            outcome = self._inner.append(batch)
+        finally:
+            self.calls = self._inner.calls
+            self.last_used = self._inner.last_used
+        self._owner.note(self.endpoint, len(batch.entries))
+        return outcome
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+class RecordingTransport:
+    """``acks``: ``(time.monotonic(), "host:port", records)`` per acknowledged ``Append``."""
+
+    def __init__(self) -> None:
+        self._inner = ThriftTransport()
+        self.acks: list[tuple[float, str, int]] = []
+        self._cond = threading.Condition()
+
+    def __repr__(self) -> str:
+        return f"<RecordingTransport acks={len(self.acks)}>"
+
+    def connect(self, endpoint: Endpoint, policy: FailoverPolicy) -> Connection:
+        return _RecordingConnection(self._inner.connect(endpoint, policy), self)
+
+    def note(self, endpoint: Endpoint, records: int) -> None:
+        with self._cond:
+            self.acks.append((time.monotonic(), str(endpoint), records))
+            self._cond.notify_all()
+
+    @property
+    def last(self) -> tuple[float, str, int] | None:
+        acks = self.acks
+        return acks[-1] if acks else None
+
+    def wait_ack(
+        self, after: float, not_from: str | None, timeout: float
+    ) -> tuple[float, str, int] | None:
+        """The first acknowledgement later than ``after`` by a server other than ``not_from``."""
+        deadline = time.monotonic() + timeout
+        start = 0
+        with self._cond:
+            while True:
+                acks = self.acks
+                for i in range(start, len(acks)):
+                    t, endpoint, _ = acks[i]
+                    if t > after and endpoint != not_from:
+                        return acks[i]
+                start = len(acks)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(min(remaining, 0.05))
+
+    def stable_on(self, seconds: float) -> str | None:
+        """The server that acknowledged everything of the last ``seconds`` (None if several or none)."""
+        now = time.monotonic()
+        acks = self.acks
+        recent: set[str] = set()
+        i = len(acks) - 1
+        oldest = None
+        while i >= 0 and acks[i][0] >= now - seconds:
+            recent.add(acks[i][1])
+            oldest = acks[i][0]
+            i -= 1
+        if len(recent) != 1 or oldest is None or i < 0:
+            return None
+        return next(iter(recent))
+
+
+def ack_log(acks: list[tuple[float, str, int]]) -> dict[str, Any]:
+    """A compact, JSON-able form of an ack list: endpoints once, rows of [t, index, n]."""
+    endpoints: dict[str, int] = {}
+    rows = []
+    for t, endpoint, n in acks:
+        idx = endpoints.setdefault(endpoint, len(endpoints))
+        rows.append([round(t, 6), idx, n])
+    return {"endpoints": list(endpoints), "rows": rows}

@@ -1,0 +1,38 @@
+"""The benchmark suite runs end to end: ``python -m bench --quick`` reports every case."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import CASE_IDS
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_quick_run_reports_every_case(tmp_path: Path) -> None:
+    """The quick mode finishes in under 60 s; its JSON has every case, each with figures, none failed."""
+    out = tmp_path / "latest.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    doc = json.loads(out.read_text())
+    assert list(doc["cases"]) == list(CASE_IDS)
+    failed = {cid: case["error"] for cid, case in doc["cases"].items() if case["error"]}
+    assert failed == {}
+    empty = [cid for cid, case in doc["cases"].items() if not case["rows"]]
+    assert empty == []
+    assert doc["machine"]["cores"] >= 1
+    assert doc["machine"]["packages"]["thriftpy2"]
+    assert "figure" in proc.stdout and "target" in proc.stdout  # the table was printed
