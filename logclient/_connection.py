@@ -205,7 +205,18 @@ class ThriftConnection:
         self.calls += 1
         deadline = time.monotonic() + self._rpc_timeout
         with map_errors(self._server, "call"):
-            _send_all(sock, request, deadline)
+            try:
+                _send_all(sock, request, deadline)
+            except OSError as exc:
+                if self.tls:
+                    from logclient._tls import alert_waiting
+
+                    # TLS 1.3: a server that refuses our certificate says so after
+                    # our side of the handshake is done; its alert may sit unread.
+                    alert = alert_waiting(sock)
+                    if alert is not None:
+                        raise alert from exc
+                raise
             (length,) = _FRAME.unpack(_recv_exactly(sock, 4, deadline))
             if not 0 < length <= MAX_REPLY_BYTES:
                 raise ServerUnavailableError(

@@ -21,7 +21,7 @@ from logclient._policies import TLSPolicy
 from logclient.errors import ServerUnavailableError
 from logwire.serverset import Endpoint
 
-__all__ = ["ClientTLS", "refused_by_server", "unavailable"]
+__all__ = ["ClientTLS", "alert_waiting", "refused_by_server", "unavailable"]
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +84,20 @@ def unavailable(server: str, exc: ssl.SSLError, phase: str) -> ServerUnavailable
     if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
         return ServerUnavailableError(server, "TLS connection closed by the server", phase=phase)
     return ServerUnavailableError(server, f"TLS error: {_reason(exc)}", phase=phase)
+
+
+def alert_waiting(sock: socket.socket) -> ssl.SSLError | None:
+    """After a failed send on a TLS connection: the server's refusal alert, if one is waiting."""
+    if not isinstance(sock, ssl.SSLSocket):
+        return None
+    try:
+        sock.settimeout(0.05)
+        sock.recv(1)
+    except ssl.SSLError as exc:
+        return exc if refused_by_server(exc) else None
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def refused_by_server(exc: BaseException) -> bool:
