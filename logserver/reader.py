@@ -144,16 +144,29 @@ def connect(
         client = TClient(log_thrift.LogService, TCyBinaryProtocolFactory().get_protocol(transport))
     try:
         yield client
-    except ssl.SSLError as exc:
-        # With TLS 1.3 a server refuses a client certificate after the client's
-        # side of the handshake is done: it shows on the first read.
-        reason = str(exc.reason or exc).lower().replace("_", " ")
-        hint = (
-            " (does the server want a client certificate, --tls-cert?)" if "alert" in reason else ""
-        )
-        raise LogServerError(f"{endpoint}: TLS: {reason}{hint}") from None
+    except (ssl.SSLError, ConnectionError) as exc:
+        raise LogServerError(_connection_failure(endpoint, exc, tls is not None)) from None
     finally:
         client.close()
+
+
+def _connection_failure(endpoint: Endpoint, exc: OSError, tls: bool) -> str:
+    """Say why a connection broke, with the likely TLS cause when there is one."""
+    reason = getattr(exc, "reason", None)
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        text = "the server closed the connection"
+    elif reason:
+        text = str(reason).lower().replace("_", " ")
+    else:
+        text = exc.strerror or type(exc).__name__
+    if not tls:
+        # A TLS server resets a plain client right after its first bytes.
+        return f"{endpoint}: connection failed: {text} (does the server speak TLS? --tls-ca)"
+    # With TLS 1.3 a server refuses a client certificate after the client's side of
+    # the handshake is done: it shows on the first call, as an alert or a reset.
+    return (
+        f"{endpoint}: TLS: {text} (does the server want a client certificate? --tls-cert/--tls-key)"
+    )
 
 
 def _tls_socket(endpoint: Endpoint, timeout: float, tls: TLSPolicy) -> ssl.SSLSocket:
