@@ -276,3 +276,19 @@ def test_the_idl_compiles_with_apache_thrift_and_ships_in_the_wheel(tmp_path: Pa
     names = zipfile.ZipFile(wheel).namelist()
     assert "logwire/log.thrift" in names
     assert "logwire/idl.py" in names
+
+
+def test_metrics_endpoint_is_advertised_and_counts_records(logserver_factory, zk, zk_path):
+    """--metrics-port serves Prometheus text, advertised as additionalEndpoints.metrics."""
+    import urllib.request
+
+    server = logserver_factory(extra_args=["--metrics-port", "0"])
+    wait_for(lambda: members(zk, zk_path), 20, what="registration")
+    ((doc, _),) = members(zk, zk_path).values()
+    metrics = doc["additionalEndpoints"]["metrics"]
+    append(server.endpoint, "p", 0, [("m", "one"), ("m", "two")])
+    url = f"http://{metrics['host']}:{metrics['port']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    assert 'logserver_records_total{call="append"} 2.0' in text
+    assert "logserver_append_seconds_bucket" in text
