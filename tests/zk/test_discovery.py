@@ -77,13 +77,14 @@ def test_sees_joins_and_leaves(
     for registration in registrations[1:]:
         registration.deregister()
     assert discovery.wait_for(lambda s: s == frozenset(), 10)
+    # Listeners run on discovery's own thread: wait for them to have been told.
+    settle(lambda: recorder.calls and recorder.calls[-1] == frozenset(), what="listeners told")
+    settle(lambda: discovery.stats().updates == len(recorder.calls), what="every update delivered")
 
-    assert recorder.calls[-1] == frozenset()
     assert everyone in recorder.calls
     assert recorder.thread_names == {"logclient-discovery"}
     stats = discovery.stats()
     assert stats.connected and stats.state == "CONNECTED"
-    assert stats.updates == len(recorder.calls)
     assert stats.last_update is not None and stats.last_update <= time.monotonic()
     assert "state=CONNECTED" in repr(discovery)
 
