@@ -380,7 +380,14 @@ class ZooKeeperServers:
         return retry
 
     def _watch_parent(self) -> None:
-        """ensure_path, then a DataWatch on the path: it arms (and re-arms) the ChildrenWatch."""
+        """A DataWatch on the path: it arms (and re-arms) the ChildrenWatch.
+
+        Discovery never creates the path, even when it is missing: a path a
+        client created would carry no ACL, and the servers, which lock it down
+        with ``--zk-auth-file``, must be the ones to create it. The DataWatch
+        reports the path's creation, so a missing path costs nothing (and a
+        ChildrenWatch is only ever set on a path that exists, kazoo #149).
+        """
         # Until the first connect, kazoo refuses calls outright (its state is CLOSED).
         self._connected.wait()
         if self._closing.is_set():
@@ -388,13 +395,6 @@ class ZooKeeperServers:
         delay = 0.05
         while True:
             try:
-                try:
-                    self._retrying()(self._client.ensure_path, self.zk_path)
-                except KazooException as exc:
-                    if isinstance(exc, ConnectionClosedError | RetryInterruptedError):
-                        raise
-                    # E.g. no permission to create it: wait for the servers to.
-                    logger.warning("cannot create %s (%r); waiting for it", self.zk_path, exc)
                 # Survives reconnects and a missing node; reports creation and deletion.
                 DataWatch(self._client, self.zk_path, self._on_parent)
                 return

@@ -17,7 +17,7 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE, Permissions, make_digest_acl_cr
 from logclient import LogClient, SpoolPolicy
 from logclient.discovery import ZooKeeperServers
 from logserver.errors import ConfigError, RegistrationError
-from logserver.launcher import LogServerProcess
+from logserver.launcher import LogServerProcess, wait_for
 from logserver.reader import read_server
 from logserver.registry import Registration, read_auth_file, registration_acl
 from logwire.serverset import Endpoint, Member
@@ -118,6 +118,32 @@ def test_a_client_without_credentials_discovers_and_uses_the_server(
     )
     assert listed.returncode == 0, listed.stderr
     assert server.endpoint in listed.stdout
+
+
+def test_a_client_started_first_leaves_the_path_for_the_servers_to_create(
+    zk_hosts: str,
+    zk_path: str,
+    credentials: Credentials,
+    anonymous: KazooClient,
+    logserver_factory: ServerFactory,
+) -> None:
+    """Discovery never creates the path: were a client started before any server to create it,
+    it would be open to anyone, and the servers would only warn about it."""
+    discovery = ZooKeeperServers(zk_hosts, zk_path, session_timeout=4)
+    discovery.start()
+    try:
+        wait_for(lambda: discovery.stats().answered, 15, what="discovery's first answer")
+        assert anonymous.exists(zk_path) is None
+
+        server = logserver_factory(extra_args=credentials.args())
+        assert discovery.wait_for(lambda s: s == {Endpoint.parse(server.endpoint)}, 15)
+    finally:
+        discovery.close()
+    assert acl_set(anonymous.get_acls(zk_path)[0]) == {
+        (Permissions.ALL, "digest", f"{credentials.user}:x"),
+        (Permissions.READ, "world", "anyone"),
+    }
+    assert events(server, "registration_path_open") == []
 
 
 @pytest.mark.parametrize("who", ["anonymous", "wrong password", "wrong user"])
