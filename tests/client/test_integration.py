@@ -254,6 +254,9 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
     zk.start(timeout=15)
     source = ZooKeeperServers(zk_hosts, zk_path)
     try:
+        # Registered before the ghost appears: a server's first registration deletes a
+        # node with its endpoint (the leftover of its previous incarnation).
+        eventually(lambda: zk.exists(zk_path) and zk.get_children(zk_path), what="registered")
         zk.create(
             f"{zk_path}/member_",
             Member(endpoint=Endpoint.parse(first.endpoint), process_id="ghost").to_json(),
