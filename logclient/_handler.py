@@ -16,6 +16,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import math
+from json.encoder import encode_basestring as _json_str
 from typing import Any
 
 from logclient._client import LogClient
@@ -32,14 +34,48 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | 
 _OWN_KEYS = ("time", "level", "logger", "message", "exception", "stack")
 
 
+#: One encoder for all records: ``json.dumps`` with options builds a new one per call.
+_encode = json.JSONEncoder(default=repr, ensure_ascii=False).encode
+
+# The last second formatted, "YYYY-MM-DDTHH:MM:SS": records come many to a second.
+_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+
+
 def _iso_utc(created: float) -> str:
-    return _dt.datetime.fromtimestamp(created, _dt.UTC).isoformat(timespec="microseconds")
+    """``created`` as ``datetime.fromtimestamp(created, UTC).isoformat(timespec="microseconds")``.
+
+    Written by hand with the date and time cached per second (a third of the
+    cost); the microseconds are rounded half-even exactly as ``datetime`` does.
+    """
+    global _second
+    second = math.floor(created)
+    micros = round((created - second) * 1e6)
+    if micros >= 1_000_000:
+        second += 1
+        micros -= 1_000_000
+    cached, prefix = _second
+    if second != cached:
+        prefix = _dt.datetime.fromtimestamp(second, _dt.UTC).isoformat(timespec="seconds")[:-6]
+        _second = (second, prefix)
+    return f"{prefix}.{micros:06d}+00:00"
 
 
 class JsonFormatter(logging.Formatter):
     """Formats a LogRecord as one JSON object (the LogServerHandler's default)."""
 
     def format(self, record: logging.LogRecord) -> str:
+        # The common record (no exception, stack or extra fields, str values) is
+        # written directly, byte for byte what the general path below writes, in a
+        # third of its time: this runs in the application's thread on every call.
+        if not (record.exc_info or record.exc_text or record.stack_info) and not (
+            record.__dict__.keys() - _STANDARD
+        ):
+            level, name, message = record.levelname, record.name, record.getMessage()
+            if type(level) is str and type(name) is str and type(message) is str:
+                return (
+                    f'{{"time": "{_iso_utc(record.created)}", "level": {_json_str(level)}, '
+                    f'"logger": {_json_str(name)}, "message": {_json_str(message)}}}'
+                )
         doc: dict[str, Any] = {
             "time": _iso_utc(record.created),
             "level": record.levelname,
@@ -52,11 +88,12 @@ class JsonFormatter(logging.Formatter):
             doc["exception"] = record.exc_text
         if record.stack_info:
             doc["stack"] = self.formatStack(record.stack_info)
-        for key, value in record.__dict__.items():
-            if key in _STANDARD or key.startswith("_"):
-                continue
-            doc[f"extra_{key}" if key in _OWN_KEYS else key] = value
-        return json.dumps(doc, default=repr, ensure_ascii=False)
+        if record.__dict__.keys() - _STANDARD:
+            for key, value in record.__dict__.items():
+                if key in _STANDARD or key.startswith("_"):
+                    continue
+                doc[f"extra_{key}" if key in _OWN_KEYS else key] = value
+        return _encode(doc)
 
 
 class LogServerHandler(logging.Handler):
