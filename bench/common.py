@@ -45,7 +45,8 @@ class Profile:
     single_records: int
     group_records: int  # per client process
     group_clients: int
-    app_records: int
+    app_rounds: int
+    app_chunk: int
     log_calls: int
     kills: int
     stops: int
@@ -69,7 +70,8 @@ class Profile:
             single_records=300_000,
             group_records=120_000,
             group_clients=4,
-            app_records=50_000,
+            app_rounds=10,
+            app_chunk=5_000,
             log_calls=100_000,
             kills=20,
             stops=3,
@@ -94,7 +96,8 @@ class Profile:
             single_records=5_000,
             group_records=2_000,
             group_clients=4,
-            app_records=1_000,
+            app_rounds=2,
+            app_chunk=500,
             log_calls=2_000,
             kills=2,
             stops=1,

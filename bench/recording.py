@@ -32,6 +32,9 @@ class _RecordingConnection:
     def append(self, batch: Batch) -> AppendOutcome:
         try:
             outcome = self._inner.append(batch)
+        except Exception as exc:
+            self._owner.note_failure(self.endpoint, exc)
+            raise
         finally:
             self.calls = self._inner.calls
             self.last_used = self._inner.last_used
@@ -46,18 +49,37 @@ class _RecordingConnection:
 
 
 class RecordingTransport:
-    """``acks``: ``(time.monotonic(), "host:port", records)`` per acknowledged ``Append``."""
+    """``acks``: ``(time.monotonic(), "host:port", records)`` per acknowledged ``Append``.
+
+    ``failures``: ``(time.monotonic(), "host:port", what)`` per failed call or connect.
+    """
 
     def __init__(self) -> None:
         self._inner = ThriftTransport()
         self.acks: list[tuple[float, str, int]] = []
+        self.failures: list[tuple[float, str, str]] = []
         self._cond = threading.Condition()
 
     def __repr__(self) -> str:
         return f"<RecordingTransport acks={len(self.acks)}>"
 
     def connect(self, endpoint: Endpoint, policy: FailoverPolicy) -> Connection:
-        return _RecordingConnection(self._inner.connect(endpoint, policy), self)
+        try:
+            inner = self._inner.connect(endpoint, policy)
+        except Exception as exc:
+            self.note_failure(endpoint, exc, "connect")
+            raise
+        return _RecordingConnection(inner, self)
+
+    def note_failure(self, endpoint: Endpoint, exc: BaseException, phase: str = "call") -> None:
+        self.failures.append((time.monotonic(), str(endpoint), f"{phase}: {exc}"))
+
+    def first_failure(self, after: float, endpoint: str) -> tuple[float, str, str] | None:
+        """The first failure noted for ``endpoint`` later than ``after``."""
+        for failure in list(self.failures):
+            if failure[0] > after and failure[1] == endpoint:
+                return failure
+        return None
 
     def note(self, endpoint: Endpoint, records: int) -> None:
         with self._cond:

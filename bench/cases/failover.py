@@ -125,12 +125,21 @@ def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
     server.signal(signum)
     ack = cluster.transport.wait_ack(t0, endpoint, timeout)
     seconds = ack[0] - t0 if ack is not None else math.inf
+    failure = cluster.transport.first_failure(t0, endpoint)
+    # Detection: when the client's call (or connect) to the victim failed.
+    detected = failure[0] - t0 if failure is not None else math.nan
     if signum == signal.SIGKILL:
         server.kill()
         server.start()  # same port and data directory, as an operator's restart
     else:
         server.signal(signal.SIGCONT)
-    return {"server": endpoint, "to": ack[1] if ack else None, "seconds": seconds}
+    return {
+        "server": endpoint,
+        "to": ack[1] if ack else None,
+        "seconds": seconds,
+        "detected_after": detected,
+        "failure": failure[2] if failure is not None else None,
+    }
 
 
 def sigkill(env: BenchEnv) -> CaseResult:
@@ -158,7 +167,13 @@ def sigkill(env: BenchEnv) -> CaseResult:
             limit=50.0,
         ).evaluate()
     )
-    result.details = {"events": events, "client": repr(cluster.client.stats())}
+    detected = [e["detected_after"] * 1000 for e in events]
+    result.details = {
+        "events": events,
+        "detection_ms": summary(detected),
+        "resend_ms": summary([s - d for s, d in zip(ms, detected, strict=True)]),
+        "client": repr(cluster.client.stats()),
+    }
     return result
 
 

@@ -1,6 +1,6 @@
-"""An application logging through stdlib ``logging``: time per logging call.
+"""An application logging through stdlib ``logging``: time per logging call, per handler.
 
-``handler`` picks what the app logs to:
+The app holds one logger per handler:
 
 - ``logserver``: :class:`logclient.LogServerHandler` (default policies, a static
   server list), JSON as the handler formats it;
@@ -8,10 +8,12 @@
 - ``file_text``: ``logging.FileHandler`` with a classic text format (for context);
 - ``syslog``: ``logging.handlers.SysLogHandler`` over TCP, with the same JSON formatter.
 
-The app calls ``logger.info("order %08d %s", i, payload)`` with a 100-byte
-message, ``records`` times in a loop; the figure is the loop's wall time per
-call (so for LogServerHandler it includes the client's sender thread taking
-its share of the GIL). Delivery is settled afterwards, outside the clock.
+It calls ``info("order %08d %s", i, payload)`` (a 100-byte message) in chunks
+of ``chunk`` calls, handler after handler, for ``rounds`` rounds (the order
+rotates every round), so that the machine's noise lands on every handler
+alike. A chunk's wall time counts, so for LogServerHandler the client's sender
+thread taking its share of the GIL is included; between chunks the client is
+flushed (outside the clock) so its work never lands in another handler's chunk.
 """
 
 from __future__ import annotations
@@ -20,72 +22,97 @@ import logging
 import logging.handlers
 import socket
 import time
+from typing import Any
 
 from bench.workers import config, emit
 
 WARMUP = 1000
 
 
+def make_handler(kind: str, cfg: dict[str, Any]) -> tuple[logging.Handler, Any]:
+    from logclient import JsonFormatter, LogClient, LogServerHandler, StaticServers
+
+    if kind == "logserver":
+        client = LogClient(servers=StaticServers(cfg["servers"]))
+        return LogServerHandler(client, category="app"), client
+    handler: logging.Handler
+    if kind in ("file", "file_text"):
+        handler = logging.FileHandler(f"{cfg['directory']}/{kind}.log")
+    elif kind == "syslog":
+        host, port = cfg["syslog"]
+        handler = logging.handlers.SysLogHandler(
+            address=(host, int(port)), socktype=socket.SOCK_STREAM
+        )
+    else:
+        raise SystemExit(f"unknown handler {kind!r}")
+    if kind == "file_text":
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    return handler, None
+
+
 def main() -> None:
     cfg = config()
-    kind = cfg["handler"]
-    records = int(cfg["records"])
+    kinds: list[str] = list(cfg["handlers"])
+    rounds = int(cfg["rounds"])
+    chunk = int(cfg["chunk"])
     marker = str(cfg.get("marker", "m"))
-    # "order 00000001 <marker>-xxxx": 100 bytes of message.
-    payload = (marker + "-").ljust(85, "x")[:85]
-    client = None
-    if kind == "logserver":
-        from logclient import LogClient, LogServerHandler, StaticServers
+    payload = (marker + "-").ljust(85, "x")[:85]  # "order 00000001 " + 85 = 100 bytes
 
-        client = LogClient(servers=StaticServers(cfg["servers"]))
-        handler: logging.Handler = LogServerHandler(client, category="app")
-    else:
-        from logclient import JsonFormatter
+    loggers: dict[str, logging.Logger] = {}
+    handlers: dict[str, logging.Handler] = {}
+    clients: dict[str, Any] = {}
+    for kind in kinds:
+        handler, client = make_handler(kind, cfg)
+        logger = logging.getLogger(f"bench.app.{kind}")
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        logger.addHandler(handler)
+        loggers[kind], handlers[kind] = logger, handler
+        if client is not None:
+            clients[kind] = client
+    for kind in kinds:
+        info = loggers[kind].info
+        for i in range(WARMUP):
+            info("order %08d %s", i, payload)
+    for client in clients.values():
+        if not client.flush(30):
+            raise SystemExit(f"warm-up not acknowledged: {client.stats()!r}")
 
-        if kind in ("file", "file_text"):
-            handler = logging.FileHandler(cfg["path"])
-        elif kind == "syslog":
-            host, port = cfg["syslog"]
-            handler = logging.handlers.SysLogHandler(
-                address=(host, int(port)), socktype=socket.SOCK_STREAM
-            )
-        else:
-            raise SystemExit(f"unknown handler {kind!r}")
-        if kind == "file_text":
-            handler.setFormatter(
-                logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-            )
-        else:
-            handler.setFormatter(JsonFormatter())
-    logger = logging.getLogger("bench.app")
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    logger.addHandler(handler)
+    wall: dict[str, list[float]] = {k: [] for k in kinds}
+    cpu: dict[str, list[float]] = {k: [] for k in kinds}
+    n = WARMUP
+    for r in range(rounds):
+        order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]
+        for kind in order:
+            info = loggers[kind].info
+            c0, t0 = time.process_time(), time.perf_counter()
+            for i in range(n, n + chunk):
+                info("order %08d %s", i, payload)
+            t1, c1 = time.perf_counter(), time.process_time()
+            wall[kind].append(t1 - t0)
+            cpu[kind].append(c1 - c0)
+            client = clients.get(kind)
+            if client is not None and not client.flush(60):
+                raise SystemExit(f"not acknowledged in time: {client.stats()!r}")
+        n += chunk
 
-    info = logger.info
-    for i in range(WARMUP):
-        info("order %08d %s", i, payload)
-    if client is not None and not client.flush(30):
-        raise SystemExit(f"warm-up not acknowledged: {client.stats()!r}")
-    started = time.perf_counter()
-    for i in range(records):
-        info("order %08d %s", i, payload)
-    elapsed = time.perf_counter() - started
-
-    result = {"handler": kind, "records": records, "total": records + WARMUP, "seconds": elapsed}
-    result["per_call_us"] = elapsed / records * 1e6
-    if client is not None:
-        settle = time.monotonic()
-        acked = client.flush(float(cfg.get("flush_timeout", 120)))
-        stats = client.stats()
-        result |= {
-            "flushed": acked,
-            "settle_seconds": time.monotonic() - settle,
-            "acknowledged": stats.acknowledged,
-            "dropped": stats.dropped,
+    total = WARMUP + rounds * chunk
+    result: dict[str, Any] = {"rounds": rounds, "chunk": chunk, "total_per_handler": total}
+    for kind in kinds:
+        calls = rounds * chunk
+        result[kind] = {
+            "per_call_us": sum(wall[kind]) / calls * 1e6,
+            "cpu_per_call_us": sum(cpu[kind]) / calls * 1e6,
+            "chunks_us": [w / chunk * 1e6 for w in wall[kind]],
         }
+    for kind, client in clients.items():
+        stats = client.stats()
+        result[kind] |= {"acknowledged": stats.acknowledged, "dropped": stats.dropped}
         client.close(10)
-    handler.close()
+    for handler in handlers.values():
+        handler.close()
     emit(result)
 
 
