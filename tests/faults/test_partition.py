@@ -1,16 +1,18 @@
 """A network partition between the client and its server: packets dropped silently.
 
 The test builds its own network: a namespace of its own holding one logserver,
-joined to the root namespace by two veth pairs with addresses from TEST-NET-1
-(192.0.2.0/24, never routed): a *data* link that clients use, and a *control*
+joined to the root namespace by two veth pairs with addresses from 198.18.0.0/15
+(RFC 2544, reserved for benchmarking, never routed): a *data* link that clients use, and a *control*
 link to ZooKeeper, which listens on the control link's root end. So the
 partition cuts the client off from the server while ZooKeeper still sees the
 server alive: the client must trust the socket, not the registration. The
 second logserver and the client live in the root namespace, on loopback.
 
-This machine's own uplink may use TEST-NET-1 too, so the pairs get
-point-to-point /32 addresses from the top of the range that nothing here uses
-(the test skips if it finds none), never a /24 route.
+The pairs get point-to-point /32 addresses that nothing here uses (the test
+skips if it finds none), never a subnet route, and before any traffic the test
+checks that the kernel routes each address through the test's own veth, so not
+one packet can leave through the machine's real interface. (Not TEST-NET-1:
+this sandbox's own uplink lives in 192.0.2.0/24.)
 
 The kernel here has no ``netem``, so "drop everything" is a ``pfifo`` qdisc of
 length 0 on a veth end: every packet leaving through it is discarded, silently
@@ -38,8 +40,8 @@ from .support import AckWatch, keep_logging_for, numbers_on, registrations, serv
 
 ServerFactory = Callable[..., LogServerProcess]
 
-#: Candidate addresses, from the top of TEST-NET-1 (far from a gateway at .1).
-CANDIDATES = [f"192.0.2.{n}" for n in range(254, 199, -1)]
+#: Candidate addresses: RFC 2544's benchmarking range, unused by this machine's own network.
+CANDIDATES = [f"198.18.0.{n}" for n in range(2, 60)]
 
 
 @dataclass
@@ -60,6 +62,10 @@ class Pair:
         inside = ("ip", "-n", self.netns)
         must(*inside, "addr", "add", self.inner_ip, "peer", self.outer_ip, "dev", self.inner)
         must(*inside, "link", "set", self.inner, "up")
+        # Safety: the kernel must send traffic for the namespace's address through our veth.
+        route = run("ip", "-o", "route", "get", self.inner_ip).stdout
+        if f"dev {self.outer} " not in route + " ":
+            raise RuntimeError(f"{self.inner_ip} would not route via {self.outer}: {route!r}")
 
     def drop_from_inside(self) -> None:
         """Discard every packet the namespace sends here (requests arrive; replies vanish)."""
@@ -96,7 +102,7 @@ def _addresses_in_use() -> set[str]:
                 continue
     for line in run("ip", "-4", "route", "show").stdout.splitlines():
         for word in line.split():
-            if word.startswith("192.0.2.") and "/" not in word:
+            if word.startswith("198.18.") and "/" not in word:
                 used.add(word)
     return used
 
@@ -110,7 +116,7 @@ def link() -> Iterator[Link]:
     used = _addresses_in_use()
     free = [a for a in CANDIDATES if a not in used]
     if len(free) < 4:
-        pytest.skip("no four unused TEST-NET-1 addresses for test links on this machine")
+        pytest.skip("no four unused 198.18.0.0/15 addresses for test links on this machine")
     netns = f"lsfault-{tag}"
     made = Link(
         netns,
