@@ -53,9 +53,16 @@ class BatchPolicy:
     (category plus message), or when its oldest record has waited ``linger_s``.
     ``max_message_bytes`` is checked in ``log()``: a larger message is refused
     there, so no batch can ever carry a record that no server accepts.
+
+    The defaults let a busy client fill batches up to about 1 MiB (8,600 records
+    of 100 bytes): one ``Append`` round trip, one server fsync and, when the
+    client spills, one spool file per batch. With 1,000-record batches a
+    client spent most of its time waiting for round trips and fsyncs (see
+    ``BENCHMARKS.md``). At a modest rate ``linger_s`` sends batches long
+    before they are full.
     """
 
-    max_records: int = 1000
+    max_records: int = 10_000
     max_bytes: int = 1 * MiB
     linger_s: float = 0.05
     max_message_bytes: int = 1 * MiB
