@@ -65,35 +65,46 @@ def decode_batch(data: bytes) -> Batch:
     start = len(MAGIC) + 4
     if len(data) != start + body_len + 4:
         raise ValueError(f"torn file: {len(data)} bytes, header says {start + body_len + 4}")
-    body = memoryview(data)[start : start + body_len]
+    body = data[start : start + body_len]
     (crc,) = _LEN.unpack_from(data, start + body_len)
     if zlib.crc32(body) != crc:
         raise ValueError("checksum mismatch")
     try:
         plen, sequence, count = _HEAD.unpack_from(body, 0)
         pos = _HEAD.size
-        producer = bytes(body[pos : pos + plen]).decode("ascii")
+        producer = body[pos : pos + plen].decode("ascii")
         pos += plen
-        entries = []
+        entries: list[tuple[str, bytes]] = []
+        add = entries.append
+        unpack_category, unpack_message = _CAT.unpack_from, _MSG.unpack_from
+        names: dict[bytes, str] = {}  # each category decoded once per file
         nbytes = 0
         for _ in range(count):
-            (clen,) = _CAT.unpack_from(body, pos)
+            (clen,) = unpack_category(body, pos)
             pos += 2
-            category = bytes(body[pos : pos + clen]).decode("utf-8")
+            raw = body[pos : pos + clen]
+            category = names.get(raw)
+            if category is None:
+                category = names[raw] = raw.decode("utf-8")
             pos += clen
-            (mlen,) = _MSG.unpack_from(body, pos)
+            (mlen,) = unpack_message(body, pos)
             pos += 4
-            message = bytes(body[pos : pos + mlen])
+            message = body[pos : pos + mlen]
             if len(message) != mlen:
                 raise ValueError("record runs past the end of the body")
             pos += mlen
-            entries.append((category, message))
-            nbytes += len(category) + mlen + ENTRY_OVERHEAD
+            add((category, message))
+            nbytes += len(category) + mlen
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed body: {exc}") from exc
     if pos != body_len:
         raise ValueError("trailing bytes in body")
-    return Batch(producer_id=producer, sequence=sequence, entries=entries, nbytes=nbytes)
+    return Batch(
+        producer_id=producer,
+        sequence=sequence,
+        entries=entries,
+        nbytes=nbytes + ENTRY_OVERHEAD * count,
+    )
 
 
 def read_header(path: Path) -> tuple[int, int]:
