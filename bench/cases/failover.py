@@ -121,6 +121,18 @@ def _cluster(env: BenchEnv) -> _Cluster:
 def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
     endpoint = str(wait_until(cluster.target, 30, "a steady sender and a healthy spare server"))
     server = cluster.by_endpoint[endpoint]
+    reaped: list[float] = []
+    reaper: threading.Thread | None = None
+    process = server.process
+    if signum == signal.SIGKILL and process is not None:
+        # When the kernel has finished the victim (its sockets are closed by then).
+        def reap() -> None:
+            with contextlib.suppress(Exception):
+                process.wait(timeout)
+                reaped.append(time.monotonic())
+
+        reaper = threading.Thread(target=reap, name="failover-reaper", daemon=True)
+        reaper.start()
     t0 = time.monotonic()
     server.signal(signum)
     ack = cluster.transport.wait_ack(t0, endpoint, timeout)
@@ -129,6 +141,8 @@ def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
     # Detection: when the client's call (or connect) to the victim failed.
     detected = failure[0] - t0 if failure is not None else math.nan
     if signum == signal.SIGKILL:
+        if reaper is not None:
+            reaper.join(timeout)
         server.kill()
         server.start()  # same port and data directory, as an operator's restart
     else:
@@ -138,6 +152,7 @@ def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
         "to": ack[1] if ack else None,
         "seconds": seconds,
         "detected_after": detected,
+        "dead_after": reaped[0] - t0 if reaped else math.nan,
         "failure": failure[2] if failure is not None else None,
     }
 
@@ -171,6 +186,7 @@ def sigkill(env: BenchEnv) -> CaseResult:
     result.details = {
         "events": events,
         "detection_ms": summary(detected),
+        "kill_to_reaped_ms": summary([e["dead_after"] * 1000 for e in events]),
         "resend_ms": summary([s - d for s, d in zip(ms, detected, strict=True)]),
         "client": repr(cluster.client.stats()),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 
 from bench.workers import config, emit, sleep_until
-from logclient import LogClient, StaticServers
+from logclient import BatchPolicy, LogClient, SpoolPolicy, StaticServers
 
 
 def main() -> None:
@@ -20,7 +20,12 @@ def main() -> None:
     records = int(cfg["records"])
     message = b"x" * int(cfg.get("message_bytes", 100))
     category = str(cfg.get("category", "bench"))
-    client = LogClient(servers=StaticServers(cfg["servers"]))
+    options: dict[str, object] = {}
+    if cfg.get("batch_records"):  # experiments only: the suite's cases use the defaults
+        options["batching"] = BatchPolicy(max_records=int(cfg["batch_records"]))
+    if cfg.get("no_spool"):
+        options["spool"] = SpoolPolicy.disabled()
+    client = LogClient(servers=StaticServers(cfg["servers"]), **options)  # type: ignore[arg-type]
     try:
         # Connect and warm up (imports, first batch) before the clock starts.
         client.log(category, message)
@@ -50,6 +55,7 @@ def main() -> None:
             "acknowledged": stats.acknowledged,
             "dropped": stats.dropped,
             "failovers": stats.failovers,
+            "spilled": stats.spilled,
         }
     )
 
