@@ -28,6 +28,13 @@ from logserver.logsetup import configure_logging
 configure_logging("info", "console", structlog_level="debug")
 
 
+@pytest.fixture(autouse=True)
+def _our_logging_config() -> Iterator[None]:
+    """Tests of the structlog integration configure structlog globally; put ours back after."""
+    yield
+    configure_logging("info", "console", structlog_level="debug")
+
+
 @pytest.fixture(scope="session")
 def zookeeper() -> Iterator[ZooKeeper]:
     """One real ZooKeeper for the whole session."""
