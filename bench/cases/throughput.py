@@ -43,11 +43,11 @@ def _raw_run(env: BenchEnv) -> float:
     return float(result["rate"])
 
 
-def _single_run(env: BenchEnv) -> dict[str, Any]:
+def _single_run(env: BenchEnv, **options: Any) -> dict[str, Any]:
     server = env.server("always")
     return env.run_worker(
         "throughput",
-        {"servers": [server.endpoint], "records": env.profile.single_records},
+        {"servers": [server.endpoint], "records": env.profile.single_records, **options},
         timeout=600,
     )
 
@@ -58,10 +58,12 @@ def _pairs(env: BenchEnv) -> dict[str, list[Any]]:
     if cached is None:
         raw: list[float] = []
         single: list[dict[str, Any]] = []
+        unspooled: list[dict[str, Any]] = []
         for _ in range(env.profile.repeats):
             raw.append(_raw_run(env))
             single.append(_single_run(env))
-        cached = env.cache["pairs"] = {"raw": raw, "single": single}
+            unspooled.append(_single_run(env, no_spool=True))
+        cached = env.cache["pairs"] = {"raw": raw, "single": single, "unspooled": unspooled}
     return cached
 
 
@@ -102,7 +104,20 @@ def single_client(env: BenchEnv) -> CaseResult:
             limit=0.6,
         ).evaluate()
     )
-    result.details = {"runs": pairs["single"]}
+    rates_ns = [r["rate"] for r in pairs["unspooled"]]
+    result.rows.append(
+        Row(
+            label="  context: the same with the spool disabled (no spill)",
+            unit="rec/s",
+            figure=summary(rates_ns),
+            baseline_label="raw ceiling",
+            baseline=summary(pairs["raw"]),
+            ratio_def="client / raw ceiling (same repetition)",
+            ratio=summary([s / r for s, r in zip(rates_ns, pairs["raw"], strict=True)]),
+            target="(info)",
+        )
+    )
+    result.details = {"runs": pairs["single"], "runs_spool_disabled": pairs["unspooled"]}
     return result
 
 
