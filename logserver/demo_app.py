@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     max_stall = 0.0
     stall_at = 0.0
+    # Every episode of >= 20 ms with records waiting and none acknowledged: (wall start, seconds).
+    stalls: list[tuple[float, float]] = []
 
     def watch() -> None:
         """Sample the client's counters every 5 ms to find the longest stall."""
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
             s = client.stats()
             pending = s.logged - s.acknowledged
             if s.acknowledged != last_acked or pending == 0:
+                if now - last_progress >= 0.02 and last_acked >= 0:
+                    stalls.append((time.time() - (now - last_progress), now - last_progress))
                 last_acked = s.acknowledged
                 last_progress = now
             elif now - last_progress > max_stall:
@@ -104,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "dropped": final.dropped,
             "max_stall_ms": round(max_stall * 1000, 1),
             "max_stall_at": stall_at,
+            "stalls": [(round(t, 4), round(d, 4)) for t, d in stalls],
         }
     )
     return 0
