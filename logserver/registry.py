@@ -44,13 +44,8 @@ What this module guarantees, and why (see ``PITFALLS.md``):
 from __future__ import annotations
 
 import contextlib
-import logging
-import os
-import stat as stat_mode
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -69,22 +64,27 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
-from kazoo.protocol.serialization import Auth
 from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
 from kazoo.recipe.watchers import DataWatch
 from kazoo.retry import ForceRetryError, KazooRetry
 from kazoo.retry import InterruptedError as RetryInterruptedError
-from kazoo.security import ACL, Permissions, make_acl, make_digest_acl
+from kazoo.security import ACL
 
-from logserver.errors import ConfigError, RegistrationDeniedError, RegistrationError
+from logserver.errors import RegistrationDeniedError, RegistrationError
+from logserver.zkauth import (
+    CREDENTIALS_HINT,
+    WRITE_PERMS,
+    Denied,
+    acl_text,
+    denied_as,
+    hide_auth_packets,
+)
 from logwire.serverset import Member, MemberFormatError
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
     "NODE_PREFIX",
     "Registration",
-    "read_auth_file",
-    "registration_acl",
     "validate_zk_path",
 ]
 
@@ -106,99 +106,6 @@ _UNREACHABLE_LOG_INTERVAL = 5.0
 
 # After an error retrying soon cannot fix (NoAuth...), how long until the next try.
 _FATAL_RETRY_DELAY = 30.0
-
-# Where the operator looks when ZooKeeper refuses us.
-_CREDENTIALS_HINT = "check --zk-auth-file"
-
-_WRITE_PERMS = Permissions.CREATE | Permissions.DELETE | Permissions.WRITE | Permissions.ADMIN
-
-
-def read_auth_file(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """Read ``user:password`` from ``path``; return kazoo's ``("digest", "user:password")``.
-
-    A file, not a flag, so that the password is not in ``ps`` output or shell
-    history. Surrounding whitespace (a trailing newline) is ignored. Errors
-    never quote the file's content. A file others may read is used, with a
-    warning.
-    """
-    try:
-        raw = Path(path).read_bytes()
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise ConfigError(f"--zk-auth-file: cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise ConfigError(f"--zk-auth-file {path}: not UTF-8 text") from None
-    user, sep, password = text.partition(":")
-    if not sep or not user or not password or "\n" in text or "\r" in text:
-        raise ConfigError(
-            f"--zk-auth-file {path}: expected one line 'user:password' (neither part empty)"
-        )
-    if mode & (stat_mode.S_IRWXG | stat_mode.S_IRWXO):
-        log.warning(
-            "zk_auth_file_readable_by_others",
-            path=str(path),
-            mode=oct(mode & 0o777),
-            fix="chmod 600",
-        )
-    return ("digest", text)
-
-
-def registration_acl(user: str, password: str) -> list[ACL]:
-    """The ACL of the registration path and nodes: ``user`` may do all, anyone may read."""
-    return [make_digest_acl(user, password, all=True), make_acl("world", "anyone", read=True)]
-
-
-def _acl_text(acl: ACL) -> str:
-    """An ACL entry for a log line; a digest's hash is left out (it can be cracked offline)."""
-    perms = "".join(
-        letter
-        for letter, bit in (
-            ("c", Permissions.CREATE),
-            ("d", Permissions.DELETE),
-            ("r", Permissions.READ),
-            ("w", Permissions.WRITE),
-            ("a", Permissions.ADMIN),
-        )
-        if acl.perms & bit
-    )
-    ident = acl.id.id.split(":", 1)[0] if acl.id.scheme == "digest" else acl.id.id
-    return f"{acl.id.scheme}:{ident}:{perms}"
-
-
-class _HideAuthPackets(logging.Filter):
-    """Drop kazoo's debug line "Sending request: Auth(... auth='user:password')"."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args if isinstance(record.args, tuple) else ()
-        return not any(isinstance(arg, Auth) for arg in args)
-
-
-def _hide_auth_packets() -> None:
-    logger = logging.getLogger("kazoo.client")
-    if not any(isinstance(f, _HideAuthPackets) for f in logger.filters):
-        logger.addFilter(_HideAuthPackets())
-
-
-class _Denied(NoAuthError):
-    """Internal: ZooKeeper said NoAuth to ``operation`` on ``path``."""
-
-    def __init__(self, operation: str, path: str) -> None:
-        super().__init__(f"{operation} on {path}")
-        self.operation = operation
-        self.path = path
-
-
-@contextlib.contextmanager
-def _denied_as(operation: str, path: str) -> Iterator[None]:
-    """Say which operation on which node ZooKeeper refused (NoAuth alone says neither)."""
-    try:
-        yield
-    except _Denied:
-        raise
-    except NoAuthError as exc:
-        raise _Denied(operation, path) from exc
 
 
 def validate_zk_path(path: str) -> str:
@@ -268,7 +175,7 @@ class Registration:
                 raise RegistrationError("auth must be ('digest', 'user:password')")
             self._acl = registration_acl(user, password)
             self._auth_user = user
-            _hide_auth_packets()
+            hide_auth_packets()
         self._acl_checked = False
         self.tls = tls
         self.zk_hosts = zk_hosts
@@ -507,18 +414,18 @@ class Registration:
         """The error an operator can act on (kazoo's alone says only 'NoAuthError()')."""
         error: RegistrationError
         if isinstance(exc, NoAuthError):
-            operation = exc.operation if isinstance(exc, _Denied) else "access"
-            on = f" on {exc.path}" if isinstance(exc, _Denied) else ""
+            operation = exc.operation if isinstance(exc, Denied) else "access"
+            on = f" on {exc.path}" if isinstance(exc, Denied) else ""
             error = RegistrationDeniedError(
                 f"not allowed to register under {self.zk_path}: ZooKeeper denied "
-                f"{operation}{on} (NoAuth); {_CREDENTIALS_HINT}",
-                path=exc.path if isinstance(exc, _Denied) else self.zk_path,
+                f"{operation}{on} (NoAuth); {CREDENTIALS_HINT}",
+                path=exc.path if isinstance(exc, Denied) else self.zk_path,
                 operation=operation,
             )
         elif isinstance(exc, AuthFailedError):
             error = RegistrationError(
                 f"ZooKeeper at {self.zk_hosts} rejected our credentials (AUTH_FAILED); "
-                f"{_CREDENTIALS_HINT}"
+                f"{CREDENTIALS_HINT}"
             )
         else:
             error = RegistrationError(
@@ -556,7 +463,7 @@ class Registration:
         """Make sure exactly one node of ours exists in the current session."""
         self._wait_connected()
         retry = self._retrying()
-        with _denied_as("CREATE", f"{self.zk_path} or a parent"):
+        with denied_as("CREATE", f"{self.zk_path} or a parent"):
             retry(self._client.ensure_path, self.zk_path, acl=self._acl)
         if not self._acl_checked:
             retry(self._check_path_acl)
@@ -601,13 +508,13 @@ class Registration:
         open_to_all = [
             a
             for a in acls
-            if (a.id.scheme, a.id.id) == ("world", "anyone") and a.perms & _WRITE_PERMS
+            if (a.id.scheme, a.id.id) == ("world", "anyone") and a.perms & WRITE_PERMS
         ]
         if open_to_all:
             log.warning(
                 "registration_path_open",
                 path=self.zk_path,
-                acl=[_acl_text(a) for a in acls],
+                acl=[acl_text(a) for a in acls],
                 problem="anyone may register a server here or delete registrations",
                 fix=f"setAcl {self.zk_path} digest:{self._auth_user}:<digest>:cdrwa,world:anyone:r",
             )
@@ -631,7 +538,7 @@ class Registration:
         mine: list[str] = []
         ghosts = 0
         prefix = self.zk_path.rstrip("/") + "/"
-        with _denied_as("READ", self.zk_path):
+        with denied_as("READ", self.zk_path):
             children = sorted(self._client.get_children(self.zk_path))
         for child in children:
             path = prefix + child
@@ -676,7 +583,7 @@ class Registration:
 
     def _create_node(self) -> str:
         """The bare create (a seam: tests make its reply get 'lost')."""
-        with _denied_as("CREATE", self.zk_path):
+        with denied_as("CREATE", self.zk_path):
             path: str = self._client.create(
                 self.zk_path.rstrip("/") + "/" + NODE_PREFIX,
                 self._data,

@@ -24,10 +24,11 @@ from logserver import __version__
 from logserver.config import ServerConfig
 from logserver.errors import ConfigError, RegistrationError
 from logserver.metrics import Metrics
-from logserver.registry import Registration, read_auth_file
+from logserver.registry import Registration
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
 from logserver.wire import ServerTLS, ThriftServer, WireLimits
+from logserver.zkauth import read_auth_file
 from logwire.serverset import Endpoint, Member
 from logwire.zktls import ZkTLSPolicy
 

@@ -19,7 +19,8 @@ from logclient.discovery import ZooKeeperServers
 from logserver.errors import ConfigError, RegistrationError
 from logserver.launcher import LogServerProcess, wait_for
 from logserver.reader import read_server
-from logserver.registry import Registration, read_auth_file, registration_acl
+from logserver.registry import Registration
+from logserver.zkauth import read_auth_file, registration_acl
 from logwire.serverset import Endpoint, Member
 
 from .conftest import (

@@ -21,7 +21,7 @@ from logclient import LogClient, SpoolPolicy, StaticServers, ZkTLSPolicy
 from logclient.discovery import ZooKeeperServers
 from logserver.launcher import ZooKeeperEnsemble, ZooKeeperTLS
 from logserver.reader import read_server
-from logserver.registry import registration_acl
+from logserver.zkauth import registration_acl
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, make_certs, openssl_available
 
