@@ -78,6 +78,7 @@ from logserver.zkauth import (
     acl_text,
     denied_as,
     hide_auth_packets,
+    registration_acl,
 )
 from logwire.serverset import Member, MemberFormatError
 from logwire.zktls import ZkTLSPolicy
