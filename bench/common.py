@@ -37,7 +37,7 @@ class BenchError(RuntimeError):
 
 @dataclass(frozen=True)
 class Profile:
-    """How big each case is. ``full()`` keeps the whole suite near 6-8 minutes."""
+    """How big each case is. ``full()`` keeps the whole suite near 3-5 minutes on 2 cores."""
 
     name: str
     repeats: int

@@ -81,6 +81,8 @@ def text_table(doc: dict[str, Any]) -> str:
 
 def markdown_table(doc: dict[str, Any]) -> str:
     def esc(cell: str) -> str:
+        if cell.startswith("  "):
+            cell = "↳ " + cell.strip()  # a context row under the row above
         return cell.replace("|", "\\|").strip() or " "
 
     lines = ["| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
