@@ -84,18 +84,21 @@ class LogServiceHandler:
 
     def Log(self, messages: Sequence[Any]) -> int:
         """Scribe's call: OK when stored durably, TRY_LATER when the server cannot take it now."""
+        return self.log_records([(m.category or b"", m.message or b"") for m in messages])
+
+    def log_records(self, records: list[tuple[Any, Any]]) -> int:
+        """``Log`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             return TRY_LATER
-        if len(messages) > self._limits.max_batch_records:
+        if len(records) > self._limits.max_batch_records:
             self._metrics.rejected.labels("too_large").inc()
             raise TApplicationException(
                 TApplicationException.UNKNOWN,
-                f"batch of {len(messages)} records exceeds {self._limits.max_batch_records}",
+                f"batch of {len(records)} records exceeds {self._limits.max_batch_records}",
             )
-        entries = [(m.category or b"", m.message or b"") for m in messages]
         try:
-            outcome = self._timed_append(entries, "", -1, "log")
+            self._timed_append(records, "", -1, "log")
         except StorageUnavailableError as exc:
             log.warning("storage unavailable", call="Log", reason=exc.reason)
             self._metrics.rejected.labels("unavailable").inc()
@@ -103,35 +106,38 @@ class LogServiceHandler:
         except (InvalidCategoryError, MessageTooLargeError) as exc:
             self._metrics.rejected.labels(_reason(exc)).inc()
             raise TApplicationException(TApplicationException.UNKNOWN, str(exc)) from exc
-        del outcome
         return OK
 
     # ---------------------------------------------------------------- our API
 
     def Append(self, batch: Any) -> Any:
         """Idempotent append: a retried (producer_id, sequence) is acknowledged, not stored again."""
+        records = [(m.category or b"", m.message or b"") for m in batch.entries or ()]
+        return self.append_records(batch.producer_id, batch.sequence, records)
+
+    def append_records(
+        self, producer_id: str | bytes | None, sequence: int | None, records: list[tuple[Any, Any]]
+    ) -> Any:
+        """``Append`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
-        producer = _text(batch.producer_id or "")
+        producer = _text(producer_id or "")
         if not producer or len(producer) > _PRODUCER_MAX or not producer.isprintable():
             raise log_thrift.InvalidRequest(
                 reason=f"producer_id must be 1..{_PRODUCER_MAX} printable characters"
             )
-        sequence = batch.sequence
         if sequence is None or sequence < 0:
             raise log_thrift.InvalidRequest(reason="sequence must be >= 0")
-        messages = batch.entries or []
-        if len(messages) > self._limits.max_batch_records:
+        if len(records) > self._limits.max_batch_records:
             self._metrics.rejected.labels("too_large").inc()
             raise log_thrift.BatchTooLarge(
                 reason="too many records in one batch",
                 limit=self._limits.max_batch_records,
-                actual=len(messages),
+                actual=len(records),
             )
-        entries = [(m.category or b"", m.message or b"") for m in messages]
         try:
-            outcome = self._timed_append(entries, producer, sequence, "append")
+            outcome = self._timed_append(records, producer, sequence, "append")
         except InvalidCategoryError as exc:
             self._metrics.rejected.labels("invalid_category").inc()
             raise log_thrift.InvalidCategory(

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import structlog
 
@@ -25,9 +25,11 @@ from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defi
 from thriftpy2.thrift import TApplicationException, TMessageType, TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
+from logserver.thrift_fast import MIN_DEPTH, FastCall, decode_fast
 from logserver.thrift_guard import CALL, ONEWAY, Message, ThriftGuardError, check_frame
+from logwire.idl import log_thrift
 
-__all__ = ["FrameOutcome", "FrameProcessor", "Throttle", "encode_exception"]
+__all__ = ["FrameOutcome", "FrameProcessor", "RecordHandler", "Throttle", "encode_exception"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,27 @@ class FrameOutcome(enum.Enum):
     GARBAGE = "garbage"
     #: The handler raised an exception the IDL does not declare.
     INTERNAL_ERROR = "internal_error"
+
+
+@runtime_checkable
+class RecordHandler(Protocol):
+    """A LogService handler that also takes Log and Append as plain records.
+
+    ``log_records(records)`` must behave exactly as ``Log(messages)`` and
+    ``append_records(producer_id, sequence, records)`` as ``Append(batch)``
+    (same results, same exceptions) for records ``[(category, message), ...]``
+    of bytes and a bytes producer id. The server calls them for frames in the
+    common shape (see :mod:`logserver.thrift_fast`), the IDL methods for the rest.
+    """
+
+    def log_records(self, records: list[tuple[bytes, bytes]]) -> Any: ...
+
+    def append_records(
+        self,
+        producer_id: bytes | str | None,
+        sequence: int | None,
+        records: list[tuple[bytes, bytes]],
+    ) -> Any: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,22 +129,43 @@ class FrameProcessor:
     """
 
     def __init__(
-        self, service: ModuleType, handler: object, max_depth: int, throttle: Throttle
+        self,
+        service: ModuleType,
+        handler: object,
+        max_depth: int,
+        throttle: Throttle,
+        *,
+        fast: bool = True,
     ) -> None:
         self._service = service
         self._handler = handler
         self._processor = TProcessor(service, handler)
         self._max_depth = max_depth
         self._throttle = throttle
+        # Log and Append skip thriftpy2's per-record objects when the service is the
+        # one whose shapes thrift_fast decodes, the handler takes records directly
+        # (see RecordHandler) and the limits let those shapes through the guard.
+        self._fast = (
+            fast
+            and service is log_thrift.LogService
+            and max_depth >= MIN_DEPTH
+            and isinstance(handler, RecordHandler)
+        )
 
     def __repr__(self) -> str:
         return (
             f"<FrameProcessor service={getattr(self._service, '__name__', self._service)} "
-            f"handler={type(self._handler).__name__} max_depth={self._max_depth}>"
+            f"handler={type(self._handler).__name__} max_depth={self._max_depth} "
+            f"fast={self._fast}>"
         )
 
     def process(self, frame: bytes | bytearray, peer: str) -> Reply:
         """Answer one frame (without its length prefix)."""
+        if self._fast:
+            # bytes: the records are slices of it, and storage wants bytes.
+            fast = decode_fast(frame if type(frame) is bytes else bytes(frame))
+            if fast is not None:
+                return self._answer_fast(fast, peer)
         try:
             message = check_frame(frame, self._max_depth)
         except ThriftGuardError as e:
@@ -155,8 +199,39 @@ class FrameProcessor:
             return Reply(
                 self._encode(api, seqid, result, exception=True), FrameOutcome.OK, message.method
             )
-
         assert call is not None
+        return self._answer(message, api, seqid, result, call, peer)
+
+    def _answer_fast(self, fast: FastCall, peer: str) -> Reply:
+        """Call the handler's record-level method for a Log or Append decoded by decode_fast."""
+        handler: Any = self._handler
+        records = fast.records
+        if fast.api == "Log":
+            result = log_thrift.LogService.Log_result()
+
+            def call() -> Any:
+                return handler.log_records(records)
+
+        else:
+            result = log_thrift.LogService.Append_result()
+            producer_id, sequence = fast.producer_id, fast.sequence
+
+            def call() -> Any:
+                return handler.append_records(producer_id, sequence, records)
+
+        message = fast.message
+        return self._answer(message, fast.api, message.seqid, result, call, peer)
+
+    def _answer(
+        self,
+        message: Message,
+        api: Any,
+        seqid: int,
+        result: Any,
+        call: Callable[[], Any],
+        peer: str,
+    ) -> Reply:
+        """Run the handler and encode its answer as thriftpy2's processor would."""
         outcome = FrameOutcome.OK
         exception: TApplicationException | None = None
         try:

@@ -42,20 +42,36 @@ class RecordingHandler:
         self.release = threading.Event()
 
     def Log(self, messages: list[Any]) -> int:
+        return self.log_records([(m.category, m.message) for m in messages])
+
+    def log_records(self, records: list[tuple[bytes, bytes]]) -> int:
+        """The record-level Log the server's fast path calls (see RecordHandler)."""
         with self.lock:
-            self.logged.extend((m.category, m.message) for m in messages)
+            self.logged.extend(records)
         return log_thrift.ResultCode.OK
 
     def Append(self, batch: Any) -> Any:
-        if batch.producer_id == b"bad":
+        records = [(m.category, m.message) for m in batch.entries or ()]
+        return self.append_records(batch.producer_id, batch.sequence, records)
+
+    def append_records(
+        self, producer_id: bytes | None, sequence: int | None, records: list[tuple[bytes, bytes]]
+    ) -> Any:
+        """The record-level Append the server's fast path calls; remembers an AppendBatch."""
+        if producer_id == b"bad":
             raise log_thrift.InvalidRequest(reason="producer 'bad' is not allowed")
-        if batch.producer_id == b"slow":
+        if producer_id == b"slow":
             self.entered.set()
             self.release.wait(self.slow_s)
+        batch = AppendBatch(
+            producer_id=producer_id,
+            sequence=sequence,
+            entries=[LogEntry(category=c, message=m) for c, m in records],
+        )
         with self.lock:
             self.batches.append(batch)
         return log_thrift.AppendResult(
-            code=log_thrift.ResultCode.OK, duplicate=False, stored=len(batch.entries)
+            code=log_thrift.ResultCode.OK, duplicate=False, stored=len(records)
         )
 
     def Read(self, category: bytes, position: int, limit: int) -> Any:
@@ -76,6 +92,12 @@ class NoopHandler:
 
     def Log(self, messages: list[Any]) -> int:
         return 0
+
+    def log_records(self, records: list[tuple[bytes, bytes]]) -> int:
+        return 0
+
+    def append_records(self, producer_id: bytes, sequence: int, records: list[Any]) -> Any:
+        return log_thrift.AppendResult(code=0, duplicate=False, stored=len(records))
 
     def Ping(self) -> str:
         return "pong"
