@@ -16,6 +16,7 @@ import contextlib
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AppendOutcome",
     "Connection",
+    "Pipelined",
     "ThriftConnection",
     "ThriftTransport",
     "Transport",
@@ -52,6 +54,10 @@ class Connection(Protocol):
 
     ``calls`` counts ``append`` calls made on it and ``last_used`` is the
     ``time.monotonic()`` of the last answer (or of the connect).
+
+    A connection may also offer :class:`Pipelined`'s ``send`` and ``receive``:
+    the sender then keeps several batches in flight on it
+    (``BatchPolicy.max_in_flight``); without them, one at a time through ``append``.
     """
 
     endpoint: Endpoint
@@ -68,6 +74,18 @@ class Connection(Protocol):
 
     def close(self) -> None:
         """Release the socket; idempotent."""
+        ...
+
+
+class Pipelined(Protocol):
+    """The optional half of :class:`Connection` that lets calls overlap."""
+
+    def send(self, batch: Batch, deadline: float) -> None:
+        """Write ``batch``'s call by ``deadline`` (``time.monotonic()``); do not wait."""
+        ...
+
+    def receive(self, deadline: float) -> AppendOutcome:
+        """The answer to the oldest call not yet answered; errors as ``append``."""
         ...
 
 
@@ -167,6 +185,7 @@ class ThriftConnection:
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
         self.calls = 0
+        self._awaiting: deque[int] = deque()
         self._sock: socket.socket | None = None
         with map_errors(self._server, "connect"):
             # The TLS handshake counts against the connect timeout.
@@ -194,8 +213,16 @@ class ThriftConnection:
         return f"<ThriftConnection {self._server}{tls} {state} calls={self.calls}>"
 
     def append(self, batch: Batch) -> AppendOutcome:
-        from logwire.idl import log_thrift
+        deadline = time.monotonic() + self._rpc_timeout
+        self.send(batch, deadline)
+        return self.receive(deadline)
 
+    def send(self, batch: Batch, deadline: float) -> None:
+        """Write ``batch``'s call without waiting for its reply (pipelining).
+
+        Replies come back in call order (a server answers one connection's calls
+        one at a time) and :meth:`receive` reads the oldest one.
+        """
         sock = self._sock
         if sock is None:
             raise ServerUnavailableError(self._server, "connection closed", phase="call")
@@ -203,7 +230,7 @@ class ThriftConnection:
         seqid = self._seqid
         request = encode_append_call(seqid, batch.producer_id, batch.sequence, batch.entries)
         self.calls += 1
-        deadline = time.monotonic() + self._rpc_timeout
+        self._awaiting.append(seqid)
         with map_errors(self._server, "call"):
             try:
                 _send_all(sock, request, deadline)
@@ -217,6 +244,22 @@ class ThriftConnection:
                     if alert is not None:
                         raise alert from exc
                 raise
+
+    def receive(self, deadline: float) -> AppendOutcome:
+        """Read the reply to the oldest call sent and not yet answered.
+
+        Its sequence id must be that call's: a reply to any other call is an
+        error. After any exception the connection must be thrown away.
+        """
+        from logwire.idl import log_thrift
+
+        sock = self._sock
+        if sock is None:
+            raise ServerUnavailableError(self._server, "connection closed", phase="call")
+        if not self._awaiting:
+            raise ServerUnavailableError(self._server, "no call awaits a reply", phase="call")
+        seqid = self._awaiting.popleft()
+        with map_errors(self._server, "call"):
             (length,) = _FRAME.unpack(_recv_exactly(sock, 4, deadline))
             if not 0 < length <= MAX_REPLY_BYTES:
                 raise ServerUnavailableError(

@@ -1,23 +1,31 @@
-"""The sender thread: batches, delivery, failover, spilling.
+"""The sender thread: batches, delivery, failover (spilling is in :mod:`logclient._spilling`).
 
-Delivery order is the order records were logged. The sender holds at most one
-batch in flight (``current``) and works through four ordered sources:
+Delivery order is the order records were logged. The sender sends batches on
+one connection at a time, up to ``BatchPolicy.max_in_flight`` of them before
+the oldest is answered (the *window*), and takes new ones from four ordered
+sources:
 
-1. ``front``: the halves of a batch a server found too large (derived from ``current``),
+1. ``front``: batches to resend first (the window of a connection that failed,
+   or the halves of a batch a server found too large),
 2. the spool (oldest batches on disk, possibly from an earlier process),
 3. ``pending``: batches formed from memory that could not be spooled,
 4. the memory queue.
 
-Why one batch in flight and not a pipeline: a server dedups a producer's
-batches by sequence and the reader orders them by it; with one call at a time
-every server sees a producer's sequences in increasing order even across
-failovers, the stale-reply trap of thriftpy2 cannot reorder anything, and a
-batch of 1,000 records per round trip already moves ~10^5 records/s, more
-than one application process logs.
+Why pipelining keeps order and dedup: a server answers one connection's calls
+one at a time, in order, so the replies come back in sending order and each
+must carry its call's sequence id. The window only ever grows on one
+connection; the sender switches servers only once the window is empty (when
+the choice policy picks another server it first waits for the answers). On
+*any* error the connection is thrown away and every unanswered batch of the
+window goes back to ``front``, in order, to be resent with the same
+``(producer_id, sequence)``: a server that stored one of them answers
+"duplicate". A hung server is given up ``rpc_timeout_s`` after the oldest
+unanswered send; a dead one as soon as the socket says so.
 
 A batch keeps its ``(producer_id, sequence)`` through every resend, failover,
-spill and restart. Spilling always writes the oldest batch first (the one in
-flight, then pending, then the queue), so the spool stays in logging order.
+spill and restart. The sender spills only with an empty window (it collects
+the answers first), and always writes the oldest batch first (those to
+resend, then pending, then the queue), so the spool stays in logging order.
 """
 
 from __future__ import annotations
@@ -29,11 +37,12 @@ from collections import deque
 
 from logclient._batch import Batch
 from logclient._connection import AppendOutcome, Connection, Transport
+from logclient._delivery import Delivery, pipelines
 from logclient._policies import BatchPolicy, FailoverPolicy, SpoolPolicy
 from logclient._queue import RateLimitedLog, RecordQueue
 from logclient._servers import ServerPool
-from logclient._spool import Spool, SpoolFullError
-from logclient.errors import BatchRejectedError, ServerUnavailableError, SpoolError
+from logclient._spilling import Spilling
+from logclient._spool import Spool
 from logwire.serverset import Endpoint
 
 __all__ = ["Sender"]
@@ -44,7 +53,7 @@ _NEVER = 1 << 62
 _IDLE_WAKE_S = 1.0
 
 
-class Sender:
+class Sender(Delivery, Spilling):
     """Owns the sender thread and everything only that thread touches."""
 
     def __init__(
@@ -70,9 +79,24 @@ class Sender:
         self._thread = threading.Thread(
             target=self._run, name=f"logclient-sender-{producer_id[:8]}", daemon=True
         )
-        self._current: Batch | None = None
+        # The window: batches sent on ``_conn`` and not yet answered, oldest first,
+        # with their send times; ``_answers`` holds answers of a connection that
+        # cannot pipeline (its ``append`` answered at once).
+        self._window: deque[Batch] = deque()
+        self._sent_at: deque[float] = deque()
+        self._answers: deque[AppendOutcome] = deque()
+        self._conn: Connection | None = None
+        self._conn_reused = False
+        self._conn_answered = 0
+        # Set when the choice policy picked another server while the window was
+        # not empty: no more sends until the window is answered, then that server.
+        self._next_endpoint: Endpoint | None = None
+        self._switching = False
+        # A reused connection failed at once: one more try on a fresh one.
+        self._fresh_retry: Endpoint | None = None
         self._front: deque[Batch] = deque()
         self._pending: deque[Batch] = deque()
+        self._spool_mark = -1
         self._conns: dict[Endpoint, Connection] = {}
         self._inflight: Connection | None = None
         self._pool_version = -1
@@ -101,10 +125,12 @@ class Sender:
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self.alive else "stopped")
+        conn = self._conn
+        where = f" on {conn.endpoint}" if conn is not None else ""
         return (
-            f"<Sender {self.producer_id} {state} current={self._current!r} "
-            f"pending={len(self._pending)} failing={self._failing_since is not None} "
-            f"spilling={self._spilling}>"
+            f"<Sender {self.producer_id} {state} in_flight={len(self._window)}{where} "
+            f"front={len(self._front)} pending={len(self._pending)} "
+            f"failing={self._failing_since is not None} spilling={self._spilling}>"
         )
 
     # ------------------------------------------------------------ other threads
@@ -123,11 +149,13 @@ class Sender:
 
     def in_memory_records(self) -> int:
         """Records in batches the sender holds in memory only (not queued, not spooled)."""
+        # list() copies a deque in one step under the GIL: safe from another thread.
         total = sum(len(b.entries) for b in list(self._pending))
-        current = self._current
-        if current is not None:
-            root = current.root
-            if root.spool_id is None:
+        seen: set[int] = set()
+        for batch in list(self._window) + list(self._front):
+            root = batch.root
+            if id(root) not in seen and root.spool_id is None:
+                seen.add(id(root))
                 total += len(root.entries)
         return total
 
@@ -193,6 +221,7 @@ class Sender:
                     # A bug, not a network error (those are handled in _deliver).
                     # Keep the records: drop connections, pause, carry on.
                     logger.exception("logclient sender: unexpected error; retrying")
+                    self._requeue_window()
                     self._close_connections()
                     self._queue.doorbell.wait(0.2)
         finally:
@@ -208,17 +237,35 @@ class Sender:
         self._queue.doorbell.clear()
         if self._stopping and self._settled >= self._queue.accepted and self._queue.closed:
             return True
-        if self._pool.version != self._pool_version:
+        if self._pool.version != self._pool_version and not self._window:
             self._prune_connections()
-        if self._current is None:
-            self._current = self._next_batch()
-        self._maybe_spill()
-        batch = self._current
-        if batch is None:
-            self._wait_idle()
+        if self._window and self._spill_wanted():
+            # Spilling takes a while (an fsync per batch): collect the answers first, so
+            # that the window's RPC clock never runs while this thread writes to disk.
+            self._receive()
             return False
-        self._deliver(batch)
+        self._maybe_spill()
+        if self._may_send():
+            batch = self._next_batch()
+            if batch is not None:
+                self._deliver(batch)
+                return False
+        if self._window:
+            self._receive()
+            return False
+        self._wait_idle()
         return False
+
+    def _may_send(self) -> bool:
+        if not self._window:
+            return True
+        return not self._switching and len(self._window) < self._limit()
+
+    def _limit(self) -> int:
+        conn = self._conn
+        if conn is None or not pipelines(conn):
+            return 1
+        return self._batching.max_in_flight
 
     # ---------------------------------------------------------------- batches
 
@@ -226,8 +273,10 @@ class Sender:
         if self._front:
             return self._front.popleft()
         if self._spool is not None and self._spool.batches:
-            batch = self._spool.head()
+            batch = self._spool.head(after=self._spool_mark)
             if batch is not None:
+                assert batch.spool_id is not None
+                self._spool_mark = batch.spool_id
                 return batch
         if self._pending:
             return self._pending.popleft()
@@ -250,124 +299,6 @@ class Sender:
         self._sequence += 1
         return batch
 
-    # --------------------------------------------------------------- delivery
-
-    def _deliver(self, batch: Batch) -> None:
-        endpoint = self._pool.choose()
-        if endpoint is None:
-            self._note_failing("no server available", announce=True)
-            if self._stopping and self._spool is not None:
-                # Closing with nowhere to send: spool now rather than wait out the timeout.
-                self._abort = True
-                return
-            self._wait_for_server()
-            return
-        try:
-            outcome = self._send(endpoint, batch)
-        except ServerUnavailableError as exc:
-            self._on_unavailable(endpoint, batch, exc)
-        except BatchRejectedError as exc:
-            self._on_rejected(batch, exc)
-        else:
-            self._on_acknowledged(endpoint, batch, outcome)
-
-    def _send(self, endpoint: Endpoint, batch: Batch) -> AppendOutcome:
-        conn = self._conns.get(endpoint)
-        if conn is not None and time.monotonic() - conn.last_used > self._failover.max_idle_s:
-            self._discard(endpoint)
-            conn = None
-        reused = conn is not None
-        if conn is None:
-            conn = self._connect(endpoint)
-        try:
-            return self._call(conn, batch)
-        except ServerUnavailableError as exc:
-            self._discard(endpoint)
-            if not (reused and exc.phase == "call" and not exc.timeout) or self._abort:
-                raise
-            # The server may have closed an idle connection or restarted since we
-            # last used it: one more try on a fresh connection before calling it down.
-            logger.debug("retrying %s on a fresh connection after %s", batch, exc.reason)
-        conn = self._connect(endpoint)
-        try:
-            return self._call(conn, batch)
-        except (ServerUnavailableError, BatchRejectedError):
-            self._discard(endpoint)
-            raise
-
-    def _connect(self, endpoint: Endpoint) -> Connection:
-        conn = self._transport.connect(endpoint, self._failover)
-        self._conns[endpoint] = conn
-        return conn
-
-    def _call(self, conn: Connection, batch: Batch) -> AppendOutcome:
-        batch.attempts += 1
-        if batch.attempts == 2:
-            self.batches_retried += 1
-        self.sent_batches += 1
-        self.sent_records += len(batch.entries)
-        self._inflight = conn
-        try:
-            return conn.append(batch)
-        except BatchRejectedError:
-            self._discard(conn.endpoint)
-            raise
-        finally:
-            self._inflight = None
-
-    def _on_acknowledged(self, endpoint: Endpoint, batch: Batch, outcome: AppendOutcome) -> None:
-        self._pool.mark_up(endpoint)
-        self.acked_batches += 1
-        self.acked_records += len(batch.entries)
-        if outcome.duplicate:
-            self.duplicates += 1
-        if self._failing_since is not None:
-            logger.info(
-                "logclient delivering again via %s after %.1fs",
-                endpoint,
-                time.monotonic() - self._failing_since,
-            )
-            self._failing_since = None
-            self._spilling = False
-        self._current = None
-        self._settle(batch)
-
-    def _on_unavailable(
-        self, endpoint: Endpoint, batch: Batch, exc: ServerUnavailableError
-    ) -> None:
-        backoff = self._pool.mark_down(endpoint, exc.reason)
-        self.failovers += 1
-        first = self._pool.failures(endpoint) == 1
-        (logger.warning if first else logger.debug)(
-            "logclient: server %s unavailable (%s, during %s); avoiding it for %.1fs and "
-            "resending %s elsewhere",
-            endpoint,
-            exc.reason,
-            exc.phase,
-            backoff,
-            batch,
-        )
-        self._note_failing(exc.reason)
-
-    def _on_rejected(self, batch: Batch, exc: BatchRejectedError) -> None:
-        """A batch no server will take as it is: split it, trim it, or drop it. Never loop."""
-        self._current = None
-        if exc.kind == "too_large" and len(batch.entries) > 1:
-            first, second = batch.split()
-            self.split_batches += 1
-            logger.warning("logclient: %s; splitting %s in two", exc, batch)
-            self._front.appendleft(second)
-            self._current = first
-            return
-        if exc.kind == "invalid_category" and exc.category is not None:
-            child = batch.without_category(exc.category)
-            removed = len(batch.entries) - len(child.entries)
-            if removed and child.entries:
-                self._count_drop(removed, f"{exc} (records of that category only)")
-                self._current = child
-                return
-        self._drop(batch, str(exc))
-
     # ------------------------------------------------------------- settlement
 
     def _settle(self, batch: Batch) -> None:
@@ -389,99 +320,11 @@ class Sender:
 
     def _drop(self, batch: Batch, reason: str) -> None:
         self._count_drop(len(batch.entries), reason)
-        if batch is self._current:
-            self._current = None
         self._settle(batch)
 
     def _count_drop(self, records: int, reason: str) -> None:
         self.dropped_records += records
         self._drop_log.warning("logclient dropped %d records: %s", records, reason)
-
-    # ---------------------------------------------------------------- spilling
-
-    def _maybe_spill(self) -> None:
-        spool = self._spool
-        if spool is None:
-            return
-        now = time.monotonic()
-        failing = self._failing_since
-        if (
-            failing is not None
-            and not self._spilling
-            and now - failing >= self._spool_policy.spill_after_s
-        ):
-            self._spilling = True
-            logger.warning(
-                "logclient: no server took a batch for %.1fs; spilling to %s",
-                now - failing,
-                spool.directory,
-            )
-        high_water = self._spool_policy.high_water
-        high = self._queue.fill_ratio() >= high_water
-        if not (self._spilling or high):
-            return
-        if not self._persist_current():
-            return
-        while self._pending:
-            if not self._spool_batch(self._pending[0]):
-                return
-            self._pending.popleft()
-        while len(self._queue):
-            if high:
-                if self._queue.fill_ratio() < high_water / 2:
-                    break
-            elif not self._queue.batch_ready() and self._lingering():
-                break
-            if not self._spool_has_room() and self._queue.policy.overflow != "drop":
-                self._spool_log.warning(
-                    "logclient spool %s is full (%d bytes); records wait in memory",
-                    spool.directory,
-                    spool.bytes,
-                )
-                break
-            batch = self._form_batch()
-            if not self._spool_batch(batch):
-                self._pending.append(batch)
-                break
-
-    def _persist_current(self) -> bool:
-        """Before anything newer goes to the spool, the batch in hand must be there."""
-        if self._current is None:
-            return True
-        root = self._current.root
-        if root.spool_id is not None or self._spool is None:
-            return True
-        try:
-            self._spool.append(root)
-        except SpoolError as exc:
-            self._spool_log.warning("logclient cannot spool the batch in flight: %s", exc)
-            return False
-        self.spilled_records += len(root.entries)
-        return True
-
-    def _spool_has_room(self) -> bool:
-        spool = self._spool
-        assert spool is not None
-        # A file is never larger than the records' counted bytes plus a small header.
-        worst = min(self._queue.nbytes, self._batching.max_bytes) + 256
-        return spool.bytes + worst <= spool.policy.max_bytes
-
-    def _spool_batch(self, batch: Batch) -> bool:
-        """Write ``batch`` to the spool; True when it is there or was dropped by policy."""
-        assert self._spool is not None
-        try:
-            self._spool.append(batch)
-        except SpoolFullError as exc:
-            if self._queue.policy.overflow == "drop":
-                self._drop(batch, f"{exc} (QueuePolicy.overflow='drop')")
-                return True
-            self._spool_log.warning("logclient: %s; records wait in memory", exc)
-            return False
-        except SpoolError as exc:
-            self._spool_log.warning("logclient: %s; records wait in memory", exc)
-            return False
-        self.spilled_records += len(batch.entries)
-        return True
 
     # ----------------------------------------------------------------- waiting
 
@@ -550,44 +393,3 @@ class Sender:
     def _close_connections(self) -> None:
         for endpoint in list(self._conns):
             self._discard(endpoint)
-
-    # ---------------------------------------------------------------- shutdown
-
-    def _shutdown(self) -> None:
-        """Keep whatever is undelivered: into the spool, or count it as lost."""
-        self._close_connections()
-        undelivered = self._undelivered_records()
-        if not undelivered:
-            return
-        if self._spool is None:
-            self._count_drop(undelivered, "client closed with no spool and no server to take them")
-            logger.error(
-                "logclient closed with %d undelivered records and no spool: they are lost",
-                undelivered,
-            )
-            return
-        if not self._persist_current():
-            self._count_drop(
-                len(self._current.root.entries) if self._current else 0, "spool failed"
-            )
-        while self._pending:
-            batch = self._pending.popleft()
-            if not self._spool_batch(batch):
-                self._count_drop(len(batch.entries), "spool failed at close")
-        while len(self._queue):
-            batch = self._form_batch()
-            if not self._spool_batch(batch):
-                self._count_drop(len(batch.entries), "spool failed at close")
-        logger.info(
-            "logclient closed with %d undelivered records kept in spool %s",
-            undelivered,
-            self._spool.directory,
-        )
-
-    def _undelivered_records(self) -> int:
-        total = len(self._queue) + sum(len(b.entries) for b in self._pending)
-        if self._current is not None:
-            root = self._current.root
-            if root.spool_id is None:
-                total += len(root.entries)
-        return total

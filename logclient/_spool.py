@@ -250,10 +250,17 @@ class Spool:
         self.records += len(batch.entries)
         batch.spool_id = order
 
-    def head(self) -> Batch | None:
-        """The oldest batch (read from disk), skipping and quarantining corrupt files."""
+    def head(self, after: int = -1) -> Batch | None:
+        """The oldest batch (read from disk), skipping and quarantining corrupt files.
+
+        With ``after``, the oldest whose ``spool_id`` is greater (the batches up
+        to ``after`` are in the sender's hands already).
+        """
         while self._index:
-            order, item = next(iter(self._index.items()))
+            found = next(((o, i) for o, i in self._index.items() if o > after), None)
+            if found is None:
+                return None
+            order, item = found
             path = self._path(order)
             try:
                 batch = decode_batch(path.read_bytes())

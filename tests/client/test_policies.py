@@ -16,7 +16,8 @@ def test_policies_are_frozen_and_have_a_useful_repr() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
         policy.max_records = 20  # type: ignore[misc]
     assert repr(policy) == (
-        "BatchPolicy(max_records=10, max_bytes=1048576, linger_s=0.05, max_message_bytes=1048576)"
+        "BatchPolicy(max_records=10, max_bytes=1048576, linger_s=0.05, max_message_bytes=1048576, "
+        "max_in_flight=4)"
     )
     assert dataclasses.replace(policy, linger_s=0.0).linger_s == 0.0
 
