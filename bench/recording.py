@@ -9,12 +9,13 @@ right after the reply was decoded.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from logclient._batch import Batch
-from logclient._connection import AppendOutcome, Connection, ThriftTransport
+from logclient._connection import AppendOutcome, Connection, Pipelined, ThriftTransport
 from logclient._policies import FailoverPolicy
 from logwire.serverset import Endpoint
 
@@ -28,6 +29,30 @@ class _RecordingConnection:
         self.endpoint = inner.endpoint
         self.calls = inner.calls
         self.last_used = inner.last_used
+        self._in_flight: collections.deque[int] = collections.deque()
+
+    def send(self, batch: Batch, deadline: float) -> None:
+        """Pipelined call: record a failure; the acknowledgement is recorded by receive()."""
+        try:
+            cast(Pipelined, self._inner).send(batch, deadline)
+        except Exception as exc:
+            self._owner.note_failure(self.endpoint, exc)
+            raise
+        finally:
+            self.calls = self._inner.calls
+            self.last_used = self._inner.last_used
+        self._in_flight.append(len(batch.entries))
+
+    def receive(self, deadline: float) -> AppendOutcome:
+        try:
+            outcome = cast(Pipelined, self._inner).receive(deadline)
+        except Exception as exc:
+            self._owner.note_failure(self.endpoint, exc)
+            raise
+        finally:
+            self.last_used = self._inner.last_used
+        self._owner.note(self.endpoint, self._in_flight.popleft() if self._in_flight else 0)
+        return outcome
 
     def append(self, batch: Batch) -> AppendOutcome:
         try:
