@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from kazoo.client import KazooClient
 
 from logclient import LogClient
 from logserver.launcher import (
@@ -104,3 +105,20 @@ def clients() -> Iterator[list[LogClient]]:
     yield made
     for client in made:
         client.close(timeout=5)
+
+
+@pytest.fixture
+def kazoo_factory() -> Iterator[Callable[..., KazooClient]]:
+    """Started kazoo clients to inspect or disturb ZooKeeper with; all stopped after the test."""
+    clients: list[KazooClient] = []
+
+    def make(hosts: str, **kwargs: object) -> KazooClient:
+        client = KazooClient(hosts=hosts, **kwargs)
+        client.start(timeout=15)
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.stop()
+        client.close()

@@ -2,8 +2,8 @@
 
 This is the reader's side of the no-loss/no-duplicate contract: a batch resent
 after an ambiguous failure may sit on two servers; records are identified by
-``(producer_id, sequence, index)`` and kept once. (A test helper for now; the
-product's reader lives in logserver.)
+``(producer_id, sequence, index)`` and kept once. The reading itself is
+logserver's reader (what ``logserver cat`` uses); this adds the tests' shapes.
 """
 
 from __future__ import annotations
@@ -11,10 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from thriftpy2.protocol import TCyBinaryProtocolFactory
-from thriftpy2.rpc import make_client
-from thriftpy2.transport import TCyFramedTransportFactory
-
+from logserver import reader
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
 
@@ -37,42 +34,17 @@ class Stored:
 
 
 def read_server(endpoint: Endpoint | str, category: str, page: int = 5000) -> list[Stored]:
-    """Every record of ``category`` on one server, in storage order."""
+    """Every record of ``category`` on one server, in storage order (via logserver's reader)."""
     ep = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
-    client = make_client(
-        log_thrift.LogService,
-        ep.host,
-        ep.port,
-        trans_factory=TCyFramedTransportFactory(),
-        proto_factory=TCyBinaryProtocolFactory(),
-        timeout=30_000,
-    )
-    out: list[Stored] = []
     try:
-        position = 0
-        while True:
-            try:
-                result = client.Read(category, position, page)
-            except log_thrift.InvalidCategory:
-                return out
-            for r in result.records:
-                message = r.message if isinstance(r.message, bytes) else r.message.encode()
-                out.append(
-                    Stored(
-                        category=r.category,
-                        message=message,
-                        producer_id=r.producer_id or "",
-                        sequence=r.sequence,
-                        index=r.index,
-                        received_ns=r.received_ns,
-                        server=str(ep),
-                    )
-                )
-            if result.end_of_log or result.next_position == position:
-                return out
-            position = result.next_position
-    finally:
-        client.close()
+        return [
+            Stored(
+                r.category, r.message, r.producer_id, r.sequence, r.index, r.received_ns, r.source
+            )
+            for r in reader.read_server(ep, category, page=page)
+        ]
+    except log_thrift.InvalidCategory:
+        return []
 
 
 def read_unique(endpoints: Iterable[Endpoint | str], category: str) -> list[Stored]:

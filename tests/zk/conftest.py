@@ -84,23 +84,6 @@ def settle(condition: Callable[[], object], timeout: float = 15.0, what: str = "
 
 
 @pytest.fixture
-def kazoo_factory() -> Iterator[Callable[..., KazooClient]]:
-    """Started kazoo clients to inspect or disturb ZooKeeper with; all stopped after the test."""
-    clients: list[KazooClient] = []
-
-    def make(hosts: str, **kwargs: object) -> KazooClient:
-        client = KazooClient(hosts=hosts, **kwargs)
-        client.start(timeout=15)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.stop()
-        client.close()
-
-
-@pytest.fixture
 def observer(zk_hosts: str, kazoo_factory: Callable[..., KazooClient]) -> KazooClient:
     """A plain kazoo client on the session ZooKeeper: the test's eyes (and an operator's hands)."""
     return kazoo_factory(zk_hosts)

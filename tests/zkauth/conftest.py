@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,23 +54,6 @@ def write_credentials(directory: Path, user: str, password: str | None = None) -
 def credentials(tmp_path: Path) -> Credentials:
     """The identity the legitimate servers use."""
     return write_credentials(tmp_path, "logserver")
-
-
-@pytest.fixture
-def kazoo_factory() -> Iterator[KazooFactory]:
-    """Started kazoo clients; all stopped after the test."""
-    clients: list[KazooClient] = []
-
-    def make(hosts: str, **kwargs: object) -> KazooClient:
-        client = KazooClient(hosts=hosts, **kwargs)
-        client.start(timeout=15)
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        client.stop()
-        client.close()
 
 
 @pytest.fixture
