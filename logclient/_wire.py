@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from operator import itemgetter
 from typing import Any
 
 from logclient._batch import Entry
@@ -54,15 +55,19 @@ _END_ENTRY = b"\x00"
 _TAIL = b"\x00\x00"  # ends AppendBatch, then Append_args
 
 _prefixes: dict[str, bytes] = {}
+_MAX_CACHED_CATEGORIES = 10_000
+_CATEGORY = itemgetter(0)
+_MESSAGE = itemgetter(1)
 
 
 def _entry_prefix(category: str) -> bytes:
-    """Everything of one LogEntry before the message length (cached per category)."""
+    """The bytes between two messages: the previous LogEntry's end, this one's fields up
+    to the message length (cached per category)."""
     prefix = _prefixes.get(category)
     if prefix is None:
         cat = category.encode("utf-8")
-        prefix = _F_CATEGORY + _I32.pack(len(cat)) + cat + _F_MESSAGE
-        if len(_prefixes) < 10_000:
+        prefix = _END_ENTRY + _F_CATEGORY + _I32.pack(len(cat)) + cat + _F_MESSAGE
+        if len(_prefixes) < _MAX_CACHED_CATEGORIES:
             _prefixes[category] = prefix
     return prefix
 
@@ -70,32 +75,46 @@ def _entry_prefix(category: str) -> bytes:
 def encode_append_call(
     seqid: int, producer_id: str, sequence: int, entries: Sequence[Entry]
 ) -> bytes:
-    """The framed bytes of ``Append(AppendBatch(producer_id, sequence, entries))``."""
+    """The framed bytes of ``Append(AppendBatch(producer_id, sequence, entries))``.
+
+    Each entry is laid out as (end of the previous entry + this one's field
+    headers and category), message length, message: three parts per entry,
+    placed by slice assignment from C-level ``map`` calls, so there is no
+    Python bytecode per record (a quarter of the cost of a loop).
+    """
     producer = producer_id.encode("utf-8")
-    parts: list[bytes] = [
-        b"",  # frame length, filled in below
-        _CALL_HEAD,
-        _I32.pack(seqid),
-        _ARG_BATCH,
-        _F_PRODUCER,
-        _I32.pack(len(producer)),
-        producer,
-        _F_SEQUENCE,
-        _I64.pack(sequence),
-        _F_ENTRIES,
-        _I32.pack(len(entries)),
-    ]
-    append = parts.append
-    prefix = _entry_prefix
-    pack = _I32.pack
-    for category, message in entries:
-        append(prefix(category))
-        append(pack(len(message)))
-        append(message)
-        append(_END_ENTRY)
-    append(_TAIL)
+    n = len(entries)
+    head = b"".join(
+        (
+            _CALL_HEAD,
+            _I32.pack(seqid),
+            _ARG_BATCH,
+            _F_PRODUCER,
+            _I32.pack(len(producer)),
+            producer,
+            _F_SEQUENCE,
+            _I64.pack(sequence),
+            _F_ENTRIES,
+            _I32.pack(n),
+        )
+    )
+    if not n:
+        return _I32.pack(len(head) + len(_TAIL)) + head + _TAIL
+    messages = list(map(_MESSAGE, entries))
+    categories = set(map(_CATEGORY, entries))
+    parts: list[bytes]
+    if len(categories) == 1:
+        parts = [_entry_prefix(categories.pop())] * (3 * n)
+    else:
+        prefix_of = {category: _entry_prefix(category) for category in categories}
+        parts = [b""] * (3 * n)
+        parts[0::3] = map(prefix_of.__getitem__, map(_CATEGORY, entries))
+    parts[0] = head + parts[0][1:]  # the first entry has no previous one to end
+    parts[1::3] = map(_I32.pack, map(len, messages))
+    parts[2::3] = messages
+    parts.append(_END_ENTRY + _TAIL)
     body_len = sum(map(len, parts))
-    parts[0] = _I32.pack(body_len)
+    parts[0] = _I32.pack(body_len) + parts[0]
     return b"".join(parts)
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logclient import BatchPolicy, ClientClosedError, QueueFullError, QueuePolicy
 from logclient._queue import RecordQueue
@@ -141,3 +143,34 @@ def test_close_refuses_new_records_and_releases_blocked_producers() -> None:
     assert len(errors) == 1 and isinstance(errors[0], ClientClosedError)
     with pytest.raises(ClientClosedError):
         queue.put("app", b"3")
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(0, 300), max_size=80),
+    max_records=st.integers(1, 30),
+    max_bytes=st.integers(1, 2000),
+)
+def test_take_cuts_batches_exactly_like_the_simple_rule(
+    sizes: list[int], max_records: int, max_bytes: int
+) -> None:
+    """Property: each batch is the longest head within both limits (at least one
+    record), in order, and the byte counts add up to what was queued."""
+    queue = make_queue(max_records=1000, max_bytes=1 << 20)
+    queued = [("c" * (i % 3 + 1), b"m" * size) for i, size in enumerate(sizes)]
+    for category, message in queued:
+        queue.put(category, message)
+    taken: list = []
+    while len(queue):
+        entries, nbytes, end = queue.take(max_records, max_bytes)
+        expected, total = [], 0
+        for category, message in queued[len(taken) :]:
+            size = len(category) + len(message) + 16
+            if len(expected) == max_records or (expected and total + size > max_bytes):
+                break
+            expected.append((category, message))
+            total += size
+        assert (entries, nbytes) == (expected, total)
+        taken += entries
+        assert end == len(taken)
+    assert taken == queued and queue.nbytes == 0

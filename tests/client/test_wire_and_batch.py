@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from thriftpy2.protocol import TCyBinaryProtocol, TCyBinaryProtocolFactory
 from thriftpy2.thrift import TClient
 from thriftpy2.transport import TCyFramedTransport
@@ -86,3 +88,18 @@ def test_derived_producer_ids_stay_within_the_servers_limit() -> None:
     for _ in range(5):
         node = Batch(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
         assert 1 <= len(node.producer_id) <= 128
+
+
+_categories = st.sampled_from(["app", "d\u00e9j\u00e0", "x", "a.b-c_d"])
+_entries = st.lists(st.tuples(_categories, st.binary(max_size=40)), max_size=60)
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=_entries, seqid=st.integers(0, 2**31 - 1), sequence=st.integers(-(2**63), 2**63 - 1))
+def test_any_batch_encodes_exactly_as_thriftpy2_does(
+    entries: list, seqid: int, sequence: int
+) -> None:
+    """Property: one category or many, empty messages or not, the frame is thriftpy2's."""
+    assert encode_append_call(seqid, "p", sequence, entries) == thriftpy2_bytes(
+        seqid, "p", sequence, entries
+    )
