@@ -72,6 +72,33 @@ struct AppendBatch {
   3: list<LogEntry> entries
 }
 
+/** `count` consecutive records of one category (a PackedBatch's categories, run-length coded). */
+struct CategoryRun {
+  1: string category,
+  2: i32 count
+}
+
+/**
+ * The records of an AppendBatch in columns: the same batch, the same identity
+ * and the same dedup, laid out so that neither end does work per record in an
+ * interpreted language (a list<LogEntry> must be walked entry by entry, since
+ * each message's length is in front of it). Record i has the category of the
+ * run it falls in, and message bytes [sum(lengths[:i]), sum(lengths[:i+1]))
+ * of `messages`. A batch whose columns disagree (lengths not a multiple of 4,
+ * lengths not adding up to the size of `messages`, run counts not adding up
+ * to the number of records, a count below 1) is refused with InvalidRequest.
+ */
+struct PackedBatch {
+  1: string producer_id,
+  2: i64 sequence,
+  /** In record order; the counts add up to the number of records. */
+  3: list<CategoryRun> runs,
+  /** One unsigned 32-bit big-endian message length per record. */
+  4: binary lengths,
+  /** The messages, concatenated in record order. */
+  5: binary messages
+}
+
 struct AppendResult {
   1: ResultCode code,
   /** True when the batch had been stored before and nothing new was written. */
@@ -124,6 +151,17 @@ service LogService {
             4: StorageUnavailable unavailable,
             5: InvalidRequest invalid_request),
 
+  /**
+   * Append with the batch in columns (see PackedBatch): what logclient sends.
+   * A server that predates it answers TApplicationException UNKNOWN_METHOD,
+   * and logclient then uses Append with that server.
+   */
+  AppendResult AppendPacked(1: PackedBatch batch)
+    throws (1: InvalidCategory invalid_category,
+            2: BatchTooLarge too_large,
+            3: ServerDraining draining,
+            4: StorageUnavailable unavailable,
+            5: InvalidRequest invalid_request),
   /** Up to `limit` records of `category` from byte `position` on. */
   ReadResult Read(1: string category, 2: i64 position, 3: i32 limit)
     throws (1: InvalidCategory invalid_category,

@@ -17,13 +17,18 @@ import socket
 import struct
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from logclient._batch import Batch
 from logclient._policies import FailoverPolicy, TLSPolicy
-from logclient._wire import MAX_REPLY_BYTES, decode_append_reply, encode_append_call
+from logclient._wire import (
+    MAX_REPLY_BYTES,
+    decode_append_reply,
+    encode_append_call,
+    encode_packed_call,
+)
 from logclient.errors import BatchRejectedError, ServerUnavailableError
 from logwire.serverset import Endpoint
 
@@ -166,7 +171,7 @@ def map_errors(server: str, phase: str) -> Iterator[None]:
 
 
 class ThriftConnection:
-    """``LogService.Append`` over one TCP connection: framed transport, strict binary.
+    """``LogService.AppendPacked`` (or ``Append``) over one TCP connection: framed, strict binary.
 
     Built by hand for control (see :mod:`logclient._wire`): a whole-call
     deadline of ``rpc_timeout_s`` (a socket timeout alone restarts at every
@@ -175,11 +180,21 @@ class ThriftConnection:
     """
 
     def __init__(
-        self, endpoint: Endpoint, policy: FailoverPolicy, tls: ClientTLS | None = None
+        self,
+        endpoint: Endpoint,
+        policy: FailoverPolicy,
+        tls: ClientTLS | None = None,
+        *,
+        packed: bool = True,
+        on_unknown_method: Callable[[Endpoint], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._server = str(endpoint)
         self.tls = tls is not None
+        #: AppendPacked (columns) when True, Append (a list<LogEntry>) for older servers.
+        self.packed = packed
+        self._method = "AppendPacked" if packed else "Append"
+        self._on_unknown_method = on_unknown_method
         self._rpc_timeout = policy.rpc_timeout_s
         self._seqid = 0
         self.opened_at = time.monotonic()
@@ -228,7 +243,8 @@ class ThriftConnection:
             raise ServerUnavailableError(self._server, "connection closed", phase="call")
         self._seqid = (self._seqid + 1) & 0x7FFFFFFF
         seqid = self._seqid
-        request = encode_append_call(seqid, batch.producer_id, batch.sequence, batch.entries)
+        encode = encode_packed_call if self.packed else encode_append_call
+        request = encode(seqid, batch.producer_id, batch.sequence, batch.entries)
         self.calls += 1
         self._awaiting.append(seqid)
         with map_errors(self._server, "call"):
@@ -251,6 +267,8 @@ class ThriftConnection:
         Its sequence id must be that call's: a reply to any other call is an
         error. After any exception the connection must be thrown away.
         """
+        from thriftpy2.thrift import TApplicationException
+
         from logwire.idl import log_thrift
 
         sock = self._sock
@@ -267,9 +285,22 @@ class ThriftConnection:
                 )
             payload = _recv_exactly(sock, length, deadline)
             try:
-                result = decode_append_reply(payload, seqid)
+                result = decode_append_reply(payload, seqid, self._method)
             except ValueError as exc:
                 raise ServerUnavailableError(self._server, str(exc), phase="call") from exc
+            except TApplicationException as exc:
+                if self.packed and exc.type == TApplicationException.UNKNOWN_METHOD:
+                    # A server from before AppendPacked: Append from now on (the
+                    # transport remembers); this call is resent like any failed one.
+                    if self._on_unknown_method is not None:
+                        self._on_unknown_method(self.endpoint)
+                    raise ServerUnavailableError(
+                        self._server,
+                        "server does not know AppendPacked (an older logserver); "
+                        "using Append with it from now on",
+                        phase="call",
+                    ) from exc
+                raise
             if result.success is None:
                 for name in (
                     "invalid_category",
@@ -347,10 +378,19 @@ class ThriftTransport:
             from logclient._tls import ClientTLS
 
             self._tls = ClientTLS(tls)
+        # Servers that answered AppendPacked with UNKNOWN_METHOD (older logservers).
+        # Only the sender thread connects, so a plain set is enough.
+        self._append_only: set[Endpoint] = set()
 
     def __repr__(self) -> str:
         tls = f" {self._tls.policy!r}" if self._tls is not None else ""
         return f"<ThriftTransport framed+cybin{tls}>"
 
     def connect(self, endpoint: Endpoint, policy: FailoverPolicy) -> Connection:
-        return ThriftConnection(endpoint, policy, self._tls)
+        return ThriftConnection(
+            endpoint,
+            policy,
+            self._tls,
+            packed=endpoint not in self._append_only,
+            on_unknown_method=self._append_only.add,
+        )

@@ -23,52 +23,125 @@ import struct
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 
 from logclient._batch import ENTRY_OVERHEAD, Batch
 from logclient._policies import SpoolPolicy
 from logclient.errors import SpoolError, SpoolLockedError
+from logwire.packed import category_runs, pack_lengths, unpack_records
 
-__all__ = ["MAX_SLOTS", "Spool", "SpoolFullError", "decode_batch", "encode_batch", "read_header"]
+__all__ = [
+    "MAX_SLOTS",
+    "Spool",
+    "SpoolFullError",
+    "decode_batch",
+    "encode_batch",
+    "read_header",
+]
 
 logger = logging.getLogger(__name__)
 
-MAGIC = b"LCSPOOL1"
+#: The current format: the batch's records in columns (see :mod:`logwire.packed`).
+MAGIC = b"LCSPOOL2"
+#: The first format (one length-prefixed record after another); still read, never written.
+MAGIC_V1 = b"LCSPOOL1"
 SUFFIX = ".batch"
 MAX_SLOTS = 64
 _LEN = struct.Struct(">I")
-_HEAD = struct.Struct(">HqI")  # producer length, sequence, record count
+_HEAD = struct.Struct(">HqI")  # producer length, sequence, record count (both formats)
+_RUNS = struct.Struct(">I")  # v2: number of category runs
 _CAT = struct.Struct(">H")
 _MSG = struct.Struct(">I")
+_CATEGORY = itemgetter(0)
+_MESSAGE = itemgetter(1)
 
 
 class SpoolFullError(SpoolError):
     """The batch does not fit under ``SpoolPolicy.max_bytes``."""
 
 
-def encode_batch(batch: Batch) -> bytes:
-    """The file contents for ``batch``: magic, body length, body, CRC-32 of the body."""
+def encode_batch(batch: Batch) -> bytearray:
+    """The file contents for ``batch``: magic, body length, body, CRC-32 of the body.
+
+    The body (v2): producer length, sequence, record count, number of category
+    runs, producer, the runs (category length, category, count), the lengths
+    column, the messages. Per record the work is C-level (the sender thread
+    shares the GIL with the application).
+    """
+    entries = batch.entries
     producer = batch.producer_id.encode("ascii")
-    parts = [_HEAD.pack(len(producer), batch.sequence, len(batch.entries)), producer]
-    for category, message in batch.entries:
+    messages = list(map(_MESSAGE, entries))
+    runs = category_runs(map(_CATEGORY, entries))
+    head = [
+        _HEAD.pack(len(producer), batch.sequence, len(entries)),
+        _RUNS.pack(len(runs)),
+        producer,
+    ]
+    for category, count in runs:
         cat = category.encode("utf-8")
-        parts += [_CAT.pack(len(cat)), cat, _MSG.pack(len(message)), message]
-    body = b"".join(parts)
-    return b"".join((MAGIC, _LEN.pack(len(body)), body, _LEN.pack(zlib.crc32(body))))
+        head += (_CAT.pack(len(cat)), cat, _MSG.pack(count))
+    head.append(pack_lengths(messages))
+    body_len = sum(map(len, head)) + sum(map(len, messages))
+    # One buffer for the whole file (a second copy of a megabyte costs page faults).
+    data = bytearray().join(chain((MAGIC, _LEN.pack(body_len)), head, messages, (bytes(4),)))
+    start = len(MAGIC) + 4
+    with memoryview(data) as view:
+        crc = zlib.crc32(view[start:-4])
+    data[-4:] = _LEN.pack(crc)
+    return data
 
 
-def decode_batch(data: bytes) -> Batch:
-    """Parse a spool file; ValueError when it is torn or corrupt."""
-    if len(data) < len(MAGIC) + 8 or not data.startswith(MAGIC):
+def decode_batch(data: bytes | bytearray) -> Batch:
+    """Parse a spool file (either format); ValueError when it is torn or corrupt."""
+    data = bytes(data)  # the messages must come out as bytes (no copy for bytes)
+    if len(data) < len(MAGIC) + 8 or not data.startswith((MAGIC, MAGIC_V1)):
         raise ValueError("not a spool file (bad magic or too short)")
     (body_len,) = _LEN.unpack_from(data, len(MAGIC))
     start = len(MAGIC) + 4
     if len(data) != start + body_len + 4:
         raise ValueError(f"torn file: {len(data)} bytes, header says {start + body_len + 4}")
-    body = data[start : start + body_len]
     (crc,) = _LEN.unpack_from(data, start + body_len)
-    if zlib.crc32(body) != crc:
-        raise ValueError("checksum mismatch")
+    with memoryview(data) as view:
+        if zlib.crc32(view[start : start + body_len]) != crc:
+            raise ValueError("checksum mismatch")
+    if data.startswith(MAGIC_V1):
+        return _decode_v1(data[start : start + body_len])
+    end = start + body_len
+    try:
+        plen, sequence, count = _HEAD.unpack_from(data, start)
+        pos = start + _HEAD.size
+        (nruns,) = _RUNS.unpack_from(data, pos)
+        pos += _RUNS.size
+        producer = data[pos : pos + plen].decode("ascii")
+        pos += plen
+        runs: list[tuple[str, int]] = []
+        for _ in range(nruns):
+            (clen,) = _CAT.unpack_from(data, pos)
+            pos += _CAT.size
+            category = data[pos : pos + clen].decode("utf-8")
+            pos += clen
+            (n,) = _MSG.unpack_from(data, pos)
+            pos += _MSG.size
+            runs.append((category, n))
+        lengths = data[pos : pos + 4 * count]
+        if len(lengths) != 4 * count or pos + 4 * count > end:
+            raise ValueError("lengths column runs past the end of the body")
+        messages = data[pos + 4 * count : end]
+        entries = unpack_records(runs, lengths, messages)
+    except (struct.error, UnicodeDecodeError) as exc:
+        raise ValueError(f"malformed body: {exc}") from exc
+    return Batch(
+        producer_id=producer,
+        sequence=sequence,
+        entries=entries,
+        nbytes=sum(n * len(c) for c, n in runs) + len(messages) + ENTRY_OVERHEAD * count,
+    )
+
+
+def _decode_v1(body: bytes) -> Batch:
+    """The body of a v1 file (written by earlier versions, still delivered)."""
     try:
         plen, sequence, count = _HEAD.unpack_from(body, 0)
         pos = _HEAD.size
@@ -97,7 +170,7 @@ def decode_batch(data: bytes) -> Batch:
             nbytes += len(category) + mlen
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed body: {exc}") from exc
-    if pos != body_len:
+    if pos != len(body):
         raise ValueError("trailing bytes in body")
     return Batch(
         producer_id=producer,
@@ -112,7 +185,7 @@ def read_header(path: Path) -> tuple[int, int]:
     with open(path, "rb") as f:
         head = f.read(len(MAGIC) + 4 + _HEAD.size)
         size = os.fstat(f.fileno()).st_size
-    if not head.startswith(MAGIC) or len(head) < len(MAGIC) + 4:
+    if not head.startswith((MAGIC, MAGIC_V1)) or len(head) < len(MAGIC) + 4:
         raise ValueError("not a spool file (bad magic or too short)")
     (body_len,) = _LEN.unpack_from(head, len(MAGIC))
     if size != len(MAGIC) + 4 + body_len + 4 or len(head) < len(MAGIC) + 4 + _HEAD.size:

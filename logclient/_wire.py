@@ -1,11 +1,15 @@
-"""The ``Append`` call on the wire, encoded by hand; the reply decoded by thriftpy2.
+"""The ``AppendPacked`` and ``Append`` calls on the wire, encoded by hand; replies decoded by thriftpy2.
 
 Why by hand: building one thriftpy2 ``LogEntry`` object per record and letting
 the protocol walk them costs ~3.6 µs per record on the sender thread, which
 shares the GIL with the application. Encoding the framed, strict-binary
 message directly with cached per-category prefixes costs a fraction of that.
 The bytes are exactly what thriftpy2 would write for
-``LogService.Append(AppendBatch(...))``: a unit test compares them.
+``LogService.Append(AppendBatch(...))`` and ``LogService.AppendPacked(PackedBatch(...))``:
+unit tests compare them.
+
+``AppendPacked`` (the records in columns, see :mod:`logwire.packed`) is what
+the client sends; ``Append`` is for servers that predate it.
 
 The reply is read as one frame whose length is checked against a cap before
 anything is allocated (thriftpy2 allocates whatever a length prefix claims),
@@ -18,12 +22,14 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Sequence
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 from logclient._batch import Entry
+from logwire.packed import category_runs, pack_lengths
 
-__all__ = ["MAX_REPLY_BYTES", "decode_append_reply", "encode_append_call"]
+__all__ = ["MAX_REPLY_BYTES", "decode_append_reply", "encode_append_call", "encode_packed_call"]
 
 #: A reply to Append is a few dozen bytes (or a declared exception with a reason).
 MAX_REPLY_BYTES = 1 << 20
@@ -37,8 +43,13 @@ _STOP, _I64_T, _STRING, _STRUCT, _LIST = 0, 10, 11, 12, 15
 _CALL = 1
 _VERSION_1 = 0x80010000
 
-_METHOD = b"Append"
-_CALL_HEAD = _U32.pack(_VERSION_1 | _CALL) + _I32.pack(len(_METHOD)) + _METHOD
+
+def _call_head(method: bytes) -> bytes:
+    return _U32.pack(_VERSION_1 | _CALL) + _I32.pack(len(method)) + method
+
+
+_CALL_HEAD = _call_head(b"Append")
+_PACKED_CALL_HEAD = _call_head(b"AppendPacked")
 
 
 def _field(ttype: int, fid: int) -> bytes:
@@ -51,6 +62,10 @@ _F_SEQUENCE = _field(_I64_T, 2)
 _F_ENTRIES = _field(_LIST, 3) + struct.pack(">b", _STRUCT)
 _F_CATEGORY = _field(_STRING, 1)
 _F_MESSAGE = _field(_STRING, 2)
+_F_RUNS = _field(_LIST, 3) + struct.pack(">b", _STRUCT)
+_F_LENGTHS = _field(_STRING, 4)
+_F_MESSAGES = _field(_STRING, 5)
+_F_RUN_COUNT = _field(8, 2)  # i32
 _END_ENTRY = b"\x00"
 _TAIL = b"\x00\x00"  # ends AppendBatch, then Append_args
 
@@ -118,11 +133,49 @@ def encode_append_call(
     return b"".join(parts)
 
 
-def decode_append_reply(payload: bytes, seqid: int) -> Any:
-    """Decode one reply frame's payload; returns ``Append_result`` (caller inspects it).
+def encode_packed_call(
+    seqid: int, producer_id: str, sequence: int, entries: Sequence[Entry]
+) -> bytes:
+    """The framed bytes of ``AppendPacked(PackedBatch(producer_id, sequence, ...))``.
 
-    Raises TApplicationException for an application error, and ValueError
-    when the reply is not the answer to call ``seqid`` of ``Append``.
+    Per record there is only C-level work (see :func:`logwire.packed.pack_entries`):
+    about a sixth of :func:`encode_append_call`'s cost, and the server decodes it
+    without a loop per record either.
+    """
+    producer = producer_id.encode("utf-8")
+    messages = list(map(_MESSAGE, entries))
+    runs = category_runs(map(_CATEGORY, entries))
+    lengths = pack_lengths(messages)
+    size = sum(map(len, messages))
+    parts = [
+        b"",  # frame length, filled in below
+        _PACKED_CALL_HEAD,
+        _I32.pack(seqid),
+        _ARG_BATCH,
+        _F_PRODUCER,
+        _I32.pack(len(producer)),
+        producer,
+        _F_SEQUENCE,
+        _I64.pack(sequence),
+        _F_RUNS,
+        _I32.pack(len(runs)),
+    ]
+    for category, count in runs:
+        cat = category.encode("utf-8")
+        parts += (_F_CATEGORY, _I32.pack(len(cat)), cat, _F_RUN_COUNT, _I32.pack(count), _END_ENTRY)
+    parts += (_F_LENGTHS, _I32.pack(len(lengths)), lengths, _F_MESSAGES, _I32.pack(size))
+    parts[0] = _I32.pack(sum(map(len, parts)) + size + len(_TAIL))
+    # One join straight into the frame: a large bytes object is fresh memory
+    # (page faults), so copying the messages twice costs more than encoding them.
+    return b"".join(chain(parts, messages, (_TAIL,)))
+
+
+def decode_append_reply(payload: bytes, seqid: int, method: str = "Append") -> Any:
+    """Decode one reply frame's payload; returns ``<method>_result`` (caller inspects it).
+
+    ``method`` is ``Append`` or ``AppendPacked``. Raises TApplicationException
+    for an application error, and ValueError when the reply is not the answer
+    to call ``seqid`` of ``method``.
     """
     from thriftpy2.protocol import TCyBinaryProtocol
     from thriftpy2.thrift import TApplicationException, TMessageType
@@ -134,12 +187,12 @@ def decode_append_reply(payload: bytes, seqid: int) -> Any:
     name, mtype, rseqid = protocol.read_message_begin()
     if isinstance(name, bytes):
         name = name.decode("utf-8", "replace")
-    if name != "Append" or rseqid != seqid:
-        raise ValueError(f"reply to {name!r} #{rseqid} while waiting for 'Append' #{seqid}")
+    if name != method or rseqid != seqid:
+        raise ValueError(f"reply to {name!r} #{rseqid} while waiting for {method!r} #{seqid}")
     if mtype == TMessageType.EXCEPTION:
         exc = TApplicationException()
         exc.read(protocol)
         raise exc
-    result = log_thrift.LogService.Append_result()
+    result = getattr(log_thrift.LogService, f"{method}_result")()
     result.read(protocol)
     return result

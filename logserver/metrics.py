@@ -18,10 +18,16 @@ class Metrics:
     def __post_init__(self) -> None:
         r = self.registry
         self.batches = Counter(
-            "logserver_batches", "Batches stored, by call (log, append)", ["call"], registry=r
+            "logserver_batches",
+            "Batches stored, by call (log, append, append_packed)",
+            ["call"],
+            registry=r,
         )
         self.records = Counter(
-            "logserver_records", "Records stored, by call (log, append)", ["call"], registry=r
+            "logserver_records",
+            "Records stored, by call (log, append, append_packed)",
+            ["call"],
+            registry=r,
         )
         self.duplicates = Counter(
             "logserver_duplicate_batches",
@@ -30,7 +36,7 @@ class Metrics:
         )
         self.rejected = Counter(
             "logserver_rejected_batches",
-            "Batches refused, by reason (draining, unavailable, invalid_category, too_large)",
+            "Batches refused, by reason (draining, unavailable, invalid_category, too_large, invalid_request)",
             ["reason"],
             registry=r,
         )

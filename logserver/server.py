@@ -23,6 +23,7 @@ import structlog
 from logserver import __version__
 from logserver.config import ServerConfig
 from logserver.errors import ConfigError, RegistrationError
+from logserver.memory import keep_freed_memory
 from logserver.metrics import Metrics
 from logserver.registry import Registration
 from logserver.service import LogServiceHandler
@@ -75,6 +76,9 @@ class LogServer:
             retention_bytes=cfg.retention_bytes,
             max_message_bytes=cfg.max_message_bytes,
         )
+        problem = keep_freed_memory()
+        if problem is not None:
+            log.info("malloc thresholds left as they are", reason=problem)
         self._storage = Storage.open(cfg.data_dir, policy)
         log.info(
             "storage recovered",

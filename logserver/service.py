@@ -22,6 +22,7 @@ from logserver.errors import InvalidCategoryError, StorageError, StorageUnavaila
 from logserver.metrics import Metrics
 from logserver.storage import MessageTooLargeError, Storage
 from logwire.idl import log_thrift
+from logwire.packed import PackedError, record_count, unpack_records
 
 __all__ = ["LogServiceHandler", "ServiceLimits"]
 
@@ -115,8 +116,33 @@ class LogServiceHandler:
         records = [(m.category or b"", m.message or b"") for m in batch.entries or ()]
         return self.append_records(batch.producer_id, batch.sequence, records)
 
+    def AppendPacked(self, batch: Any) -> Any:
+        """``Append`` with the records in columns (see ``PackedBatch`` and :mod:`logwire.packed`)."""
+        lengths = batch.lengths or b""
+        messages = batch.messages or b""
+        try:
+            count = record_count(lengths)
+            if count > self._limits.max_batch_records:
+                # Checked before unpacking: the record list costs memory per record.
+                self._metrics.rejected.labels("too_large").inc()
+                raise log_thrift.BatchTooLarge(
+                    reason="too many records in one batch",
+                    limit=self._limits.max_batch_records,
+                    actual=count,
+                )
+            runs = [(run.category or "", run.count) for run in batch.runs or ()]
+            records = unpack_records(runs, lengths, messages)
+        except PackedError as exc:
+            self._metrics.rejected.labels("invalid_request").inc()
+            raise log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}") from exc
+        return self.append_records(batch.producer_id, batch.sequence, records, "append_packed")
+
     def append_records(
-        self, producer_id: str | bytes | None, sequence: int | None, records: list[tuple[Any, Any]]
+        self,
+        producer_id: str | bytes | None,
+        sequence: int | None,
+        records: list[tuple[Any, Any]],
+        call: str = "append",
     ) -> Any:
         """``Append`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
         if self._draining.is_set():
@@ -137,7 +163,7 @@ class LogServiceHandler:
                 actual=len(records),
             )
         try:
-            outcome = self._timed_append(records, producer, sequence, "append")
+            outcome = self._timed_append(records, producer, sequence, call)
         except InvalidCategoryError as exc:
             self._metrics.rejected.labels("invalid_category").inc()
             raise log_thrift.InvalidCategory(

@@ -66,8 +66,8 @@ def inproc() -> Iterator[InProcFactory]:
     """Start in-process Thrift log servers; all stopped after the test."""
     started: list[InProcessLogServer] = []
 
-    def start(name: str | None = None) -> InProcessLogServer:
-        server = InProcessLogServer(name=name or f"s{len(started) + 1}").start()
+    def start(name: str | None = None, *, packed: bool = True) -> InProcessLogServer:
+        server = InProcessLogServer(name=name or f"s{len(started) + 1}", packed=packed).start()
         started.append(server)
         return server
 

@@ -1,7 +1,8 @@
 """UNIT-TEST HELPER: a small real Thrift LogService running inside the test process.
 
 It speaks the real protocol (framed transport, Cython binary protocol, the
-IDL's ``Append`` with dedup by ``(producer_id, sequence)``) over a real TCP
+IDL's ``AppendPacked`` and ``Append`` with dedup by ``(producer_id, sequence)``;
+``packed=False`` plays a server that predates ``AppendPacked``) over a real TCP
 socket, so the client's sender, connections and failover are exercised end to
 end without the real logserver. It keeps records in memory and can be told to
 misbehave: refuse (draining, storage unavailable, TRY_LATER, too large), hang
@@ -19,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from thriftpy2.protocol import TCyBinaryProtocolFactory
-from thriftpy2.thrift import TProcessor
+from thriftpy2.thrift import TApplicationException, TProcessor
 from thriftpy2.transport import TCyFramedTransportFactory, TSocket
 
 from logwire.idl import log_thrift
+from logwire.packed import unpack_records
 from logwire.serverset import Endpoint
 
 __all__ = ["InProcessLogServer", "StoredBatch"]
@@ -54,6 +56,22 @@ class _Handler:
     def Append(self, batch: Any) -> Any:
         return self._server._append(batch)
 
+    def AppendPacked(self, batch: Any) -> Any:
+        if not self._server.packed:
+            # What thriftpy2 answers for a method the service lacks (an older server).
+            raise TApplicationException(TApplicationException.UNKNOWN_METHOD, "AppendPacked")
+        self._server.packed_calls += 1
+        runs = [(run.category, run.count) for run in batch.runs]
+        entries = [
+            log_thrift.LogEntry(category=c, message=m)
+            for c, m in unpack_records(runs, batch.lengths, batch.messages)
+        ]
+        return self._server._append(
+            log_thrift.AppendBatch(
+                producer_id=batch.producer_id, sequence=batch.sequence, entries=entries
+            )
+        )
+
     def Ping(self) -> str:
         return "pong"
 
@@ -61,9 +79,11 @@ class _Handler:
 class InProcessLogServer:
     """A Thrift LogService on 127.0.0.1 with in-memory, deduplicating storage."""
 
-    def __init__(self, port: int = 0, name: str = "inproc") -> None:
+    def __init__(self, port: int = 0, name: str = "inproc", *, packed: bool = True) -> None:
         self.name = name
         self.port = port
+        self.packed = packed
+        self.packed_calls = 0
         self.behaviour = _Behaviour()
         self._lock = threading.Lock()
         self._stored: dict[tuple[str, int], StoredBatch] = {}

@@ -122,6 +122,23 @@ def test_everything_is_delivered_once_in_order_with_consecutive_sequences(
     assert a.batches() and b.batches(), "random choice uses both servers"
 
 
+def test_batches_go_as_append_packed_and_an_older_server_gets_append(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """The client sends AppendPacked; a server that answers UNKNOWN_METHOD (one from
+    before AppendPacked) gets Append from then on, and nothing is lost or doubled."""
+    new, old = inproc("new"), inproc("old", packed=False)
+    for server in (new, old):
+        client = make_client(server)
+        messages = numbered(server.name, 3_000)
+        log_all(client, messages)
+        assert client.flush(20)
+        assert unique_messages(server) == encoded(messages)
+        assert copies(server) == len(messages)
+    assert new.packed_calls == len(new.batches()) > 0
+    assert old.packed_calls == 0 and old.batches()
+
+
 def test_a_partial_batch_is_sent_after_the_linger(
     inproc: InProcFactory, make_client: ClientFactory
 ) -> None:

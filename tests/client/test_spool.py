@@ -6,6 +6,8 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logclient import SpoolLockedError, SpoolPolicy
 from logclient._batch import Batch, entry_size
@@ -143,3 +145,61 @@ def test_files_are_private_to_the_user(tmp_path: Path) -> None:
     (path,) = (tmp_path / "s").glob("*.batch")
     assert os.stat(path).st_mode & 0o777 == 0o600
     spool.close()
+
+
+def v1_file(batch: Batch) -> bytes:
+    """A spool file as logclient wrote it before the columnar format (LCSPOOL1)."""
+    import struct
+    import zlib
+
+    producer = batch.producer_id.encode("ascii")
+    parts = [struct.pack(">HqI", len(producer), batch.sequence, len(batch.entries)), producer]
+    for category, message in batch.entries:
+        cat = category.encode("utf-8")
+        parts += [struct.pack(">H", len(cat)), cat, struct.pack(">I", len(message)), message]
+    body = b"".join(parts)
+    return b"LCSPOOL1" + struct.pack(">I", len(body)) + body + struct.pack(">I", zlib.crc32(body))
+
+
+def test_files_of_the_earlier_format_are_still_delivered(tmp_path: Path) -> None:
+    """An upgraded app finds its old spool: LCSPOOL1 files are read (never written)."""
+    old = Batch("p-old", 3, [("app", b"one"), ("d\u00e9j\u00e0", b""), ("app", b"\xff")], 0)
+    decoded = decode_batch(v1_file(old))
+    assert (decoded.producer_id, decoded.sequence, decoded.entries) == (
+        old.producer_id,
+        old.sequence,
+        old.entries,
+    )
+    (tmp_path / f"{0:016d}.batch").write_bytes(v1_file(old))
+    spool = open_spool(tmp_path)
+    assert (spool.batches, spool.records) == (1, 3)
+    head = spool.head()
+    assert head is not None and head.entries == old.entries
+    spool.append(batch("p-new", 0))
+    assert encode_batch(batch("p", 0)).startswith(b"LCSPOOL2")
+    spool.close()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    entries=st.lists(
+        st.tuples(st.sampled_from(["app", "d\u00e9j\u00e0", "x"]), st.binary(max_size=40)),
+        max_size=50,
+    ),
+    sequence=st.integers(0, 2**63 - 1),
+)
+def test_any_batch_round_trips_and_any_flipped_byte_is_caught(entries: list, sequence: int) -> None:
+    """Property: what is spooled comes back exactly; a flipped byte is a ValueError."""
+    original = Batch("p", sequence, entries, sum(entry_size(c, m) for c, m in entries))
+    data = bytes(encode_batch(original))
+    decoded = decode_batch(data)
+    assert (decoded.sequence, decoded.entries, decoded.nbytes) == (
+        sequence,
+        entries,
+        original.nbytes,
+    )
+    for i in range(0, len(data), max(1, len(data) // 7)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x40
+        with pytest.raises(ValueError):
+            decode_batch(bytes(damaged))
