@@ -17,6 +17,7 @@ from thriftpy2.transport import TCyFramedTransportFactory
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logwire.idl import log_thrift
+from logwire.packed import unpack_records
 
 LogEntry = log_thrift.LogEntry
 AppendBatch = log_thrift.AppendBatch
@@ -53,6 +54,18 @@ class RecordingHandler:
     def Append(self, batch: Any) -> Any:
         records = [(m.category, m.message) for m in batch.entries or ()]
         return self.append_records(batch.producer_id, batch.sequence, records)
+
+    def AppendPacked(self, batch: Any) -> Any:
+        """Append with the records in columns (what logclient sends); same behaviour."""
+        runs = [(run.category, run.count) for run in batch.runs or ()]
+        records = [
+            (c.encode() if isinstance(c, str) else c, m)
+            for c, m in unpack_records(runs, batch.lengths or b"", batch.messages or b"")
+        ]
+        producer = batch.producer_id
+        return self.append_records(
+            producer.encode() if isinstance(producer, str) else producer, batch.sequence, records
+        )
 
     def append_records(
         self, producer_id: bytes | None, sequence: int | None, records: list[tuple[bytes, bytes]]
