@@ -94,7 +94,7 @@ class _Cluster:
         return endpoint if others else None
 
     def round_trip_ms(self) -> float:
-        """Median gap between consecutive acknowledgements by one server: one Append round trip."""
+        """Median gap between consecutive acknowledgements by one server: one AppendPacked round trip."""
         gaps = []
         acks = self.transport.acks
         for (t1, e1, _), (t2, e2, _) in itertools.pairwise(acks):
@@ -173,7 +173,7 @@ def sigkill(env: BenchEnv) -> CaseResult:
             unit="ms",
             figure=stats,
             judge="p99",
-            baseline_label="one Append round trip (steady ack gap)",
+            baseline_label="one AppendPacked round trip (steady ack gap)",
             baseline=summary([rtt]),
             ratio_def="p99 / round trip",
             ratio=summary([stats["p99"] / rtt]) if rtt == rtt else None,
