@@ -298,7 +298,7 @@ class ThriftConnection:
                         self._server,
                         "server does not know AppendPacked (an older logserver); "
                         "using Append with it from now on",
-                        phase="call",
+                        phase="downgrade",
                     ) from exc
                 raise
             if result.success is None:

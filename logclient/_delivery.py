@@ -198,6 +198,11 @@ class Delivery:
             rejected = self._front.popleft()
             self._on_rejected(rejected, exc)
             return
+        if exc.phase == "downgrade" and not self._abort:
+            # The transport now speaks the older call to this server: retry at once.
+            logger.info("logclient: %s: %s", endpoint, exc.reason)
+            self._fresh_retry = endpoint
+            return
         if reused and exc.phase == "call" and not exc.timeout and not self._abort:
             # The server may have closed an idle connection or restarted since we
             # last used it: one more try on a fresh connection before calling it down.

@@ -66,8 +66,11 @@ class ServerUnavailableError(ServerError):
     ``phase`` says how far the call got: ``"connect"`` (nothing was sent, the
     server cannot have stored the batch), ``"call"`` (the batch may or may not
     have been stored: the retry keeps its producer id and sequence) or
-    ``"answer"`` (the server answered that it cannot take batches now).
-    ``timeout`` is True when the server did not answer in time.
+    ``"answer"`` (the server answered that it cannot take batches now) or
+    ``"downgrade"`` (the server does not know the call: an older logserver; the
+    sender retries at once on a fresh connection with the older call, without
+    counting the server as down). ``timeout`` is True when the server did not
+    answer in time.
     """
 
     def __init__(

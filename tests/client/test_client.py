@@ -135,6 +135,7 @@ def test_batches_go_as_append_packed_and_an_older_server_gets_append(
         assert client.flush(20)
         assert unique_messages(server) == encoded(messages)
         assert copies(server) == len(messages)
+        assert client.stats().failovers == 0, "an older server is not counted as down"
     assert new.packed_calls == len(new.batches()) > 0
     assert old.packed_calls == 0 and old.batches()
 
