@@ -41,6 +41,18 @@ from types import ModuleType
 import structlog
 from thriftpy2.thrift import TApplicationException
 
+from logserver.wire_io import (
+    Cut,
+    discard,
+    oserror,
+    oversized_kind,
+    peer_name,
+    recv_exact,
+    recv_frame,
+    send_reply,
+    shutdown,
+    sniff_header,
+)
 from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle, encode_exception
 from logserver.wire_tls import ServerTLS, handshake_failure_reason
 from logserver.wire_types import AddressInUseError, ListenError, WireLimits, WireStats
@@ -63,18 +75,6 @@ _LENGTH = struct.Struct(">i")
 # small scratch buffer, nothing allocated) up to this many times the cap, so the
 # client can read a clear error instead of a reset. Larger ones are cut.
 _DRAIN_FACTOR = 4
-_SCRATCH = 64 * 1024
-_HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI ")
-_VERSION_1 = 0x80010000
-
-
-class _Cut(Exception):
-    """Internal: end this connection; ``counter`` names the stat to bump."""
-
-    def __init__(self, counter: str | None, why: str) -> None:
-        super().__init__(why)
-        self.counter = counter
-        self.why = why
 
 
 class _Connection:
@@ -219,12 +219,12 @@ class ThriftServer:
             self._closing = True
             for conn in self._conns:
                 if not conn.busy:
-                    _shutdown(conn.sock)
+                    shutdown(conn.sock)
         finished = self.wait_idle(max(0.0, deadline - time.monotonic()))
         with self._lock:
             threads = [c.thread for c in self._conns if c.thread is not None]
             for conn in self._conns:
-                _shutdown(conn.sock)
+                shutdown(conn.sock)
         for t in threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
         with self._lock:
@@ -306,12 +306,12 @@ class ThriftServer:
                     self._admit(sock, addr)
                 except Exception:
                     # The accept thread must outlive any one connection's trouble.
-                    log.exception("admitting a connection failed", peer=_peer_name(addr))
+                    log.exception("admitting a connection failed", peer=peer_name(addr))
                     with contextlib.suppress(OSError):
                         sock.close()
 
     def _admit(self, sock: socket.socket, addr: object) -> None:
-        peer = _peer_name(addr)
+        peer = peer_name(addr)
         if self._tls_context is not None:
             # Only wrap here: the handshake waits on the peer, so it runs in the
             # connection's thread (thriftpy2's TSSLServerSocket does it right here,
@@ -323,7 +323,7 @@ class ThriftServer:
             except OSError as e:  # the peer is already gone
                 sock.close()
                 self._count("tls_handshake_failures")
-                log.debug("tls wrap failed", peer=peer, error=_oserror(e))
+                log.debug("tls wrap failed", peer=peer, error=oserror(e))
                 return
         with self._lock:
             self._counts["connections_total"] += 1
@@ -367,9 +367,12 @@ class ThriftServer:
                 self._handshake(conn)
             while self._serve_one(conn):
                 pass
-        except _Cut as cut:
+        except Cut as cut:
             why = cut.why
-            if cut.counter is not None:
+            # While closing, the server itself shut the socket down: not an error.
+            if cut.counter is not None and not (
+                self._closing and cut.counter == "connection_errors"
+            ):
                 self._count(cut.counter)
         except Exception:
             why = "error"
@@ -398,13 +401,13 @@ class ThriftServer:
             sock.do_handshake()
         except (OSError, ValueError) as e:
             if self._closing:
-                raise _Cut(None, "closing") from None
+                raise Cut(None, "closing") from None
             reason, hint = handshake_failure_reason(e)
             extra = {"hint": hint} if hint else {}
             self._warn(
                 "tls_handshake", "TLS handshake failed", peer=conn.peer, reason=reason, **extra
             )
-            raise _Cut("tls_handshake_failures", f"tls handshake: {reason}") from None
+            raise Cut("tls_handshake_failures", f"tls handshake: {reason}") from None
         self._count("tls_handshakes")
         log.debug("tls handshake done", peer=conn.peer, version=sock.version())
 
@@ -418,9 +421,9 @@ class ThriftServer:
             got = sock.recv_into(prefix, 4)
         except TimeoutError:
             log.debug("idle connection closed", peer=conn.peer, idle_s=limits.idle_timeout_s)
-            raise _Cut("idle_closed", "idle") from None
+            raise Cut("idle_closed", "idle") from None
         except OSError as e:
-            raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
+            raise Cut(None if self._closing else "connection_errors", oserror(e)) from None
         if got == 0:
             return False
 
@@ -428,15 +431,15 @@ class ThriftServer:
         with self._lock:
             conn.busy = True
             self._in_flight += 1
-        self._recv_exact(sock, memoryview(prefix)[got:], deadline)
+        recv_exact(sock, memoryview(prefix)[got:], deadline)
         length = _LENGTH.unpack(prefix)[0]
         if length > limits.max_frame_bytes:
             self._refuse_large(conn, bytes(prefix), length, deadline)
         if length <= 0:
             self._warn("bad_length", "invalid frame length", peer=conn.peer, length=length)
-            raise _Cut("protocol_errors", "bad frame length")
+            raise Cut("protocol_errors", "bad frame length")
 
-        frame = self._recv_frame(sock, length, deadline)
+        frame = recv_frame(sock, length, deadline)
         self._count("frames")
         reply = self._processor.process(frame, conn.peer)
         if reply.outcome is FrameOutcome.PROTOCOL_ERROR or reply.outcome is FrameOutcome.GARBAGE:
@@ -444,9 +447,9 @@ class ThriftServer:
         elif reply.outcome is FrameOutcome.INTERNAL_ERROR:
             self._count("internal_errors")
         if reply.data is not None:
-            self._send(sock, reply.data, deadline)
+            send_reply(sock, reply.data, deadline)
         if reply.close or reply.outcome is FrameOutcome.GARBAGE:
-            raise _Cut(None, "not a thrift message")
+            raise Cut(None, "not a thrift message")
 
         with self._idle_cond:
             conn.busy = False
@@ -461,70 +464,20 @@ class ThriftServer:
         if self._in_flight == 0:
             self._idle_cond.notify_all()
 
-    def _recv_frame(self, sock: socket.socket, length: int, deadline: float) -> bytearray:
-        """Receive a frame body; memory grows with the bytes that arrive, not the length claimed.
-
-        Otherwise max_connections peers each announcing max_frame_bytes and
-        sending nothing would pin max_connections x max_frame_bytes of memory.
-        The buffer doubles as it fills, so a large frame costs few copies.
-        """
-        frame = bytearray(min(length, _SCRATCH))
-        got = 0
-        while True:
-            with memoryview(frame) as view:
-                self._recv_exact(sock, view[got:], deadline)
-            got = len(frame)
-            if got == length:
-                return frame
-            frame += bytes(min(got, length - got))
-
-    def _recv_exact(self, sock: socket.socket, view: memoryview, deadline: float) -> None:
-        got = 0
-        total = len(view)
-        while got < total:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise _Cut("frame_timeouts", "frame timeout")
-            sock.settimeout(remaining)
-            try:
-                n = sock.recv_into(view[got:])
-            except TimeoutError:
-                raise _Cut("frame_timeouts", "frame timeout") from None
-            except OSError as e:
-                raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
-            if n == 0:
-                raise _Cut(None if self._closing else "connection_errors", "eof mid-frame")
-            got += n
-
-    def _send(self, sock: socket.socket, data: bytes, deadline: float) -> None:
-        # A peer that does not read its replies gets the rest of the frame timeout.
-        sock.settimeout(max(0.001, deadline - time.monotonic()))
-        try:
-            sock.sendall(data)
-        except TimeoutError:
-            raise _Cut("frame_timeouts", "reply not taken in time") from None
-        except OSError as e:
-            raise _Cut(None if self._closing else "connection_errors", _oserror(e)) from None
-
     def _refuse_large(self, conn: _Connection, prefix: bytes, length: int, deadline: float) -> None:
         """Refuse a frame over the cap without allocating it; always ends the connection."""
         self._count("frames_too_large")
         cap = self._limits.max_frame_bytes
-        if prefix.startswith(_HTTP_METHODS):
-            kind, what = "http", "HTTP request on the Thrift port"
-        elif prefix[0] == 0x16 and prefix[1] == 0x03:
-            kind, what = "tls", "TLS handshake on the plain Thrift port"
-        else:
-            kind, what = "too_large", "frame too large"
+        kind, what = oversized_kind(prefix)
         self._warn(kind, what, peer=conn.peer, length=length, max_frame_bytes=cap)
         if kind == "too_large" and length <= _DRAIN_FACTOR * cap:
-            header = self._sniff_header(conn.sock, deadline)
+            header = sniff_header(conn.sock, deadline)
             if header is not None:
                 # A real client with a batch too big: read the frame into nothing so
                 # that it reads our answer instead of a reset.
                 name, seqid, consumed = header
-                self._discard(conn.sock, length - consumed, deadline)
-                self._send(
+                discard(conn.sock, length - consumed, deadline)
+                send_reply(
                     conn.sock,
                     encode_exception(
                         name,
@@ -534,40 +487,7 @@ class ThriftServer:
                     ),
                     deadline,
                 )
-        raise _Cut(None, kind)
-
-    def _sniff_header(self, sock: socket.socket, deadline: float) -> tuple[bytes, int, int] | None:
-        """Read a call's message header (name, seqid, bytes read), or None if it is none."""
-        word = bytearray(4)
-        self._recv_exact(sock, memoryview(word), deadline)
-        first = _LENGTH.unpack(word)[0]
-        if first & 0xFFFFFFFF == _VERSION_1 | 1:  # strict CALL
-            self._recv_exact(sock, memoryview(word), deadline)
-            size = _LENGTH.unpack(word)[0]
-            if not 0 < size <= 256:
-                return None
-            rest = bytearray(size + 4)
-            self._recv_exact(sock, memoryview(rest), deadline)
-            name, mtype, seqid = bytes(rest[:size]), 1, _LENGTH.unpack_from(rest, size)[0]
-            consumed = 8 + len(rest)
-        elif 0 < first <= 256:  # non-strict: name, type, seqid
-            rest = bytearray(first + 5)
-            self._recv_exact(sock, memoryview(rest), deadline)
-            name, mtype = bytes(rest[:first]), rest[first]
-            seqid = _LENGTH.unpack_from(rest, first + 1)[0]
-            consumed = 4 + len(rest)
-        else:
-            return None
-        if mtype != 1 or not name.isascii():
-            return None
-        return name, seqid, consumed
-
-    def _discard(self, sock: socket.socket, count: int, deadline: float) -> None:
-        scratch = memoryview(bytearray(min(_SCRATCH, max(count, 1))))
-        while count > 0:
-            n = min(count, len(scratch))
-            self._recv_exact(sock, scratch[:n], deadline)
-            count -= n
+        raise Cut(None, kind)
 
     # ------------------------------------------------------------ helpers
 
@@ -581,22 +501,3 @@ class ThriftServer:
             log.debug(event, **fields)
         else:
             log.warning(event, held_back=held, **fields)
-
-
-def _shutdown(sock: socket.socket) -> None:
-    """Wake a thread blocked in recv() on this socket; the thread closes it."""
-    with contextlib.suppress(OSError):
-        # The plain socket's method also for an SSLSocket: SSLSocket.shutdown drops
-        # its SSL object, which the connection's thread may be using right now.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def _peer_name(addr: object) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return str(addr)
-
-
-def _oserror(e: OSError) -> str:
-    return type(e).__name__ if e.errno is None else errno.errorcode.get(e.errno, str(e.errno))
