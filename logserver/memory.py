@@ -10,9 +10,13 @@ per record in-process without this, 1.3-2.1 µs with it; see BENCHMARKS.md).
 
 Raising ``M_MMAP_THRESHOLD`` makes such blocks come from the heap, and
 raising ``M_TRIM_THRESHOLD`` keeps the freed heap top, so the next batch
-reuses warm pages. The price is bounded: at most ``trim_threshold`` bytes of
-free memory stay mapped after a burst. Setting either threshold also turns
-off glibc's dynamic adjustment of them.
+reuses warm pages (8 MiB was enough for 1 MiB batches, measured; 16 MiB
+leaves room for a frame of up to the default 16 MiB cap). ``M_ARENA_MAX``
+keeps the number of heaps at two: connection threads allocate under the GIL
+anyway, so more arenas buy no parallelism, and each would keep its own free
+top. The price is bounded: at most about ``arenas x trim_threshold`` (32 MiB)
+of free memory stays mapped after a burst. Setting a threshold also turns
+off glibc's dynamic adjustment of it.
 
 Only glibc has ``mallopt`` with these parameters; elsewhere (musl, macOS)
 this does nothing and says so.
@@ -23,22 +27,28 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
+__all__ = ["ARENA_MAX", "MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_freed_memory"]
 
 # From glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 
 #: Blocks below this come from the heap (a frame is at most a few MiB).
 MMAP_THRESHOLD = 16 * 2**20
-#: Free memory at the heap's top beyond this is returned to the kernel.
-TRIM_THRESHOLD = 64 * 2**20
+#: Free memory at a heap's top beyond this is returned to the kernel.
+TRIM_THRESHOLD = 16 * 2**20
+#: Heaps (malloc arenas) for the whole process.
+ARENA_MAX = 2
 
 
 def keep_freed_memory(
-    mmap_threshold: int = MMAP_THRESHOLD, trim_threshold: int = TRIM_THRESHOLD
+    mmap_threshold: int = MMAP_THRESHOLD,
+    trim_threshold: int = TRIM_THRESHOLD,
+    arena_max: int = ARENA_MAX,
 ) -> str | None:
-    """Set glibc's thresholds for this process; None when done, else why not."""
+    """Set glibc's thresholds for this process (call it early, before threads start);
+    None when done, else why not."""
     name = ctypes.util.find_library("c")
     if name is None:
         return "no C library found"
@@ -53,4 +63,6 @@ def keep_freed_memory(
         return f"mallopt(M_MMAP_THRESHOLD, {mmap_threshold}) refused"
     if not mallopt(_M_TRIM_THRESHOLD, trim_threshold):
         return f"mallopt(M_TRIM_THRESHOLD, {trim_threshold}) refused"
+    if not mallopt(_M_ARENA_MAX, arena_max):
+        return f"mallopt(M_ARENA_MAX, {arena_max}) refused"
     return None
