@@ -87,6 +87,21 @@ def _entry_prefix(category: str) -> bytes:
     return prefix
 
 
+def _batch_head(call_head: bytes, seqid: int, producer_id: str, sequence: int) -> list[bytes]:
+    """The message header and the batch struct's first two fields (both calls share them)."""
+    producer = producer_id.encode("utf-8")
+    return [
+        call_head,
+        _I32.pack(seqid),
+        _ARG_BATCH,
+        _F_PRODUCER,
+        _I32.pack(len(producer)),
+        producer,
+        _F_SEQUENCE,
+        _I64.pack(sequence),
+    ]
+
+
 def encode_append_call(
     seqid: int, producer_id: str, sequence: int, entries: Sequence[Entry]
 ) -> bytes:
@@ -97,21 +112,9 @@ def encode_append_call(
     placed by slice assignment from C-level ``map`` calls, so there is no
     Python bytecode per record (a quarter of the cost of a loop).
     """
-    producer = producer_id.encode("utf-8")
     n = len(entries)
     head = b"".join(
-        (
-            _CALL_HEAD,
-            _I32.pack(seqid),
-            _ARG_BATCH,
-            _F_PRODUCER,
-            _I32.pack(len(producer)),
-            producer,
-            _F_SEQUENCE,
-            _I64.pack(sequence),
-            _F_ENTRIES,
-            _I32.pack(n),
-        )
+        (*_batch_head(_CALL_HEAD, seqid, producer_id, sequence), _F_ENTRIES, _I32.pack(n))
     )
     if not n:
         return _I32.pack(len(head) + len(_TAIL)) + head + _TAIL
@@ -142,21 +145,13 @@ def encode_packed_call(
     about a sixth of :func:`encode_append_call`'s cost, and the server decodes it
     without a loop per record either.
     """
-    producer = producer_id.encode("utf-8")
     messages = list(map(_MESSAGE, entries))
     runs = category_runs(map(_CATEGORY, entries))
     lengths = pack_lengths(messages)
     size = sum(map(len, messages))
     parts = [
         b"",  # frame length, filled in below
-        _PACKED_CALL_HEAD,
-        _I32.pack(seqid),
-        _ARG_BATCH,
-        _F_PRODUCER,
-        _I32.pack(len(producer)),
-        producer,
-        _F_SEQUENCE,
-        _I64.pack(sequence),
+        *_batch_head(_PACKED_CALL_HEAD, seqid, producer_id, sequence),
         _F_RUNS,
         _I32.pack(len(runs)),
     ]

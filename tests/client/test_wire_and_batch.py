@@ -11,8 +11,9 @@ from thriftpy2.transport import TCyFramedTransport
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logclient._batch import Batch
-from logclient._wire import decode_append_reply, encode_append_call
+from logclient._wire import decode_append_reply, encode_append_call, encode_packed_call
 from logwire.idl import log_thrift
+from logwire.packed import pack_entries
 
 
 def thriftpy2_bytes(seqid: int, producer: str, sequence: int, entries: list) -> bytes:
@@ -103,3 +104,38 @@ def test_any_batch_encodes_exactly_as_thriftpy2_does(
     assert encode_append_call(seqid, "p", sequence, entries) == thriftpy2_bytes(
         seqid, "p", sequence, entries
     )
+
+
+def thriftpy2_packed_bytes(seqid: int, producer: str, sequence: int, entries: list) -> bytes:
+    """What thriftpy2's own client writes for AppendPacked with the same columns."""
+    memory = TCyMemoryBuffer()
+    client = TClient(log_thrift.LogService, TCyBinaryProtocol(TCyFramedTransport(memory)))
+    client._seqid = seqid
+    runs, lengths, messages = pack_entries(entries)
+    client._send(
+        "AppendPacked",
+        batch=log_thrift.PackedBatch(
+            producer_id=producer,
+            sequence=sequence,
+            runs=[log_thrift.CategoryRun(category=c, count=n) for c, n in runs],
+            lengths=lengths,
+            messages=messages,
+        ),
+    )
+    return bytes(memory.getvalue())
+
+
+@settings(max_examples=200, deadline=None)
+@given(entries=_entries, seqid=st.integers(0, 2**31 - 1), sequence=st.integers(-(2**63), 2**63 - 1))
+def test_any_batch_encodes_as_append_packed_exactly_as_thriftpy2_does(
+    entries: list, seqid: int, sequence: int
+) -> None:
+    """Property: the hand-encoded AppendPacked frame is thriftpy2's, byte for byte."""
+    mine = encode_packed_call(seqid, "producer-\u00e9", sequence, entries)
+    assert mine == thriftpy2_packed_bytes(seqid, "producer-\u00e9", sequence, entries)
+
+
+def test_a_reply_to_append_packed_is_read_as_one() -> None:
+    assert decode_append_reply(reply(9, "AppendPacked"), 9, "AppendPacked").success.duplicate
+    with pytest.raises(ValueError, match="waiting for 'AppendPacked'"):
+        decode_append_reply(reply(9), 9, "AppendPacked")
