@@ -39,7 +39,6 @@ import time
 from types import ModuleType
 
 import structlog
-from thriftpy2.thrift import TApplicationException
 
 from logserver.wire_io import (
     Cut,
@@ -53,7 +52,7 @@ from logserver.wire_io import (
     shutdown,
     sniff_header,
 )
-from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle, encode_exception
+from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle
 from logserver.wire_tls import ServerTLS, handshake_failure_reason
 from logserver.wire_types import AddressInUseError, ListenError, WireLimits, WireStats
 from logwire.idl import log_thrift
@@ -72,9 +71,12 @@ log = structlog.get_logger(__name__)
 _BACKLOG = 1024
 _LENGTH = struct.Struct(">i")
 # A too-large frame that looks like a Thrift call is read and discarded (into a
-# small scratch buffer, nothing allocated) up to this many times the cap, so the
-# client can read a clear error instead of a reset. Larger ones are cut.
+# small scratch buffer, nothing allocated) up to this many times the cap, and
+# at least up to _DRAIN_MIN (logclient's default batch is 1 MiB: a server with a
+# small cap must still tell it to split), so the client can read a clear error
+# instead of a reset. Larger ones are cut.
 _DRAIN_FACTOR = 4
+_DRAIN_MIN = 4 * 2**20
 
 
 class _Connection:
@@ -470,7 +472,7 @@ class ThriftServer:
         cap = self._limits.max_frame_bytes
         kind, what = oversized_kind(prefix)
         self._warn(kind, what, peer=conn.peer, length=length, max_frame_bytes=cap)
-        if kind == "too_large" and length <= _DRAIN_FACTOR * cap:
+        if kind == "too_large" and length <= max(_DRAIN_FACTOR * cap, _DRAIN_MIN):
             header = sniff_header(conn.sock, deadline)
             if header is not None:
                 # A real client with a batch too big: read the frame into nothing so
@@ -478,14 +480,7 @@ class ThriftServer:
                 name, seqid, consumed = header
                 discard(conn.sock, length - consumed, deadline)
                 send_reply(
-                    conn.sock,
-                    encode_exception(
-                        name,
-                        seqid,
-                        TApplicationException.PROTOCOL_ERROR,
-                        f"frame of {length} bytes exceeds the server's limit of {cap} bytes",
-                    ),
-                    deadline,
+                    conn.sock, self._processor.frame_too_large(name, seqid, length, cap), deadline
                 )
         raise Cut(None, kind)
 

@@ -279,6 +279,26 @@ class FrameProcessor:
                 FrameOutcome.INTERNAL_ERROR,
             )
 
+    def frame_too_large(self, name: bytes, seqid: int, length: int, cap: int) -> bytes:
+        """The reply to a call whose frame was over ``cap`` (and was read into nothing).
+
+        A method that declares ``BatchTooLarge`` (``Append``, ``AppendPacked``)
+        gets it, so that a client splits the batch: to logclient a
+        ``TApplicationException`` looks like a broken server, and it would carry
+        the same batch from server to server. Any other call gets a
+        ``PROTOCOL_ERROR`` naming the limit.
+        """
+        text = f"frame of {length} bytes exceeds the server's limit of {cap} bytes"
+        method = name.decode("ascii", "replace")
+        result_cls = None
+        if method in getattr(self._service, "thrift_services", ()):
+            result_cls = getattr(self._service, f"{method}_result", None)
+        field = _declared(result_cls, log_thrift.BatchTooLarge)
+        if result_cls is None or field is None:
+            return encode_exception(name, seqid, TApplicationException.PROTOCOL_ERROR, text)
+        error = log_thrift.BatchTooLarge(reason=text, limit=cap, actual=length)
+        return self._encode(method, seqid, result_cls(**{field: error}))
+
     def _rejected(self, error: ThriftGuardError, peer: str) -> Reply:
         header = error.message
         if header is None:
@@ -318,6 +338,14 @@ class FrameProcessor:
             log.debug(event, peer=peer, **fields)
         else:
             log.warning(event, peer=peer, held_back=held, **fields)
+
+
+def _declared(result_cls: Any, exception: type) -> str | None:
+    """The name of the result field that carries ``exception``, if the method declares it."""
+    for spec in getattr(result_cls, "thrift_spec", {}).values():
+        if len(spec) >= 3 and spec[2] is exception:
+            return str(spec[1])
+    return None
 
 
 def _error_reply(message: Message, kind: int, text: str, outcome: FrameOutcome) -> Reply:

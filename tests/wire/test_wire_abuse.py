@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from thriftpy2.thrift import TApplicationException
 
 from logserver.wire import ThriftServer
+from logwire.idl import log_thrift
 from tests.wire.conftest import ServerFactory
 from tests.wire.helpers import (
     AppendBatch,
@@ -98,19 +99,36 @@ def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
     assert ping_once(server.port) < 5.0
 
 
-def test_slightly_too_large_batch_gets_a_clear_error(make_server: ServerFactory) -> None:
-    """A real client whose batch exceeds the cap reads an error naming the limit, not a reset."""
+def test_slightly_too_large_batch_gets_batch_too_large(make_server: ServerFactory) -> None:
+    """A real client whose Append frame exceeds the cap reads the declared BatchTooLarge
+    naming the limit (so logclient splits the batch), not a reset or a server error."""
+    server = make_server(max_frame_bytes=64 * 1024)
+    entries = [LogEntry(category="app", message="x" * 100) for _ in range(1000)]
+    c = client(server.port)
+    try:
+        with pytest.raises(log_thrift.BatchTooLarge) as raised:
+            c.Append(AppendBatch(producer_id="p", sequence=0, entries=entries))
+    finally:
+        c.close()
+    assert raised.value.limit == 65536 and raised.value.actual > 65536
+    assert "exceeds the server's limit of 65536 bytes" in raised.value.reason
+    assert server.stats().frames_too_large == 1
+    assert ping_once(server.port) < 5.0
+
+
+def test_slightly_too_large_scribe_log_gets_a_clear_error(make_server: ServerFactory) -> None:
+    """Scribe's Log declares no such exception: a too-large frame gets a PROTOCOL_ERROR
+    naming the limit, which Scribe clients raise, instead of a reset."""
     server = make_server(max_frame_bytes=64 * 1024)
     entries = [LogEntry(category="app", message="x" * 100) for _ in range(1000)]
     c = client(server.port)
     try:
         with pytest.raises(TApplicationException) as raised:
-            c.Append(AppendBatch(producer_id="p", sequence=0, entries=entries))
+            c.Log(entries)
     finally:
         c.close()
     assert raised.value.type == TApplicationException.PROTOCOL_ERROR
     assert "exceeds the server's limit of 65536 bytes" in str(raised.value.message)
-    assert server.stats().frames_too_large == 1
     assert ping_once(server.port) < 5.0
 
 
