@@ -65,7 +65,12 @@ exception InvalidRequest {
  * also after a server restart.
  */
 struct AppendBatch {
-  /** Stable for one producer (a client instance); 1 to 128 printable ASCII characters. */
+  /**
+   * Stable for one producer (a client instance); 1 to 128 printable ASCII characters.
+   * "@" is reserved: "<producer>@<sequence>" names the halves of a batch the client
+   * split, whose sequence is then their offset in that batch (logwire/batchid.py), so
+   * readers map their records back to the batch they came from.
+   */
   1: string producer_id,
   /** Increases by one per batch of this producer, starting at 0. */
   2: i64 sequence,

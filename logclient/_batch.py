@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+from logwire.batchid import MAX_PRODUCER_ID, split_producer_id
+
 __all__ = ["ENTRY_OVERHEAD", "Batch", "Entry", "entry_size"]
 
 Entry = tuple[str, bytes]
@@ -70,21 +72,23 @@ class Batch:
     def split(self) -> tuple[Batch, Batch]:
         """Two halves with derived identities (for a batch a server found too large).
 
-        The halves are new batches ``<producer>~<sequence>`` with sequences 0 and
-        1: derived, not freshly numbered, so that splitting the same batch again
-        (after a crash, from the spool) gives the same identities and the same
-        entries, and a server or reader dedups them as usual.
+        The halves are batches of producer ``<producer>@<sequence>`` whose
+        sequence is their offset in this batch (``logwire.batchid``): the same
+        every time the batch is split (after a restart, from the spool), so
+        servers dedup them as usual, and a reader that also finds this batch
+        whole (stored by a server before an ambiguous failure) maps both copies
+        of a record to one key.
         """
         if len(self.entries) < 2:
             raise ValueError("a batch of one record cannot be split")
         mid = len(self.entries) // 2
-        derived = _derived_producer(self.producer_id, self.sequence)
+        derived = split_producer_id(self.producer_id, self.sequence)
         halves = []
-        for i, part in enumerate((self.entries[:mid], self.entries[mid:])):
+        for offset, part in ((0, self.entries[:mid]), (mid, self.entries[mid:])):
             halves.append(
                 Batch(
                     producer_id=derived,
-                    sequence=i,
+                    sequence=offset,
                     entries=part,
                     nbytes=sum(entry_size(c, m) for c, m in part),
                     end_ordinal=self.end_ordinal,
@@ -95,7 +99,14 @@ class Batch:
         return halves[0], halves[1]
 
     def without_category(self, category: str) -> Batch:
-        """This batch minus one category's records, under a derived identity."""
+        """This batch minus one category's records, under a derived identity.
+
+        Unlike a split half, the child's records are not a contiguous run of
+        this batch's, so a reader cannot map them back: if this batch was also
+        stored whole by a server that accepts the category (servers that
+        disagree on category rules, plus an ambiguous failure), read-back
+        shows the other categories' records twice.
+        """
         kept = [(c, m) for c, m in self.entries if c != category]
         child = Batch(
             producer_id=_derived_producer(self.producer_id, self.sequence, "x"),
@@ -109,9 +120,9 @@ class Batch:
         return child
 
 
-def _derived_producer(producer_id: str, sequence: int, tag: str = "") -> str:
+def _derived_producer(producer_id: str, sequence: int, tag: str) -> str:
     derived = f"{producer_id}~{tag}{sequence}"
-    if len(derived) > 128:
+    if len(derived) > MAX_PRODUCER_ID:
         # Producer ids are limited to 128 characters; keep them unique and stable.
         digest = hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
         derived = f"d~{digest}"

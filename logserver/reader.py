@@ -3,8 +3,11 @@
 A client that fails over re-sends a batch with the same producer id and
 sequence; if the first server had stored it before dying, two servers now hold
 it. Here such copies meet: records are keyed by (producer, sequence, index)
-and shown once. Records from Scribe's ``Log`` have no producer id and are
-never merged.
+and shown once. A batch the client split after such a failure (the next
+server's limit was smaller) is stored as halves under derived ids; their
+records are keyed by the batch they came from (``logwire.batchid``), so they
+meet the whole batch's copy too. Records from Scribe's ``Log`` have no
+producer id and are never merged.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from thriftpy2.transport import TCyFramedTransportFactory, TSocket
 
 from logserver.errors import LogServerError
 from logserver.storage import read_category_offline
+from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
 from logwire.zktls import ZkTLSPolicy
@@ -59,8 +63,10 @@ class Record:
 
     @property
     def key(self) -> tuple[str, int, int] | None:
-        """The identity of a record across servers; None for Scribe records."""
-        return (self.producer_id, self.sequence, self.index) if self.producer_id else None
+        """The identity of a record across servers, through splits; None for Scribe records."""
+        if not self.producer_id:
+            return None
+        return canonical_key(self.producer_id, self.sequence, self.index)
 
 
 @dataclass(frozen=True)
@@ -242,7 +248,7 @@ def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:
 
 
 def merge_unique(streams: Iterable[Iterable[Record]]) -> Iterator[Record]:
-    """Merge per-source streams by receive time, each (producer, sequence, index) once.
+    """Merge per-source streams by receive time, each record (``Record.key``) once.
 
     Each stream is in storage order, which is receive order on one server, so a
     heap merge keeps memory to one record per source plus the set of keys seen.

@@ -4,6 +4,10 @@
 - :mod:`logwire.serverset` reads and writes the Finagle ServerSet JSON that a
   server puts in its ZooKeeper node.
 - :mod:`logwire.categories` says which category names are valid.
+- :mod:`logwire.batchid` names the halves of a split batch, and maps their
+  records back to the batch they came from.
+- :mod:`logwire.packed` is the column codec of ``AppendPacked``.
+- :mod:`logwire.zktls` is the TLS policy for ZooKeeper connections.
 
 This package imports nothing heavy at import time: an app that only needs the
 category rules does not load thriftpy2.

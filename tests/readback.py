@@ -2,7 +2,8 @@
 
 This is the reader's side of the no-loss/no-duplicate contract: a batch resent
 after an ambiguous failure may sit on two servers; records are identified by
-``(producer_id, sequence, index)`` and kept once. The reading itself is
+``(producer_id, sequence, index)`` (a split half's mapped back to the batch it
+came from, ``logwire.batchid``) and kept once. The reading itself is
 logserver's reader (what ``logserver cat`` uses); this adds the tests' shapes.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from logserver import reader
+from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
 
@@ -30,7 +32,8 @@ class Stored:
 
     @property
     def key(self) -> tuple[str, int, int]:
-        return (self.producer_id, self.sequence, self.index)
+        """The record's identity, through splits (as logserver's reader keys it)."""
+        return canonical_key(self.producer_id, self.sequence, self.index)
 
 
 def read_server(endpoint: Endpoint | str, category: str, page: int = 5000) -> list[Stored]:

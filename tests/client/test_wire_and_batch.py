@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logclient._batch import Batch
 from logclient._wire import decode_append_reply, encode_append_call, encode_packed_call
+from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.packed import pack_entries
 
@@ -75,8 +78,8 @@ def test_splitting_is_deterministic_and_keeps_every_record_once() -> None:
     parent = Batch("p", 9, entries, 100, end_ordinal=42)
     a, b = parent.split()
     again = Batch("p", 9, list(entries), 100).split()
-    assert [(h.producer_id, h.sequence) for h in (a, b)] == [("p~9", 0), ("p~9", 1)]
-    assert [(h.producer_id, h.sequence) for h in again] == [("p~9", 0), ("p~9", 1)]
+    assert [(h.producer_id, h.sequence) for h in (a, b)] == [("p@9", 0), ("p@9", 2)]
+    assert [(h.producer_id, h.sequence) for h in again] == [("p@9", 0), ("p@9", 2)]
     assert a.entries + b.entries == entries
     assert a.root is parent and b.end_ordinal == 42 and parent.children_left == 2
     with pytest.raises(ValueError):
@@ -89,6 +92,51 @@ def test_derived_producer_ids_stay_within_the_servers_limit() -> None:
     for _ in range(5):
         node = Batch(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
         assert 1 <= len(node.producer_id) <= 128
+
+
+def _split_leaves(batch: Batch, cuts: list[bool]) -> list[Batch]:
+    """Split ``batch`` recursively, ``cuts`` saying (in order) whether to split each node."""
+    if len(batch.entries) < 2 or not cuts or not cuts.pop(0):
+        return [batch]
+    first, second = batch.split()
+    return _split_leaves(first, cuts) + _split_leaves(second, cuts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    n=st.integers(1, 300),
+    sequence=st.integers(0, 2**63 - 1),
+    cuts=st.lists(st.booleans(), max_size=40),
+)
+def test_a_split_halfs_records_map_back_to_the_batch_they_came_from(
+    n: int, sequence: int, cuts: list[bool]
+) -> None:
+    """However often a batch is split, record i of every piece has the key of the
+    record it was in the original batch: a reader that finds the batch whole on one
+    server and in pieces on another shows each record once."""
+    producer = uuid.uuid4().hex  # logclient's own producer ids
+    entries = [("app", b"%d" % i) for i in range(n)]
+    leaves = _split_leaves(Batch(producer, sequence, list(entries), 10 * n), list(cuts))
+    keys = [
+        canonical_key(leaf.producer_id, leaf.sequence, i)
+        for leaf in leaves
+        for i in range(len(leaf.entries))
+    ]
+    assert keys == [(producer, sequence, i) for i in range(n)]
+    assert [e for leaf in leaves for e in leaf.entries] == entries
+    assert all(len(leaf.producer_id) <= 128 for leaf in leaves)
+
+
+def test_canonical_key_leaves_other_producer_ids_alone() -> None:
+    """Only a trailing ``@<digits>`` marks a split half; anything else is an id as it is."""
+    assert canonical_key("p", 3, 1) == ("p", 3, 1)
+    assert canonical_key("p@7", 4, 1) == ("p", 7, 5)
+    assert canonical_key("p@7@4", 2, 0) == ("p", 7, 6)
+    assert canonical_key("user@host", 3, 1) == ("user@host", 3, 1)
+    assert canonical_key("@5", 3, 1) == ("@5", 3, 1)
+    assert canonical_key("p@-1", 3, 1) == ("p@-1", 3, 1)
+    assert canonical_key("p@\u0663", 3, 1) == ("p@\u0663", 3, 1)  # a non-ASCII digit
+    assert canonical_key("p~x9", 0, 2) == ("p~x9", 0, 2)  # minus a category: not mapped
 
 
 _categories = st.sampled_from(["app", "d\u00e9j\u00e0", "x", "a.b-c_d"])
