@@ -176,10 +176,14 @@ class QueuePolicy:
     ``block`` waits up to ``block_timeout_s`` for room, then raises
     :class:`~logclient.QueueFullError`; ``drop`` drops the new record (counted
     in ``stats().dropped`` and logged, rate-limited); ``raise`` raises at once.
-    The sender spills the queue to the spool well before it is full (see
-    :class:`SpoolPolicy`), so with a spool the limit is reached only when the
-    disk cannot keep up or the spool is full too; the same ``overflow`` then
-    decides whether a batch that does not fit in the spool is dropped.
+    With a spool, the sender spills a queue that stays past its high-water
+    mark (see :class:`SpoolPolicy`): with ``block``, after
+    ``SpoolPolicy.high_water_hold_s`` (at most half of ``block_timeout_s``),
+    so during a burst the servers are still taking ``log()`` may wait about
+    that long; with ``drop`` and ``raise`` at once. Past that, the limit is
+    reached only when the disk cannot keep up or the spool is full too; the
+    same ``overflow`` then decides whether a batch that does not fit in the
+    spool is dropped.
     """
 
     max_records: int = 100_000
@@ -226,10 +230,24 @@ class SpoolPolicy:
     of one program each get a spool and a restarted one finds a dead one's.
 
     Batches are spilled when no server took anything for ``spill_after_s``, when
-    the memory queue passes ``high_water`` (a fraction of its limits), and by
-    ``close()`` for whatever is undelivered. The spool holds at most
-    ``max_bytes``; ``fsync`` makes every spilled batch durable before it leaves
-    memory. ``enabled=False`` (see :meth:`disabled`) keeps everything in memory.
+    the memory queue has stayed past ``high_water`` (a fraction of its limits)
+    for ``high_water_hold_s``, and by ``close()`` for whatever is undelivered.
+    The spool holds at most ``max_bytes``; ``fsync`` makes every spilled batch
+    durable before it leaves memory. ``enabled=False`` (see :meth:`disabled`)
+    keeps everything in memory.
+
+    Why the hold: a burst that the servers are taking, only more slowly than
+    the app logs, is better kept in memory (``log()`` waits for room if the
+    queue fills, as ``QueuePolicy.overflow="block"`` says) than sent through
+    the disk: writing, syncing and reading back the same records makes the
+    pipeline slower, so the burst takes longer. A queue that stays past high
+    water for ``high_water_hold_s`` (servers down, hung or much slower than the
+    app) is spilled, so ``log()`` waits at most about that long (the hold is
+    capped at half of ``QueuePolicy.block_timeout_s``, so a waiting ``log()``
+    is not refused meanwhile). With
+    ``overflow="drop"`` or ``"raise"`` a full queue would lose records or
+    raise, so the queue is spilled as soon as it passes high water; so it is
+    with ``high_water_hold_s=0``.
     """
 
     directory: Path | None = None
@@ -237,12 +255,15 @@ class SpoolPolicy:
     max_bytes: int = 1 * GiB
     spill_after_s: float = 10.0
     high_water: float = 0.8
+    high_water_hold_s: float = 1.0
     fsync: bool = True
     enabled: bool = True
 
     def __post_init__(self) -> None:
         _positive(self, max_bytes=self.max_bytes, high_water=self.high_water)
-        _non_negative(self, spill_after_s=self.spill_after_s)
+        _non_negative(
+            self, spill_after_s=self.spill_after_s, high_water_hold_s=self.high_water_hold_s
+        )
         if self.high_water > 1:
             raise ValueError("SpoolPolicy.high_water is a fraction of the queue limits (<= 1)")
         if self.directory is not None and not isinstance(self.directory, Path):

@@ -104,6 +104,7 @@ class Sender(Delivery, Spilling):
         self._failing_since: float | None = None
         self._announced = False
         self._spilling = False
+        self._high_since: float | None = None
         self._stopping = False
         self._abort = False
         self._settled = 0
@@ -361,9 +362,14 @@ class Sender(Delivery, Spilling):
                 if len(queue):
                     timeout = min(timeout, queue.first_at + self._batching.linger_s - now)
             else:
-                hw = self._spool_policy.high_water
-                wake_records = max(1, int(queue.max_records * hw))
-                wake_bytes = max(1, int(queue.max_bytes * hw))
+                held_until = self._high_water_wake()
+                if held_until is not None:
+                    # Past high water already: wake when the hold ends, not on records.
+                    timeout = min(timeout, held_until - now)
+                else:
+                    hw = self._spool_policy.high_water
+                    wake_records = max(1, int(queue.max_records * hw))
+                    wake_bytes = max(1, int(queue.max_bytes * hw))
                 if self._failing_since is not None:
                     spill_at = self._failing_since + self._spool_policy.spill_after_s
                     timeout = min(timeout, spill_at - now)

@@ -39,6 +39,8 @@ class Spilling:
     _spool_mark: int
     _failing_since: float | None
     _spilling: bool
+    #: When the queue was first seen past high water (None: it is not).
+    _high_since: float | None
     _spool_log: RateLimitedLog
     spilled_records: int
 
@@ -91,7 +93,31 @@ class Spilling:
                 now - failing,
                 spool.directory,
             )
-        return self._spilling or self._queue.fill_ratio() >= self._spool_policy.high_water
+        if self._spilling:
+            return True
+        if self._queue.fill_ratio() < self._spool_policy.high_water:
+            self._high_since = None
+            return False
+        # Past high water: spill now, or after the hold (see SpoolPolicy).
+        hold = self._high_water_hold()
+        if hold <= 0:
+            return True
+        if self._high_since is None:
+            self._high_since = now
+        return now - self._high_since >= hold
+
+    def _high_water_hold(self) -> float:
+        """How long a queue past high water stays in memory before it is spilled."""
+        queue = self._queue.policy
+        if queue.overflow != "block":
+            return 0.0
+        return min(self._spool_policy.high_water_hold_s, queue.block_timeout_s / 2)
+
+    def _high_water_wake(self) -> float | None:
+        """While a queue past high water is held: when the hold ends (else None)."""
+        if self._high_since is None:
+            return None
+        return self._high_since + self._high_water_hold()
 
     def _maybe_spill(self) -> None:
         """Spill what the policy says; called with no batch in flight (see ``Sender._step``)."""

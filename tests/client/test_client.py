@@ -459,16 +459,65 @@ def test_spool_survives_in_a_default_slot(inproc: InProcFactory, tmp_path: Path)
 
 
 def test_a_nearly_full_queue_spills_before_spill_after_s(make_client: ClientFactory) -> None:
-    """With no server, a queue past its high-water mark goes to the spool at once, long
-    before spill_after_s: a producer logging more than the queue holds is not refused."""
+    """With no server, a queue that stays past its high-water mark goes to the spool after
+    high_water_hold_s, long before spill_after_s: a producer logging more than the queue
+    holds waits about that long, and is not refused."""
     client = make_client(
         "127.0.0.1:1",
         queue=QueuePolicy(max_records=1000, overflow="block", block_timeout_s=10),
-        spool=SpoolPolicy(directory=None, spill_after_s=600, high_water=0.5),
+        spool=SpoolPolicy(
+            directory=None, spill_after_s=600, high_water=0.5, high_water_hold_s=0.3
+        ),
     )
+    started = time.monotonic()
     log_all(client, numbered("m", 3000))
+    assert time.monotonic() - started < 8, "log() waited past the hold"
     eventually(lambda: client.stats().spooled + client.stats().queued == 3000)
     assert client.stats().spooled >= 2000
+
+
+def test_a_burst_the_server_takes_is_held_in_memory_not_spilled(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """A burst far larger than the queue, to a server that is taking batches: the queue is
+    past high water for less than the hold, so log() waits for room and nothing goes
+    through the disk (which would only make the burst slower)."""
+    server = inproc()
+    client = make_client(
+        server,
+        queue=QueuePolicy(max_records=2000, overflow="block", block_timeout_s=30),
+        spool=SpoolPolicy(directory=None, high_water_hold_s=10),
+    )
+    messages = numbered("m", 20_000)
+    log_all(client, messages)
+    assert client.flush(20)
+    assert sorted(server.messages()) == encoded(messages)
+    assert client.stats().spilled == 0
+
+
+def test_with_overflow_drop_a_queue_past_high_water_spills_at_once(
+    make_client: ClientFactory,
+) -> None:
+    """overflow='drop': holding the queue would drop records, so it is spilled as soon as
+    it passes high water, whatever high_water_hold_s says; nothing is dropped."""
+    client = make_client(
+        "127.0.0.1:1",
+        queue=QueuePolicy(max_records=1000, overflow="drop", block_timeout_s=120),
+        spool=SpoolPolicy(directory=None, spill_after_s=600, high_water_hold_s=60),
+    )
+    for i, m in enumerate(numbered("m", 3000)):
+        client.log("app", m)
+        if i % 200 == 199:
+            # At most 999 queued (of 1000): only a queue held past high water (800)
+            # could fill up and drop records.
+            eventually(lambda: client.stats().queued < 800, 5, what="the sender spilled")
+
+    def kept() -> bool:
+        s = client.stats()
+        return s.spooled + s.queued + s.in_flight == 3000
+
+    eventually(kept, what="every record spooled, queued or in the batch in hand")
+    assert client.stats().dropped == 0
 
 
 def test_a_full_spool_drops_with_overflow_drop_and_blocks_otherwise(
