@@ -29,39 +29,26 @@ What this module guarantees, and why (see ``PITFALLS.md``):
   :meth:`Registration.wait_registered`; the thread then tries again only every
   ``_FATAL_RETRY_DELAY`` seconds, in case an operator fixes the ACL.
 - **Digest auth means an ACL.** With ``auth=("digest", "user:password")`` the
-  path (and every parent we create) and our node get :func:`registration_acl`:
-  that identity may do everything, anyone may only read. Clients only read, so
-  they need no credentials; a process without them cannot create, delete or
-  overwrite a registration. A path that already exists keeps its ACL (it may
-  belong to someone else, and tightening it would lock out servers of an older
-  deployment still running without credentials); if anyone may create or
-  delete under it we log ``registration_path_open``.
-- **The password stays in memory.** It is never logged, never put in node data
-  or exception messages; kazoo's debug line that would print the auth packet
-  is filtered out.
+  path (and every parent we create) and our node get
+  :func:`~logserver.zkauth.registration_acl`: that identity may do everything,
+  anyone may only read. A path that already exists keeps its ACL; if anyone
+  may create or delete under it we log ``registration_path_open``. The
+  password is never logged, nor put in node data or exception messages.
+
+The lifecycle is here; the rest is in small modules of its own:
+:mod:`logserver.registry_nodes` (the path, which node is ours, ghosts),
+:mod:`logserver.registry_access` (ACLs, errors an operator must fix) and
+:mod:`logserver.registry_client` (the kazoo client: made, waited for, stopped).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from typing import Any
 
 import structlog
-from kazoo.client import KazooClient
-from kazoo.exceptions import (
-    AuthFailedError,
-    BadArgumentsError,
-    BadVersionError,
-    ConnectionClosedError,
-    InvalidACLError,
-    KazooException,
-    NoAuthError,
-    NoChildrenForEphemeralsError,
-    NoNodeError,
-    NotEmptyError,
-)
+from kazoo.exceptions import ConnectionClosedError, KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
 from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
@@ -70,17 +57,20 @@ from kazoo.retry import ForceRetryError, KazooRetry
 from kazoo.retry import InterruptedError as RetryInterruptedError
 from kazoo.security import ACL
 
-from logserver.errors import RegistrationDeniedError, RegistrationError
-from logserver.zkauth import (
-    CREDENTIALS_HINT,
-    WRITE_PERMS,
-    Denied,
-    acl_text,
-    denied_as,
-    hide_auth_packets,
-    registration_acl,
+from logserver.errors import RegistrationError
+from logserver.registry_access import FATAL, check_path_acl, digest_identity, fatal_error
+from logserver.registry_client import new_client, stop_client, wait_connected
+from logserver.registry_nodes import (
+    NODE_PREFIX,
+    create_node,
+    handle_same_endpoint,
+    keep_one,
+    read_children,
+    validate_zk_path,
 )
-from logwire.serverset import Member, MemberFormatError
+from logserver.registry_nodes import hex_session as _hex
+from logserver.zkauth import denied_as
+from logwire.serverset import Member
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
@@ -91,39 +81,8 @@ __all__ = [
 
 log = structlog.get_logger(__name__)
 
-NODE_PREFIX = "member_"
-
-# Errors no retry will fix: surfaced as RegistrationError instead of retried.
-_FATAL = (
-    NoAuthError,
-    AuthFailedError,
-    InvalidACLError,
-    BadArgumentsError,
-    NoChildrenForEphemeralsError,
-)
-
-# How often the registration thread repeats "still cannot reach ZooKeeper".
-_UNREACHABLE_LOG_INTERVAL = 5.0
-
 # After an error retrying soon cannot fix (NoAuth...), how long until the next try.
 _FATAL_RETRY_DELAY = 30.0
-
-
-def validate_zk_path(path: str) -> str:
-    """Return ``path`` if it is an absolute ZooKeeper path we can use; raise ValueError if not."""
-    if not isinstance(path, str) or not path.startswith("/"):
-        raise ValueError(f"ZooKeeper path must be absolute: {path!r}")
-    if path == "/":
-        return path
-    if path.endswith("/") or "//" in path or "\x00" in path:
-        raise ValueError(f"malformed ZooKeeper path: {path!r}")
-    if any(part in (".", "..") for part in path.split("/")[1:]):
-        raise ValueError(f"ZooKeeper path may not contain '.' or '..': {path!r}")
-    return path
-
-
-def _hex(session_id: int | None) -> str | None:
-    return None if session_id is None else f"0x{session_id:x}"
 
 
 class _Stopping(Exception):
@@ -169,30 +128,19 @@ class Registration:
         self._acl: list[ACL] | None = None
         self._auth_user: str | None = None
         if auth is not None:
-            scheme, credential = auth
-            user, sep, password = credential.partition(":")
-            if scheme != "digest" or not sep or not user or not password:
-                # Never echo the credential: it holds the password.
-                raise RegistrationError("auth must be ('digest', 'user:password')")
-            self._acl = registration_acl(user, password)
-            self._auth_user = user
-            hide_auth_packets()
+            self._acl, self._auth_user = digest_identity(auth)
         self._acl_checked = False
         self.tls = tls
         self.zk_hosts = zk_hosts
         self.zk_path = zk_path
         self.member = member
         self._data = member.to_json()
-        self._retry = KazooRetry(
-            max_tries=-1, delay=0.05, max_delay=connect_retry_max_delay, max_jitter=0.2
-        )
-        self._client = KazooClient(
-            hosts=zk_hosts,
-            timeout=session_timeout,
-            connection_retry=self._retry.copy(),
-            command_retry=self._retry.copy(),
-            auth_data=[auth] if auth else None,
-            **(tls.kazoo_kwargs() if tls is not None else {}),
+        self._client, self._retry = new_client(
+            zk_hosts,
+            session_timeout=session_timeout,
+            connect_retry_max_delay=connect_retry_max_delay,
+            auth=auth,
+            tls=tls,
         )
         self._lock = threading.Lock()
         self._registered_cond = threading.Condition(self._lock)
@@ -316,11 +264,9 @@ class Registration:
                 log.info("deregistered", node=node, already_gone=True)
             except (KazooException, KazooTimeoutError) as exc:
                 log.warning("deregister_delete_failed", node=node, error=repr(exc))
-        stopper = threading.Thread(
-            target=self._stop_client, name=f"zk-registration-stop{self.zk_path}", daemon=True
+        stopper = stop_client(
+            self._client, name=f"zk-registration-stop{self.zk_path}", deadline=deadline
         )
-        stopper.start()
-        stopper.join(max(0.0, deadline - time.monotonic()))
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
         if stopper.is_alive() or (self._thread is not None and self._thread.is_alive()):
@@ -389,8 +335,8 @@ class Registration:
                 delay = 0.05
             except (_Stopping, RetryInterruptedError, ConnectionClosedError):
                 break
-            except _FATAL as exc:
-                error = self._fatal_error(exc)
+            except FATAL as exc:
+                error = fatal_error(exc, self.zk_path, self.zk_hosts)
                 with self._registered_cond:
                     self._error = error
                     self._registered_cond.notify_all()
@@ -411,47 +357,9 @@ class Registration:
                 self._wake.set()
         log.debug("registration_thread_exit", path=self.zk_path)
 
-    def _fatal_error(self, exc: Exception) -> RegistrationError:
-        """The error an operator can act on (kazoo's alone says only 'NoAuthError()')."""
-        error: RegistrationError
-        if isinstance(exc, NoAuthError):
-            operation = exc.operation if isinstance(exc, Denied) else "access"
-            on = f" on {exc.path}" if isinstance(exc, Denied) else ""
-            error = RegistrationDeniedError(
-                f"not allowed to register under {self.zk_path}: ZooKeeper denied "
-                f"{operation}{on} (NoAuth); {CREDENTIALS_HINT}",
-                path=exc.path if isinstance(exc, Denied) else self.zk_path,
-                operation=operation,
-            )
-        elif isinstance(exc, AuthFailedError):
-            error = RegistrationError(
-                f"ZooKeeper at {self.zk_hosts} rejected our credentials (AUTH_FAILED); "
-                f"{CREDENTIALS_HINT}"
-            )
-        else:
-            error = RegistrationError(
-                f"cannot register under {self.zk_path} at {self.zk_hosts}: {exc!r}"
-            )
-        error.__cause__ = exc
-        return error
-
     def _wait_connected(self) -> None:
-        """Block until connected, saying so in the log while ZooKeeper is unreachable."""
-        started = time.monotonic()
-        next_log = started + 1.0
         # deregister() sets _connected too, to wake this wait at once.
-        while not self._connected.wait(max(0.0, next_log - time.monotonic())):
-            if self._client.client_state == KeeperState.AUTH_FAILED:
-                raise AuthFailedError("ZooKeeper rejected our credentials")
-            waited = time.monotonic() - started
-            next_log += _UNREACHABLE_LOG_INTERVAL
-            log.warning(
-                "zookeeper_unreachable",
-                hosts=self.zk_hosts,
-                path=self.zk_path,
-                waited_s=round(waited, 1),
-                state=self._client.state,
-            )
+        wait_connected(self._client, self._connected, zk_hosts=self.zk_hosts, zk_path=self.zk_path)
         if self._stopping.is_set():
             raise _Stopping
 
@@ -491,34 +399,10 @@ class Registration:
             self._watch_node(node)
 
     def _check_path_acl(self) -> None:
-        """Once: warn if, although we use an ACL, anyone may create or delete under the path.
-
-        That is a path made without an ACL, e.g. by an older deployment; we do
-        not change it ourselves (see the module docstring).
-        """
-        if self._acl is None:
-            self._acl_checked = True
-            return
-        try:
-            acls, _stat = self._client.get_acls(self.zk_path)
-        except NoAuthError:
-            log.warning("registration_path_acl_unreadable", path=self.zk_path)
-            self._acl_checked = True
-            return
+        """Once: warn if, although we use an ACL, anyone may create or delete under the path."""
+        if self._auth_user is not None:
+            check_path_acl(self._client, self.zk_path, self._auth_user)
         self._acl_checked = True
-        open_to_all = [
-            a
-            for a in acls
-            if (a.id.scheme, a.id.id) == ("world", "anyone") and a.perms & WRITE_PERMS
-        ]
-        if open_to_all:
-            log.warning(
-                "registration_path_open",
-                path=self.zk_path,
-                acl=[acl_text(a) for a in acls],
-                problem="anyone may register a server here or delete registrations",
-                fix=f"setAcl {self.zk_path} digest:{self._auth_user}:<digest>:cdrwa,world:anyone:r",
-            )
 
     def _find_or_create(self) -> tuple[str, int, bool, int]:
         """One attempt: adopt our node of this session or create it; delete ghosts.
@@ -536,43 +420,12 @@ class Registration:
         with self._lock:
             current = self._node
             first_registration = self._registrations == 0
-        mine: list[str] = []
-        ghosts = 0
-        prefix = self.zk_path.rstrip("/") + "/"
-        with denied_as("READ", self.zk_path):
-            children = sorted(self._client.get_children(self.zk_path))
-        for child in children:
-            path = prefix + child
-            try:
-                data, stat = self._client.get(path)
-            except NoNodeError:
-                continue
-            except NoAuthError:
-                continue  # not readable by us: neither ours nor a ghost we may delete
-            try:
-                other = Member.from_json(data)
-            except MemberFormatError:
-                continue
-            if stat.ephemeralOwner == session and other.process_id == self.member.process_id:
-                mine.append(path)
-            elif self._is_ghost(other, stat, session):
-                if first_registration and self._delete_ghost(path, stat):
-                    ghosts += 1
-                elif not first_registration:
-                    log.warning(
-                        "endpoint_registered_by_another_session",
-                        node=path,
-                        owner=_hex(stat.ephemeralOwner),
-                        endpoint=str(self.member.endpoint),
-                        their_process_id=other.process_id,
-                    )
-        if mine:
-            keep = current if current in mine else mine[0]
-            for extra in mine:
-                if extra != keep:
-                    log.warning("duplicate_registration_deleted", node=extra, kept=keep)
-                    self._delete_quietly(extra)
-            return keep, session, True, ghosts
+        children = read_children(self._client, self.zk_path, self.member, session)
+        ghosts = handle_same_endpoint(
+            self._client, children.same_endpoint, self.member.endpoint, first_registration
+        )
+        if children.mine:
+            return keep_one(self._client, children.mine, current), session, True, ghosts
         if self._stopping.is_set():
             raise _Stopping
         node = self._create_node()
@@ -584,43 +437,4 @@ class Registration:
 
     def _create_node(self) -> str:
         """The bare create (a seam: tests make its reply get 'lost')."""
-        with denied_as("CREATE", self.zk_path):
-            path: str = self._client.create(
-                self.zk_path.rstrip("/") + "/" + NODE_PREFIX,
-                self._data,
-                acl=self._acl,
-                ephemeral=True,
-                sequence=True,
-            )
-        return path
-
-    def _is_ghost(self, other: Member, stat: ZnodeStat, session: int) -> bool:
-        """Our endpoint, ephemeral, another session: a previous incarnation's leftover."""
-        return other.endpoint == self.member.endpoint and stat.ephemeralOwner not in (0, session)
-
-    def _delete_ghost(self, path: str, stat: ZnodeStat) -> bool:
-        try:
-            self._client.delete(path, version=stat.version)
-        except (NoNodeError, BadVersionError, NotEmptyError):
-            return False
-        except NoAuthError:
-            log.warning("ghost_registration_not_deletable", node=path, reason="NoAuth")
-            return False
-        log.warning(
-            "ghost_registration_deleted",
-            node=path,
-            owner=_hex(stat.ephemeralOwner),
-            endpoint=str(self.member.endpoint),
-        )
-        return True
-
-    def _delete_quietly(self, path: str) -> None:
-        with contextlib.suppress(NoNodeError):
-            self._client.delete(path)
-
-    def _stop_client(self) -> None:
-        try:
-            self._client.stop()
-            self._client.close()
-        except Exception as exc:  # shutting down: nothing to propagate to
-            log.warning("zookeeper_close_failed", error=repr(exc))
+        return create_node(self._client, self.zk_path, self._data, self._acl)
