@@ -13,7 +13,9 @@ What this module guarantees, and why (see ``PITFALLS.md``):
   same idea as Curator's "protected" mode).
 - **No ghost of our previous incarnation.** An ephemeral node with our endpoint
   owned by another session is a leftover of a restarted process that ZooKeeper
-  has not expired yet (KAFKA-7165); we delete it when we first register. Later
+  has not expired yet (KAFKA-7165); we delete it when we first register, if it
+  already existed when we first read the path (a node that appears later, even
+  while our first create is being retried, is a newcomer). Later
   re-registrations only log such a node: a ghost exists only right after a
   restart, and deleting a *live* twin (two processes misconfigured with one
   endpoint) on every re-registration would make them delete each other forever.
@@ -156,6 +158,8 @@ class Registration:
         self._registered = False
         self._error: RegistrationError | None = None
         self._registrations = 0  # how many times a node was created or adopted
+        # Owned by the registration thread: the pzxid of the first read of the path.
+        self._ghost_horizon: int | None = None
 
     # ------------------------------------------------------------------ public
 
@@ -410,6 +414,9 @@ class Registration:
         Returns (node path, owning session id, adopted, ghosts deleted). Any
         ConnectionLoss makes the caller retry the whole step, which then finds
         a node whose create reply was lost instead of creating a second one.
+        A retry of the first registration deletes no node younger than the
+        first read of the path (``_ghost_horizon``): none of those can be a
+        leftover of our previous incarnation.
         """
         if self._stopping.is_set():
             raise _Stopping
@@ -421,8 +428,13 @@ class Registration:
             current = self._node
             first_registration = self._registrations == 0
         children = read_children(self._client, self.zk_path, self.member, session)
+        horizon = None
+        if first_registration:
+            if self._ghost_horizon is None:
+                self._ghost_horizon = children.pzxid
+            horizon = self._ghost_horizon
         ghosts = handle_same_endpoint(
-            self._client, children.same_endpoint, self.member.endpoint, first_registration
+            self._client, children.same_endpoint, self.member.endpoint, horizon
         )
         if children.mine:
             return keep_one(self._client, children.mine, current), session, True, ghosts

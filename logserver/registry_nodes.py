@@ -8,8 +8,10 @@ sessions, state) and the rules about which node is whose are in one place:
   ``ephemeralOwner`` is our current session (Finagle's ``hasJoined``): the
   process id alone would adopt a node of an older session that is about to
   vanish.
-- **A ghost** is a child with our endpoint owned by another live session,
-  seen during our first registration (see :func:`handle_same_endpoint`).
+- **A ghost** is a child with our endpoint owned by another live session and
+  that already existed when our first registration first read the path (see
+  :func:`handle_same_endpoint`). Anything younger is a live twin or a
+  newcomer, never a leftover of our previous incarnation.
 
 Events are logged under the registry's logger name, which operators filter on.
 """
@@ -79,10 +81,16 @@ class SameEndpoint:
 
 @dataclass(frozen=True)
 class Children:
-    """One read of the path's children, sorted out for one member and session."""
+    """One read of the path's children, sorted out for one member and session.
+
+    ``pzxid`` is the zxid of the last change to the list of children when it
+    was read: every child listed here was created at or before it, every child
+    created later has a greater ``czxid``.
+    """
 
     mine: tuple[str, ...]
     same_endpoint: tuple[SameEndpoint, ...]
+    pzxid: int
 
 
 def read_children(client: KazooClient, zk_path: str, member: Member, session: int) -> Children:
@@ -93,7 +101,7 @@ def read_children(client: KazooClient, zk_path: str, member: Member, session: in
     """
     prefix = _prefix(zk_path)
     with denied_as("READ", zk_path):
-        names = client.get_children(zk_path)
+        names, parent = client.get_children(zk_path, include_data=True)
     mine: list[str] = []
     same_endpoint: list[SameEndpoint] = []
     for name in sorted(names):
@@ -110,24 +118,28 @@ def read_children(client: KazooClient, zk_path: str, member: Member, session: in
             mine.append(path)
         elif other.endpoint == member.endpoint and stat.ephemeralOwner not in (0, session):
             same_endpoint.append(SameEndpoint(path, stat, other))
-    return Children(tuple(mine), tuple(same_endpoint))
+    return Children(tuple(mine), tuple(same_endpoint), parent.pzxid)
 
 
 def handle_same_endpoint(
     client: KazooClient,
     nodes: tuple[SameEndpoint, ...],
     endpoint: Endpoint,
-    first_registration: bool,
+    ghost_horizon: int | None,
 ) -> int:
-    """On our first registration delete ``nodes`` (ghosts), later only log them.
+    """Delete the ghosts among ``nodes``, log the others; return how many were deleted.
 
-    Returns how many were deleted. Later re-registrations delete nothing: a
-    twin that keeps re-registering would otherwise delete our node, and we
-    its, forever.
+    ``ghost_horizon`` is None except during our first registration, where it
+    is the ``pzxid`` of the first read of the path: only a node created at or
+    before it can be our previous incarnation's. Our first registration may be
+    retried (a create whose reply was lost), and a node that appeared with our
+    endpoint in between (a twin started later) must not be taken for a ghost.
+    Later re-registrations delete nothing: a twin that keeps re-registering
+    would otherwise delete our node, and we its, forever.
     """
     deleted = 0
     for node in nodes:
-        if first_registration:
+        if ghost_horizon is not None and node.stat.czxid <= ghost_horizon:
             if _delete_ghost(client, node, endpoint):
                 deleted += 1
             continue
