@@ -5,6 +5,11 @@ when it changes. :class:`StaticServers` is a fixed list (for tests and for
 setups without ZooKeeper); :class:`ZooKeeperServers` watches the registration
 path. The sender only ever sees the protocol, so it can be tested without
 ZooKeeper and the watcher without a sender.
+
+This module is :class:`ZooKeeperServers` itself: its lifecycle, its thread and
+the watches. The protocol and :class:`StaticServers` are in ``_source.py``
+(they need no kazoo), what it publishes (the last good membership, counters,
+listeners) in ``_membership.py``; all are importable from here.
 """
 
 from __future__ import annotations
@@ -13,9 +18,8 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 
 from kazoo.client import KazooClient
 from kazoo.exceptions import (
@@ -32,6 +36,8 @@ from kazoo.recipe.watchers import ChildrenWatch, DataWatch
 from kazoo.retry import InterruptedError as RetryInterruptedError
 from kazoo.retry import KazooRetry
 
+from logclient._membership import DiscoveryStats, Membership
+from logclient._source import Listener, ServerSource, StaticServers
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint, Member, MemberFormatError
 from logwire.zktls import ZkTLSPolicy
@@ -40,89 +46,6 @@ __all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
-
-Listener = Callable[[frozenset[Endpoint]], None]
-
-
-class ServerSource(Protocol):
-    """The live servers a client may send to."""
-
-    def start(self) -> None:
-        """Begin watching; must not block on the network."""
-        ...
-
-    def servers(self) -> frozenset[Endpoint]:
-        """The last known good set of endpoints (possibly empty before the first answer)."""
-        ...
-
-    def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(servers)`` on every change (from the source's own thread)."""
-        ...
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop watching; bounded by ``timeout``."""
-        ...
-
-
-class StaticServers:
-    """A fixed set of servers; ``set()`` replaces it (tests use that to simulate changes)."""
-
-    def __init__(self, servers: Iterable[Endpoint | str]) -> None:
-        self._servers = frozenset(_endpoint(s) for s in servers)
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"<StaticServers {sorted(map(str, self._servers))}>"
-
-    def start(self) -> None:
-        pass
-
-    def servers(self) -> frozenset[Endpoint]:
-        return self._servers
-
-    def subscribe(self, listener: Listener) -> None:
-        with self._lock:
-            self._listeners.append(listener)
-
-    def set(self, servers: Iterable[Endpoint | str]) -> None:
-        self._servers = frozenset(_endpoint(s) for s in servers)
-        with self._lock:
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(self._servers)
-
-    def close(self, timeout: float = 5.0) -> None:
-        pass
-
-
-def _endpoint(value: Endpoint | str) -> Endpoint:
-    return value if isinstance(value, Endpoint) else Endpoint.parse(value)
-
-
-# ------------------------------------------------------------------ ZooKeeper
-
-
-@dataclass(frozen=True)
-class DiscoveryStats:
-    """A snapshot of a :class:`ZooKeeperServers` for health checks and debugging.
-
-    ``state`` is kazoo's connection state (``CONNECTED``, ``SUSPENDED``,
-    ``LOST``) or ``NOT_STARTED``/``CLOSED``. ``updates`` counts changes of the
-    published server set, ``malformed_nodes`` the distinct znodes skipped
-    because their data is not a ServerSet member, ``last_update`` is the
-    ``time.monotonic()`` of the last change (None before the first).
-    """
-
-    state: str
-    connected: bool
-    answered: bool
-    servers: int
-    nodes: int
-    updates: int
-    malformed_nodes: int
-    last_update: float | None
-
 
 _STOP = object()
 
@@ -181,8 +104,7 @@ class ZooKeeperServers:
             max_tries=-1, delay=0.05, max_delay=connect_retry_max_delay, max_jitter=0.2
         )
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._listeners: list[Listener] = []
+        self._members = Membership(zk_path)
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._closing = threading.Event()
         self._connected = threading.Event()
@@ -190,14 +112,8 @@ class ZooKeeperServers:
         self._thread: threading.Thread | None = None
         self._started = False
         self._closed = False
-        # Guarded by _lock (read by servers()/stats()/__repr__):
-        self._servers: frozenset[Endpoint] = frozenset()
+        # Guarded by _lock (read by stats()/__repr__):
         self._state = "NOT_STARTED"
-        self._answered = False
-        self._nodes = 0
-        self._updates = 0
-        self._last_update: float | None = None
-        self._malformed: set[int] = set()  # czxid of every malformed node seen
         # Owned by the discovery thread:
         self._cache: dict[str, Member | None] = {}  # child name -> member (None: malformed)
         self._generation = 0
@@ -208,13 +124,11 @@ class ZooKeeperServers:
 
     def __repr__(self) -> str:
         with self._lock:
-            servers = sorted(map(str, self._servers))
-            return (
-                f"<ZooKeeperServers {self.zk_hosts}{self.zk_path} state={self._state} "
-                f"tls={self.tls is not None} "
-                f"servers={servers} nodes={self._nodes} updates={self._updates} "
-                f"malformed={len(self._malformed)}>"
-            )
+            state = self._state
+        return (
+            f"<ZooKeeperServers {self.zk_hosts}{self.zk_path} state={state} "
+            f"tls={self.tls is not None} {self._members!r}>"
+        )
 
     def start(self) -> None:
         """Start watching; never blocks on the network (idempotent)."""
@@ -242,38 +156,21 @@ class ZooKeeperServers:
 
     def servers(self) -> frozenset[Endpoint]:
         """The last known good set of ALIVE endpoints (empty before ZooKeeper first answers)."""
-        with self._lock:
-            return self._servers
+        return self._members.servers()
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(servers)`` after every change, on the discovery thread."""
-        with self._lock:
-            self._listeners.append(listener)
+        self._members.subscribe(listener)
 
     def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
         """Wait until ``predicate(servers())`` holds; False after ``timeout`` seconds."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while not predicate(self._servers):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
-            return True
+        return self._members.wait_for(predicate, timeout)
 
     def stats(self) -> DiscoveryStats:
         """Counters and connection state, for health checks and tests."""
         with self._lock:
-            return DiscoveryStats(
-                state=self._state,
-                connected=self._state == KazooState.CONNECTED,
-                answered=self._answered,
-                servers=len(self._servers),
-                nodes=self._nodes,
-                updates=self._updates,
-                malformed_nodes=len(self._malformed),
-                last_update=self._last_update,
-            )
+            state = self._state
+        return self._members.stats(state, connected=state == KazooState.CONNECTED)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop watching and every thread ``start()`` started; bounded by ``timeout``; idempotent.
@@ -285,7 +182,7 @@ class ZooKeeperServers:
                 return
             self._closed = True
             self._state = "CLOSED"
-            self._changed.notify_all()
+        self._members.wake()
         deadline = time.monotonic() + timeout
         self._closing.set()
         self._connected.set()  # wakes a thread still waiting for the first connect
@@ -313,7 +210,8 @@ class ZooKeeperServers:
         """On kazoo's connection thread: record and log only, never block."""
         if self._closing.is_set():
             return
-        # No lock here: a user's wait_for() predicate runs under it, and this thread must not wait.
+        # No lock here: a user's wait_for() predicate may hold the membership's, and this
+        # thread must not wait for any.
         self._state = state
         if state == KazooState.CONNECTED:
             self._connected.set()
@@ -323,7 +221,7 @@ class ZooKeeperServers:
                 "ZooKeeper %s is %s; keeping the last known %d servers",
                 self.zk_hosts,
                 state,
-                len(self._servers),
+                self._members.known_without_lock(),
             )
 
     def _on_parent(self, data: bytes | None, stat: ZnodeStat | None, event: Any = None) -> bool:
@@ -409,10 +307,10 @@ class ZooKeeperServers:
     def _parent_changed(self, czxid: int | None) -> None:
         if czxid is None:
             # ZooKeeper says the path does not exist: there are no servers.
-            if self._armed_czxid is not None or not self._answered:
+            if self._armed_czxid is not None or not self._members.answered:
                 logger.warning("%s does not exist; waiting for it to be created", self.zk_path)
             self._disarm()
-            self._publish(frozenset(), nodes=0)
+            self._members.publish(frozenset(), nodes=0)
             return
         if czxid == self._armed_czxid:
             return  # the same node (its data changed); the ChildrenWatch is still good
@@ -453,7 +351,7 @@ class ZooKeeperServers:
         alive = frozenset(
             m.endpoint for m in self._cache.values() if m is not None and m.status == "ALIVE"
         )
-        self._publish(alive, nodes=len(names))
+        self._members.publish(alive, nodes=len(names))
 
     def _read_members(self, names: list[str]) -> dict[str, Member | None]:
         """Read new children in parallel; a vanished child is left out (its deletion is coming)."""
@@ -479,37 +377,9 @@ class ZooKeeperServers:
                 members[name] = Member.from_json(data)
             except MemberFormatError as exc:
                 members[name] = None
-                with self._lock:
-                    first = stat.czxid not in self._malformed
-                    self._malformed.add(stat.czxid)
-                if first:
+                if self._members.note_malformed(stat.czxid):
                     logger.warning("skipping malformed node %s%s: %s", self._prefix, name, exc)
         return members
-
-    def _publish(self, servers: frozenset[Endpoint], nodes: int) -> None:
-        with self._lock:
-            self._answered = True
-            self._nodes = nodes
-            if servers == self._servers:
-                return
-            added, removed = servers - self._servers, self._servers - servers
-            self._servers = servers
-            self._updates += 1
-            self._last_update = time.monotonic()
-            listeners = list(self._listeners)
-            self._changed.notify_all()
-        logger.info(
-            "servers under %s: %d (+%s -%s)",
-            self.zk_path,
-            len(servers),
-            ",".join(sorted(map(str, added))) or "none",
-            ",".join(sorted(map(str, removed))) or "none",
-        )
-        for listener in listeners:
-            try:
-                listener(servers)
-            except Exception:
-                logger.exception("discovery listener %r failed", listener)
 
 
 def _stop_client(client: Any) -> None:

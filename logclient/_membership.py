@@ -1,0 +1,160 @@
+"""The membership a :class:`~logclient.discovery.ZooKeeperServers` publishes to the client.
+
+Kept apart from the watching because it is where the "keep the last good
+membership" rule of PITFALLS.md holds: only :meth:`Membership.publish`
+replaces the set, and the watcher calls it only when ZooKeeper, while
+connected, said what the children are. A disconnect or an outage publishes
+nothing, so the client keeps sending to the servers it knew. No kazoo here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from logclient._source import Listener
+from logwire.serverset import Endpoint
+
+__all__ = ["DiscoveryStats", "Membership"]
+
+# Logged under the discovery module's name, which applications configure.
+logger = logging.getLogger("logclient.discovery")
+
+
+@dataclass(frozen=True)
+class DiscoveryStats:
+    """A snapshot of a :class:`~logclient.discovery.ZooKeeperServers`, for health checks and tests.
+
+    ``state`` is kazoo's connection state (``CONNECTED``, ``SUSPENDED``,
+    ``LOST``) or ``NOT_STARTED``/``CLOSED``. ``updates`` counts changes of the
+    published server set, ``malformed_nodes`` the distinct znodes skipped
+    because their data is not a ServerSet member, ``last_update`` is the
+    ``time.monotonic()`` of the last change (None before the first).
+    """
+
+    state: str
+    connected: bool
+    answered: bool
+    servers: int
+    nodes: int
+    updates: int
+    malformed_nodes: int
+    last_update: float | None
+
+
+class Membership:
+    """The last good set of ALIVE endpoints under one path, its counters and its listeners.
+
+    Thread-safe. Listeners run on the thread that publishes, outside the lock,
+    and one that raises is logged and does not stop the others.
+    """
+
+    def __init__(self, zk_path: str) -> None:
+        self._zk_path = zk_path
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._listeners: list[Listener] = []
+        # Guarded by _lock:
+        self._servers: frozenset[Endpoint] = frozenset()
+        self._answered = False
+        self._nodes = 0
+        self._updates = 0
+        self._last_update: float | None = None
+        self._malformed: set[int] = set()  # czxid of every malformed node seen
+
+    def __repr__(self) -> str:
+        with self._lock:
+            servers = sorted(map(str, self._servers))
+            return (
+                f"servers={servers} nodes={self._nodes} updates={self._updates} "
+                f"malformed={len(self._malformed)}"
+            )
+
+    def servers(self) -> frozenset[Endpoint]:
+        """The last published set (empty before the first answer)."""
+        with self._lock:
+            return self._servers
+
+    def known_without_lock(self) -> int:
+        """How many servers are known, for kazoo's thread: it must never wait for the lock.
+
+        A user's :meth:`wait_for` predicate runs under the lock and may take
+        its time; reading one reference needs no lock in CPython.
+        """
+        return len(self._servers)
+
+    @property
+    def answered(self) -> bool:
+        """True once ZooKeeper first said what the children are (read without the lock)."""
+        return self._answered
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(servers)`` after every change."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
+        """Wait until ``predicate(servers)`` holds; False after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while not predicate(self._servers):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._changed.wait(remaining)
+            return True
+
+    def wake(self) -> None:
+        """Make every :meth:`wait_for` look at its predicate again (on close)."""
+        with self._changed:
+            self._changed.notify_all()
+
+    def note_malformed(self, czxid: int) -> bool:
+        """Count a malformed node once; True the first time this node is seen."""
+        with self._lock:
+            first = czxid not in self._malformed
+            self._malformed.add(czxid)
+        return first
+
+    def stats(self, state: str, connected: bool) -> DiscoveryStats:
+        """A snapshot with the connection ``state`` of the caller."""
+        with self._lock:
+            return DiscoveryStats(
+                state=state,
+                connected=connected,
+                answered=self._answered,
+                servers=len(self._servers),
+                nodes=self._nodes,
+                updates=self._updates,
+                malformed_nodes=len(self._malformed),
+                last_update=self._last_update,
+            )
+
+    def publish(self, servers: frozenset[Endpoint], nodes: int) -> None:
+        """What ZooKeeper said: ``servers`` out of ``nodes`` children; tell listeners if it changed."""
+        with self._lock:
+            self._answered = True
+            self._nodes = nodes
+            if servers == self._servers:
+                return
+            added, removed = servers - self._servers, self._servers - servers
+            self._servers = servers
+            self._updates += 1
+            self._last_update = time.monotonic()
+            listeners = list(self._listeners)
+            self._changed.notify_all()
+        logger.info(
+            "servers under %s: %d (+%s -%s)",
+            self._zk_path,
+            len(servers),
+            ",".join(sorted(map(str, added))) or "none",
+            ",".join(sorted(map(str, removed))) or "none",
+        )
+        for listener in listeners:
+            try:
+                listener(servers)
+            except Exception:
+                logger.exception("discovery listener %r failed", listener)
