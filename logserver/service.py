@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,9 +20,9 @@ from thriftpy2.thrift import TApplicationException
 
 from logserver.errors import InvalidCategoryError, StorageError, StorageUnavailableError
 from logserver.metrics import Metrics
-from logserver.storage import MessageTooLargeError, Storage
+from logserver.storage import AppendOutcome, MessageTooLargeError, Storage
 from logwire.idl import log_thrift
-from logwire.packed import PackedError, record_count, unpack_records
+from logwire.packed import PackedError, record_count, unpack_messages
 
 __all__ = ["LogServiceHandler", "ServiceLimits"]
 
@@ -99,7 +99,7 @@ class LogServiceHandler:
                 f"batch of {len(records)} records exceeds {self._limits.max_batch_records}",
             )
         try:
-            self._timed_append(records, "", -1, "log")
+            self._timed(lambda: self._storage.append(records), "log")
         except StorageUnavailableError as exc:
             log.warning("storage unavailable", call="Log", reason=exc.reason)
             self._metrics.rejected.labels("unavailable").inc()
@@ -131,11 +131,21 @@ class LogServiceHandler:
                     actual=count,
                 )
             runs = [(run.category or "", run.count) for run in batch.runs or ()]
-            records = unpack_records(runs, lengths, messages)
+            unpacked = unpack_messages(runs, lengths, messages)
         except PackedError as exc:
             self._metrics.rejected.labels("invalid_request").inc()
             raise log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}") from exc
-        return self.append_records(batch.producer_id, batch.sequence, records, "append_packed")
+        sequence = batch.sequence
+        # The columns go to storage as they are: no (category, message) pair per record.
+        return self._append(
+            batch.producer_id,
+            sequence,
+            count,
+            "append_packed",
+            lambda producer: self._storage.append_columns(
+                runs, unpacked, producer_id=producer, sequence=sequence
+            ),
+        )
 
     def append_records(
         self,
@@ -145,6 +155,25 @@ class LogServiceHandler:
         call: str = "append",
     ) -> Any:
         """``Append`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
+        return self._append(
+            producer_id,
+            sequence,
+            len(records),
+            call,
+            lambda producer: self._storage.append(
+                records, producer_id=producer, sequence=sequence if sequence is not None else -1
+            ),
+        )
+
+    def _append(
+        self,
+        producer_id: str | bytes | None,
+        sequence: int | None,
+        count: int,
+        call: str,
+        store: Callable[[str], AppendOutcome],
+    ) -> Any:
+        """The checks and answers every idempotent append shares; ``store(producer)`` stores."""
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
@@ -155,15 +184,15 @@ class LogServiceHandler:
             )
         if sequence is None or sequence < 0:
             raise log_thrift.InvalidRequest(reason="sequence must be >= 0")
-        if len(records) > self._limits.max_batch_records:
+        if count > self._limits.max_batch_records:
             self._metrics.rejected.labels("too_large").inc()
             raise log_thrift.BatchTooLarge(
                 reason="too many records in one batch",
                 limit=self._limits.max_batch_records,
-                actual=len(records),
+                actual=count,
             )
         try:
-            outcome = self._timed_append(records, producer, sequence, call)
+            outcome = self._timed(lambda: store(producer), call)
         except InvalidCategoryError as exc:
             self._metrics.rejected.labels("invalid_category").inc()
             raise log_thrift.InvalidCategory(
@@ -235,11 +264,9 @@ class LogServiceHandler:
 
     # ----------------------------------------------------------------- helpers
 
-    def _timed_append(
-        self, entries: list[tuple[Any, Any]], producer: str, sequence: int, call: str
-    ) -> Any:
+    def _timed(self, store: Callable[[], AppendOutcome], call: str) -> AppendOutcome:
         started = time.perf_counter()
-        outcome = self._storage.append(entries, producer_id=producer, sequence=sequence)
+        outcome = store()
         self._metrics.append_seconds.observe(time.perf_counter() - started)
         self._metrics.batches.labels(call).inc()
         self._metrics.records.labels(call).inc(outcome.stored)

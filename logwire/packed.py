@@ -27,6 +27,7 @@ __all__ = [
     "pack_entries",
     "pack_lengths",
     "record_count",
+    "unpack_messages",
     "unpack_records",
 ]
 
@@ -90,13 +91,15 @@ def record_count(lengths: bytes) -> int:
     return count
 
 
-def unpack_records(
+def unpack_messages(
     runs: Sequence[tuple[str, int]], lengths: bytes, messages: bytes
-) -> list[tuple[str, bytes]]:
-    """The ``(category, message)`` records; PackedError when the columns disagree.
+) -> list[bytes]:
+    """The messages, in record order; PackedError when the columns disagree.
 
-    Callers check :func:`record_count` against their limits first: the record
-    list costs memory per record whatever the messages weigh.
+    For a reader that keeps the columns (logserver's storage takes the runs and
+    the messages as they are); :func:`unpack_records` pairs them up. Callers
+    check :func:`record_count` against their limits first: the list costs
+    memory per record whatever the messages weigh.
     """
     count = record_count(lengths)
     sizes = array("I", lengths) if lengths else array("I")
@@ -115,11 +118,23 @@ def unpack_records(
         run_total += n
     if run_total != count:
         raise PackedError(f"runs add up to {run_total} records, lengths to {count}")
-    if len(runs) == 1:
-        categories: Iterable[str] = repeat(runs[0][0], count)
-    else:
-        categories = chain.from_iterable(repeat(category, n) for category, n in runs)
     # One comprehension over C-level iterators: faster than map(getitem, ...) with
     # slices. The starts have one element more than the ends (the last one unused).
     starts = chain((0,), ends)
-    return [(c, messages[a:b]) for c, a, b in zip(categories, starts, ends, strict=False)]
+    return [messages[a:b] for a, b in zip(starts, ends, strict=False)]
+
+
+def unpack_records(
+    runs: Sequence[tuple[str, int]], lengths: bytes, messages: bytes
+) -> list[tuple[str, bytes]]:
+    """The ``(category, message)`` records; PackedError when the columns disagree.
+
+    Callers check :func:`record_count` against their limits first: the record
+    list costs memory per record whatever the messages weigh.
+    """
+    unpacked = unpack_messages(runs, lengths, messages)
+    if len(runs) == 1:
+        categories: Iterable[str] = repeat(runs[0][0], len(unpacked))
+    else:
+        categories = chain.from_iterable(repeat(category, n) for category, n in runs)
+    return list(zip(categories, unpacked, strict=False))

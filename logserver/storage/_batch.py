@@ -94,29 +94,17 @@ class BatchChecker:
     ) -> Checked:
         """Validate everything; raise InvalidCategoryError, MessageTooLargeError,
         InvalidRequestError or TypeError before anything is written."""
-        if not isinstance(producer_id, str):
-            raise TypeError("producer_id must be str")
-        producer = producer_id.encode("utf-8", "surrogatepass")
-        if len(producer) > MAX_PRODUCER_BYTES:
-            raise InvalidRequestError(f"producer_id is longer than {MAX_PRODUCER_BYTES} bytes")
-        if not isinstance(sequence, int) or not _I64_MIN <= sequence <= _I64_MAX:
-            raise InvalidRequestError(f"sequence {sequence!r} is not a 64-bit integer")
+        producer = _producer(producer_id, sequence)
         count = len(entries)
         if count == 0:
             return Checked([], 0, producer)
-        if count > 2**32 - 1:
-            raise InvalidRequestError("too many records in one batch")
+        _check_count(count)
         try:
             raw_categories, raw_messages = zip(*entries, strict=True)
         except (TypeError, ValueError) as exc:
             raise TypeError("entries must be (category, message) pairs") from exc
         names = {raw: self.category(raw) for raw in set(raw_categories)}
-        messages: Sequence[bytes] = raw_messages
-        if set(map(type, raw_messages)) != {bytes}:
-            messages = [_message_bytes(m, i) for i, m in enumerate(raw_messages)]
-        largest = max(map(len, messages))
-        if largest > self._max_message_bytes:
-            raise MessageTooLargeError(self._max_message_bytes, largest)
+        messages = self._messages(raw_messages)
         if len(set(names.values())) == 1:
             (name,) = set(names.values())
             return Checked([Group(name, range(count), messages)], count, producer)
@@ -127,3 +115,70 @@ class BatchChecker:
             Group(name, idx, [messages[i] for i in idx]) for name, idx in sorted(by_name.items())
         ]
         return Checked(groups, count, producer)
+
+    def check_columns(
+        self,
+        runs: Sequence[tuple[str | bytes, int]],
+        messages: Sequence[bytes | str],
+        producer_id: str,
+        sequence: int,
+    ) -> Checked:
+        """:meth:`check` for a batch in columns: ``runs`` of ``(category, count)``
+        in record order, and the messages.
+
+        The same checks and the same groups as for the records paired up, without
+        building and taking apart a pair per record (a sixth of a server's work
+        per record when a client sends ``AppendPacked``).
+        """
+        producer = _producer(producer_id, sequence)
+        count = len(messages)
+        run_total = 0
+        for category, n in runs:
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise InvalidRequestError(f"run of category {category!r} has count {n!r}")
+            run_total += n
+        if run_total != count:
+            raise InvalidRequestError(f"runs add up to {run_total} records, not {count}")
+        if count == 0:
+            return Checked([], 0, producer)
+        _check_count(count)
+        names = [self.category(category) for category, _ in runs]
+        checked = self._messages(messages)
+        if len(set(names)) == 1:
+            return Checked([Group(names[0], range(count), checked)], count, producer)
+        by_name: dict[str, tuple[list[int], list[bytes]]] = {}
+        start = 0
+        for name, (_, n) in zip(names, runs, strict=True):
+            indexes, group = by_name.setdefault(name, ([], []))
+            indexes.extend(range(start, start + n))
+            group.extend(checked[start : start + n])
+            start += n
+        groups = [Group(name, idx, msgs) for name, (idx, msgs) in sorted(by_name.items())]
+        return Checked(groups, count, producer)
+
+    def _messages(self, raw: Sequence[bytes | str]) -> Sequence[bytes]:
+        """The messages as bytes, each within the size limit (C-level passes when all are bytes)."""
+        messages: Sequence[bytes] = raw  # type: ignore[assignment]
+        if set(map(type, raw)) != {bytes}:
+            messages = [_message_bytes(m, i) for i, m in enumerate(raw)]
+        largest = max(map(len, messages))
+        if largest > self._max_message_bytes:
+            raise MessageTooLargeError(self._max_message_bytes, largest)
+        return messages
+
+
+def _producer(producer_id: str, sequence: int) -> bytes:
+    """The producer id as stored; InvalidRequestError or TypeError for a bad id or sequence."""
+    if not isinstance(producer_id, str):
+        raise TypeError("producer_id must be str")
+    producer = producer_id.encode("utf-8", "surrogatepass")
+    if len(producer) > MAX_PRODUCER_BYTES:
+        raise InvalidRequestError(f"producer_id is longer than {MAX_PRODUCER_BYTES} bytes")
+    if not isinstance(sequence, int) or not _I64_MIN <= sequence <= _I64_MAX:
+        raise InvalidRequestError(f"sequence {sequence!r} is not a 64-bit integer")
+    return producer
+
+
+def _check_count(count: int) -> None:
+    if count > 2**32 - 1:
+        raise InvalidRequestError("too many records in one batch")

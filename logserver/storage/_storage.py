@@ -199,6 +199,25 @@ class Storage:
         if self._closed:
             raise StorageUnavailableError("storage is closed")
         checked = self._checker.check(entries, producer_id, sequence)
+        return self._append(checked, producer_id, sequence)
+
+    def append_columns(
+        self,
+        runs: Sequence[tuple[str | bytes, int]],
+        messages: Sequence[bytes | str],
+        producer_id: str = "",
+        sequence: int = -1,
+    ) -> AppendOutcome:
+        """:meth:`append` for a batch in columns: ``runs`` of ``(category, count)``
+        in record order, then the messages. Stored exactly as the same records
+        given to :meth:`append` would be (same groups, indexes and dedup)."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        checked = self._checker.check_columns(runs, messages, producer_id, sequence)
+        return self._append(checked, producer_id, sequence)
+
+    def _append(self, checked: Checked, producer_id: str, sequence: int) -> AppendOutcome:
+        """Dedup, then store a checked batch (see :meth:`append`)."""
         if not checked.groups:
             return AppendOutcome(0, False)
         claim: Claim | None = None
