@@ -465,9 +465,7 @@ def test_a_nearly_full_queue_spills_before_spill_after_s(make_client: ClientFact
     client = make_client(
         "127.0.0.1:1",
         queue=QueuePolicy(max_records=1000, overflow="block", block_timeout_s=10),
-        spool=SpoolPolicy(
-            directory=None, spill_after_s=600, high_water=0.5, high_water_hold_s=0.3
-        ),
+        spool=SpoolPolicy(directory=None, spill_after_s=600, high_water=0.5, high_water_hold_s=0.3),
     )
     started = time.monotonic()
     log_all(client, numbered("m", 3000))
