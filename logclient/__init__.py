@@ -50,7 +50,8 @@ from logclient.errors import (
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
-    from logclient.discovery import ServerSource, StaticServers, ZooKeeperServers
+    from logclient._source import ServerSource, StaticServers
+    from logclient.discovery import ZooKeeperServers
 
 __all__ = [
     "BatchPolicy",
@@ -84,13 +85,18 @@ __all__ = [
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-_DISCOVERY = ("ServerSource", "StaticServers", "ZooKeeperServers")
+_SOURCES = ("ServerSource", "StaticServers")
 
 
 def __getattr__(name: str) -> Any:
-    # Discovery imports kazoo; load it only when an app asks for these names.
-    if name in _DISCOVERY:
+    # ZooKeeper discovery imports kazoo: load it only when an app asks for it. An app
+    # with a static server list never does.
+    if name in _SOURCES:
+        from logclient import _source
+
+        return getattr(_source, name)
+    if name == "ZooKeeperServers":
         from logclient import discovery
 
-        return getattr(discovery, name)
+        return discovery.ZooKeeperServers
     raise AttributeError(f"module 'logclient' has no attribute {name!r}")

@@ -45,7 +45,7 @@ from logwire.categories import category_problem
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
-    from logclient.discovery import ServerSource
+    from logclient._source import ServerSource
 
 __all__ = ["ClientStats", "LogClient"]
 

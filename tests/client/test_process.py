@@ -59,6 +59,8 @@ def test_a_running_client_never_imports_server_code(inproc: InProcFactory) -> No
             client.log("app", "hello")
             assert client.flush(10)
         assert not any(m.startswith("logserver") for m in sys.modules)
+        # A static server list needs no ZooKeeper client.
+        assert not any(m.startswith("kazoo") for m in sys.modules)
         print("ok")
         """
     )
