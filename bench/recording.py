@@ -41,7 +41,7 @@ class _RecordingConnection:
         finally:
             self.calls = self._inner.calls
             self.last_used = self._inner.last_used
-        self._in_flight.append(len(batch.entries))
+        self._in_flight.append(batch.count)
 
     def receive(self, deadline: float) -> AppendOutcome:
         try:
@@ -63,7 +63,7 @@ class _RecordingConnection:
         finally:
             self.calls = self._inner.calls
             self.last_used = self._inner.last_used
-        self._owner.note(self.endpoint, len(batch.entries))
+        self._owner.note(self.endpoint, batch.count)
         return outcome
 
     def abort(self) -> None:

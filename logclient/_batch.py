@@ -3,12 +3,16 @@
 ``(producer_id, sequence)`` names a batch forever: a resend after an ambiguous
 failure, a batch read back from the spool after a restart, all carry the same
 pair, so a server stores it once and a reader drops the copy another server
-holds. Entries are ``(category, message)`` pairs with the message as bytes.
+holds. The records are kept in two columns, ``categories`` and ``messages``
+(bytes), from the queue to the wire and the spool: the columnar ``AppendPacked``
+and spool formats take them as they are, and no pair is built per record on
+the way (the app's thread and the sender share one GIL).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from logwire.batchid import MAX_PRODUCER_ID, split_producer_id
@@ -39,7 +43,8 @@ class Batch:
 
     producer_id: str
     sequence: int
-    entries: list[Entry]
+    categories: list[str]
+    messages: list[bytes]
     nbytes: int
     end_ordinal: int | None = None
     spool_id: int | None = None
@@ -50,12 +55,38 @@ class Batch:
     parent: Batch | None = field(default=None, repr=False)
     children_left: int = 0
 
+    @classmethod
+    def of(
+        cls,
+        producer_id: str,
+        sequence: int,
+        entries: Sequence[Entry],
+        nbytes: int | None = None,
+        end_ordinal: int | None = None,
+    ) -> Batch:
+        """A batch of ``(category, message)`` pairs (``nbytes`` counted when not given)."""
+        categories = [c for c, _ in entries]
+        messages = [m for _, m in entries]
+        if nbytes is None:
+            nbytes = _nbytes(categories, messages)
+        return cls(producer_id, sequence, categories, messages, nbytes, end_ordinal)
+
     def __repr__(self) -> str:
         where = f" spool#{self.spool_id}" if self.spool_id is not None else ""
         return (
-            f"<Batch {self.producer_id}/{self.sequence} records={len(self.entries)} "
+            f"<Batch {self.producer_id}/{self.sequence} records={len(self.messages)} "
             f"bytes={self.nbytes} attempts={self.attempts}{where}>"
         )
+
+    @property
+    def count(self) -> int:
+        """How many records the batch holds."""
+        return len(self.messages)
+
+    @property
+    def entries(self) -> list[Entry]:
+        """The records as ``(category, message)`` pairs (built on each call)."""
+        return list(zip(self.categories, self.messages, strict=True))
 
     @property
     def key(self) -> tuple[str, int]:
@@ -79,18 +110,21 @@ class Batch:
         whole (stored by a server before an ambiguous failure) maps both copies
         of a record to one key.
         """
-        if len(self.entries) < 2:
+        if len(self.messages) < 2:
             raise ValueError("a batch of one record cannot be split")
-        mid = len(self.entries) // 2
+        mid = len(self.messages) // 2
         derived = split_producer_id(self.producer_id, self.sequence)
         halves = []
-        for offset, part in ((0, self.entries[:mid]), (mid, self.entries[mid:])):
+        for offset, end in ((0, mid), (mid, len(self.messages))):
+            categories = self.categories[offset:end]
+            messages = self.messages[offset:end]
             halves.append(
                 Batch(
                     producer_id=derived,
                     sequence=offset,
-                    entries=part,
-                    nbytes=sum(entry_size(c, m) for c, m in part),
+                    categories=categories,
+                    messages=messages,
+                    nbytes=_nbytes(categories, messages),
                     end_ordinal=self.end_ordinal,
                     parent=self,
                 )
@@ -107,17 +141,27 @@ class Batch:
         disagree on category rules, plus an ambiguous failure), read-back
         shows the other categories' records twice.
         """
-        kept = [(c, m) for c, m in self.entries if c != category]
+        kept = [
+            (c, m) for c, m in zip(self.categories, self.messages, strict=True) if c != category
+        ]
+        categories = [c for c, _ in kept]
+        messages = [m for _, m in kept]
         child = Batch(
             producer_id=_derived_producer(self.producer_id, self.sequence, "x"),
             sequence=0,
-            entries=kept,
-            nbytes=sum(entry_size(c, m) for c, m in kept),
+            categories=categories,
+            messages=messages,
+            nbytes=_nbytes(categories, messages),
             end_ordinal=self.end_ordinal,
             parent=self,
         )
         self.children_left = 1
         return child
+
+
+def _nbytes(categories: list[str], messages: list[bytes]) -> int:
+    """What the records count against limits (see :func:`entry_size`)."""
+    return sum(map(len, categories)) + sum(map(len, messages)) + ENTRY_OVERHEAD * len(messages)
 
 
 def _derived_producer(producer_id: str, sequence: int, tag: str) -> str:

@@ -244,7 +244,7 @@ class ThriftConnection:
         self._seqid = (self._seqid + 1) & 0x7FFFFFFF
         seqid = self._seqid
         encode = encode_packed_call if self.packed else encode_append_call
-        request = encode(seqid, batch.producer_id, batch.sequence, batch.entries)
+        request = encode(seqid, batch.producer_id, batch.sequence, batch.categories, batch.messages)
         self.calls += 1
         self._awaiting.append(seqid)
         with map_errors(self._server, "call"):

@@ -104,7 +104,7 @@ class Delivery:
         if batch.attempts == 2:
             self.batches_retried += 1
         self.sent_batches += 1
-        self.sent_records += len(batch.entries)
+        self.sent_records += batch.count
         try:
             if pipelines(conn):
                 conn.send(batch, deadline)  # type: ignore[attr-defined]
@@ -219,7 +219,7 @@ class Delivery:
     def _on_acknowledged(self, endpoint: Endpoint, batch: Batch, outcome: AppendOutcome) -> None:
         self._pool.mark_up(endpoint)
         self.acked_batches += 1
-        self.acked_records += len(batch.entries)
+        self.acked_records += batch.count
         if outcome.duplicate:
             self.duplicates += 1
         if self._failing_since is not None:
@@ -251,7 +251,7 @@ class Delivery:
 
     def _on_rejected(self, batch: Batch, exc: BatchRejectedError) -> None:
         """A batch no server will take as it is: split it, trim it, or drop it. Never loop."""
-        if exc.kind == "too_large" and len(batch.entries) > 1:
+        if exc.kind == "too_large" and batch.count > 1:
             first, second = batch.split()
             self.split_batches += 1
             logger.warning("logclient: %s; splitting %s in two", exc, batch)
@@ -260,8 +260,8 @@ class Delivery:
             return
         if exc.kind == "invalid_category" and exc.category is not None:
             child = batch.without_category(exc.category)
-            removed = len(batch.entries) - len(child.entries)
-            if removed and child.entries:
+            removed = batch.count - child.count
+            if removed and child.messages:
                 self._count_drop(removed, f"{exc} (records of that category only)")
                 self._front.appendleft(child)
                 return

@@ -14,9 +14,9 @@ import threading
 import time
 from bisect import bisect_right
 from itertools import accumulate, repeat
-from operator import add, itemgetter
+from operator import add
 
-from logclient._batch import ENTRY_OVERHEAD, Entry
+from logclient._batch import ENTRY_OVERHEAD
 from logclient._policies import BatchPolicy, QueuePolicy
 from logclient.errors import ClientClosedError, QueueFullError
 
@@ -25,8 +25,6 @@ __all__ = ["RateLimitedLog", "RecordQueue"]
 logger = logging.getLogger(__name__)
 
 _NEVER = 1 << 62
-_CATEGORY = itemgetter(0)
-_MESSAGE = itemgetter(1)
 
 
 class RateLimitedLog:
@@ -66,9 +64,11 @@ class RecordQueue:
         self._max_bytes = policy.max_bytes
         self._batch_records = batch.max_records
         self._batch_bytes = batch.max_bytes
-        # A list, not a deque: the sender takes a batch from the head with one
-        # C-level slice (and one memmove) instead of a Python-level popleft per record.
-        self._items: list[Entry] = []
+        # Two columns, categories and messages: a batch is taken from their heads
+        # with C-level slices (lists, not deques: no Python-level popleft per
+        # record), and goes to the wire as columns; put() makes no pair per record.
+        self._cats: list[str] = []
+        self._msgs: list[bytes] = []
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
         self._bytes = 0
@@ -88,13 +88,13 @@ class RecordQueue:
 
     def __repr__(self) -> str:
         return (
-            f"<RecordQueue records={len(self._items)} bytes={self._bytes} "
+            f"<RecordQueue records={len(self._msgs)} bytes={self._bytes} "
             f"accepted={self.accepted} taken={self.taken} dropped={self.dropped}"
             f"{' closed' if self._closed else ''}>"
         )
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._msgs)
 
     @property
     def nbytes(self) -> int:
@@ -102,7 +102,7 @@ class RecordQueue:
 
     def fill_ratio(self) -> float:
         """How full the queue is: the larger of its record and byte fractions."""
-        return max(len(self._items) / self._max_records, self._bytes / self._max_bytes)
+        return max(len(self._msgs) / self._max_records, self._bytes / self._max_bytes)
 
     # ------------------------------------------------------------------ producers
 
@@ -110,8 +110,8 @@ class RecordQueue:
         """Enqueue one record; may block, drop or raise when full (see QueuePolicy)."""
         size = len(category) + len(message) + ENTRY_OVERHEAD
         with self._lock:
-            items = self._items
-            n = len(items)
+            msgs = self._msgs
+            n = len(msgs)
             nbytes = self._bytes + size
             if self._closed or n >= self._max_records or (nbytes > self._max_bytes and n):
                 slow = True
@@ -119,7 +119,8 @@ class RecordQueue:
                 slow = False
                 if not n:
                     self.first_at = time.monotonic()
-                items.append((category, message))
+                self._cats.append(category)
+                msgs.append(message)
                 self._bytes = nbytes
                 self.accepted += 1
                 if not self._armed or (n < self._wake_n and nbytes < self._wake_bytes):
@@ -135,20 +136,21 @@ class RecordQueue:
         with self._lock:
             if self._closed:
                 raise ClientClosedError(self._closed_reason)
-            items = self._items
-            if len(items) >= self._max_records or (self._bytes + size > self._max_bytes and items):
+            n = len(self._msgs)
+            if n >= self._max_records or (self._bytes + size > self._max_bytes and n):
                 if not self._make_room(size):
                     self.dropped += 1
-                    dropped = len(items), self._bytes
+                    dropped = len(self._msgs), self._bytes
                 else:
                     dropped = None
             else:
                 dropped = None
             if dropped is None:
-                items = self._items  # take() may have replaced the list while we waited
-                if not items:
+                # take() may have replaced the lists while we waited: look them up again.
+                if not self._msgs:
                     self.first_at = time.monotonic()
-                items.append((category, message))
+                self._cats.append(category)
+                self._msgs.append(message)
                 self._bytes += size
                 self.accepted += 1
                 self._armed = False
@@ -168,21 +170,21 @@ class RecordQueue:
             return False
         if overflow == "raise":
             raise QueueFullError(
-                f"logclient queue full ({len(self._items)} records, {self._bytes} bytes)"
+                f"logclient queue full ({len(self._msgs)} records, {self._bytes} bytes)"
             )
         deadline = time.monotonic() + self.policy.block_timeout_s
         self._blocked += 1
         try:
             # The sender spills or sends to make room; make sure it is awake.
             self.doorbell.set()
-            while len(self._items) >= self._max_records or (
-                self._bytes + size > self._max_bytes and self._items
+            while len(self._msgs) >= self._max_records or (
+                self._bytes + size > self._max_bytes and self._msgs
             ):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise QueueFullError(
                         f"logclient queue still full after {self.policy.block_timeout_s}s "
-                        f"({len(self._items)} records, {self._bytes} bytes)"
+                        f"({len(self._msgs)} records, {self._bytes} bytes)"
                     )
                 self._room.wait(remaining)
                 if self._closed:
@@ -215,10 +217,10 @@ class RecordQueue:
 
     def batch_ready(self) -> bool:
         """A full batch is queued (by records or bytes)."""
-        return len(self._items) >= self._batch_records or self._bytes >= self._batch_bytes
+        return len(self._msgs) >= self._batch_records or self._bytes >= self._batch_bytes
 
-    def take(self, max_records: int, max_bytes: int) -> tuple[list[Entry], int, int]:
-        """Remove up to a batch from the head: ``(entries, nbytes, end_ordinal)``.
+    def take(self, max_records: int, max_bytes: int) -> tuple[list[str], list[bytes], int, int]:
+        """Remove up to a batch from the head: ``(categories, messages, nbytes, end_ordinal)``.
 
         Takes at least one record if any is queued (a record is never larger
         than a batch: ``log()`` checked it). The work per record is C-level
@@ -226,34 +228,33 @@ class RecordQueue:
         shares the GIL with the application's ``log()`` calls.
         """
         with self._lock:
-            items = self._items
-            if not items:
-                return [], 0, self.taken
-            n = min(len(items), max_records)
-            if n == len(items) and self._bytes <= max_bytes:
-                # Everything queued fits: take the whole list, its size is known.
-                entries, nbytes = items, self._bytes
-                self._items = items = []
+            cats, msgs = self._cats, self._msgs
+            if not msgs:
+                return [], [], 0, self.taken
+            n = min(len(msgs), max_records)
+            if n == len(msgs) and self._bytes <= max_bytes:
+                # Everything queued fits: take the whole lists, their size is known.
+                nbytes = self._bytes
+                self._cats, self._msgs = [], []
             else:
-                entries = items[:n]
+                head_cats, head_msgs = cats[:n], msgs[:n]
                 # The exact size of every prefix; the longest that fits is the batch.
-                lengths = map(
-                    add, map(len, map(_CATEGORY, entries)), map(len, map(_MESSAGE, entries))
-                )
+                lengths = map(add, map(len, head_cats), map(len, head_msgs))
                 sizes = list(accumulate(map(add, lengths, repeat(ENTRY_OVERHEAD))))
                 n = max(1, bisect_right(sizes, max_bytes))
                 nbytes = sizes[n - 1]
-                if n < len(entries):
-                    del entries[n:]
-                del items[:n]
+                if n < len(head_msgs):
+                    del head_cats[n:], head_msgs[n:]
+                del cats[:n], msgs[:n]
+                cats, msgs = head_cats, head_msgs
             self._bytes -= nbytes
-            self.taken += len(entries)
-            if items:
+            self.taken += len(msgs)
+            if self._msgs:
                 # Unknown arrival time of the rest; at most one extra linger.
                 self.first_at = time.monotonic()
             if self._blocked:
                 self._room.notify_all()
-            return entries, nbytes, self.taken
+            return cats, msgs, nbytes, self.taken
 
     def arm(self, wake_records: int, wake_bytes: int) -> bool:
         """Before the sender waits: ring once ``wake_records`` records or ``wake_bytes`` are queued.
@@ -263,7 +264,7 @@ class RecordQueue:
         so no ring is lost.
         """
         with self._lock:
-            if len(self._items) >= wake_records or (self._items and self._bytes >= wake_bytes):
+            if len(self._msgs) >= wake_records or (self._msgs and self._bytes >= wake_bytes):
                 return False
             self._wake_n = wake_records - 1
             self._wake_bytes = wake_bytes

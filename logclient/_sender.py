@@ -151,13 +151,13 @@ class Sender(Delivery, Spilling):
     def in_memory_records(self) -> int:
         """Records in batches the sender holds in memory only (not queued, not spooled)."""
         # list() copies a deque in one step under the GIL: safe from another thread.
-        total = sum(len(b.entries) for b in list(self._pending))
+        total = sum(b.count for b in list(self._pending))
         seen: set[int] = set()
         for batch in list(self._window) + list(self._front):
             root = batch.root
             if id(root) not in seen and root.spool_id is None:
                 seen.add(id(root))
-                total += len(root.entries)
+                total += root.count
         return total
 
     @property
@@ -293,10 +293,10 @@ class Sender(Delivery, Spilling):
         return time.monotonic() < queue.first_at + self._batching.linger_s
 
     def _form_batch(self) -> Batch:
-        entries, nbytes, end = self._queue.take(
+        categories, messages, nbytes, end = self._queue.take(
             self._batching.max_records, self._batching.max_bytes
         )
-        batch = Batch(self.producer_id, self._sequence, entries, nbytes, end_ordinal=end)
+        batch = Batch(self.producer_id, self._sequence, categories, messages, nbytes, end)
         self._sequence += 1
         return batch
 
@@ -320,7 +320,7 @@ class Sender(Delivery, Spilling):
                 self._settled_cv.notify_all()
 
     def _drop(self, batch: Batch, reason: str) -> None:
-        self._count_drop(len(batch.entries), reason)
+        self._count_drop(batch.count, reason)
         self._settle(batch)
 
     def _count_drop(self, records: int, reason: str) -> None:

@@ -71,7 +71,7 @@ class Spilling:
                 yield root
 
     def _memory_only_in_hand(self) -> int:
-        return sum(len(r.entries) for r in self._roots_in_hand() if r.spool_id is None)
+        return sum(r.count for r in self._roots_in_hand() if r.spool_id is None)
 
     # ---------------------------------------------------------------- spilling
 
@@ -166,7 +166,7 @@ class Spilling:
             assert root.spool_id is not None
             # It stays in hand: the sender must not read it back from the spool.
             self._spool_mark = max(self._spool_mark, root.spool_id)
-            self.spilled_records += len(root.entries)
+            self.spilled_records += root.count
         return True
 
     def _spool_has_room(self) -> bool:
@@ -190,7 +190,7 @@ class Spilling:
         except SpoolError as exc:
             self._spool_log.warning("logclient: %s; records wait in memory", exc)
             return False
-        self.spilled_records += len(batch.entries)
+        self.spilled_records += batch.count
         return True
 
     # ---------------------------------------------------------------- shutdown
@@ -213,11 +213,11 @@ class Spilling:
         while self._pending:
             batch = self._pending.popleft()
             if not self._spool_batch(batch):
-                self._count_drop(len(batch.entries), "spool failed at close")
+                self._count_drop(batch.count, "spool failed at close")
         while len(self._queue):
             batch = self._form_batch()
             if not self._spool_batch(batch):
-                self._count_drop(len(batch.entries), "spool failed at close")
+                self._count_drop(batch.count, "spool failed at close")
         logger.info(
             "logclient closed with %d undelivered records kept in spool %s",
             undelivered,
@@ -225,5 +225,5 @@ class Spilling:
         )
 
     def _undelivered_records(self) -> int:
-        total = len(self._queue) + sum(len(b.entries) for b in self._pending)
+        total = len(self._queue) + sum(b.count for b in self._pending)
         return total + self._memory_only_in_hand()

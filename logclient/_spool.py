@@ -24,13 +24,12 @@ import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from itertools import chain
-from operator import itemgetter
 from pathlib import Path
 
 from logclient._batch import ENTRY_OVERHEAD, Batch
 from logclient._policies import SpoolPolicy
 from logclient.errors import SpoolError, SpoolLockedError
-from logwire.packed import category_runs, pack_lengths, unpack_records
+from logwire.packed import category_runs, expand_runs, pack_lengths, unpack_messages
 
 __all__ = [
     "MAX_SLOTS",
@@ -54,8 +53,6 @@ _HEAD = struct.Struct(">HqI")  # producer length, sequence, record count (both f
 _RUNS = struct.Struct(">I")  # v2: number of category runs
 _CAT = struct.Struct(">H")
 _MSG = struct.Struct(">I")
-_CATEGORY = itemgetter(0)
-_MESSAGE = itemgetter(1)
 
 
 class SpoolFullError(SpoolError):
@@ -70,12 +67,11 @@ def encode_batch(batch: Batch) -> bytearray:
     column, the messages. Per record the work is C-level (the sender thread
     shares the GIL with the application).
     """
-    entries = batch.entries
     producer = batch.producer_id.encode("ascii")
-    messages = list(map(_MESSAGE, entries))
-    runs = category_runs(map(_CATEGORY, entries))
+    messages = batch.messages
+    runs = category_runs(batch.categories)
     head = [
-        _HEAD.pack(len(producer), batch.sequence, len(entries)),
+        _HEAD.pack(len(producer), batch.sequence, len(messages)),
         _RUNS.pack(len(runs)),
         producer,
     ]
@@ -128,15 +124,16 @@ def decode_batch(data: bytes | bytearray) -> Batch:
         lengths = data[pos : pos + 4 * count]
         if len(lengths) != 4 * count or pos + 4 * count > end:
             raise ValueError("lengths column runs past the end of the body")
-        messages = data[pos + 4 * count : end]
-        entries = unpack_records(runs, lengths, messages)
+        blob = data[pos + 4 * count : end]
+        messages = unpack_messages(runs, lengths, blob)
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed body: {exc}") from exc
     return Batch(
         producer_id=producer,
         sequence=sequence,
-        entries=entries,
-        nbytes=sum(n * len(c) for c, n in runs) + len(messages) + ENTRY_OVERHEAD * count,
+        categories=expand_runs(runs),
+        messages=messages,
+        nbytes=sum(n * len(c) for c, n in runs) + len(blob) + ENTRY_OVERHEAD * count,
     )
 
 
@@ -172,12 +169,7 @@ def _decode_v1(body: bytes) -> Batch:
         raise ValueError(f"malformed body: {exc}") from exc
     if pos != len(body):
         raise ValueError("trailing bytes in body")
-    return Batch(
-        producer_id=producer,
-        sequence=sequence,
-        entries=entries,
-        nbytes=nbytes + ENTRY_OVERHEAD * count,
-    )
+    return Batch.of(producer, sequence, entries, nbytes + ENTRY_OVERHEAD * count)
 
 
 def read_header(path: Path) -> tuple[int, int]:
@@ -318,9 +310,9 @@ class Spool:
             tmp.unlink(missing_ok=True)
             raise SpoolError(f"cannot write {path}: {exc}") from exc
         self._next = order + 1
-        self._index[order] = _Item(len(batch.entries), len(data), batch.end_ordinal)
+        self._index[order] = _Item(batch.count, len(data), batch.end_ordinal)
         self.bytes += len(data)
-        self.records += len(batch.entries)
+        self.records += batch.count
         batch.spool_id = order
 
     def head(self, after: int = -1) -> Batch | None:

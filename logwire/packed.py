@@ -24,6 +24,7 @@ __all__ = [
     "PackedColumns",
     "PackedError",
     "category_runs",
+    "expand_runs",
     "pack_entries",
     "pack_lengths",
     "record_count",
@@ -133,8 +134,11 @@ def unpack_records(
     list costs memory per record whatever the messages weigh.
     """
     unpacked = unpack_messages(runs, lengths, messages)
+    return list(zip(expand_runs(runs), unpacked, strict=True))
+
+
+def expand_runs(runs: Sequence[tuple[str, int]]) -> list[str]:
+    """The category of every record, from the ``runs`` column (C-level)."""
     if len(runs) == 1:
-        categories: Iterable[str] = repeat(runs[0][0], len(unpacked))
-    else:
-        categories = chain.from_iterable(repeat(category, n) for category, n in runs)
-    return list(zip(categories, unpacked, strict=False))
+        return [runs[0][0]] * runs[0][1]
+    return list(chain.from_iterable(repeat(category, n) for category, n in runs))

@@ -24,6 +24,13 @@ class CountingEvent(threading.Event):
         super().set()
 
 
+def take(queue: RecordQueue, max_records: int, max_bytes: int) -> tuple[list, int, int]:
+    """``take(queue, )`` with the records paired up: ``(entries, nbytes, end_ordinal)``."""
+    categories, messages, nbytes, end = queue.take(max_records, max_bytes)
+    assert len(categories) == len(messages)
+    return list(zip(categories, messages, strict=True)), nbytes, end
+
+
 def make_queue(**policy: object) -> RecordQueue:
     queue = RecordQueue(QueuePolicy(**policy), BatchPolicy(max_records=10))  # type: ignore[arg-type]
     queue.doorbell = CountingEvent()
@@ -35,11 +42,11 @@ def test_records_come_out_in_order_in_batches_with_ordinals() -> None:
     queue = make_queue()
     for i in range(25):
         queue.put("app", b"m%d" % i)
-    first, nbytes, end = queue.take(10, 1 << 20)
+    first, nbytes, end = take(queue, 10, 1 << 20)
     assert [m for _, m in first] == [b"m%d" % i for i in range(10)]
     assert (end, queue.accepted, len(queue)) == (10, 25, 15)
     assert nbytes == sum(3 + len(m) + 16 for _, m in first)
-    rest, _, end = queue.take(100, 1 << 20)
+    rest, _, end = take(queue, 100, 1 << 20)
     assert [m for _, m in rest] == [b"m%d" % i for i in range(10, 25)]
     assert (end, len(queue), queue.nbytes) == (25, 0, 0)
 
@@ -49,9 +56,9 @@ def test_take_respects_the_byte_limit_but_always_takes_one() -> None:
     queue = make_queue()
     for _ in range(5):
         queue.put("a", b"x" * 100)
-    entries, nbytes, _ = queue.take(100, 250)
+    entries, nbytes, _ = take(queue, 100, 250)
     assert len(entries) == 2 and nbytes == 2 * 117
-    entries, _, _ = queue.take(100, 10)
+    entries, _, _ = take(queue, 100, 10)
     assert len(entries) == 1
 
 
@@ -65,13 +72,13 @@ def test_producers_ring_only_when_the_sender_asked() -> None:
         queue.put("app", b"x")
     assert doorbell.rings == 0  # the sender never armed: it is busy
 
-    queue.take(2000, 1 << 30)
+    take(queue, 2000, 1 << 30)
     assert queue.arm(1, 1)  # idle sender: wake me on the first record
     for _ in range(50):
         queue.put("app", b"x")
     assert doorbell.rings == 1
 
-    queue.take(2000, 1 << 30)
+    take(queue, 2000, 1 << 30)
     assert queue.arm(10, 1 << 30)  # lingering: wake me when 10 are queued
     for _ in range(9):
         queue.put("app", b"x")
@@ -118,10 +125,10 @@ def test_overflow_block_waits_for_room_then_gives_up() -> None:
     thread = threading.Thread(target=producer)
     thread.start()
     assert not done.wait(0.05)
-    assert queue.take(1, 100)[0] == [("app", b"1")]
+    assert take(queue, 1, 100)[0] == [("app", b"1")]
     assert done.wait(5)
     thread.join(5)
-    assert [m for _, m in queue.take(10, 100)[0]] == [b"3"]
+    assert [m for _, m in take(queue, 10, 100)[0]] == [b"3"]
 
 
 def test_close_refuses_new_records_and_releases_blocked_producers() -> None:
@@ -162,7 +169,7 @@ def test_take_cuts_batches_exactly_like_the_simple_rule(
         queue.put(category, message)
     taken: list = []
     while len(queue):
-        entries, nbytes, end = queue.take(max_records, max_bytes)
+        entries, nbytes, end = take(queue, max_records, max_bytes)
         expected, total = [], 0
         for category, message in queued[len(taken) :]:
             size = len(category) + len(message) + 16

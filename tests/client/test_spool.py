@@ -16,7 +16,7 @@ from logclient._spool import Spool, SpoolFullError, decode_batch, encode_batch
 
 def batch(producer: str, sequence: int, n: int = 3, end: int | None = None) -> Batch:
     entries = [("app", f"{producer}/{sequence}/{i}".encode()) for i in range(n)]
-    return Batch(producer, sequence, entries, sum(entry_size(c, m) for c, m in entries), end)
+    return Batch.of(producer, sequence, entries, sum(entry_size(c, m) for c, m in entries), end)
 
 
 def open_spool(directory: Path, **policy: object) -> Spool:
@@ -25,7 +25,7 @@ def open_spool(directory: Path, **policy: object) -> Spool:
 
 def test_encoding_round_trips_identity_and_entries() -> None:
     """A spool file keeps producer id, sequence, categories and bytes exactly."""
-    original = Batch("p-1", 7, [("app", b"\x00\xffbinary"), ("d\u00e9j\u00e0", b"")], 0)
+    original = Batch.of("p-1", 7, [("app", b"\x00\xffbinary"), ("d\u00e9j\u00e0", b"")], 0)
     decoded = decode_batch(encode_batch(original))
     assert (decoded.producer_id, decoded.sequence, decoded.entries) == (
         "p-1",
@@ -153,7 +153,7 @@ def v1_file(batch: Batch) -> bytes:
     import zlib
 
     producer = batch.producer_id.encode("ascii")
-    parts = [struct.pack(">HqI", len(producer), batch.sequence, len(batch.entries)), producer]
+    parts = [struct.pack(">HqI", len(producer), batch.sequence, batch.count), producer]
     for category, message in batch.entries:
         cat = category.encode("utf-8")
         parts += [struct.pack(">H", len(cat)), cat, struct.pack(">I", len(message)), message]
@@ -163,7 +163,7 @@ def v1_file(batch: Batch) -> bytes:
 
 def test_files_of_the_earlier_format_are_still_delivered(tmp_path: Path) -> None:
     """An upgraded app finds its old spool: LCSPOOL1 files are read (never written)."""
-    old = Batch("p-old", 3, [("app", b"one"), ("d\u00e9j\u00e0", b""), ("app", b"\xff")], 0)
+    old = Batch.of("p-old", 3, [("app", b"one"), ("d\u00e9j\u00e0", b""), ("app", b"\xff")], 0)
     decoded = decode_batch(v1_file(old))
     assert (decoded.producer_id, decoded.sequence, decoded.entries) == (
         old.producer_id,
@@ -190,7 +190,7 @@ def test_files_of_the_earlier_format_are_still_delivered(tmp_path: Path) -> None
 )
 def test_any_batch_round_trips_and_any_flipped_byte_is_caught(entries: list, sequence: int) -> None:
     """Property: what is spooled comes back exactly; a flipped byte is a ValueError."""
-    original = Batch("p", sequence, entries, sum(entry_size(c, m) for c, m in entries))
+    original = Batch.of("p", sequence, entries, sum(entry_size(c, m) for c, m in entries))
     data = bytes(encode_batch(original))
     decoded = decode_batch(data)
     assert (decoded.sequence, decoded.entries, decoded.nbytes) == (

@@ -46,8 +46,13 @@ def thriftpy2_bytes(seqid: int, producer: str, sequence: int, entries: list) -> 
 )
 def test_hand_encoded_append_is_byte_identical_to_thriftpy2(entries: list) -> None:
     """The sender's encoder writes exactly the frame thriftpy2 writes for Append."""
-    mine = encode_append_call(123, "producer-\u00e9", 2**40 + 5, entries)
+    mine = encode_append_call(123, "producer-\u00e9", 2**40 + 5, *columns(entries))
     assert mine == thriftpy2_bytes(123, "producer-\u00e9", 2**40 + 5, entries)
+
+
+def columns(entries: list) -> tuple[list[str], list[bytes]]:
+    """The (categories, messages) columns the encoders take."""
+    return [c for c, _ in entries], [m for _, m in entries]
 
 
 def reply(seqid: int, name: str = "Append") -> bytes:
@@ -75,28 +80,28 @@ def test_splitting_is_deterministic_and_keeps_every_record_once() -> None:
     """Halves get derived identities that are the same every time the batch is split
     (after a restart too), and together hold the batch's records in order."""
     entries = [("app", b"%d" % i) for i in range(5)]
-    parent = Batch("p", 9, entries, 100, end_ordinal=42)
+    parent = Batch.of("p", 9, entries, 100, end_ordinal=42)
     a, b = parent.split()
-    again = Batch("p", 9, list(entries), 100).split()
+    again = Batch.of("p", 9, list(entries), 100).split()
     assert [(h.producer_id, h.sequence) for h in (a, b)] == [("p@9", 0), ("p@9", 2)]
     assert [(h.producer_id, h.sequence) for h in again] == [("p@9", 0), ("p@9", 2)]
     assert a.entries + b.entries == entries
     assert a.root is parent and b.end_ordinal == 42 and parent.children_left == 2
     with pytest.raises(ValueError):
-        Batch("p", 1, entries[:1], 10).split()
+        Batch.of("p", 1, entries[:1], 10).split()
 
 
 def test_derived_producer_ids_stay_within_the_servers_limit() -> None:
     """Repeated splits never produce a producer id over 128 characters."""
-    node = Batch("p" * 120, 10**12, [("a", b"1"), ("a", b"2")], 10)
+    node = Batch.of("p" * 120, 10**12, [("a", b"1"), ("a", b"2")], 10)
     for _ in range(5):
-        node = Batch(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
+        node = Batch.of(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
         assert 1 <= len(node.producer_id) <= 128
 
 
 def _split_leaves(batch: Batch, cuts: list[bool]) -> list[Batch]:
     """Split ``batch`` recursively, ``cuts`` saying (in order) whether to split each node."""
-    if len(batch.entries) < 2 or not cuts or not cuts.pop(0):
+    if batch.count < 2 or not cuts or not cuts.pop(0):
         return [batch]
     first, second = batch.split()
     return _split_leaves(first, cuts) + _split_leaves(second, cuts)
@@ -116,11 +121,11 @@ def test_a_split_halfs_records_map_back_to_the_batch_they_came_from(
     server and in pieces on another shows each record once."""
     producer = uuid.uuid4().hex  # logclient's own producer ids
     entries = [("app", b"%d" % i) for i in range(n)]
-    leaves = _split_leaves(Batch(producer, sequence, list(entries), 10 * n), list(cuts))
+    leaves = _split_leaves(Batch.of(producer, sequence, list(entries), 10 * n), list(cuts))
     keys = [
         canonical_key(leaf.producer_id, leaf.sequence, i)
         for leaf in leaves
-        for i in range(len(leaf.entries))
+        for i in range(leaf.count)
     ]
     assert keys == [(producer, sequence, i) for i in range(n)]
     assert [e for leaf in leaves for e in leaf.entries] == entries
@@ -149,7 +154,7 @@ def test_any_batch_encodes_exactly_as_thriftpy2_does(
     entries: list, seqid: int, sequence: int
 ) -> None:
     """Property: one category or many, empty messages or not, the frame is thriftpy2's."""
-    assert encode_append_call(seqid, "p", sequence, entries) == thriftpy2_bytes(
+    assert encode_append_call(seqid, "p", sequence, *columns(entries)) == thriftpy2_bytes(
         seqid, "p", sequence, entries
     )
 
@@ -179,7 +184,7 @@ def test_any_batch_encodes_as_append_packed_exactly_as_thriftpy2_does(
     entries: list, seqid: int, sequence: int
 ) -> None:
     """Property: the hand-encoded AppendPacked frame is thriftpy2's, byte for byte."""
-    mine = encode_packed_call(seqid, "producer-\u00e9", sequence, entries)
+    mine = encode_packed_call(seqid, "producer-\u00e9", sequence, *columns(entries))
     assert mine == thriftpy2_packed_bytes(seqid, "producer-\u00e9", sequence, entries)
 
 

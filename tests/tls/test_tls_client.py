@@ -182,7 +182,7 @@ def test_mutual_tls_client_without_certificate_is_refused_with_a_clear_error(
     try:
         conn = ThriftTransport(tls=anonymous).connect(endpoint, FAILOVER)
         try:
-            conn.append(Batch("p" * 32, 0, [("app", b"x")], 4))
+            conn.append(Batch.of("p" * 32, 0, [("app", b"x")], 4))
         finally:
             conn.close()
     except ServerUnavailableError as exc:
