@@ -33,6 +33,7 @@ class ServerConfig:
     advertise_host: str | None = None
     fsync: str = "always"
     fsync_interval: float = 1.0
+    page_cache: str = "drop"
     segment_bytes: int = 64 * 2**20
     retention_hours: float | None = None
     retention_bytes: int | None = None
@@ -62,6 +63,8 @@ class ServerConfig:
             raise ConfigError(f"--zk-path must be absolute without a trailing '/': {self.zk_path}")
         if self.fsync not in _FSYNC:
             raise ConfigError(f"--fsync must be one of {', '.join(_FSYNC)}")
+        if self.page_cache not in ("drop", "keep"):
+            raise ConfigError("--page-cache must be drop or keep")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port out of range: {self.port}")
         if self.max_message_bytes > self.max_frame_bytes:
@@ -118,6 +121,11 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("data_dir", Path, "where the segments live (required)"),
     ("fsync", str, "always: acknowledge after fsync (default); interval; never"),
     ("fsync_interval", float, "seconds between syncs with --fsync interval"),
+    (
+        "page_cache",
+        str,
+        "drop: drop segment pages from the page cache once synced (default); keep",
+    ),
     ("segment_bytes", int, "rotate a category's segment at this size"),
     ("retention_hours", float, "delete closed segments older than this"),
     ("retention_bytes", int, "per category: delete oldest closed segments above this total"),

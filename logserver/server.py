@@ -75,6 +75,7 @@ class LogServer:
             retention_age_s=cfg.retention_hours * 3600 if cfg.retention_hours else None,
             retention_bytes=cfg.retention_bytes,
             max_message_bytes=cfg.max_message_bytes,
+            drop_synced_pages=cfg.page_cache == "drop",
         )
         problem = keep_freed_memory()
         if problem is not None:

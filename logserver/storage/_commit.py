@@ -8,6 +8,13 @@ outcome. Batches written while a sync runs gather in the next round, so under
 load one fdatasync per segment acknowledges everything written during the
 previous one: the more concurrent appends, the fewer syncs per append.
 
+After a sync, the synced bytes are dropped from the page cache
+(``drop_synced_pages``, see :class:`~logserver.storage.StoragePolicy`): a log
+server writes a stream that is rarely read back soon, and keeping it cached
+only makes every new write allocate fresh pages (measured on this project's VMs:
+a 1.3 MB append into fresh page-cache pages 2.8-3.3 ms, into recycled ones
+0.36 ms).
+
 A segment's descriptor may be closed by rotation while a round still needs it:
 a round *pins* the descriptors it syncs, and rotation only marks the segment
 retired; the last unpin closes it. A segment already closed when its round
@@ -29,6 +36,8 @@ from logserver.storage._segment import Segment
 from logserver.storage._stats import Counters
 
 __all__ = ["GroupCommitter", "Round"]
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +65,18 @@ class GroupCommitter:
     back). Otherwise the category log publishes at write time.
     """
 
-    def __init__(self, disk: DiskIO, counters: Counters, *, publish_on_sync: bool) -> None:
+    def __init__(
+        self,
+        disk: DiskIO,
+        counters: Counters,
+        *,
+        publish_on_sync: bool,
+        drop_synced_pages: bool = False,
+    ) -> None:
         self._disk = disk
         self._counters = counters
         self._publish_on_sync = publish_on_sync
+        self._drop_synced_pages = drop_synced_pages
         self._cond = threading.Condition(threading.Lock())
         self._open = Round()
         self._syncing = False
@@ -137,7 +154,7 @@ class GroupCommitter:
     def _sync(self, targets: list[tuple[Segment, int, int]]) -> tuple[OSError | None, int]:
         """fdatasync every target (lock not held); return the first error and the calls made."""
         calls = 0
-        for segment, fd, _ in targets:
+        for segment, fd, size in targets:
             if segment.sync_failed:
                 # After a failed fdatasync the kernel may have dropped the dirty pages and a
                 # later fdatasync can succeed without them: never trust this file again.
@@ -152,7 +169,26 @@ class GroupCommitter:
             except OSError as exc:
                 return exc, calls
             calls += 1
+            if self._drop_synced_pages and fd >= 0:
+                self._drop(segment, fd, size)
         return None, calls
+
+    def _drop(self, segment: Segment, fd: int, synced: int) -> None:
+        """Drop ``segment``'s synced pages from the page cache (advice: errors are ignored).
+
+        Only this round's leader runs it, so ``cached_from`` needs no lock. The
+        partial page at the end stays (the next write fills it); the next drop
+        starts from its boundary.
+        """
+        end = synced - synced % _PAGE
+        if end <= segment.cached_from:
+            return
+        try:
+            self._disk.drop_cache(fd, segment.cached_from, end - segment.cached_from)
+        except OSError as exc:
+            log.debug("dropping synced pages of %s: %s", segment.path, exc)
+            return
+        segment.cached_from = end
 
     def _complete(
         self,

@@ -26,6 +26,10 @@ class DiskIO:
         """Make the file's data (and its size) durable."""
         os.fdatasync(fd)
 
+    def drop_cache(self, fd: int, offset: int, length: int) -> None:
+        """Tell the kernel the file's pages in this range are not needed (they are synced)."""
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+
     def ftruncate(self, fd: int, length: int) -> None:
         """Cut the file back to ``length`` bytes."""
         os.ftruncate(fd, length)

@@ -36,6 +36,14 @@ class StoragePolicy:
     (always read whole: it is the one a crash can tear) plus older segments,
     newest first, while the total stays within ``dedup_scan_bytes``. A retry
     older than all that is stored again: at least once, never lost.
+
+    ``drop_synced_pages``: once a sync made bytes durable, drop them from the
+    page cache (``posix_fadvise(DONTNEED)``). A log server writes a stream that
+    is rarely read back soon; cached, it would crowd out other programs' cache
+    and make every write allocate fresh pages, which is most of a write's cost
+    on a VM (a 1.3 MB append: 2.8-3.3 ms into fresh pages, 0.36 ms into
+    recycled ones). Reads of recent data then come from the disk. Only synced
+    bytes are dropped, so with ``fsync="never"`` nothing is.
     """
 
     fsync: FsyncMode = "always"
@@ -47,6 +55,7 @@ class StoragePolicy:
     max_producers: int = 100_000
     dedup_scan_bytes: int = 512 * 2**20
     max_message_bytes: int = 1 * 2**20
+    drop_synced_pages: bool = True
     retention_check_s: float = 60.0
     """How often the background thread applies retention (it also runs on every rotation)."""
 

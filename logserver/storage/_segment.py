@@ -52,12 +52,13 @@ class Segment:
 
     Writers change a segment only under their category's lock; the group
     committer changes ``fd``/``pins``/``readable``/``sync_failed`` under its own
-    lock. Readers only read ints, which are replaced atomically.
+    lock, and ``cached_from`` as the one leader of a sync. Readers only read ints, which are replaced atomically.
     """
 
     __slots__ = (
         "_reported",
         "base",
+        "cached_from",
         "committed",
         "fd",
         "marks",
@@ -77,6 +78,9 @@ class Segment:
         self.fd = -1
         self.committed = size
         self.readable = size
+        # Where the page cache may still hold this file's synced bytes (see the
+        # group committer's drop_synced_pages): everything before is dropped.
+        self.cached_from = 0
         self.modified = modified
         self.marks = marks
         self.retired = False

@@ -115,7 +115,12 @@ class Storage:
             started = time.monotonic()
             recovered = recover(categories, policy, disk)
             counters = Counters()
-            committer = GroupCommitter(disk, counters, publish_on_sync=policy.fsync == "always")
+            committer = GroupCommitter(
+                disk,
+                counters,
+                publish_on_sync=policy.fsync == "always",
+                drop_synced_pages=policy.drop_synced_pages,
+            )
             dedup = DedupIndex(policy.dedup_window, policy.max_producers)
             dedup.restore(recovered.stored, recovered.partial)
             logs = {

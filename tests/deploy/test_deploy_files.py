@@ -58,7 +58,7 @@ def test_example_config_parses_into_a_valid_server_config(tmp_path: Path):
     args = parser.parse_args(["--config", str(example), "--data-dir", str(tmp_path)])
     config = config_from_args(args, environ={})
     assert config.fsync == "always" and config.port == 9090
-    assert config.retention_hours == 168
+    assert config.retention_hours == 168 and config.page_cache == "drop"
 
 
 def test_flags_beat_environment_which_beats_the_file(tmp_path: Path):
@@ -72,3 +72,19 @@ def test_flags_beat_environment_which_beats_the_file(tmp_path: Path):
         args, environ={"LOGSERVER_PORT": "2222", "LOGSERVER_FSYNC": "interval"}
     )
     assert (config.zk, config.port, config.fsync) == ("file:1", 3333, "interval")
+
+
+def test_page_cache_is_drop_or_keep(tmp_path: Path):
+    """--page-cache takes drop (the default) or keep, and nothing else."""
+    import pytest
+
+    from logserver.config import ConfigError
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    base = ["--zk", "zk:2181", "--data-dir", str(tmp_path)]
+    assert config_from_args(parser.parse_args(base), environ={}).page_cache == "drop"
+    keep = parser.parse_args([*base, "--page-cache", "keep"])
+    assert config_from_args(keep, environ={}).page_cache == "keep"
+    with pytest.raises(ConfigError, match="page-cache"):
+        config_from_args(parser.parse_args([*base, "--page-cache", "sometimes"]), environ={})
