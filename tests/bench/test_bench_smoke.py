@@ -36,3 +36,22 @@ def test_quick_run_reports_every_case(tmp_path: Path) -> None:
     assert doc["machine"]["cores"] >= 1
     assert doc["machine"]["packages"]["thriftpy2"]
     assert "figure" in proc.stdout and "target" in proc.stdout  # the table was printed
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_ab_tool_runs_and_prints_medians() -> None:
+    """``python -m bench.ab`` (the tool BENCHMARKS.md's per-record figures came from) runs
+    the throughput worker against a real server and prints each run and the medians."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.ab", "--runs", "2", "--records", "20000"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=80,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    runs = [line for line in lines if "CPU per record: client" in line]
+    assert len(runs) == 2 and all("spilled 0" in line for line in runs)
+    assert lines[-2] == "medians:" and "(n=2)" in lines[-1]
