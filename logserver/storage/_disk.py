@@ -27,8 +27,12 @@ class DiskIO:
         os.fdatasync(fd)
 
     def drop_cache(self, fd: int, offset: int, length: int) -> None:
-        """Tell the kernel the file's pages in this range are not needed (they are synced)."""
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        """Tell the kernel the file's pages in this range are not needed (they are synced).
+
+        Advice only: a platform without ``posix_fadvise`` (macOS) keeps its cache.
+        """
+        if hasattr(os, "posix_fadvise"):
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
     def ftruncate(self, fd: int, length: int) -> None:
         """Cut the file back to ``length`` bytes."""
