@@ -11,11 +11,10 @@ the way (the app's thread and the sender share one GIL).
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from logwire.batchid import MAX_PRODUCER_ID, split_producer_id
+from logwire.batchid import bounded_producer_id, split_producer_id
 
 __all__ = ["ENTRY_OVERHEAD", "Batch", "Entry", "entry_size"]
 
@@ -141,11 +140,9 @@ class Batch:
         disagree on category rules, plus an ambiguous failure), read-back
         shows the other categories' records twice.
         """
-        kept = [
-            (c, m) for c, m in zip(self.categories, self.messages, strict=True) if c != category
-        ]
-        categories = [c for c, _ in kept]
-        messages = [m for _, m in kept]
+        pairs = zip(self.categories, self.messages, strict=True)
+        messages = [m for c, m in pairs if c != category]
+        categories = [c for c in self.categories if c != category]
         child = Batch(
             producer_id=_derived_producer(self.producer_id, self.sequence, "x"),
             sequence=0,
@@ -165,9 +162,4 @@ def _nbytes(categories: list[str], messages: list[bytes]) -> int:
 
 
 def _derived_producer(producer_id: str, sequence: int, tag: str) -> str:
-    derived = f"{producer_id}~{tag}{sequence}"
-    if len(derived) > MAX_PRODUCER_ID:
-        # Producer ids are limited to 128 characters; keep them unique and stable.
-        digest = hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
-        derived = f"d~{digest}"
-    return derived
+    return bounded_producer_id(f"{producer_id}~{tag}{sequence}")

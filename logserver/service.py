@@ -21,6 +21,7 @@ from thriftpy2.thrift import TApplicationException
 from logserver.errors import InvalidCategoryError, StorageError, StorageUnavailableError
 from logserver.metrics import Metrics
 from logserver.storage import AppendOutcome, MessageTooLargeError, Storage
+from logwire.batchid import MAX_PRODUCER_ID
 from logwire.idl import log_thrift
 from logwire.packed import PackedError, record_count, unpack_messages
 
@@ -30,7 +31,6 @@ log = structlog.get_logger(__name__)
 
 OK = log_thrift.ResultCode.OK
 TRY_LATER = log_thrift.ResultCode.TRY_LATER
-_PRODUCER_MAX = 128
 
 
 @dataclass(frozen=True)
@@ -135,14 +135,13 @@ class LogServiceHandler:
         except PackedError as exc:
             self._metrics.rejected.labels("invalid_request").inc()
             raise log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}") from exc
-        sequence = batch.sequence
         # The columns go to storage as they are: no (category, message) pair per record.
         return self._append(
             batch.producer_id,
-            sequence,
+            batch.sequence,
             count,
             "append_packed",
-            lambda producer: self._storage.append_columns(
+            lambda producer, sequence: self._storage.append_columns(
                 runs, unpacked, producer_id=producer, sequence=sequence
             ),
         )
@@ -160,8 +159,8 @@ class LogServiceHandler:
             sequence,
             len(records),
             call,
-            lambda producer: self._storage.append(
-                records, producer_id=producer, sequence=sequence if sequence is not None else -1
+            lambda producer, sequence: self._storage.append(
+                records, producer_id=producer, sequence=sequence
             ),
         )
 
@@ -171,16 +170,19 @@ class LogServiceHandler:
         sequence: int | None,
         count: int,
         call: str,
-        store: Callable[[str], AppendOutcome],
+        store: Callable[[str, int], AppendOutcome],
     ) -> Any:
-        """The checks and answers every idempotent append shares; ``store(producer)`` stores."""
+        """The checks and answers every idempotent append shares.
+
+        ``store(producer_id, sequence)`` stores, called with both checked.
+        """
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
         producer = _text(producer_id or "")
-        if not producer or len(producer) > _PRODUCER_MAX or not producer.isprintable():
+        if not producer or len(producer) > MAX_PRODUCER_ID or not producer.isprintable():
             raise log_thrift.InvalidRequest(
-                reason=f"producer_id must be 1..{_PRODUCER_MAX} printable characters"
+                reason=f"producer_id must be 1..{MAX_PRODUCER_ID} printable characters"
             )
         if sequence is None or sequence < 0:
             raise log_thrift.InvalidRequest(reason="sequence must be >= 0")
@@ -192,7 +194,7 @@ class LogServiceHandler:
                 actual=count,
             )
         try:
-            outcome = self._timed(lambda: store(producer), call)
+            outcome = self._timed(lambda: store(producer, sequence), call)
         except InvalidCategoryError as exc:
             self._metrics.rejected.labels("invalid_category").inc()
             raise log_thrift.InvalidCategory(

@@ -22,7 +22,13 @@ from __future__ import annotations
 
 import hashlib
 
-__all__ = ["MAX_PRODUCER_ID", "SPLIT_MARK", "canonical_key", "split_producer_id"]
+__all__ = [
+    "MAX_PRODUCER_ID",
+    "SPLIT_MARK",
+    "bounded_producer_id",
+    "canonical_key",
+    "split_producer_id",
+]
 
 #: Servers refuse longer producer ids (log.thrift says so).
 MAX_PRODUCER_ID = 128
@@ -38,11 +44,14 @@ def split_producer_id(producer_id: str, sequence: int) -> str:
     digest instead: still unique and stable, but no longer mapped back by
     :func:`canonical_key` (nor is a negative sequence, which logclient never uses).
     """
-    derived = f"{producer_id}{SPLIT_MARK}{sequence}"
-    if len(derived) > MAX_PRODUCER_ID:
-        digest = hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
-        derived = f"d~{digest}"
-    return derived
+    return bounded_producer_id(f"{producer_id}{SPLIT_MARK}{sequence}")
+
+
+def bounded_producer_id(derived: str) -> str:
+    """A derived producer id within :data:`MAX_PRODUCER_ID`: itself, or a stable digest of it."""
+    if len(derived) <= MAX_PRODUCER_ID:
+        return derived
+    return "d~" + hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
 
 
 def canonical_key(producer_id: str, sequence: int, index: int) -> tuple[str, int, int]:

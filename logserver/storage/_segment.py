@@ -52,7 +52,8 @@ class Segment:
 
     Writers change a segment only under their category's lock; the group
     committer changes ``fd``/``pins``/``readable``/``sync_failed`` under its own
-    lock, and ``cached_from`` as the one leader of a sync. Readers only read ints, which are replaced atomically.
+    lock, and ``cached_from`` as the one leader of a sync. Readers only read
+    ints, which are replaced atomically.
     """
 
     __slots__ = (
