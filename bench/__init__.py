@@ -1,6 +1,6 @@
 """The benchmark suite: ``.venv/bin/python -m bench`` (``--quick`` for a smoke run).
 
-Every case starts real processes through :mod:`logserver.launcher` (ZooKeeper,
+Every case starts real processes through :mod:`logserver.tools.launcher` (ZooKeeper,
 logservers) or its own small worker scripts (:mod:`bench.workers`), so the
 server and the load generator never share a process. Figures that depend on
 the machine's speed are reported as ratios against a baseline measured in the

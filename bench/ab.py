@@ -27,7 +27,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from logserver.launcher import LogServerProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logserver.launcher import LogServerProcess, ZooKeeper, wait_for, zookeeper_from_env
+from logserver.tools.launcher import LogServerProcess, ZooKeeper, wait_for, zookeeper_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGE = b"x" * 100  # the suite's standard 100-byte message

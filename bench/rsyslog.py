@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from bench.common import BenchError, wait_until
-from logserver.launcher import free_port
+from logserver.tools.launcher import free_port
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 

@@ -1,7 +1,7 @@
 """The membership a :class:`~logclient.discovery.ZooKeeperServers` publishes to the client.
 
 Kept apart from the watching because it is where the "keep the last good
-membership" rule of PITFALLS.md holds: only :meth:`Membership.publish`
+membership" rule of docs/zookeeper.md holds: only :meth:`Membership.publish`
 replaces the set, and the watcher calls it only when ZooKeeper, while
 connected, said what the children are. A disconnect or an outage publishes
 nothing, so the client keeps sending to the servers it knew. No kazoo here.

@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_zk_tls_arguments(cat)
     _add_tls_arguments(cat)
 
-    from logserver import cluster, demo
+    from logserver.tools import cluster, demo
 
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
@@ -184,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from logserver.reader import list_servers
+    from logserver.tools.reader import list_servers
 
     servers = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
     for s in servers:
@@ -205,7 +205,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _cat(args: argparse.Namespace) -> int:
-    from logserver.reader import (
+    from logserver.tools.reader import (
         list_servers,
         merge_unique,
         read_data_dir,

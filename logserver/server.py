@@ -25,11 +25,10 @@ from logserver.config import ServerConfig
 from logserver.errors import ConfigError, RegistrationError
 from logserver.memory import keep_freed_memory
 from logserver.metrics import Metrics
-from logserver.registry import Registration
+from logserver.registry import Registration, read_auth_file
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
-from logserver.wire import ServerTLS, ThriftServer, WireLimits
-from logserver.zkauth import read_auth_file
+from logserver.transport import ServerTLS, ThriftServer, WireLimits
 from logwire.serverset import Endpoint, Member
 from logwire.zktls import ZkTLSPolicy
 

@@ -16,13 +16,13 @@ import pytest
 from kazoo.client import KazooClient
 
 from logclient import LogClient
-from logserver.launcher import (
+from logserver.logsetup import configure_logging
+from logserver.tools.launcher import (
     LogServerProcess,
     ZooKeeper,
     ZooKeeperEnsemble,
     zookeeper_from_env,
 )
-from logserver.logsetup import configure_logging
 
 # Server modules log through structlog; in the test process route them through
 # stdlib logging at INFO so pytest captures them (and debug lines stay out).

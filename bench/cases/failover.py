@@ -30,7 +30,7 @@ from typing import Any
 from bench.common import BenchEnv, CaseResult, Row, summary, wait_until
 from bench.recording import RecordingTransport
 from logclient import BatchPolicy, FailoverPolicy, LogClient, LogClientError, SpoolPolicy
-from logserver.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess
 
 
 class _Cluster:

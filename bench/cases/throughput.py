@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from bench.common import BenchEnv, CaseResult, Row, rss_bytes, summary, wait_until
-from logserver.launcher import free_port
+from logserver.tools.launcher import free_port
 
 # ----------------------------------------------------------------- raw ceiling
 

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from logclient import BatchPolicy, LogClient, QueuePolicy, SpoolPolicy, StaticServers
-from logserver.launcher import LogServerProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble
 
 
 def latency(client: LogClient, n: int) -> tuple[float, float, float]:

@@ -19,7 +19,7 @@ from logclient import BatchPolicy, LogClient, StaticServers
 from logclient._batch import Batch
 from logclient._connection import AppendOutcome, Connection, ThriftTransport
 from logclient._policies import FailoverPolicy
-from logserver.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess
 from logwire.serverset import Endpoint
 from tests.delivery import FAILOVER, Producer, messages, progress, wait_known, zk_client
 from tests.helpers import eventually, numbered

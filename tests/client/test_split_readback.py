@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient, SpoolPolicy, StaticServers
-from logserver.launcher import LogServerProcess
-from logserver.reader import connect
+from logserver.tools.launcher import LogServerProcess
+from logserver.tools.reader import connect
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint

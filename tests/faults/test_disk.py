@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
-from logserver.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess
 from logwire.idl import log_thrift
 from tests.delivery import Producer, messages, progress, wait_known, zk_client
 from tests.helpers import eventually

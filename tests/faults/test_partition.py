@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
-from logserver.launcher import LogServerProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble
 from tests.delivery import Producer, messages, progress, wait_known, zk_client
 from tests.helpers import eventually
 from tests.readback import copies

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
-from logserver.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
 from tests.delivery import Producer, messages, progress, wait_known, zk_client
 
 from .support import AckWatch, keep_logging_for, registrations, server_events

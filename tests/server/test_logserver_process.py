@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from logserver.launcher import LogServerProcess, ZooKeeperEnsemble, free_port, wait_for
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, free_port, wait_for
 from logwire.idl import log_thrift
 from tests.thrift_clients import (
     apache_scribe_client,

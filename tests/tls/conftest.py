@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from logserver.wire import ServerTLS, ThriftServer, WireLimits
+from logserver.transport import ServerTLS, ThriftServer, WireLimits
 from tests.tls.certs import Certs, make_certs, openssl_available
 from tests.wire.helpers import LogService, RecordingHandler, encode_call, framed, read_reply
 

@@ -22,7 +22,7 @@ from logclient import (
     TLSPolicy,
 )
 from logclient._connection import ThriftTransport
-from logserver.wire import ServerTLS, ThriftServer
+from logserver.transport import ServerTLS, ThriftServer
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, KeyPair
 from tests.tls.conftest import TLSServerFactory

@@ -19,8 +19,8 @@ import pytest
 from kazoo.client import KazooClient
 
 from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy, TLSPolicy
-from logserver.launcher import LogServerProcess, wait_for
-from logserver.reader import connect, list_servers, read_server
+from logserver.tools.launcher import LogServerProcess, wait_for
+from logserver.tools.reader import connect, list_servers, read_server
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs
 from tests.tls.conftest import half_client_hello

@@ -14,7 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from logserver.errors import ConfigError
-from logserver.wire import ServerTLS
+from logserver.transport import ServerTLS
 from tests.tls.certs import Certs
 from tests.tls.conftest import (
     TLSServerFactory,

@@ -40,8 +40,8 @@ def main() -> None:
 
     import structlog
 
-    from logserver.thrift_guard import check_frame
-    from logserver.wire import ThriftServer
+    from logserver.transport import ThriftServer
+    from logserver.transport._guard import check_frame
     from tests.wire.helpers import LogEntry, LogService, NoopHandler, encode_call
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))

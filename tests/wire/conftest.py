@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from logserver.wire import ThriftServer, WireLimits
+from logserver.transport import ThriftServer, WireLimits
 from tests.wire.helpers import RecordingHandler
 
 ServerFactory = Callable[..., ThriftServer]

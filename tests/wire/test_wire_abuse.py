@@ -13,7 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from thriftpy2.thrift import TApplicationException
 
-from logserver.wire import ThriftServer
+from logserver.transport import ThriftServer
 from logwire.idl import log_thrift
 from tests.wire.conftest import ServerFactory
 from tests.wire.helpers import (

@@ -24,9 +24,9 @@ from thriftpy2.transport.memory import TCyMemoryBuffer
 from logserver.metrics import Metrics
 from logserver.service import LogServiceHandler, ServiceLimits
 from logserver.storage import Storage, StoragePolicy
-from logserver.thrift_fast import decode_fast
-from logserver.thrift_guard import check_frame
-from logserver.wire_process import FrameOutcome, FrameProcessor, Reply, Throttle
+from logserver.transport._fast import decode_fast
+from logserver.transport._guard import check_frame
+from logserver.transport._processor import FrameOutcome, FrameProcessor, Reply, Throttle
 from logwire.idl import IDL_PATH
 from tests.wire.helpers import (
     AppendBatch,

@@ -13,7 +13,7 @@ from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defi
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
-from logserver.thrift_guard import OBJECT_COST, Message, ThriftGuardError, check_frame
+from logserver.transport._guard import OBJECT_COST, Message, ThriftGuardError, check_frame
 from tests.wire.helpers import (
     AppendBatch,
     LogEntry,

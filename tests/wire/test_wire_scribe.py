@@ -20,7 +20,7 @@ from thrift.protocol import TBinaryProtocol
 from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport import TSocket, TTransport
 
-from logserver.wire import ThriftServer
+from logserver.transport import ThriftServer
 from tests.wire.helpers import RecordingHandler
 
 pytestmark = pytest.mark.timeout(30)

@@ -11,7 +11,7 @@ from structlog.testing import capture_logs
 from thriftpy2.thrift import TApplicationException
 
 from logserver.errors import LogServerError
-from logserver.wire import AddressInUseError, ThriftServer, WireLimits, WireStats
+from logserver.transport import AddressInUseError, ThriftServer, WireLimits, WireStats
 from tests.wire.conftest import ServerFactory
 from tests.wire.helpers import (
     AppendBatch,

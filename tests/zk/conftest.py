@@ -17,8 +17,8 @@ from kazoo.client import KazooClient
 from kazoo.protocol.states import ZnodeStat
 
 from logclient.discovery import ZooKeeperServers
-from logserver.launcher import free_port, wait_for
 from logserver.registry import Registration
+from logserver.tools.launcher import free_port, wait_for
 from logwire.serverset import Endpoint, Member
 
 # Short enough that an expired session is noticed quickly, long enough to ride

@@ -12,8 +12,8 @@ from kazoo.client import KazooClient
 
 from logclient.discovery import ZooKeeperServers
 from logclient.errors import DiscoveryError
-from logserver.launcher import ZooKeeperEnsemble
 from logserver.registry import Registration
+from logserver.tools.launcher import ZooKeeperEnsemble
 from logwire.serverset import Endpoint, Member
 
 from .conftest import exactly, make_member, settle

@@ -8,8 +8,8 @@ import pytest
 from kazoo.client import KazooClient
 
 from logclient.discovery import ZooKeeperServers
-from logserver.launcher import ZooKeeperEnsemble
 from logserver.registry import Registration
+from logserver.tools.launcher import ZooKeeperEnsemble
 
 from .conftest import settle
 

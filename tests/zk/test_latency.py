@@ -15,8 +15,8 @@ import pytest
 from kazoo.client import KazooClient
 
 from logclient.discovery import ZooKeeperServers
-from logserver.launcher import wait_for
 from logserver.registry import Registration
+from logserver.tools.launcher import wait_for
 from logwire.serverset import Endpoint
 
 from .conftest import has, lacks, make_member

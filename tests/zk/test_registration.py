@@ -14,8 +14,8 @@ from kazoo.exceptions import ConnectionLoss
 from kazoo.security import make_digest_acl
 
 from logserver.errors import RegistrationError
-from logserver.launcher import ZooKeeperEnsemble
 from logserver.registry import Registration
+from logserver.tools.launcher import ZooKeeperEnsemble
 from logwire.serverset import Member
 
 from .conftest import Node, make_member, nodes, settle
@@ -131,7 +131,7 @@ def test_node_deleted_by_an_operator_is_re_registered(
 class LostReplyRegistration(Registration):
     """A registration whose first create succeeds in ZooKeeper but whose reply is 'lost'.
 
-    This is the fault of PITFALLS.md: the connection drops after the server
+    This is the "retried create" fault of docs/zookeeper.md: the connection drops after the server
     created the node and before the client heard so, and the create is retried.
     """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
-from logserver.launcher import LogServerProcess, wait_for
+from logserver.tools.launcher import LogServerProcess, wait_for
 
 KazooFactory = Callable[..., KazooClient]
 ServerFactory = Callable[..., LogServerProcess]

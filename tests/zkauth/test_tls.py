@@ -19,9 +19,9 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from logclient import LogClient, SpoolPolicy, StaticServers, ZkTLSPolicy
 from logclient.discovery import ZooKeeperServers
-from logserver.launcher import ZooKeeperEnsemble, ZooKeeperTLS
-from logserver.reader import read_server
-from logserver.zkauth import registration_acl
+from logserver.registry import registration_acl
+from logserver.tools.launcher import ZooKeeperEnsemble, ZooKeeperTLS
+from logserver.tools.reader import read_server
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, make_certs, openssl_available
 

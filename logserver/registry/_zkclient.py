@@ -1,4 +1,4 @@
-"""The kazoo client a registration runs on: made, waited for and stopped the way PITFALLS.md says.
+"""The kazoo client a registration runs on: made, waited for and stopped (docs/zookeeper.md says why).
 
 - **Made** with a retry policy whose backoff is capped (kazoo's default grows
   to an hour between reconnects after a long outage), for connecting and for

@@ -83,7 +83,12 @@ class DemoState:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from logserver.launcher import ExistingZooKeeper, LogServerProcess, stopping, zookeeper_from_env
+    from logserver.tools.launcher import (
+        ExistingZooKeeper,
+        LogServerProcess,
+        stopping,
+        zookeeper_from_env,
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="logserver-demo-"))
     zk = ExistingZooKeeper(args.zk) if args.zk else zookeeper_from_env(workdir=workdir / "zk")
@@ -127,7 +132,7 @@ def _run(
         [
             sys.executable,
             "-m",
-            "logserver.demo_app",
+            "logserver.tools.demo_app",
             "--zk",
             zk_hosts,
             "--zk-path",
@@ -238,7 +243,7 @@ def _restart(server: Any, state: DemoState) -> None:
 
 def _sample_servers(servers: list[Any], state: DemoState, done: threading.Event) -> None:
     """Poll each server's stored-record count four times a second (the servers' own truth)."""
-    from logserver.reader import connect
+    from logserver.tools.reader import connect
     from logwire.serverset import Endpoint
 
     last: dict[str, tuple[float, int]] = {}
@@ -265,7 +270,7 @@ def _verify(
     args: argparse.Namespace, servers: list[Any], state: DemoState, final: dict[str, Any]
 ) -> dict[str, Any]:
     """Read everything back from every server and count each numbered message."""
-    from logserver.reader import merge_unique, read_server
+    from logserver.tools.reader import merge_unique, read_server
     from logwire.serverset import Endpoint
 
     sent = int(final.get("sent", 0))

@@ -1,6 +1,6 @@
 """One request frame in, one reply frame out: the guard, thriftpy2's processor, the handler.
 
-Kept apart from the socket code in :mod:`logserver.wire` so that it can be
+Kept apart from the socket code in :mod:`logserver.transport` so that it can be
 driven with plain bytes. Everything a client can do wrong or a handler can
 raise becomes a reply the client can read (a declared exception or a
 ``TApplicationException``); only bytes that are not a Thrift message at all
@@ -25,8 +25,8 @@ from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defi
 from thriftpy2.thrift import TApplicationException, TMessageType, TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
-from logserver.thrift_fast import MIN_DEPTH, FastCall, decode_fast
-from logserver.thrift_guard import CALL, ONEWAY, Message, ThriftGuardError, check_frame
+from logserver.transport._fast import MIN_DEPTH, FastCall, decode_fast
+from logserver.transport._guard import CALL, ONEWAY, Message, ThriftGuardError, check_frame
 from logwire.idl import log_thrift
 
 __all__ = ["FrameOutcome", "FrameProcessor", "RecordHandler", "Throttle", "encode_exception"]
@@ -58,7 +58,7 @@ class RecordHandler(Protocol):
     ``append_records(producer_id, sequence, records)`` as ``Append(batch)``
     (same results, same exceptions) for records ``[(category, message), ...]``
     of bytes and a bytes producer id. The server calls them for frames in the
-    common shape (see :mod:`logserver.thrift_fast`), the IDL methods for the rest.
+    common shape (see :mod:`logserver.transport._fast`), the IDL methods for the rest.
     """
 
     def log_records(self, records: list[tuple[bytes, bytes]]) -> Any: ...

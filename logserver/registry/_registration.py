@@ -4,7 +4,7 @@ The node is ``<zk_path>/member_NNNNNNNNNN`` and its data is
 :meth:`logwire.serverset.Member.to_json` (Finagle's ServerSet shape), so
 existing ServerSet tooling can read it.
 
-What this module guarantees, and why (see ``PITFALLS.md``):
+What this module guarantees, and why (``docs/zookeeper.md`` has the facts behind it):
 
 - **One node per process.** The node data carries the process's UUID
   (``Member.process_id``). Before creating, we look for a child with that id
@@ -32,15 +32,15 @@ What this module guarantees, and why (see ``PITFALLS.md``):
   ``_FATAL_RETRY_DELAY`` seconds, in case an operator fixes the ACL.
 - **Digest auth means an ACL.** With ``auth=("digest", "user:password")`` the
   path (and every parent we create) and our node get
-  :func:`~logserver.zkauth.registration_acl`: that identity may do everything,
+  :func:`~logserver.registry.registration_acl`: that identity may do everything,
   anyone may only read. A path that already exists keeps its ACL; if anyone
   may create or delete under it we log ``registration_path_open``. The
   password is never logged, nor put in node data or exception messages.
 
 The lifecycle is here; the rest is in small modules of its own:
-:mod:`logserver.registry_nodes` (the path, which node is ours, ghosts),
-:mod:`logserver.registry_access` (ACLs, errors an operator must fix) and
-:mod:`logserver.registry_client` (the kazoo client: made, waited for, stopped).
+:mod:`logserver.registry._nodes` (the path, which node is ours, ghosts),
+:mod:`logserver.registry._access` (ACLs, errors an operator must fix) and
+:mod:`logserver.registry._zkclient` (the kazoo client: made, waited for, stopped).
 """
 
 from __future__ import annotations
@@ -60,9 +60,9 @@ from kazoo.retry import InterruptedError as RetryInterruptedError
 from kazoo.security import ACL
 
 from logserver.errors import RegistrationError
-from logserver.registry_access import FATAL, check_path_acl, digest_identity, fatal_error
-from logserver.registry_client import new_client, stop_client, wait_connected
-from logserver.registry_nodes import (
+from logserver.registry._access import FATAL, check_path_acl, digest_identity, fatal_error
+from logserver.registry._auth import denied_as
+from logserver.registry._nodes import (
     NODE_PREFIX,
     create_node,
     handle_same_endpoint,
@@ -70,8 +70,8 @@ from logserver.registry_nodes import (
     read_children,
     validate_zk_path,
 )
-from logserver.registry_nodes import hex_session as _hex
-from logserver.zkauth import denied_as
+from logserver.registry._nodes import hex_session as _hex
+from logserver.registry._zkclient import new_client, stop_client, wait_connected
 from logwire.serverset import Member
 from logwire.zktls import ZkTLSPolicy
 

@@ -35,7 +35,7 @@ from kazoo.exceptions import (
 from kazoo.security import ACL
 
 from logserver.errors import RegistrationDeniedError, RegistrationError
-from logserver.zkauth import (
+from logserver.registry._auth import (
     CREDENTIALS_HINT,
     WRITE_PERMS,
     Denied,

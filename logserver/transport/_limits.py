@@ -1,4 +1,4 @@
-"""The wire server's policy, counters and errors: what callers of :mod:`logserver.wire` see."""
+"""The wire server's policy, counters and errors: what callers of :mod:`logserver.transport` see."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
 
 - reads the 4-byte frame length itself and refuses one over
   :attr:`WireLimits.max_frame_bytes` before allocating anything;
-- validates every frame with :mod:`logserver.thrift_guard` before thriftpy2
+- validates every frame with :mod:`logserver.transport._guard` before thriftpy2
   decodes it, so a 25-byte frame cannot freeze the process;
 - runs one thread per connection, at most :attr:`WireLimits.max_connections`;
   beyond that a connection is accepted and closed at once;
@@ -17,7 +17,7 @@ frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
 - logs what a peer does wrong at most once per kind per minute;
 - with :class:`ServerTLS`, speaks TLS: the accept thread only wraps the socket,
   the handshake runs in the connection's thread within a deadline, so a silent
-  or slow peer never holds up anyone else (see :mod:`logserver.wire_tls`).
+  or slow peer never holds up anyone else (see :mod:`logserver.transport._tls`).
 
 Connection states, as :meth:`ThriftServer.close` relies on them: *idle*
 (waiting for a frame to start; may be closed at any time), *busy* (from the
@@ -40,7 +40,9 @@ from types import ModuleType
 
 import structlog
 
-from logserver.wire_io import (
+from logserver.transport._limits import AddressInUseError, ListenError, WireLimits, WireStats
+from logserver.transport._processor import FrameOutcome, FrameProcessor, Throttle
+from logserver.transport._sockets import (
     Cut,
     discard,
     oserror,
@@ -52,9 +54,7 @@ from logserver.wire_io import (
     shutdown,
     sniff_header,
 )
-from logserver.wire_process import FrameOutcome, FrameProcessor, Throttle
-from logserver.wire_tls import ServerTLS, handshake_failure_reason
-from logserver.wire_types import AddressInUseError, ListenError, WireLimits, WireStats
+from logserver.transport._tls import ServerTLS, handshake_failure_reason
 from logwire.idl import log_thrift
 
 __all__ = [

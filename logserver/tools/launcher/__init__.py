@@ -12,9 +12,15 @@ ZooKeeper comes from one of three places, chosen by :func:`zookeeper_from_env`:
   the jars of Debian's ``zookeeper`` package, standalone or a loopback ensemble.
 """
 
-from logserver.launcher._common import LaunchError, ZooKeeper, four_letter_word, free_port, wait_for
-from logserver.launcher._logserver import LogServerProcess, start_logservers, stopping
-from logserver.launcher._zookeeper import (
+from logserver.tools.launcher._common import (
+    LaunchError,
+    ZooKeeper,
+    four_letter_word,
+    free_port,
+    wait_for,
+)
+from logserver.tools.launcher._logserver import LogServerProcess, start_logservers, stopping
+from logserver.tools.launcher._zookeeper import (
     DEFAULT_ZK_JAR,
     DockerZooKeeper,
     ExistingZooKeeper,

@@ -11,7 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logserver.launcher._common import LaunchError, ZooKeeper, four_letter_word, free_port, wait_for
+from logserver.tools.launcher._common import (
+    LaunchError,
+    ZooKeeper,
+    four_letter_word,
+    free_port,
+    wait_for,
+)
 
 DEFAULT_ZK_JAR = Path("/usr/share/java/zookeeper.jar")
 

@@ -27,7 +27,7 @@ from kazoo.exceptions import BadVersionError, NoAuthError, NoNodeError, NotEmpty
 from kazoo.protocol.states import ZnodeStat
 from kazoo.security import ACL
 
-from logserver.zkauth import denied_as
+from logserver.registry._auth import denied_as
 from logwire.serverset import Endpoint, Member, MemberFormatError
 
 __all__ = [

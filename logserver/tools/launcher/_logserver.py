@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from logserver.launcher._common import LaunchError, ZooKeeper, wait_for
+from logserver.tools.launcher._common import LaunchError, ZooKeeper, wait_for
 
 # ------------------------------------------------------------------------ logserver
 

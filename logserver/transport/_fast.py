@@ -1,7 +1,7 @@
 """Decoding the two hot calls, ``Log`` and ``Append``, without building an object per record.
 
 thriftpy2 builds a ``LogEntry`` object for every record of a batch (about
-0.5 us each), after :mod:`logserver.thrift_guard` has already walked every
+0.5 us each), after :mod:`logserver.transport._guard` has already walked every
 byte of the frame. For a frame in the exact shape thriftpy2's and Apache
 Thrift's clients write for these two calls, :func:`decode_fast` does the walk
 and the decode in one pass and returns the records as ``(category, message)``
@@ -22,7 +22,7 @@ frame, never the verdict on any frame, and it cannot be made to do more work
 than the bytes in the frame pay for (every record consumes at least 15 bytes,
 and the claimed count is checked against the bytes left before the loop).
 Every frame it accepts, the guard accepts too with ``max_depth >= MIN_DEPTH``
-(a record costs more bytes than :data:`~logserver.thrift_guard.OBJECT_COST`),
+(a record costs more bytes than :data:`~logserver.transport._guard.OBJECT_COST`),
 and thriftpy2 decodes it to the same values; ``tests/wire/test_wire_fast.py``
 checks both properties on random and mutated frames.
 """
@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from logserver.thrift_guard import CALL, Message, ThriftGuardError, _read_header
+from logserver.transport._guard import CALL, Message, ThriftGuardError, _read_header
 
 __all__ = ["MIN_DEPTH", "FastCall", "decode_fast"]
 

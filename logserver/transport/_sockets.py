@@ -1,4 +1,4 @@
-"""Frame-level socket I/O for :mod:`logserver.wire`: reading, refusing, replying.
+"""Frame-level socket I/O for :mod:`logserver.transport`: reading, refusing, replying.
 
 Kept apart from the server's threads and bookkeeping so that each part reads
 on its own. Every function works within one deadline (a socket timeout alone

@@ -1,0 +1,25 @@
+"""A logserver's membership in ZooKeeper: everything the server does with kazoo.
+
+- :mod:`._registration`: :class:`Registration`, the lifecycle of the server's
+  ephemeral sequential node (register, re-register after a lost session,
+  deregister on drain);
+- :mod:`._nodes`: which child of the path is ours, ghosts of an earlier
+  incarnation, creating and deleting nodes;
+- :mod:`._access`: ACLs and the errors an operator must fix;
+- :mod:`._auth`: digest credentials from a file and the ACL they give;
+- :mod:`._zkclient`: the kazoo client, made, waited for and stopped within bounds.
+
+The registry knows nothing of storage or Thrift: the server hands it an
+endpoint to announce, and that is all it learns.
+"""
+
+from logserver.registry._auth import read_auth_file, registration_acl
+from logserver.registry._registration import NODE_PREFIX, Registration, validate_zk_path
+
+__all__ = [
+    "NODE_PREFIX",
+    "Registration",
+    "read_auth_file",
+    "registration_acl",
+    "validate_zk_path",
+]

@@ -1,0 +1,11 @@
+"""Operator tools around the server, never imported by a running server.
+
+- :mod:`.launcher`: starts ZooKeeper (standalone, an ensemble, TLS) and
+  ``logserver serve`` processes, for the tests, the benchmarks, the demo and
+  ``deploy/``;
+- :mod:`.reader`: reads categories from live servers or a data directory
+  (``logserver cat``, ``logserver list``);
+- :mod:`.cluster`: ``logserver cluster start|status|stop``, a local cluster;
+- :mod:`.demo` and :mod:`.demo_app`: the kill-a-node failover demo and the app
+  it runs.
+"""

@@ -1,0 +1,30 @@
+"""The transport: from a socket to a decoded call, and the reply back.
+
+A record's path into the server starts here. In the order a frame meets them:
+
+- :mod:`._server` accepts connections (one thread each, within
+  :class:`WireLimits`), runs TLS handshakes off the accept loop (:mod:`._tls`)
+  and reads each 4-byte-length frame within a deadline (:mod:`._sockets`);
+- :mod:`._processor` decides what to do with a frame: the fast path
+  (:mod:`._fast`) decodes ``Log``, ``Append`` and ``AppendPacked`` straight to
+  columns; anything else is first walked by the guard (:mod:`._guard`), which
+  bounds element counts and nesting by the bytes actually in the frame, and
+  only then decoded by thriftpy2;
+- the decoded call goes to the handler (:mod:`logserver.service`), and its
+  answer, or the IDL exception it raised, is framed and sent back.
+
+This package knows Thrift and sockets; it knows nothing of storage or ZooKeeper.
+"""
+
+from logserver.transport._limits import AddressInUseError, ListenError, WireLimits, WireStats
+from logserver.transport._server import ThriftServer
+from logserver.transport._tls import ServerTLS
+
+__all__ = [
+    "AddressInUseError",
+    "ListenError",
+    "ServerTLS",
+    "ThriftServer",
+    "WireLimits",
+    "WireStats",
+]
