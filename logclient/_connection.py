@@ -22,13 +22,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
 from logclient._batch import Batch
-from logclient._policies import FailoverPolicy, TLSPolicy
-from logclient._wire import (
+from logclient._calls import (
     MAX_REPLY_BYTES,
     decode_append_reply,
     encode_append_call,
     encode_packed_call,
 )
+from logclient._policies import FailoverPolicy, TLSPolicy
 from logclient.errors import BatchRejectedError, ServerUnavailableError
 from logwire.serverset import Endpoint
 
@@ -173,7 +173,7 @@ def map_errors(server: str, phase: str) -> Iterator[None]:
 class ThriftConnection:
     """``LogService.AppendPacked`` (or ``Append``) over one TCP connection: framed, strict binary.
 
-    Built by hand for control (see :mod:`logclient._wire`): a whole-call
+    Built by hand for control (see :mod:`logclient._calls`): a whole-call
     deadline of ``rpc_timeout_s`` (a socket timeout alone restarts at every
     byte), a cap on the reply frame, and a reply that must carry the call's
     sequence id.

@@ -45,14 +45,14 @@ class LogServer:
         self.process_id = uuid.uuid4().hex
         self._stop = threading.Event()
         self._storage: Storage | None = None
-        self._wire: ThriftServer | None = None
+        self._transport: ThriftServer | None = None
         self._registration: Registration | None = None
         self._handler: LogServiceHandler | None = None
 
     def __repr__(self) -> str:
         return (
             f"<LogServer {self.config.advertised}:{self.config.port} data={self.config.data_dir} "
-            f"wire={self._wire!r} registration={self._registration!r}>"
+            f"transport={self._transport!r} registration={self._registration!r}>"
         )
 
     def request_stop(self, signum: int | None = None, _frame: FrameType | None = None) -> None:
@@ -95,13 +95,13 @@ class LogServer:
             max_connections=cfg.max_connections,
             idle_timeout_s=cfg.idle_timeout,
         )
-        self._wire = ThriftServer(self._handler, cfg.host, cfg.port, limits, tls=tls)
+        self._transport = ThriftServer(self._handler, cfg.host, cfg.port, limits, tls=tls)
         try:
-            self._wire.start()
+            self._transport.start()
         except BaseException:
             self._storage.close()
             raise
-        port = self._wire.port
+        port = self._transport.port
         additional: dict[str, Endpoint] = {}
         if cfg.metrics_port is not None:
             metrics_port = metrics.serve(cfg.metrics_host, cfg.metrics_port)
@@ -147,15 +147,15 @@ class LogServer:
     def _shutdown(self) -> int:
         """Deregister, refuse new batches, finish in-flight ones, sync, close."""
         cfg = self.config
-        assert self._registration and self._handler and self._wire and self._storage
+        assert self._registration and self._handler and self._transport and self._storage
         self._registration.deregister(timeout=5.0)
         log.info("deregistered")
         self._handler.drain()
-        self._wire.stop_accepting()
-        idle = self._wire.wait_idle(cfg.drain_timeout)
+        self._transport.stop_accepting()
+        idle = self._transport.wait_idle(cfg.drain_timeout)
         if not idle:
             log.warning("in-flight requests did not finish in time", timeout=cfg.drain_timeout)
-        self._wire.close(timeout=2.0)
+        self._transport.close(timeout=2.0)
         self._storage.close()
         log.info("stopped", clean=idle)
         return 0

@@ -23,7 +23,7 @@ than the bytes in the frame pay for (every record consumes at least 15 bytes,
 and the claimed count is checked against the bytes left before the loop).
 Every frame it accepts, the guard accepts too with ``max_depth >= MIN_DEPTH``
 (a record costs more bytes than :data:`~logserver.transport._guard.OBJECT_COST`),
-and thriftpy2 decodes it to the same values; ``tests/wire/test_wire_fast.py``
+and thriftpy2 decodes it to the same values; ``tests/transport/test_wire_fast.py``
 checks both properties on random and mutated frames.
 """
 

@@ -28,7 +28,7 @@ linear in the frame size.
 
 The walk runs on every request, so the common shape is cheap: string fields
 are handled inline in the struct loop and lists of fixed-width elements are
-skipped in one step (see ``tests/wire/test_guard.py`` for the measured cost).
+skipped in one step (see ``tests/transport/test_guard.py`` for the measured cost).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from thriftpy2.transport import TCyFramedTransport
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logclient._batch import Batch
-from logclient._wire import decode_append_reply, encode_append_call, encode_packed_call
+from logclient._calls import decode_append_reply, encode_append_call, encode_packed_call
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.packed import pack_entries

@@ -12,7 +12,7 @@ import pytest
 
 from logserver.transport import ServerTLS, ThriftServer, WireLimits
 from tests.tls.certs import Certs, make_certs, openssl_available
-from tests.wire.helpers import LogService, RecordingHandler, encode_call, framed, read_reply
+from tests.transport.helpers import LogService, RecordingHandler, encode_call, framed, read_reply
 
 TLSServerFactory = Callable[..., ThriftServer]
 

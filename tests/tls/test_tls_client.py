@@ -26,7 +26,7 @@ from logserver.transport import ServerTLS, ThriftServer
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, KeyPair
 from tests.tls.conftest import TLSServerFactory
-from tests.wire.helpers import RecordingHandler
+from tests.transport.helpers import RecordingHandler
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -23,7 +23,7 @@ from tests.tls.conftest import (
     tls_connect,
     tls_ping,
 )
-from tests.wire.helpers import (
+from tests.transport.helpers import (
     LogService,
     RecordingHandler,
     closed_by_peer,

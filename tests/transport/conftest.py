@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from logserver.transport import ThriftServer, WireLimits
-from tests.wire.helpers import RecordingHandler
+from tests.transport.helpers import RecordingHandler
 
 ServerFactory = Callable[..., ThriftServer]
 

@@ -28,7 +28,7 @@ from logserver.transport._fast import decode_fast
 from logserver.transport._guard import check_frame
 from logserver.transport._processor import FrameOutcome, FrameProcessor, Reply, Throttle
 from logwire.idl import IDL_PATH
-from tests.wire.helpers import (
+from tests.transport.helpers import (
     AppendBatch,
     LogEntry,
     LogService,

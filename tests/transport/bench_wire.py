@@ -3,7 +3,7 @@
 The server runs in this process; each client is a separate process (thriftpy2,
 framed + Cython binary), so client and server do not share a GIL.
 
-    .venv/bin/python -m tests.wire.bench_wire [--clients N] [--seconds S]
+    .venv/bin/python -m tests.transport.bench_wire [--clients N] [--seconds S]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ MESSAGE = "x" * 100
 
 
 def _client(port: int, seconds: float, results: multiprocessing.Queue) -> None:
-    from tests.wire.helpers import LogEntry, client
+    from tests.transport.helpers import LogEntry, client
 
     entries = [LogEntry(category="bench", message=MESSAGE) for _ in range(BATCH)]
     c = client(port, timeout_s=30)
@@ -42,7 +42,7 @@ def main() -> None:
 
     from logserver.transport import ThriftServer
     from logserver.transport._guard import check_frame
-    from tests.wire.helpers import LogEntry, LogService, NoopHandler, encode_call
+    from tests.transport.helpers import LogEntry, LogService, NoopHandler, encode_call
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
 
@@ -57,7 +57,7 @@ def main() -> None:
     ctx = multiprocessing.get_context("spawn")
     results: multiprocessing.Queue = ctx.Queue()
     # By module path, so that spawned children find it also when run as __main__.
-    from tests.wire.bench_wire import _client as client_main
+    from tests.transport.bench_wire import _client as client_main
 
     procs = [
         ctx.Process(target=client_main, args=(server.port, args.seconds, results))

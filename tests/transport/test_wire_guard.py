@@ -14,7 +14,7 @@ from thriftpy2.thrift import TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logserver.transport._guard import OBJECT_COST, Message, ThriftGuardError, check_frame
-from tests.wire.helpers import (
+from tests.transport.helpers import (
     AppendBatch,
     LogEntry,
     LogService,

@@ -21,7 +21,7 @@ from thrift.Thrift import TApplicationException, TMessageType, TType
 from thrift.transport import TSocket, TTransport
 
 from logserver.transport import ThriftServer
-from tests.wire.helpers import RecordingHandler
+from tests.transport.helpers import RecordingHandler
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,8 +15,8 @@ from thriftpy2.thrift import TApplicationException
 
 from logserver.transport import ThriftServer
 from logwire.idl import log_thrift
-from tests.wire.conftest import ServerFactory
-from tests.wire.helpers import (
+from tests.transport.conftest import ServerFactory
+from tests.transport.helpers import (
     AppendBatch,
     LogEntry,
     LogService,

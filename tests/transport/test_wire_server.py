@@ -12,8 +12,8 @@ from thriftpy2.thrift import TApplicationException
 
 from logserver.errors import LogServerError
 from logserver.transport import AddressInUseError, ThriftServer, WireLimits, WireStats
-from tests.wire.conftest import ServerFactory
-from tests.wire.helpers import (
+from tests.transport.conftest import ServerFactory
+from tests.transport.helpers import (
     AppendBatch,
     LogEntry,
     RecordingHandler,
