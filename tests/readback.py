@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from logserver import reader
+from logserver.tools import reader
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
