@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import (
     ConnectionClosedError,
     ConnectionLoss,
@@ -40,6 +39,7 @@ from logclient._membership import DiscoveryStats, Membership
 from logclient._source import Listener, ServerSource, StaticServers
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint, Member, MemberFormatError
+from logwire.zkclient import new_client, stop_client, zk_retry
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"]
@@ -100,9 +100,7 @@ class ZooKeeperServers:
         self.tls = tls
         self._prefix = zk_path.rstrip("/") + "/"
         self._session_timeout = session_timeout
-        self._retry = KazooRetry(
-            max_tries=-1, delay=0.05, max_delay=connect_retry_max_delay, max_jitter=0.2
-        )
+        self._retry_max_delay = connect_retry_max_delay
         self._lock = threading.Lock()
         self._members = Membership(zk_path)
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -140,12 +138,11 @@ class ZooKeeperServers:
             self._started = True
             self._state = KazooState.LOST  # kazoo's state until the first connect
         try:
-            self._client = KazooClient(
-                hosts=self.zk_hosts,
-                timeout=self._session_timeout,
-                connection_retry=self._retry.copy(),
-                command_retry=self._retry.copy(),
-                **(self.tls.kazoo_kwargs() if self.tls is not None else {}),
+            self._client = new_client(
+                self.zk_hosts,
+                session_timeout_s=self._session_timeout,
+                retry_max_delay_s=self._retry_max_delay,
+                tls=self.tls,
             )
         except (KazooException, ValueError) as exc:
             raise DiscoveryError(f"cannot use ZooKeeper at {self.zk_hosts!r}: {exc}") from exc
@@ -191,11 +188,9 @@ class ZooKeeperServers:
         if client is not None:
             client.remove_listener(self._on_state)
             # kazoo's stop() can hang (#582) and must not run on its own threads.
-            stopper = threading.Thread(
-                target=_stop_client, args=(client,), name="logclient-discovery-stop", daemon=True
+            stopper = stop_client(
+                client, deadline=deadline, name="logclient-discovery-stop", on_error=_stop_failed
             )
-            stopper.start()
-            stopper.join(max(0.0, deadline - time.monotonic()))
             if stopper.is_alive():
                 logger.warning("ZooKeeper client for %s did not stop within %.1fs", self, timeout)
         thread = self._thread
@@ -270,12 +265,10 @@ class ZooKeeperServers:
                 logger.warning("discovery update failed; retrying", exc_info=True)
                 if self._closing.wait(delay):
                     raise _Closing from None
-                delay = min(delay * 2, self._retry.max_delay)
+                delay = min(delay * 2, self._retry_max_delay)
 
     def _retrying(self) -> KazooRetry:
-        retry = self._retry.copy()
-        retry.interrupt = self._closing.is_set
-        return retry
+        return zk_retry(self._retry_max_delay, interrupt=self._closing.is_set)
 
     def _watch_parent(self) -> None:
         """A DataWatch on the path: it arms (and re-arms) the ChildrenWatch.
@@ -382,12 +375,8 @@ class ZooKeeperServers:
         return members
 
 
-def _stop_client(client: Any) -> None:
-    try:
-        client.stop()
-        client.close()
-    except Exception:
-        logger.warning("error while closing the ZooKeeper client", exc_info=True)
+def _stop_failed(exc: Exception) -> None:
+    logger.warning("error while closing the ZooKeeper client", exc_info=exc)
 
 
 def _valid_path(path: str) -> bool:

@@ -8,6 +8,9 @@
   records back to the batch they came from.
 - :mod:`logwire.packed` is the column codec of ``AppendPacked``.
 - :mod:`logwire.zktls` is the TLS policy for ZooKeeper connections.
+- :mod:`logwire.zkclient` makes and stops every kazoo client of the project
+  (capped retries, TLS, auth, a bounded stop); it imports kazoo, so only code
+  that talks to ZooKeeper imports it.
 
 This package imports nothing heavy at import time: an app that only needs the
 category rules does not load thriftpy2.

@@ -8,6 +8,7 @@ other's servers.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -23,6 +24,7 @@ from logserver.tools.launcher import (
     ZooKeeperEnsemble,
     zookeeper_from_env,
 )
+from logwire.zkclient import stop_client
 
 # Server modules log through structlog; in the test process route them through
 # stdlib logging at INFO so pytest captures them (and debug lines stay out).
@@ -119,6 +121,6 @@ def kazoo_factory() -> Iterator[Callable[..., KazooClient]]:
         return client
 
     yield make
+    deadline = time.monotonic() + 10.0
     for client in clients:
-        client.stop()
-        client.close()
+        stop_client(client, deadline=deadline)

@@ -24,6 +24,7 @@ from kazoo.recipe.watchers import ChildrenWatch
 from bench.common import BenchEnv, CaseResult, Row, summary, wait_until
 from logclient import LogClient, SpoolPolicy
 from logwire.serverset import Member
+from logwire.zkclient import new_client, stop_client
 
 
 def join(env: BenchEnv) -> CaseResult:
@@ -34,7 +35,7 @@ def join(env: BenchEnv) -> CaseResult:
     seen_node: dict[str, float] = {}
     lock = threading.Lock()
 
-    kz = KazooClient(hosts=env.zk_hosts, timeout=10.0)
+    kz = new_client(env.zk_hosts, session_timeout_s=10.0)
     kz.start(timeout=30)
     kz.ensure_path(path)
 
@@ -84,9 +85,7 @@ def join(env: BenchEnv) -> CaseResult:
     finally:
         client.close(5)
         source.close(5)  # a source passed in is the caller's to close
-        with contextlib.suppress(Exception):
-            kz.stop()
-            kz.close()
+        stop_client(kz, deadline=time.monotonic() + 10.0)
     client_ms = [e["client_ms"] for e in events]
     raw_ms = [e["raw_watch_ms"] for e in events]
     stats, raw = summary(client_ms), summary(raw_ms)

@@ -6,8 +6,10 @@
 - :mod:`._nodes`: which child of the path is ours, ghosts of an earlier
   incarnation, creating and deleting nodes;
 - :mod:`._access`: ACLs and the errors an operator must fix;
-- :mod:`._auth`: digest credentials from a file and the ACL they give;
-- :mod:`._zkclient`: the kazoo client, made, waited for and stopped within bounds.
+- :mod:`._auth`: digest credentials from a file and the ACL they give.
+
+Its kazoo client is made and stopped by :mod:`logwire.zkclient` (capped
+retries, TLS, auth, a bounded stop), as the client's discovery's is.
 
 The registry knows nothing of storage or Thrift: the server hands it an
 endpoint to announce, and that is all it learns.

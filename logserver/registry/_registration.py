@@ -39,8 +39,9 @@ What this module guarantees, and why (``docs/zookeeper.md`` has the facts behind
 
 The lifecycle is here; the rest is in small modules of its own:
 :mod:`logserver.registry._nodes` (the path, which node is ours, ghosts),
-:mod:`logserver.registry._access` (ACLs, errors an operator must fix) and
-:mod:`logserver.registry._zkclient` (the kazoo client: made, waited for, stopped).
+:mod:`logserver.registry._access` (ACLs, errors an operator must fix); the
+kazoo client is made and stopped by :mod:`logwire.zkclient`, as every kazoo
+client of this project is.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ import time
 from typing import Any
 
 import structlog
-from kazoo.exceptions import ConnectionClosedError, KazooException, NoNodeError
+from kazoo.exceptions import AuthFailedError, ConnectionClosedError, KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
 from kazoo.protocol.states import KazooState, KeeperState, ZnodeStat
@@ -71,8 +72,8 @@ from logserver.registry._nodes import (
     validate_zk_path,
 )
 from logserver.registry._nodes import hex_session as _hex
-from logserver.registry._zkclient import new_client, stop_client, wait_connected
 from logwire.serverset import Member
+from logwire.zkclient import new_client, stop_client, zk_retry
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
@@ -85,6 +86,8 @@ log = structlog.get_logger(__name__)
 
 # After an error retrying soon cannot fix (NoAuth...), how long until the next try.
 _FATAL_RETRY_DELAY = 30.0
+# How often the registration thread repeats "still cannot reach ZooKeeper".
+_UNREACHABLE_LOG_INTERVAL = 5.0
 
 
 class _Stopping(Exception):
@@ -137,10 +140,11 @@ class Registration:
         self.zk_path = zk_path
         self.member = member
         self._data = member.to_json()
-        self._client, self._retry = new_client(
+        self._retry_max_delay = connect_retry_max_delay
+        self._client = new_client(
             zk_hosts,
-            session_timeout=session_timeout,
-            connect_retry_max_delay=connect_retry_max_delay,
+            session_timeout_s=session_timeout,
+            retry_max_delay_s=connect_retry_max_delay,
             auth=auth,
             tls=tls,
         )
@@ -269,7 +273,10 @@ class Registration:
             except (KazooException, KazooTimeoutError) as exc:
                 log.warning("deregister_delete_failed", node=node, error=repr(exc))
         stopper = stop_client(
-            self._client, name=f"zk-registration-stop{self.zk_path}", deadline=deadline
+            self._client,
+            deadline=deadline,
+            name=f"zk-registration-stop{self.zk_path}",
+            on_error=_stop_failed,
         )
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -328,7 +335,7 @@ class Registration:
 
     def _run(self) -> None:
         delay = 0.05
-        max_delay = self._retry.max_delay
+        max_delay = self._retry_max_delay
         while not self._stopping.is_set():
             self._wake.wait()
             if self._stopping.is_set():
@@ -362,15 +369,32 @@ class Registration:
         log.debug("registration_thread_exit", path=self.zk_path)
 
     def _wait_connected(self) -> None:
-        # deregister() sets _connected too, to wake this wait at once.
-        wait_connected(self._client, self._connected, zk_hosts=self.zk_hosts, zk_path=self.zk_path)
+        """Block until connected, logging ``zookeeper_unreachable`` while we are not.
+
+        An operator then sees why a server is not registered yet. Raises
+        AuthFailedError if ZooKeeper rejected our credentials: waiting longer
+        would not help. deregister() sets ``_connected`` too, to end this wait
+        at once.
+        """
+        started = time.monotonic()
+        next_log = started + 1.0
+        while not self._connected.wait(max(0.0, next_log - time.monotonic())):
+            if self._client.client_state == KeeperState.AUTH_FAILED:
+                raise AuthFailedError("ZooKeeper rejected our credentials")
+            waited = time.monotonic() - started
+            next_log += _UNREACHABLE_LOG_INTERVAL
+            log.warning(
+                "zookeeper_unreachable",
+                hosts=self.zk_hosts,
+                path=self.zk_path,
+                waited_s=round(waited, 1),
+                state=self._client.state,
+            )
         if self._stopping.is_set():
             raise _Stopping
 
     def _retrying(self) -> KazooRetry:
-        retry = self._retry.copy()
-        retry.interrupt = self._stopping.is_set
-        return retry
+        return zk_retry(self._retry_max_delay, interrupt=self._stopping.is_set)
 
     def _reconcile(self) -> None:
         """Make sure exactly one node of ours exists in the current session."""
@@ -450,3 +474,7 @@ class Registration:
     def _create_node(self) -> str:
         """The bare create (a seam: tests make its reply get 'lost')."""
         return create_node(self._client, self.zk_path, self._data, self._acl)
+
+
+def _stop_failed(exc: Exception) -> None:
+    log.warning("zookeeper_close_failed", error=repr(exc))

@@ -15,13 +15,13 @@ from __future__ import annotations
 import heapq
 import socket
 import ssl
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from thriftpy2.protocol import TCyBinaryProtocolFactory
 from thriftpy2.rpc import make_client
@@ -33,6 +33,7 @@ from logserver.storage import read_category_offline
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
+from logwire.zkclient import new_client, stop_client
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
@@ -87,16 +88,11 @@ def list_servers(
     Reading needs no credentials (the registration ACL lets anyone read);
     ``tls`` connects to ZooKeeper's TLS client port.
     """
-    zk = KazooClient(
-        hosts=zk_hosts,
-        timeout=timeout,
-        read_only=True,
-        **(tls.kazoo_kwargs() if tls is not None else {}),
-    )
+    zk = new_client(zk_hosts, session_timeout_s=timeout, read_only=True, tls=tls)
     try:
         zk.start(timeout=timeout)
     except Exception as exc:
-        zk.close()
+        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-list-stop")
         hint = (
             " (over TLS: is it the secureClientPort, and did --zk-tls-ca sign its certificate?)"
             if tls is not None
@@ -120,8 +116,7 @@ def list_servers(
                 found.append(RegisteredServer(child, None, stat.ephemeralOwner, str(exc)))
         return found
     finally:
-        zk.stop()
-        zk.close()
+        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-list-stop")
 
 
 @contextmanager
