@@ -29,7 +29,7 @@ from logclient._calls import (
     encode_packed_call,
 )
 from logclient._policies import FailoverPolicy, TLSPolicy
-from logclient.errors import BatchRejectedError, ServerUnavailableError
+from logclient.errors import BatchRejectedError, Phase, ServerUnavailableError
 from logwire.serverset import Endpoint
 
 if TYPE_CHECKING:
@@ -103,7 +103,7 @@ class Transport(Protocol):
 
 
 @contextlib.contextmanager
-def map_errors(server: str, phase: str) -> Iterator[None]:
+def map_errors(server: str, phase: Phase) -> Iterator[None]:
     """Translate whatever thriftpy2, the socket or TLS raises into our exception tree."""
     import ssl
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from logclient._batch import ENTRY_OVERHEAD, Batch
 from logclient._policies import SpoolPolicy
-from logclient.errors import SpoolError, SpoolLockedError
+from logclient.errors import SpoolError, SpoolFullError, SpoolLockedError
 from logwire.packed import category_runs, expand_runs, pack_lengths, unpack_messages
 
 __all__ = [
@@ -53,10 +53,6 @@ _HEAD = struct.Struct(">HqI")  # producer length, sequence, record count (both f
 _RUNS = struct.Struct(">I")  # v2: number of category runs
 _CAT = struct.Struct(">H")
 _MSG = struct.Struct(">I")
-
-
-class SpoolFullError(SpoolError):
-    """The batch does not fit under ``SpoolPolicy.max_bytes``."""
 
 
 def encode_batch(batch: Batch) -> bytearray:

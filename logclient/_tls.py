@@ -18,7 +18,7 @@ import threading
 import time
 
 from logclient._policies import TLSPolicy
-from logclient.errors import ServerUnavailableError
+from logclient.errors import Phase, ServerUnavailableError
 from logwire.serverset import Endpoint
 
 __all__ = ["ClientTLS", "alert_waiting", "refused_by_server", "unavailable"]
@@ -77,7 +77,7 @@ class ClientTLS:
         return tls
 
 
-def unavailable(server: str, exc: ssl.SSLError, phase: str) -> ServerUnavailableError:
+def unavailable(server: str, exc: ssl.SSLError, phase: Phase) -> ServerUnavailableError:
     """A TLS error during a call, in our terms (a refusal by the server is a connect failure)."""
     if refused_by_server(exc):
         return _refused(server, exc)

@@ -167,7 +167,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"logserver serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    configure_logging(config.log_level)
+    try:
+        configure_logging(config.log_level)
+    except ValueError as exc:
+        print(f"logserver serve: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     import structlog
 
     from logserver.server import LogServer

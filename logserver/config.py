@@ -12,13 +12,17 @@ import os
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from logserver.errors import ConfigError
+from logserver.storage import FsyncMode
 
-__all__ = ["ServerConfig", "add_serve_arguments", "config_from_args"]
+__all__ = ["PageCacheMode", "ServerConfig", "add_serve_arguments", "config_from_args"]
 
-_FSYNC = ("always", "interval", "never")
+#: What happens to a segment's pages once they are synced (``--page-cache``).
+PageCacheMode = Literal["drop", "keep"]
+_FSYNC: tuple[FsyncMode, ...] = get_args(FsyncMode)
+_PAGE_CACHE: tuple[PageCacheMode, ...] = get_args(PageCacheMode)
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9090
     advertise_host: str | None = None
-    fsync: str = "always"
+    fsync: FsyncMode = "always"
     fsync_interval: float = 1.0
-    page_cache: str = "drop"
+    page_cache: PageCacheMode = "drop"
     segment_bytes: int = 64 * 2**20
     retention_hours: float | None = None
     retention_bytes: int | None = None
@@ -63,8 +67,8 @@ class ServerConfig:
             raise ConfigError(f"--zk-path must be absolute without a trailing '/': {self.zk_path}")
         if self.fsync not in _FSYNC:
             raise ConfigError(f"--fsync must be one of {', '.join(_FSYNC)}")
-        if self.page_cache not in ("drop", "keep"):
-            raise ConfigError("--page-cache must be drop or keep")
+        if self.page_cache not in _PAGE_CACHE:
+            raise ConfigError(f"--page-cache must be one of {', '.join(_PAGE_CACHE)}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port out of range: {self.port}")
         if self.max_message_bytes > self.max_frame_bytes:

@@ -9,27 +9,34 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Literal, cast, get_args
 
 import structlog
 
-__all__ = ["configure_logging"]
+__all__ = ["LogFormat", "configure_logging"]
+
+#: How the server's own log lines look.
+LogFormat = Literal["json", "console"]
 
 
 def configure_logging(
-    level: str = "info", fmt: str | None = None, *, structlog_level: str | None = None
+    level: str = "info", fmt: LogFormat | None = None, *, structlog_level: str | None = None
 ) -> None:
     """Configure structlog and stdlib logging for the server process.
 
     ``fmt`` is ``json`` or ``console``; by default console on a TTY, JSON otherwise
-    (``LOGSERVER_LOG_FORMAT`` overrides). ``structlog_level`` lets structlog pass
+    (``LOGSERVER_LOG_FORMAT`` overrides). ValueError for an unknown level or format. ``structlog_level`` lets structlog pass
     more than the handlers show, for tests that capture debug events themselves
     (it also turns off logger caching, which would hide them from capture).
     """
-    fmt = (
+    chosen = (
         fmt
-        or os.environ.get("LOGSERVER_LOG_FORMAT")
+        or os.environ.get("LOGSERVER_LOG_FORMAT", "").strip().lower()
         or ("console" if sys.stderr.isatty() else "json")
     )
+    if chosen not in get_args(LogFormat):
+        raise ValueError(f"log format must be json or console, not {chosen!r}")
+    fmt = cast(LogFormat, chosen)
     numeric = logging.getLevelName(level.upper())
     struct_numeric = logging.getLevelName((structlog_level or level).upper())
     if not isinstance(numeric, int) or not isinstance(struct_numeric, int):

@@ -68,7 +68,7 @@ class LogServer:
         tls = _server_tls(cfg)
         zk_auth, zk_tls = _zookeeper_security(cfg)
         policy = StoragePolicy(
-            fsync=cfg.fsync,  # type: ignore[arg-type]
+            fsync=cfg.fsync,
             fsync_interval_s=cfg.fsync_interval,
             segment_bytes=cfg.segment_bytes,
             retention_age_s=cfg.retention_hours * 3600 if cfg.retention_hours else None,

@@ -1,7 +1,10 @@
 """The LogService handler: Thrift calls in, storage calls out.
 
-This is the one place where storage errors become the exceptions declared in
-``log.thrift``. A client never sees a dropped connection for a bad request:
+:func:`declared` is the one place where logserver's errors become the
+exceptions declared in ``log.thrift`` (as httpcore's ``map_exceptions`` does
+for sockets): storage's, the service's own argument checks (which raise the
+same :class:`~logserver.errors.InvalidRequestError` leaves), and a malformed
+packed batch. A client never sees a dropped connection for a bad request:
 our own API gets a declared exception, Scribe's ``Log`` (whose IDL declares
 none) gets ``TRY_LATER`` for conditions that pass, and an application
 exception naming the problem for a batch that can never be stored.
@@ -9,28 +12,63 @@ exception naming the problem for a batch that can never be stored.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import structlog
 from thriftpy2.thrift import TApplicationException
 
-from logserver.errors import InvalidCategoryError, StorageError, StorageUnavailableError
+from logserver.errors import (
+    BatchTooLargeError,
+    InvalidCategoryError,
+    InvalidRequestError,
+    LogServerError,
+    StorageUnavailableError,
+)
 from logserver.metrics import Metrics
-from logserver.storage import AppendOutcome, MessageTooLargeError, Storage
+from logserver.storage import AppendOutcome, Storage
 from logwire.batchid import MAX_PRODUCER_ID
+from logwire.errors import LogWireError, PackedError
 from logwire.idl import log_thrift
-from logwire.packed import PackedError, record_count, unpack_messages
+from logwire.packed import record_count, unpack_messages
 
-__all__ = ["LogServiceHandler", "ServiceLimits"]
+__all__ = ["LogServiceHandler", "ServiceLimits", "declared"]
 
 log = structlog.get_logger(__name__)
 
 OK = log_thrift.ResultCode.OK
 TRY_LATER = log_thrift.ResultCode.TRY_LATER
+
+#: Why a batch was refused: the ``reason`` label of ``logserver_rejected_batches``.
+Rejection = Literal["draining", "unavailable", "invalid_category", "too_large", "invalid_request"]
+#: A call of ``log.thrift`` that stores (the ``call`` label of the batch counters).
+Call = Literal["log", "append", "append_packed"]
+
+
+def declared(exc: LogServerError | LogWireError) -> tuple[Rejection, Exception] | None:
+    """The exception ``log.thrift`` declares for one of ours, and why it counts as a rejection.
+
+    None for an error no declared exception fits (a locked data directory...):
+    the caller lets it through, and the transport answers ``INTERNAL_ERROR``.
+    """
+    if isinstance(exc, InvalidCategoryError):
+        category = _text(exc.category)
+        return "invalid_category", log_thrift.InvalidCategory(category=category, reason=exc.reason)
+    if isinstance(exc, BatchTooLargeError):
+        return "too_large", log_thrift.BatchTooLarge(
+            reason=exc.reason, limit=exc.limit, actual=exc.actual
+        )
+    if isinstance(exc, StorageUnavailableError):
+        return "unavailable", log_thrift.StorageUnavailable(reason=exc.reason)
+    if isinstance(exc, InvalidRequestError):
+        return "invalid_request", log_thrift.InvalidRequest(reason=str(exc))
+    if isinstance(exc, PackedError):
+        return "invalid_request", log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}")
+    return None
 
 
 @dataclass(frozen=True)
@@ -92,21 +130,18 @@ class LogServiceHandler:
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             return TRY_LATER
-        if len(records) > self._limits.max_batch_records:
-            self._metrics.rejected.labels("too_large").inc()
-            raise TApplicationException(
-                TApplicationException.UNKNOWN,
-                f"batch of {len(records)} records exceeds {self._limits.max_batch_records}",
-            )
         try:
+            self._check_count(len(records))
             self._timed(lambda: self._storage.append(records), "log")
-        except StorageUnavailableError as exc:
-            log.warning("storage unavailable", call="Log", reason=exc.reason)
-            self._metrics.rejected.labels("unavailable").inc()
-            return TRY_LATER
-        except (InvalidCategoryError, MessageTooLargeError) as exc:
-            self._metrics.rejected.labels(_reason(exc)).inc()
-            raise TApplicationException(TApplicationException.UNKNOWN, str(exc)) from exc
+        except (LogServerError, LogWireError) as exc:
+            rejection, _ = self._rejected(exc, "log")
+            if rejection == "unavailable":
+                return TRY_LATER
+            # Scribe's IDL declares no exception: name the problem in an application one.
+            text = str(exc)
+            if isinstance(exc, BatchTooLargeError):
+                text += f" (limit {exc.limit}, actual {exc.actual})"
+            raise TApplicationException(TApplicationException.UNKNOWN, text) from exc
         return OK
 
     # ---------------------------------------------------------------- our API
@@ -120,21 +155,12 @@ class LogServiceHandler:
         """``Append`` with the records in columns (see ``PackedBatch`` and :mod:`logwire.packed`)."""
         lengths = batch.lengths or b""
         messages = batch.messages or b""
-        try:
+        with self._declared("append_packed"):
             count = record_count(lengths)
-            if count > self._limits.max_batch_records:
-                # Checked before unpacking: the record list costs memory per record.
-                self._metrics.rejected.labels("too_large").inc()
-                raise log_thrift.BatchTooLarge(
-                    reason="too many records in one batch",
-                    limit=self._limits.max_batch_records,
-                    actual=count,
-                )
+            # Checked before unpacking: the record list costs memory per record.
+            self._check_count(count)
             runs = [(run.category or "", run.count) for run in batch.runs or ()]
             unpacked = unpack_messages(runs, lengths, messages)
-        except PackedError as exc:
-            self._metrics.rejected.labels("invalid_request").inc()
-            raise log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}") from exc
         # The columns go to storage as they are: no (category, message) pair per record.
         return self._append(
             batch.producer_id,
@@ -151,7 +177,7 @@ class LogServiceHandler:
         producer_id: str | bytes | None,
         sequence: int | None,
         records: list[tuple[Any, Any]],
-        call: str = "append",
+        call: Call = "append",
     ) -> Any:
         """``Append`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
         return self._append(
@@ -169,7 +195,7 @@ class LogServiceHandler:
         producer_id: str | bytes | None,
         sequence: int | None,
         count: int,
-        call: str,
+        call: Call,
         store: Callable[[str, int], AppendOutcome],
     ) -> Any:
         """The checks and answers every idempotent append shares.
@@ -179,36 +205,16 @@ class LogServiceHandler:
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
-        producer = _text(producer_id or "")
-        if not producer or len(producer) > MAX_PRODUCER_ID or not producer.isprintable():
-            raise log_thrift.InvalidRequest(
-                reason=f"producer_id must be 1..{MAX_PRODUCER_ID} printable characters"
-            )
-        if sequence is None or sequence < 0:
-            raise log_thrift.InvalidRequest(reason="sequence must be >= 0")
-        if count > self._limits.max_batch_records:
-            self._metrics.rejected.labels("too_large").inc()
-            raise log_thrift.BatchTooLarge(
-                reason="too many records in one batch",
-                limit=self._limits.max_batch_records,
-                actual=count,
-            )
-        try:
+        with self._declared(call):
+            producer = _text(producer_id or "")
+            if not producer or len(producer) > MAX_PRODUCER_ID or not producer.isprintable():
+                raise InvalidRequestError(
+                    f"producer_id must be 1..{MAX_PRODUCER_ID} printable characters"
+                )
+            if sequence is None or sequence < 0:
+                raise InvalidRequestError("sequence must be >= 0")
+            self._check_count(count)
             outcome = self._timed(lambda: store(producer, sequence), call)
-        except InvalidCategoryError as exc:
-            self._metrics.rejected.labels("invalid_category").inc()
-            raise log_thrift.InvalidCategory(
-                category=_text(exc.category), reason=exc.reason
-            ) from exc
-        except MessageTooLargeError as exc:
-            self._metrics.rejected.labels("too_large").inc()
-            raise log_thrift.BatchTooLarge(
-                reason=str(exc), limit=exc.limit, actual=exc.actual
-            ) from exc
-        except StorageUnavailableError as exc:
-            self._metrics.rejected.labels("unavailable").inc()
-            log.warning("storage unavailable", call="Append", reason=exc.reason)
-            raise log_thrift.StorageUnavailable(reason=exc.reason) from exc
         if outcome.duplicate:
             self._metrics.duplicates.inc()
         return log_thrift.AppendResult(code=OK, duplicate=outcome.duplicate, stored=outcome.stored)
@@ -216,19 +222,12 @@ class LogServiceHandler:
     def Read(self, category: str | bytes, position: int, limit: int) -> Any:
         """Up to ``limit`` records of ``category`` from ``position``."""
         name = _text(category or "")
-        if position is None or position < 0:
-            raise log_thrift.InvalidRequest(reason="position must be >= 0")
-        if limit is None or limit < 1:
-            raise log_thrift.InvalidRequest(reason="limit must be >= 1")
-        limit = min(limit, self._limits.max_read_records)
-        try:
-            batch = self._storage.read(name, position, limit)
-        except InvalidCategoryError as exc:
-            raise log_thrift.InvalidCategory(category=name, reason=exc.reason) from exc
-        except StorageUnavailableError as exc:
-            raise log_thrift.StorageUnavailable(reason=exc.reason) from exc
-        except StorageError as exc:
-            raise log_thrift.InvalidRequest(reason=str(exc)) from exc
+        with self._declared("read"):
+            if position is None or position < 0:
+                raise InvalidRequestError("position must be >= 0")
+            if limit is None or limit < 1:
+                raise InvalidRequestError("limit must be >= 1")
+            batch = self._storage.read(name, position, min(limit, self._limits.max_read_records))
         records = [
             log_thrift.StoredRecord(
                 category=r.category,
@@ -266,14 +265,39 @@ class LogServiceHandler:
 
     # ----------------------------------------------------------------- helpers
 
-    def _timed(self, store: Callable[[], AppendOutcome], call: str) -> AppendOutcome:
+    @contextlib.contextmanager
+    def _declared(self, call: Call | Literal["read"]) -> Iterator[None]:
+        """Raise what ``log.thrift`` declares for any of our errors raised inside (see :func:`declared`)."""
+        try:
+            yield
+        except (LogServerError, LogWireError) as exc:
+            _, exception = self._rejected(exc, call)
+            raise exception from exc
+
+    def _rejected(
+        self, exc: LogServerError | LogWireError, call: Call | Literal["read"]
+    ) -> tuple[Rejection, Exception]:
+        """Count (a batch, not a read) and log a refusal; re-raise ``exc`` if the IDL has no word for it."""
+        mapped = declared(exc)
+        if mapped is None:
+            raise exc
+        rejection, exception = mapped
+        if call != "read":
+            self._metrics.rejected.labels(rejection).inc()
+            if rejection == "unavailable":
+                log.warning("storage unavailable", call=call, reason=str(exc))
+        return rejection, exception
+
+    def _check_count(self, count: int) -> None:
+        if count > self._limits.max_batch_records:
+            raise BatchTooLargeError(
+                "too many records in one batch", self._limits.max_batch_records, count
+            )
+
+    def _timed(self, store: Callable[[], AppendOutcome], call: Call) -> AppendOutcome:
         started = time.perf_counter()
         outcome = store()
         self._metrics.append_seconds.observe(time.perf_counter() - started)
         self._metrics.batches.labels(call).inc()
         self._metrics.records.labels(call).inc(outcome.stored)
         return outcome
-
-
-def _reason(exc: Exception) -> str:
-    return "invalid_category" if isinstance(exc, InvalidCategoryError) else "too_large"

@@ -11,6 +11,7 @@
 - :mod:`logwire.zkclient` makes and stops every kazoo client of the project
   (capped retries, TLS, auth, a bounded stop); it imports kazoo, so only code
   that talks to ZooKeeper imports it.
+- :mod:`logwire.errors` is the exception tree (:class:`~logwire.errors.LogWireError`).
 
 This package imports nothing heavy at import time: an app that only needs the
 category rules does not load thriftpy2.

@@ -20,6 +20,8 @@ from itertools import accumulate, chain, groupby, repeat
 from operator import itemgetter
 from typing import NamedTuple
 
+from logwire.errors import PackedError
+
 __all__ = [
     "PackedColumns",
     "PackedError",
@@ -35,10 +37,6 @@ __all__ = [
 _CATEGORY = itemgetter(0)
 _MESSAGE = itemgetter(1)
 _BIG_ENDIAN = sys.byteorder == "big"
-
-
-class PackedError(ValueError):
-    """The columns disagree with each other; the batch is malformed."""
 
 
 class PackedColumns(NamedTuple):

@@ -12,11 +12,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["Endpoint", "Member", "MemberFormatError"]
+from logwire.errors import EndpointFormatError, MemberFormatError
 
-
-class MemberFormatError(ValueError):
-    """A znode's data is not a ServerSet member we can use."""
+__all__ = ["Endpoint", "EndpointFormatError", "Member", "MemberFormatError"]
 
 
 @dataclass(frozen=True, order=True)
@@ -31,10 +29,10 @@ class Endpoint:
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """Parse ``host:port``."""
+        """Parse ``host:port``; EndpointFormatError (a ValueError) for anything else."""
         host, sep, port = text.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ValueError(f"not host:port: {text!r}")
+            raise EndpointFormatError(f"not host:port: {text!r}")
         return cls(host.strip("[]"), int(port))
 
 

@@ -14,6 +14,7 @@ import os
 import stat as stat_mode
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import structlog
 from kazoo.exceptions import NoAuthError
@@ -116,6 +117,9 @@ class Denied(NoAuthError):
         super().__init__(f"{operation} on {path}")
         self.operation = operation
         self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.operation, self.path)
 
 
 @contextlib.contextmanager

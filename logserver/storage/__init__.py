@@ -10,14 +10,23 @@ as the policy's ``fsync`` says; never lost to a killed process); a failed
 ``append`` left nothing behind; a batch retried with the same
 (producer_id, sequence) is stored once, across restarts too. Storage knows
 nothing of Thrift or ZooKeeper.
+
+Its errors are the :class:`~logserver.errors.StorageError` branch of
+logserver's one exception tree (:mod:`logserver.errors`, which imports
+nothing); they are re-exported here so that storage's users need one import.
 """
 
-from logserver.storage._disk import DiskIO
-from logserver.storage._errors import (
+from logserver.errors import (
+    BatchTooLargeError,
+    InvalidCategoryError,
     InvalidPositionError,
     InvalidRequestError,
     MessageTooLargeError,
+    StorageError,
+    StorageLockedError,
+    StorageUnavailableError,
 )
+from logserver.storage._disk import DiskIO
 from logserver.storage._offline import list_categories_offline, read_category_offline
 from logserver.storage._policy import FsyncMode, StoragePolicy
 from logserver.storage._stats import StorageStats
@@ -26,15 +35,20 @@ from logserver.storage._types import AppendOutcome, ReadBatch, StoredRecord
 
 __all__ = [
     "AppendOutcome",
+    "BatchTooLargeError",
     "DiskIO",
     "FsyncMode",
+    "InvalidCategoryError",
     "InvalidPositionError",
     "InvalidRequestError",
     "MessageTooLargeError",
     "ReadBatch",
     "Storage",
+    "StorageError",
+    "StorageLockedError",
     "StoragePolicy",
     "StorageStats",
+    "StorageUnavailableError",
     "StoredRecord",
     "list_categories_offline",
     "read_category_offline",

@@ -12,8 +12,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from logserver.errors import InvalidCategoryError
-from logserver.storage._errors import InvalidRequestError, MessageTooLargeError
+from logserver.errors import (
+    BatchTooLargeError,
+    InvalidCategoryError,
+    InvalidRequestError,
+    MessageTooLargeError,
+)
 from logserver.storage._format import MAX_PRODUCER_BYTES
 from logwire.categories import category_problem
 
@@ -21,6 +25,7 @@ __all__ = ["BatchChecker", "Group"]
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
 _NAME_CACHE_SIZE = 10_000
+_MAX_COUNT = 2**32 - 1  # the format's record count is a u32
 
 
 class Group:
@@ -180,5 +185,5 @@ def _producer(producer_id: str, sequence: int) -> bytes:
 
 
 def _check_count(count: int) -> None:
-    if count > 2**32 - 1:
-        raise InvalidRequestError("too many records in one batch")
+    if count > _MAX_COUNT:
+        raise BatchTooLargeError("too many records in one batch", _MAX_COUNT, count)

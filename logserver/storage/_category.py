@@ -16,10 +16,9 @@ from bisect import bisect_right
 from pathlib import Path
 from typing import NamedTuple
 
-from logserver.errors import StorageUnavailableError
+from logserver.errors import InvalidPositionError, StorageUnavailableError
 from logserver.storage._commit import GroupCommitter
 from logserver.storage._disk import DiskIO
-from logserver.storage._errors import InvalidPositionError
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment, segment_name
 from logserver.storage._stats import Counters

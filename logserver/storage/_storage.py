@@ -11,13 +11,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from logserver.errors import StorageLockedError, StorageUnavailableError
+from logserver.errors import (
+    InvalidPositionError,
+    InvalidRequestError,
+    StorageLockedError,
+    StorageUnavailableError,
+)
 from logserver.storage._batch import BatchChecker, Checked
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._commit import GroupCommitter, Round
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._disk import DiskIO
-from logserver.storage._errors import InvalidPositionError, InvalidRequestError
 from logserver.storage._format import encode_records
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy

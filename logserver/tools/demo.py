@@ -26,7 +26,7 @@ import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["add_arguments", "run_demo"]
 
@@ -49,10 +49,14 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.set_defaults(handler=run_demo)
 
 
+#: What the demo did to a server.
+EventKind = Literal["kill", "stop", "cont", "term", "restart"]
+
+
 @dataclass
 class Event:
     t: float
-    kind: str  # kill, stop, cont, term, restart
+    kind: EventKind
     server: str
 
     def label(self) -> str:
@@ -77,7 +81,7 @@ class DemoState:
     rates: dict[str, float] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def event(self, kind: str, server: str) -> None:
+    def event(self, kind: EventKind, server: str) -> None:
         with self.lock:
             self.events.append(Event(time.time(), kind, server))
 
@@ -199,7 +203,7 @@ def _chaos(
     """SIGKILL the current server every --kill-every seconds; once a SIGSTOP, once a SIGTERM."""
     start = time.monotonic()
     step = 0
-    plan = ["kill", "stop", "kill", "term"]
+    plan: list[EventKind] = ["kill", "stop", "kill", "term"]
     while not done.wait(0.05):
         if time.monotonic() - start < args.kill_every * (step + 1):
             continue

@@ -32,7 +32,7 @@ from __future__ import annotations
 import struct
 from typing import NamedTuple
 
-from logserver.transport._guard import CALL, Message, ThriftGuardError, _read_header
+from logserver.transport._guard import CALL, FrameRejectedError, Message, _read_header
 
 __all__ = ["MIN_DEPTH", "FastCall", "decode_fast"]
 
@@ -68,7 +68,7 @@ def decode_fast(frame: bytes) -> FastCall | None:
     end = len(frame)
     try:
         header, pos = _read_header(frame, end)
-    except ThriftGuardError:
+    except FrameRejectedError:
         return None
     if header.type != CALL:
         return None

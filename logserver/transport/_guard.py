@@ -36,13 +36,13 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from logserver.errors import LogServerError
+from logserver.errors import FrameRejectedError
 
 __all__ = [
     "DEFAULT_MAX_DEPTH",
     "OBJECT_COST",
+    "FrameRejectedError",
     "Message",
-    "ThriftGuardError",
     "check_frame",
 ]
 
@@ -104,20 +104,6 @@ _i32 = struct.Struct(">i").unpack_from
 _string_field = struct.Struct(">bxxi").unpack_from
 
 
-class ThriftGuardError(LogServerError):
-    """A frame is not a well-formed, reasonably sized Thrift binary-protocol request.
-
-    ``message`` holds the message header when it was readable, so the server can
-    answer with a ``TApplicationException`` the client matches to its call;
-    ``None`` means the bytes are not a Thrift message at all.
-    """
-
-    def __init__(self, reason: str, message: Message | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.message = message
-
-
 @dataclass(frozen=True, slots=True)
 class Message:
     """The header of an accepted (or rejected but readable) request."""
@@ -139,47 +125,47 @@ class Message:
 
 
 class _Reject(Exception):
-    """Internal: raised by the walk, turned into ThriftGuardError with the header."""
+    """Internal: raised by the walk, turned into FrameRejectedError with the header."""
 
 
 def check_frame(frame: bytes | bytearray, max_depth: int = DEFAULT_MAX_DEPTH) -> Message:
     """Validate one framed request (without its 4-byte length prefix).
 
-    Returns the message header; raises :class:`ThriftGuardError` (and nothing
+    Returns the message header; raises :class:`FrameRejectedError` (and nothing
     else) when thriftpy2 must not be given these bytes.
     """
     end = len(frame)
     header, pos = _read_header(frame, end)
     if header.type not in (CALL, ONEWAY):
-        raise ThriftGuardError(f"message type {header.type} is not a call", header)
+        raise FrameRejectedError(f"message type {header.type} is not a call", header)
     budget = (end + _OBJECT_SLACK * OBJECT_COST) // OBJECT_COST
     try:
         args_end, _ = _walk_struct(frame, pos, end, max_depth, budget)
     except _Reject as e:
-        raise ThriftGuardError(str(e), header) from None
+        raise FrameRejectedError(str(e), header) from None
     except (struct.error, IndexError):
         # Bounds are checked before each read; this is the safety net for a missed one.
-        raise ThriftGuardError("truncated frame", header) from None
+        raise FrameRejectedError("truncated frame", header) from None
     except RecursionError:
         # Only reachable with a caller's max_depth near Python's own limit.
-        raise ThriftGuardError("nesting too deep", header) from None
+        raise FrameRejectedError("nesting too deep", header) from None
     return Message(header.name, header.type, header.seqid, header.strict, args_end)
 
 
 def _read_header(frame: bytes | bytearray, end: int) -> tuple[Message, int]:
     if end < 4:
-        raise ThriftGuardError(f"frame of {end} bytes is too short for a message header")
+        raise FrameRejectedError(f"frame of {end} bytes is too short for a message header")
     first = _i32(frame, 0)[0]
     if first < 0:
         if first & _VERSION_MASK != _VERSION_1:
-            raise ThriftGuardError(f"bad protocol version 0x{first & 0xFFFFFFFF:08x}")
+            raise FrameRejectedError(f"bad protocol version 0x{first & 0xFFFFFFFF:08x}")
         mtype = first & 0xFF
         if end < 8:
-            raise ThriftGuardError("truncated message header")
+            raise FrameRejectedError("truncated message header")
         size = _i32(frame, 4)[0]
         pos = 8
         if size < 0 or size > end - pos - 4:
-            raise ThriftGuardError(f"method name length {size} does not fit the frame")
+            raise FrameRejectedError(f"method name length {size} does not fit the frame")
         name = bytes(frame[pos : pos + size])
         pos += size
         strict = True
@@ -187,7 +173,7 @@ def _read_header(frame: bytes | bytearray, end: int) -> tuple[Message, int]:
         size = first
         pos = 4
         if size > end - pos - 5:
-            raise ThriftGuardError(f"method name length {size} does not fit the frame")
+            raise FrameRejectedError(f"method name length {size} does not fit the frame")
         name = bytes(frame[pos : pos + size])
         pos += size
         mtype = frame[pos]

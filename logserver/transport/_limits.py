@@ -3,10 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from logserver.errors import AddressInUseError, ConfigError, ListenError
 
-__all__ = ["AddressInUseError", "ListenError", "WireLimits", "WireStats"]
+__all__ = ["AddressInUseError", "ListenError", "WireCounter", "WireLimits", "WireStats"]
+
+#: The :class:`WireStats` counters the server bumps (all but ``connections_open``).
+WireCounter = Literal[
+    "connections_total",
+    "connections_refused",
+    "frames",
+    "frames_too_large",
+    "protocol_errors",
+    "idle_closed",
+    "frame_timeouts",
+    "connection_errors",
+    "internal_errors",
+    "tls_handshakes",
+    "tls_handshake_failures",
+]
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from thriftpy2.thrift import TApplicationException, TMessageType, TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logserver.transport._fast import MIN_DEPTH, FastCall, decode_fast
-from logserver.transport._guard import CALL, ONEWAY, Message, ThriftGuardError, check_frame
+from logserver.transport._guard import CALL, ONEWAY, FrameRejectedError, Message, check_frame
 from logwire.idl import log_thrift
 
 __all__ = ["FrameOutcome", "FrameProcessor", "RecordHandler", "Throttle", "encode_exception"]
@@ -168,7 +168,7 @@ class FrameProcessor:
                 return self._answer_fast(fast, peer)
         try:
             message = check_frame(frame, self._max_depth)
-        except ThriftGuardError as e:
+        except FrameRejectedError as e:
             return self._rejected(e, peer)
 
         iprot = TCyBinaryProtocol(
@@ -299,7 +299,7 @@ class FrameProcessor:
         error = log_thrift.BatchTooLarge(reason=text, limit=cap, actual=length)
         return self._encode(method, seqid, result_cls(**{field: error}))
 
-    def _rejected(self, error: ThriftGuardError, peer: str) -> Reply:
+    def _rejected(self, error: FrameRejectedError, peer: str) -> Reply:
         header = error.message
         if header is None:
             self._warn("not_thrift", "frame is not a Thrift message", peer, reason=error.reason)

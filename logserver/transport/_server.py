@@ -37,10 +37,17 @@ import struct
 import threading
 import time
 from types import ModuleType
+from typing import Literal, get_args
 
 import structlog
 
-from logserver.transport._limits import AddressInUseError, ListenError, WireLimits, WireStats
+from logserver.transport._limits import (
+    AddressInUseError,
+    ListenError,
+    WireCounter,
+    WireLimits,
+    WireStats,
+)
 from logserver.transport._processor import FrameOutcome, FrameProcessor, Throttle
 from logserver.transport._sockets import (
     Cut,
@@ -77,6 +84,9 @@ _LENGTH = struct.Struct(">i")
 # instead of a reset. Larger ones are cut.
 _DRAIN_FACTOR = 4
 _DRAIN_MIN = 4 * 2**20
+
+#: new -> starting -> serving -> stopped (not accepting) -> closed
+_State = Literal["new", "starting", "serving", "stopped", "closed"]
 
 
 class _Connection:
@@ -129,10 +139,8 @@ class ThriftServer:
         self._conns: set[_Connection] = set()
         self._in_flight = 0
         self._closing = False
-        self._state = "new"  # new -> serving -> stopped (not accepting) -> closed
-        self._counts = {
-            f.name: 0 for f in dataclasses.fields(WireStats) if f.name != "connections_open"
-        }
+        self._state: _State = "new"
+        self._counts: dict[WireCounter, int] = dict.fromkeys(get_args(WireCounter), 0)
 
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -486,7 +494,7 @@ class ThriftServer:
 
     # ------------------------------------------------------------ helpers
 
-    def _count(self, name: str, n: int = 1) -> None:
+    def _count(self, name: WireCounter, n: int = 1) -> None:
         with self._lock:
             self._counts[name] += n
 

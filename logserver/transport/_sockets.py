@@ -13,10 +13,14 @@ import errno
 import socket
 import struct
 import time
+from typing import Any, Literal
+
+from logserver.transport._limits import WireCounter
 
 __all__ = [
     "SCRATCH",
     "Cut",
+    "Oversized",
     "discard",
     "oserror",
     "oversized_kind",
@@ -34,17 +38,24 @@ _HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", 
 _VERSION_1 = 0x80010000
 
 
+#: What a frame over the cap most likely is (see :func:`oversized_kind`).
+Oversized = Literal["http", "tls", "too_large"]
+
+
 class Cut(Exception):
-    """End this connection; ``counter`` names the stat to bump (None: none).
+    """Internal: end this connection; ``counter`` names the stat to bump (None: none).
 
     A ``"connection_errors"`` cut while the server is closing is not counted:
     the server itself shut the socket down (see ``ThriftServer._serve``).
     """
 
-    def __init__(self, counter: str | None, why: str) -> None:
+    def __init__(self, counter: WireCounter | None, why: str) -> None:
         super().__init__(why)
-        self.counter = counter
+        self.counter: WireCounter | None = counter
         self.why = why
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return type(self), (self.counter, self.why)
 
 
 def recv_exact(sock: socket.socket, view: memoryview, deadline: float) -> None:
@@ -96,7 +107,7 @@ def send_reply(sock: socket.socket, data: bytes, deadline: float) -> None:
         raise Cut("connection_errors", oserror(e)) from None
 
 
-def oversized_kind(prefix: bytes) -> tuple[str, str]:
+def oversized_kind(prefix: bytes) -> tuple[Oversized, str]:
     """What a frame over the cap most likely is: ``(kind, description)``.
 
     Its four length bytes are then really the start of an HTTP request or a TLS

@@ -13,7 +13,7 @@ from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defi
 from thriftpy2.thrift import TProcessor
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
-from logserver.transport._guard import OBJECT_COST, Message, ThriftGuardError, check_frame
+from logserver.transport._guard import OBJECT_COST, FrameRejectedError, Message, check_frame
 from tests.transport.helpers import (
     AppendBatch,
     LogEntry,
@@ -48,7 +48,7 @@ def assert_safe_verdict(frame: bytes) -> Message | None:
     """The guard refuses with its own error, or thriftpy2 reads exactly what it accepted, fast."""
     try:
         message = check_frame(frame)
-    except ThriftGuardError:
+    except FrameRejectedError:
         return None
     started = time.monotonic()
     consumed = thriftpy2_consumed(frame)
@@ -71,7 +71,7 @@ def test_accepts_what_thriftpy2_clients_send_strict_and_not() -> None:
 def test_refuses_the_list_void_bomb_with_the_header() -> None:
     """list<void> of 2^31-1 elements: refused, and the header is there for the reply."""
     frame = message_header(b"Ping", seqid=3) + struct.pack(">bhbi", T_LIST, 1, 1, 2**31 - 1)
-    with pytest.raises(ThriftGuardError) as raised:
+    with pytest.raises(FrameRejectedError) as raised:
         check_frame(frame + b"\x00")
     assert raised.value.message is not None
     assert (raised.value.message.name, raised.value.message.seqid) == (b"Ping", 3)
@@ -96,7 +96,7 @@ def test_refuses_the_list_void_bomb_with_the_header() -> None:
 )
 def test_refusals(body: bytes, reason: str) -> None:
     """Each rule refuses with a reason that names it."""
-    with pytest.raises(ThriftGuardError) as raised:
+    with pytest.raises(FrameRejectedError) as raised:
         check_frame(message_header(b"Ping") + body)
     assert reason in raised.value.reason
 
@@ -118,21 +118,21 @@ def test_depth_is_bounded_as_thriftpy2_counts_it() -> None:
 
     assert_safe_verdict(nested(32))
     assert check_frame(nested(32)).end == len(nested(32))
-    with pytest.raises(ThriftGuardError, match="too deep"):
+    with pytest.raises(FrameRejectedError, match="too deep"):
         check_frame(nested(33))
 
 
 def test_not_a_message_has_no_header() -> None:
     """Bytes that are not a message header are refused with message=None (close, no reply)."""
     for junk in (b"", b"\x80\x02\x00\x01" + b"\x00" * 12, b"\x7f\xff\xff\xff" + b"x" * 20):
-        with pytest.raises(ThriftGuardError) as raised:
+        with pytest.raises(FrameRejectedError) as raised:
             check_frame(junk)
         assert raised.value.message is None
 
 
 def test_reply_messages_are_refused() -> None:
     """A REPLY sent to the server is not a call: refused, with the header for the answer."""
-    with pytest.raises(ThriftGuardError, match="not a call") as raised:
+    with pytest.raises(FrameRejectedError, match="not a call") as raised:
         check_frame(message_header(b"Ping", mtype=2) + b"\x00")
     assert raised.value.message is not None and raised.value.message.type == 2
 
@@ -142,7 +142,7 @@ def test_empty_struct_flood_is_refused_but_real_batches_pass() -> None:
     count = 100_000
     flood = message_header(b"Log") + struct.pack(">bhbi", T_LIST, 1, T_STRUCT, count)
     flood += b"\x00" * count + b"\x00"
-    with pytest.raises(ThriftGuardError, match=f"per {OBJECT_COST} bytes"):
+    with pytest.raises(FrameRejectedError, match=f"per {OBJECT_COST} bytes"):
         check_frame(flood)
     # The smallest real entries (empty strings: 15 bytes each) always pass.
     smallest = [LogEntry(category="", message="") for _ in range(count)]
@@ -173,7 +173,7 @@ def test_fast_path_does_not_change_verdicts() -> None:
     frame = (
         message_header(b"Log") + struct.pack(">bhbi", T_LIST, 1, T_STRUCT, 1) + bad + b"m\x00\x00"
     )
-    with pytest.raises(ThriftGuardError):
+    with pytest.raises(FrameRejectedError):
         check_frame(frame)
 
 

@@ -299,3 +299,15 @@ def test_repr_and_stats_show_state(server: ThriftServer) -> None:
     assert (stats.connections_total, stats.frames) == (1, 1)
     with pytest.raises(AttributeError):
         stats.frames = 2  # type: ignore[misc]
+
+
+def test_the_counters_the_server_bumps_are_the_stats_it_reports() -> None:
+    """``WireCounter`` (the closed set of names ``_count`` takes) is every WireStats field but
+    the current number of connections, so a new counter cannot be bumped without being reported."""
+    import dataclasses
+    import typing
+
+    from logserver.transport._limits import WireCounter
+
+    fields = {f.name for f in dataclasses.fields(WireStats)} - {"connections_open"}
+    assert set(typing.get_args(WireCounter)) == fields

@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-
-class LaunchError(RuntimeError):
-    """A process did not start or did not become ready in time."""
+# Part of logserver's one exception tree; re-exported by the launcher's public face.
+from logserver.errors import LaunchError
 
 
 def free_port(host: str = "127.0.0.1") -> int:

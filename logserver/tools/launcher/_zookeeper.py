@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from logserver.tools.launcher._common import (
     LaunchError,
@@ -33,6 +34,10 @@ _NETTY_EXTRA_JARS = (
 # --------------------------------------------------------------------------- local
 
 
+#: ZooKeeper's ``ssl.clientAuth``: whether a client must present a certificate.
+ClientAuth = Literal["none", "want", "need"]
+
+
 @dataclass(frozen=True)
 class ZooKeeperTLS:
     """A TLS client port (``secureClientPort``, Netty) beside the plain one, with PEM stores.
@@ -46,10 +51,10 @@ class ZooKeeperTLS:
     cert: Path
     key: Path
     ca: Path
-    client_auth: str = "none"
+    client_auth: ClientAuth = "none"
 
     def __post_init__(self) -> None:
-        if self.client_auth not in ("none", "want", "need"):
+        if self.client_auth not in get_args(ClientAuth):
             raise ValueError(f"client_auth must be none, want or need, not {self.client_auth!r}")
 
     def config_lines(self, workdir: Path, host: str, secure_port: int) -> list[str]:

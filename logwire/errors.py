@@ -1,0 +1,34 @@
+"""The logwire exception tree: data from the wire or from ZooKeeper that cannot be used.
+
+::
+
+    LogWireError
+    ├── PackedError          a packed batch's columns disagree with each other
+    ├── MemberFormatError    a znode's data is not a ServerSet member we can use
+    └── EndpointFormatError  a string is not ``host:port``
+
+Each leaf is also a ``ValueError`` (as it was before this tree existed), so
+callers that catch ``ValueError`` keep working. logserver and logclient map
+these at their own boundaries: a malformed packed batch becomes the declared
+``InvalidRequest``, a malformed member is skipped by discovery.
+"""
+
+from __future__ import annotations
+
+__all__ = ["EndpointFormatError", "LogWireError", "MemberFormatError", "PackedError"]
+
+
+class LogWireError(Exception):
+    """Base of every error logwire raises."""
+
+
+class PackedError(LogWireError, ValueError):
+    """The columns of a packed batch disagree with each other; the batch is malformed."""
+
+
+class MemberFormatError(LogWireError, ValueError):
+    """A znode's data is not a ServerSet member we can use."""
+
+
+class EndpointFormatError(LogWireError, ValueError):
+    """A string is not ``host:port`` with a port number."""
