@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from logwire.backoff import Backoff
+
 if TYPE_CHECKING:
     import ssl
 
@@ -139,8 +141,13 @@ class FailoverPolicy:
         """
         if failures < 1:
             return 0.0
-        base = min(self.down_backoff_s * 2 ** min(failures - 1, 32), self.max_down_backoff_s)
-        return base * (1 + self.jitter * (2 * random_fraction - 1))
+        return self._down_backoff.delay_at(failures - 1, random_fraction)
+
+    @property
+    def _down_backoff(self) -> Backoff:
+        return Backoff(
+            initial_s=self.down_backoff_s, max_s=self.max_down_backoff_s, jitter=self.jitter
+        )
 
 
 @dataclass(frozen=True)

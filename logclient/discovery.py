@@ -19,6 +19,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from kazoo.exceptions import (
@@ -39,7 +40,7 @@ from logclient._membership import DiscoveryStats, Membership
 from logclient._source import Listener, ServerSource, StaticServers
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint, Member, MemberFormatError
-from logwire.zkclient import new_client, stop_client, zk_retry
+from logwire.zkclient import new_client, retry_backoff, stop_client, zk_retry
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"]
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
 
 _STOP = object()
+# The longest wait between two attempts to set the path's watch.
+_WATCH_RETRY_MAX_DELAY_S = 30.0
 
 
 class _Closing(Exception):
@@ -251,7 +254,7 @@ class ZooKeeperServers:
             logger.debug("discovery thread for %s exits", self.zk_path)
 
     def _handle(self, item: tuple[Any, ...]) -> None:
-        delay = 0.05
+        backoff = retry_backoff(self._retry_max_delay)
         while True:
             try:
                 if item[0] == "parent":
@@ -263,9 +266,9 @@ class ZooKeeperServers:
                 raise
             except Exception:  # never let one bad event kill discovery
                 logger.warning("discovery update failed; retrying", exc_info=True)
-                if self._closing.wait(delay):
+                if self._closing.wait(backoff.delay()):
                     raise _Closing from None
-                delay = min(delay * 2, self._retry_max_delay)
+                backoff = backoff.next()
 
     def _retrying(self) -> KazooRetry:
         return zk_retry(self._retry_max_delay, interrupt=self._closing.is_set)
@@ -283,7 +286,8 @@ class ZooKeeperServers:
         self._connected.wait()
         if self._closing.is_set():
             raise _Closing
-        delay = 0.05
+        # Connection trouble is kazoo's to retry; what is left here (an ACL, say) is slow to fix.
+        backoff = replace(retry_backoff(), max_s=_WATCH_RETRY_MAX_DELAY_S)
         while True:
             try:
                 # Survives reconnects and a missing node; reports creation and deletion.
@@ -293,9 +297,9 @@ class ZooKeeperServers:
                 raise
             except Exception:
                 logger.warning("cannot watch %s; retrying", self.zk_path, exc_info=True)
-                if self._closing.wait(delay):
+                if self._closing.wait(backoff.delay()):
                     raise _Closing from None
-                delay = min(delay * 2, 30.0)
+                backoff = backoff.next()
 
     def _parent_changed(self, czxid: int | None) -> None:
         if czxid is None:

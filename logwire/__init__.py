@@ -8,6 +8,8 @@
   records back to the batch they came from.
 - :mod:`logwire.packed` is the column codec of ``AppendPacked``.
 - :mod:`logwire.zktls` is the TLS policy for ZooKeeper connections.
+- :mod:`logwire.backoff` is the one doubling backoff (capped, with jitter) of
+  every retry loop on either side.
 - :mod:`logwire.zkclient` makes and stops every kazoo client of the project
   (capped retries, TLS, auth, a bounded stop); it imports kazoo, so only code
   that talks to ZooKeeper imports it.

@@ -27,12 +27,14 @@ from collections.abc import Callable
 from kazoo.client import KazooClient
 from kazoo.retry import KazooRetry
 
+from logwire.backoff import Backoff
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
     "RETRY_INITIAL_DELAY_S",
     "RETRY_MAX_DELAY_S",
     "new_client",
+    "retry_backoff",
     "stop_client",
     "zk_retry",
 ]
@@ -67,6 +69,16 @@ def zk_retry(
         max_jitter=_RETRY_MAX_JITTER,
         interrupt=interrupt,
     )
+
+
+def retry_backoff(max_delay_s: float = RETRY_MAX_DELAY_S) -> Backoff:
+    """The backoff of our own retry loops around kazoo calls: :func:`zk_retry`'s, without jitter.
+
+    For work that kazoo's retry does not cover (a watch that cannot be set, an
+    update that failed): 50 ms, doubled after every failure up to
+    ``max_delay_s`` (a cap below 50 ms is the first delay too).
+    """
+    return Backoff(initial_s=min(RETRY_INITIAL_DELAY_S, max_delay_s), max_s=max_delay_s)
 
 
 def new_client(

@@ -73,7 +73,7 @@ from logserver.registry._nodes import (
 )
 from logserver.registry._nodes import hex_session as _hex
 from logwire.serverset import Member
-from logwire.zkclient import new_client, stop_client, zk_retry
+from logwire.zkclient import new_client, retry_backoff, stop_client, zk_retry
 from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
@@ -334,8 +334,7 @@ class Registration:
     # -------------------------------------------------------- registration thread
 
     def _run(self) -> None:
-        delay = 0.05
-        max_delay = self._retry_max_delay
+        backoff = retry_backoff(self._retry_max_delay)
         while not self._stopping.is_set():
             self._wake.wait()
             if self._stopping.is_set():
@@ -343,7 +342,7 @@ class Registration:
             self._wake.clear()
             try:
                 self._reconcile()
-                delay = 0.05
+                backoff = backoff.reset()
             except (_Stopping, RetryInterruptedError, ConnectionClosedError):
                 break
             except FATAL as exc:
@@ -361,10 +360,11 @@ class Registration:
                     break
                 self._wake.set()
             except Exception as exc:  # an outage must never kill the thread
+                delay = backoff.delay()
                 log.warning("registration_retry", path=self.zk_path, error=repr(exc), delay=delay)
                 if self._stopping.wait(delay):
                     break
-                delay = min(delay * 2, max_delay)
+                backoff = backoff.next()
                 self._wake.set()
         log.debug("registration_thread_exit", path=self.zk_path)
 

@@ -25,6 +25,26 @@ def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess[st
     )
 
 
+def test_logwire_loads_kazoo_only_for_its_zookeeper_client() -> None:
+    """Every logwire module but zkclient (and idl, which is thriftpy2's) imports nothing heavy:
+    the backoff, ServerSet and TLS policy are usable without kazoo; zkclient brings kazoo."""
+    result = run_python(
+        """
+        import sys
+        import logwire, logwire.backoff, logwire.batchid, logwire.categories, logwire.packed
+        import logwire.serverset, logwire.zktls
+        heavy = ("kazoo", "thriftpy2", "structlog", "logserver", "logclient")
+        loaded = sorted(m for m in sys.modules if m.split(".")[0] in heavy)
+        assert not loaded, loaded
+        import logwire.zkclient
+        assert "kazoo.client" in sys.modules
+        print("ok")
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
 def test_importing_logclient_is_cheap_and_quiet() -> None:
     """An app importing logclient loads no server code (logserver), no kazoo or thriftpy2,
     and starts no thread."""

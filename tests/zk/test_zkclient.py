@@ -11,7 +11,13 @@ from kazoo.protocol.states import KazooState
 from kazoo.retry import InterruptedError as RetryInterruptedError
 from kazoo.retry import KazooRetry
 
-from logwire.zkclient import RETRY_INITIAL_DELAY_S, new_client, stop_client, zk_retry
+from logwire.zkclient import (
+    RETRY_INITIAL_DELAY_S,
+    new_client,
+    retry_backoff,
+    stop_client,
+    zk_retry,
+)
 from logwire.zktls import ZkTLSPolicy
 
 
@@ -142,3 +148,11 @@ def test_a_real_client_connects_and_stops_within_the_bound(zk_hosts: str) -> Non
     assert not stopper.is_alive()
     assert client.state == KazooState.LOST
     assert not client.connected
+
+
+def test_retry_backoff_matches_zk_retry_without_jitter() -> None:
+    """Our own loops around kazoo calls wait as kazoo's retries do: 50 ms doubling to the cap."""
+    backoff = retry_backoff(0.3)
+    assert [backoff.delay_at(n) for n in range(5)] == [0.05, 0.1, 0.2, 0.3, 0.3]
+    assert retry_backoff().max_s == zk_retry().max_delay
+    assert retry_backoff(0.01).delay() == 0.01  # a cap under 50 ms caps the first delay too
