@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from logserver.tools.launcher import LogServerProcess, ZooKeeper, wait_for, zookeeper_from_env
+from logserver.tools.launcher import LogServerProcess, ZooKeeper, zookeeper_from_env
 
 REPO = Path(__file__).resolve().parent.parent
 MESSAGE = b"x" * 100  # the suite's standard 100-byte message
@@ -371,16 +371,6 @@ class BenchEnv:
         if self._zk is not None:
             with contextlib.suppress(Exception):
                 self._zk.stop()
-
-
-def wait_until(
-    condition: Callable[[], object], timeout: float, what: str, interval: float = 0.005
-) -> object:
-    """``launcher.wait_for`` with a short default interval and a BenchError on timeout."""
-    try:
-        return wait_for(condition, timeout, interval=interval, what=what)
-    except Exception as exc:
-        raise BenchError(str(exc)) from exc
 
 
 def sleep_until(deadline: float) -> None:

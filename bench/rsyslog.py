@@ -16,8 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.common import BenchError, wait_until
-from logserver.tools.launcher import free_port
+from bench.common import BenchError
+from logserver.tools.launcher import free_port, wait_for
 
 RSYSLOGD = "/usr/sbin/rsyslogd"
 
@@ -87,7 +87,7 @@ class PrivateRsyslog:
                 return True
             return False
 
-        wait_until(listening, 15, "rsyslogd to listen", interval=0.05)
+        wait_for(listening, 15, interval=0.05, what="rsyslogd to listen")
         return self
 
     def count(self, marker: str) -> int:

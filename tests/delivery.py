@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 
 from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy
-from tests.helpers import eventually, numbered
+from logserver.tools.launcher import wait_for
+from tests.helpers import numbered
 from tests.readback import read_unique
 
 __all__ = [
@@ -86,9 +87,9 @@ def messages(endpoints: list[str], category: str = "app") -> list[str]:
 
 def wait_known(client: LogClient, count: int, timeout: float = 20) -> None:
     """Wait until the client knows ``count`` servers."""
-    eventually(
+    wait_for(
         lambda: len(client.stats().known_servers) == count,
-        timeout=timeout,
+        timeout,
         what=f"the client to know {count} servers",
     )
 
@@ -96,8 +97,8 @@ def wait_known(client: LogClient, count: int, timeout: float = 20) -> None:
 def progress(client: LogClient, records: int, timeout: float = 30) -> None:
     """Wait until the client had ``records`` more acknowledged than now."""
     target = client.stats().acknowledged + records
-    eventually(
+    wait_for(
         lambda: client.stats().acknowledged >= target,
-        timeout=timeout,
+        timeout,
         what=f"{records} more records acknowledged: {client.stats()!r}",
     )

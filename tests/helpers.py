@@ -1,24 +1,10 @@
-"""Helpers shared by the client and fault tests: waiting for conditions, numbered messages."""
+"""Helpers shared by the client and fault tests: numbered messages.
+
+To wait for a condition, tests use the launcher's ``wait_for``
+(``logserver.tools.launcher``), the one polling helper of the project.
+"""
 
 from __future__ import annotations
-
-import time
-from collections.abc import Callable
-from typing import TypeVar
-
-T = TypeVar("T")
-
-
-def eventually(condition: Callable[[], T], timeout: float = 10.0, what: str = "") -> T:
-    """Poll ``condition`` until it returns something truthy; fail the test after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.1f}s waiting for {what or condition}")
-        time.sleep(0.01)
 
 
 def numbered(prefix: str, n: int, start: int = 0) -> list[str]:

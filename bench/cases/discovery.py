@@ -21,8 +21,9 @@ from typing import Any
 from kazoo.client import KazooClient
 from kazoo.recipe.watchers import ChildrenWatch
 
-from bench.common import BenchEnv, CaseResult, Row, summary, wait_until
+from bench.common import BenchEnv, CaseResult, Row, summary
 from logclient import LogClient, SpoolPolicy
+from logserver.tools.launcher import wait_for
 from logwire.serverset import Member
 from logwire.zkclient import new_client, stop_client
 
@@ -68,7 +69,7 @@ def join(env: BenchEnv) -> CaseResult:
             def gone(ep: str = endpoint) -> bool:
                 return ep not in {str(e) for e in source.servers()}
 
-            wait_until(seen, 30, f"the client to see {endpoint}")
+            wait_for(seen, 30, what=f"the client to see {endpoint}")
             node, ctime = _node_of(kz, path, endpoint)
             events.append(
                 {
@@ -79,7 +80,7 @@ def join(env: BenchEnv) -> CaseResult:
                 }
             )
             server.terminate()
-            wait_until(gone, 30, f"the client to see {endpoint} leave")
+            wait_for(gone, 30, what=f"the client to see {endpoint} leave")
             with lock:
                 seen_endpoint.pop(endpoint, None)  # a later server may get the same port
     finally:

@@ -27,10 +27,10 @@ import threading
 import time
 from typing import Any
 
-from bench.common import BenchEnv, CaseResult, Row, summary, wait_until
+from bench.common import BenchEnv, CaseResult, Row, summary
 from bench.recording import RecordingTransport
 from logclient import BatchPolicy, FailoverPolicy, LogClient, LogClientError, SpoolPolicy
-from logserver.tools.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess, wait_for
 
 
 class _Cluster:
@@ -61,13 +61,13 @@ class _Cluster:
             target=self._produce, name="failover-producer", daemon=True
         )
         env.on_close(self.close)
-        wait_until(
+        wait_for(
             lambda: {str(e) for e in self.source.servers()} >= set(self.by_endpoint),
             30,
-            "the client to discover every failover server",
+            what="the client to discover every failover server",
         )
         self._producer.start()
-        wait_until(lambda: self.transport.acks, 30, "the first acknowledgement")
+        wait_for(lambda: self.transport.acks, 30, what="the first acknowledgement")
 
     def _produce(self) -> None:
         message = b"x" * 100
@@ -119,7 +119,7 @@ def _cluster(env: BenchEnv) -> _Cluster:
 
 
 def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
-    endpoint = str(wait_until(cluster.target, 30, "a steady sender and a healthy spare server"))
+    endpoint = str(wait_for(cluster.target, 30, what="a steady sender and a healthy spare server"))
     server = cluster.by_endpoint[endpoint]
     reaped: list[float] = []
     reaper: threading.Thread | None = None

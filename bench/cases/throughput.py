@@ -10,8 +10,8 @@ import threading
 import time
 from typing import Any
 
-from bench.common import BenchEnv, CaseResult, Row, rss_bytes, summary, wait_until
-from logserver.tools.launcher import free_port
+from bench.common import BenchEnv, CaseResult, Row, rss_bytes, summary
+from logserver.tools.launcher import free_port, wait_for
 
 # ----------------------------------------------------------------- raw ceiling
 
@@ -30,7 +30,7 @@ def _raw_server(env: BenchEnv) -> int:
             except OSError:
                 return False
 
-        wait_until(listening, 30, "the raw thriftpy2 server", interval=0.05)
+        wait_for(listening, 30, interval=0.05, what="the raw thriftpy2 server")
         env.cache["raw_port"] = port
     return int(port)
 

@@ -23,8 +23,8 @@ from logclient import (
     SpoolPolicy,
     StaticServers,
 )
+from logserver.tools.launcher import wait_for
 from logwire.serverset import Endpoint
-from tests.helpers import eventually
 
 from .inproc_server import InProcessLogServer
 
@@ -54,9 +54,9 @@ def _sender_threads() -> list[threading.Thread]:
 def _no_thread_left_behind() -> Iterator[None]:
     before = set(_sender_threads())
     yield
-    eventually(
+    wait_for(
         lambda: not (set(_sender_threads()) - before),
-        timeout=15,
+        15,
         what="every logclient sender thread to stop after the test",
     )
 

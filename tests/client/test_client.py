@@ -28,7 +28,8 @@ from logclient import (
     StaticServers,
 )
 from logclient._spool import Spool
-from tests.helpers import eventually, numbered
+from logserver.tools.launcher import wait_for
+from tests.helpers import numbered
 
 from .conftest import FAST_FAILOVER, ClientFactory, InProcFactory
 from .inproc_server import InProcessLogServer
@@ -87,7 +88,7 @@ def test_log_returns_while_the_server_hangs(
     server.behaviour.mode = "hang"
     client = make_client(server, failover=replace(FAST_FAILOVER, rpc_timeout_s=30.0))
     client.log("app", "first")
-    eventually(lambda: server.calls == 1, what="the sender to be stuck in a call")
+    wait_for(lambda: server.calls == 1, 10.0, what="the sender to be stuck in a call")
     messages = numbered("m", 5000)
     log_all(client, messages)
     assert server.calls == 1, "still stuck in the first call"
@@ -147,7 +148,7 @@ def test_a_partial_batch_is_sent_after_the_linger(
     server = inproc()
     client = make_client(server, batching=BatchPolicy(max_records=1000, linger_s=0.05))
     log_all(client, ["a", "b", "c"])
-    eventually(lambda: len(server.messages()) == 3, timeout=5, what="the lingering batch")
+    wait_for(lambda: len(server.messages()) == 3, 5, what="the lingering batch")
     assert len(server.batches()) == 1
 
 
@@ -211,7 +212,7 @@ def test_a_hung_server_is_given_up_after_the_rpc_timeout(
     assert client.flush(20)
     assert time.monotonic() - started < 15
     a.resume()
-    eventually(lambda: a.batches(), what="the hung server to store what it held")
+    wait_for(lambda: a.batches(), 10.0, what="the hung server to store what it held")
     assert unique_messages(a, b) == encoded(messages)
     assert client.stats().failovers >= 1
 
@@ -323,7 +324,7 @@ def test_with_no_server_records_spill_to_the_spool_and_are_delivered_later(
     client = make_client(server, spool=SpoolPolicy(directory=None, spill_after_s=0.2))
     messages = numbered("m", 250)
     log_all(client, messages)
-    eventually(lambda: client.stats().spooled == 250, what="all records in the spool")
+    wait_for(lambda: client.stats().spooled == 250, 10.0, what="all records in the spool")
     assert client.stats().queued == 0
     assert not client.flush(0.1)
     server.start()
@@ -470,7 +471,7 @@ def test_a_nearly_full_queue_spills_before_spill_after_s(make_client: ClientFact
     started = time.monotonic()
     log_all(client, numbered("m", 3000))
     assert time.monotonic() - started < 8, "log() waited past the hold"
-    eventually(lambda: client.stats().spooled + client.stats().queued == 3000)
+    wait_for(lambda: client.stats().spooled + client.stats().queued == 3000, 10.0)
     assert client.stats().spooled >= 2000
 
 
@@ -508,13 +509,13 @@ def test_with_overflow_drop_a_queue_past_high_water_spills_at_once(
         if i % 200 == 199:
             # At most 999 queued (of 1000): only a queue held past high water (800)
             # could fill up and drop records.
-            eventually(lambda: client.stats().queued < 800, 5, what="the sender spilled")
+            wait_for(lambda: client.stats().queued < 800, 5, what="the sender spilled")
 
     def kept() -> bool:
         s = client.stats()
         return s.spooled + s.queued + s.in_flight == 3000
 
-    eventually(kept, what="every record spooled, queued or in the batch in hand")
+    wait_for(kept, 10.0, what="every record spooled, queued or in the batch in hand")
     assert client.stats().dropped == 0
 
 
@@ -534,7 +535,7 @@ def test_a_full_spool_drops_with_overflow_drop_and_blocks_otherwise(
         s = dropping.stats()
         return s.queued == 0 and s.spooled + s.dropped + s.in_flight == 3000
 
-    eventually(accounted, what="every record spooled, dropped or in the batch in hand")
+    wait_for(accounted, 10.0, what="every record spooled, dropped or in the batch in hand")
     stats = dropping.stats()
     assert stats.spooled_bytes <= 20_000 and stats.dropped > 0
 
@@ -579,7 +580,8 @@ def test_zookeeper_problems_surface_as_logclient_errors(tmp_path: Path) -> None:
     client.close(timeout=3)
     assert time.monotonic() - started < 8
     assert client.stats().spooled == 1
-    eventually(
+    wait_for(
         lambda: not [t for t in threading.enumerate() if t.name.startswith("logclient-")],
+        10.0,
         what="discovery threads to stop",
     )

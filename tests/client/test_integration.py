@@ -29,10 +29,10 @@ from logclient import (
     SpoolPolicy,
     ZooKeeperServers,
 )
-from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
 from logwire.serverset import Endpoint, Member
 from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wait_known, zk_client
-from tests.helpers import eventually, numbered
+from tests.helpers import numbered
 from tests.readback import copies, read_server
 
 pytestmark = pytest.mark.slow
@@ -60,7 +60,7 @@ def test_sigkill_of_the_current_server_loses_and_duplicates_nothing(
     with Producer(client, "kill") as producer:
         for _ in range(4):
             progress(client, 2000)
-            victim = by_endpoint[eventually(lambda: client.stats().current_server)]
+            victim = by_endpoint[wait_for(lambda: client.stats().current_server, 10.0)]
             victim.kill()
             progress(client, 2000)
             victim.restart()
@@ -93,7 +93,7 @@ def test_sigstop_costs_one_rpc_timeout_and_loses_nothing(
     wait_known(client, 2)
     with Producer(client, "stop") as producer:
         progress(client, 2000)
-        frozen = by_endpoint[eventually(lambda: client.stats().current_server)]
+        frozen = by_endpoint[wait_for(lambda: client.stats().current_server, 10.0)]
         frozen.signal(signal.SIGSTOP)
         try:
             started = time.monotonic()
@@ -141,9 +141,9 @@ def test_all_servers_down_then_back_delivers_everything(
     during = numbered("during", 3000)
     for m in during:
         client.log("app", m)
-    eventually(
+    wait_for(
         lambda: client.stats().spooled == 3000 and client.stats().queued == 0,
-        timeout=30,
+        30,
         what="everything logged while down to be in the spool",
     )
     assert not client.flush(0.5)
@@ -256,7 +256,7 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
     try:
         # Registered before the ghost appears: a server's first registration deletes a
         # node with its endpoint (the leftover of its previous incarnation).
-        eventually(lambda: zk.exists(zk_path) and zk.get_children(zk_path), what="registered")
+        wait_for(lambda: zk.exists(zk_path) and zk.get_children(zk_path), 10.0, what="registered")
         zk.create(
             f"{zk_path}/member_",
             Member(endpoint=Endpoint.parse(first.endpoint), process_id="ghost").to_json(),
@@ -271,7 +271,7 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
             spool=SpoolPolicy(directory=tmp_path / "ghost-spool"),
         )
         clients.append(client)
-        eventually(lambda: source.stats().nodes == 2, what="both nodes seen")
+        wait_for(lambda: source.stats().nodes == 2, 10.0, what="both nodes seen")
         assert client.stats().known_servers == (first.endpoint,)
 
         before = numbered("early", 1000)

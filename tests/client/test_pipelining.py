@@ -19,10 +19,10 @@ from logclient import BatchPolicy, LogClient, StaticServers
 from logclient._batch import Batch
 from logclient._connection import AppendOutcome, Connection, ThriftTransport
 from logclient._policies import FailoverPolicy
-from logserver.tools.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess, wait_for
 from logwire.serverset import Endpoint
 from tests.delivery import FAILOVER, Producer, messages, progress, wait_known, zk_client
-from tests.helpers import eventually, numbered
+from tests.helpers import numbered
 from tests.readback import read_server
 
 from .conftest import ClientFactory, InProcFactory
@@ -237,7 +237,7 @@ def test_sigkill_with_several_batches_in_flight_loses_and_duplicates_nothing(
     with Producer(client, "pipe", per_second=40_000) as producer:
         for _ in range(3):
             progress(client, 3000)
-            victim = by_endpoint[eventually(lambda: client.stats().current_server)]
+            victim = by_endpoint[wait_for(lambda: client.stats().current_server, 10.0)]
             victim.kill()
             progress(client, 3000)
             victim.restart()

@@ -25,10 +25,9 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
-from logserver.tools.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess, wait_for
 from logwire.idl import log_thrift
 from tests.delivery import Producer, messages, progress, wait_known, zk_client
-from tests.helpers import eventually
 
 from .conftest import Mount, must
 from .support import AckWatch, append_probe, numbers_on, scribe_log, status
@@ -113,7 +112,7 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
     client = zk_client(clients, zk_hosts, zk_path, tmp_path)
     wait_known(client, 2)
     with Producer(client, "disk") as producer, AckWatch(client) as watch:
-        eventually(lambda: numbers_on(victim, "disk"), timeout=20, what="records on the victim")
+        wait_for(lambda: numbers_on(victim, "disk"), 20, what="records on the victim")
         watch.reset()
         disk.cause(victim)
         pid = victim.pid
@@ -126,9 +125,9 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
         held = len(numbers_on(victim, "disk"))
         failovers = client.stats().failovers
         progress(client, 3000)
-        eventually(
+        wait_for(
             lambda: client.stats().failovers > failovers,
-            timeout=15,
+            15,
             what="the client to try the victim and move on",
         )
         progress(client, 1000)
@@ -138,9 +137,9 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
 
         disk.heal(victim)
         assert append_probe(victim).code == OK
-        eventually(
+        wait_for(
             lambda: len(numbers_on(victim, "disk")) > held,
-            timeout=15,
+            15,
             what="the client to deliver to the victim again",
         )
         expected = producer.stop()

@@ -30,9 +30,8 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
-from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
 from tests.delivery import Producer, messages, progress, wait_known, zk_client
-from tests.helpers import eventually
 from tests.readback import copies
 
 from .conftest import must, run
@@ -197,16 +196,14 @@ def test_silent_partition_costs_one_rpc_timeout_and_loses_and_duplicates_nothing
     client = zk_client(clients, link_zookeeper.hosts, zk_path, tmp_path)
     wait_known(client, 2)
     with Producer(client, "part") as producer, AckWatch(client) as watch:
-        eventually(
-            lambda: numbers_on(inside_server, "part"), timeout=20, what="records via the link"
-        )
+        wait_for(lambda: numbers_on(inside_server, "part"), 20, what="records via the link")
         progress(client, 1000)
         watch.reset()
         failovers = client.stats().failovers
         link.data.drop_from_inside()
-        eventually(
+        wait_for(
             lambda: client.stats().failovers > failovers,
-            timeout=15,
+            15,
             what="the client to give up on the cut-off server",
         )
         keep_logging_for(client, 3)
@@ -217,9 +214,9 @@ def test_silent_partition_costs_one_rpc_timeout_and_loses_and_duplicates_nothing
         assert watch.fewest_known == 2  # ZooKeeper never stopped listing it
         link.data.heal()
         held = len(numbers_on(inside_server, "part"))
-        eventually(
+        wait_for(
             lambda: len(numbers_on(inside_server, "part")) > held,
-            timeout=20,
+            20,
             what="the client to deliver to the healed server again",
         )
         expected = producer.stop()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -56,15 +55,6 @@ def messages(records: list[StoredRecord]) -> list[bytes]:
 
 def segment_files(data_dir: Path, category: str) -> list[Path]:
     return sorted((data_dir / "categories" / category).glob("*.seg"))
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Poll until ``condition()`` holds; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(0.01)
 
 
 class FaultyDisk(DiskIO):

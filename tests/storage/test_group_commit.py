@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 
 from logserver.storage import Storage, StoragePolicy
-from tests.storage.conftest import FaultyDisk, OpenStorage, read_all, wait_for
+from logserver.tools.launcher import wait_for
+from tests.storage.conftest import FaultyDisk, OpenStorage, read_all
 
 THREADS = 16
 APPENDS = 50
@@ -77,7 +78,7 @@ def test_interval_mode_syncs_in_the_background(open_storage: OpenStorage) -> Non
     disk = FaultyDisk()
     storage = open_storage(StoragePolicy(fsync="interval", fsync_interval_s=0.05), disk=disk)
     storage.append([("c", b"x")])
-    wait_for(lambda: disk.syncs >= 1)
+    wait_for(lambda: disk.syncs >= 1, 10.0)
     assert read_all(storage, "c")[0].message == b"x"
     storage.close()
     assert not any(

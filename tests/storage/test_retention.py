@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from logserver.storage import Storage, StoragePolicy
-from tests.storage.conftest import OpenStorage, messages, read_all, segment_files, wait_for
+from logserver.tools.launcher import wait_for
+from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
 
 RECORD = b"r" * 200  # about 250 bytes on disk
 
@@ -88,7 +89,7 @@ def test_retention_by_age_runs_in_the_background(open_storage: OpenStorage, data
     )
     _append(storage, 60)
     assert len(segment_files(data_dir, "c")) > 1
-    wait_for(lambda: len(segment_files(data_dir, "c")) == 1)
+    wait_for(lambda: len(segment_files(data_dir, "c")) == 1, 10.0)
     records = read_all(storage, "c")
     assert records and records[-1].message == RECORD + b"59"
 

@@ -14,6 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from logserver.errors import ConfigError
+from logserver.tools.launcher import wait_for
 from logserver.transport import ServerTLS
 from tests.tls.certs import Certs
 from tests.tls.conftest import (
@@ -31,7 +32,6 @@ from tests.transport.helpers import (
     encode_call,
     framed,
     ping_raw,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(60)
@@ -69,7 +69,7 @@ def test_silent_connection_and_slow_loris_do_not_block_another_client(
     loris = connect(server.port)
     loris.sendall(half_client_hello())
     try:
-        wait_for(lambda: server.stats().connections_open == 2, what="both peers admitted")
+        wait_for(lambda: server.stats().connections_open == 2, 5.0, what="both peers admitted")
         started = time.monotonic()
         with tls_connect(server.port, client_context(certs)) as sock:
             assert tls_ping(sock) == "Ping"
@@ -108,7 +108,7 @@ def test_stalled_handshakes_are_cut_at_the_timeout(
     thread.start()
     try:
         assert closed_by_peer(silent, timeout_s=5.0)
-        wait_for(lambda: server.stats().tls_handshake_failures == 2, timeout=5.0)
+        wait_for(lambda: server.stats().tls_handshake_failures == 2, 5.0)
         elapsed = time.monotonic() - started
         assert elapsed < 3.0, f"stalled handshakes lasted {elapsed:.2f}s with a 1s timeout"
         assert server.stats().connections_open == 0
@@ -129,7 +129,9 @@ def test_failed_handshakes_log_one_warning_and_no_traceback(
             with connect(server.port) as sock:
                 sock.sendall(framed(encode_call("Ping", LogService.Ping_args())))
                 assert closed_by_peer(sock)
-        wait_for(lambda: server.stats().tls_handshake_failures == 10, what="10 failures counted")
+        wait_for(
+            lambda: server.stats().tls_handshake_failures == 10, 5.0, what="10 failures counted"
+        )
     warnings = [e for e in logs if e["log_level"] == "warning"]
     assert [e["event"] for e in warnings] == ["TLS handshake failed"]
     assert warnings[0]["hint"] == "a plain-text client on the TLS port?"
@@ -210,7 +212,7 @@ def test_close_ends_connections_in_handshake_and_idle(
     loris.sendall(half_client_hello())
     idle = tls_connect(server.port, client_context(certs))
     assert tls_ping(idle) == "Ping"
-    wait_for(lambda: server.stats().connections_open == 2)
+    wait_for(lambda: server.stats().connections_open == 2, 5.0)
     started = time.monotonic()
     server.close(timeout=2.0)
     assert time.monotonic() - started < 2.0

@@ -6,7 +6,6 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 from thriftpy2.protocol import TCyBinaryProtocolFactory
@@ -16,6 +15,7 @@ from thriftpy2.thrift import TApplicationException, TMessageType
 from thriftpy2.transport import TCyFramedTransportFactory
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
+from logserver.tools.launcher import wait_for
 from logwire.idl import log_thrift
 from logwire.packed import unpack_records
 
@@ -139,15 +139,6 @@ def ping_once(port: int, timeout_s: float = 5.0) -> float:
     return time.monotonic() - started
 
 
-def wait_for(condition: Callable[[], object], timeout: float = 5.0, what: str = "") -> None:
-    """Poll ``condition`` until it is true; fail the test after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
-        time.sleep(0.01)
-
-
 def encode_call(name: str, args: Any, *, strict: bool = True, seqid: int = 1) -> bytes:
     """A request payload (no length prefix) as thriftpy2's client writes it."""
     buf = TCyMemoryBuffer()
@@ -243,7 +234,7 @@ class PingMonitor:
 
     def __enter__(self) -> PingMonitor:
         self._thread.start()
-        wait_for(lambda: self.count > 0, what="a first ping")
+        wait_for(lambda: self.count > 0, 5.0, what="a first ping")
         return self
 
     def __exit__(self, *exc: object) -> None:

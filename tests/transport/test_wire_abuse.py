@@ -13,6 +13,7 @@ import pytest
 from structlog.testing import capture_logs
 from thriftpy2.thrift import TApplicationException
 
+from logserver.tools.launcher import wait_for
 from logserver.transport import ThriftServer
 from logwire.idl import log_thrift
 from tests.transport.conftest import ServerFactory
@@ -30,7 +31,6 @@ from tests.transport.helpers import (
     ping_once,
     ping_raw,
     read_exception,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -88,7 +88,7 @@ def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
             sock = connect(server.port)
             sock.sendall(struct.pack(">i", server.limits.max_frame_bytes) + b"\x80\x01\x00\x01")
             socks.append(sock)
-        wait_for(lambda: server.stats().connections_open == 20)
+        wait_for(lambda: server.stats().connections_open == 20, 5.0)
         time.sleep(0.2)  # let every connection thread reach its receive loop
         _, peak = tracemalloc.get_traced_memory()
     finally:
@@ -146,7 +146,7 @@ def test_list_void_bomb_does_not_stall_the_server(server: ThriftServer) -> None:
             assert "element type 1" in str(exc.message)
         assert time.monotonic() - started < 1.0
         count_before = pings.count
-        wait_for(lambda: pings.count > count_before + 3, what="pings after the bomb")
+        wait_for(lambda: pings.count > count_before + 3, 5.0, what="pings after the bomb")
         sock.close()
     assert pings.errors == [] and pings.slowest < 1.0
     assert server.stats().protocol_errors == 5
@@ -185,7 +185,7 @@ def test_connection_dropped_mid_frame(server: ThriftServer) -> None:
         sock = connect(server.port)
         sock.sendall(struct.pack(">i", 1000) + b"\x80\x01\x00\x01" + b"\x00" * 10)
         sock.close()
-    wait_for(lambda: server.stats().connection_errors == 3)
+    wait_for(lambda: server.stats().connection_errors == 3, 5.0)
     assert server.stats().connections_open == 0
     assert server.wait_idle(1.0)
     assert ping_once(server.port) < 5.0

@@ -11,6 +11,7 @@ from structlog.testing import capture_logs
 from thriftpy2.thrift import TApplicationException
 
 from logserver.errors import LogServerError
+from logserver.tools.launcher import wait_for
 from logserver.transport import AddressInUseError, ThriftServer, WireLimits, WireStats
 from tests.transport.conftest import ServerFactory
 from tests.transport.helpers import (
@@ -26,7 +27,6 @@ from tests.transport.helpers import (
     ping_once,
     ping_raw,
     read_exception,
-    wait_for,
 )
 
 pytestmark = pytest.mark.timeout(30)
@@ -181,7 +181,7 @@ def test_close_cuts_idle_connections_at_once(make_server: ServerFactory) -> None
     """close() does not wait for idle clients: their connections are closed immediately."""
     server = make_server()
     socks = [connect(server.port) for _ in range(3)]
-    wait_for(lambda: server.stats().connections_open == 3)
+    wait_for(lambda: server.stats().connections_open == 3, 5.0)
     started = time.monotonic()
     server.close(timeout=5.0)
     assert time.monotonic() - started < 1.0
@@ -223,7 +223,7 @@ def test_max_connections_refuses_the_next_and_recovers(make_server: ServerFactor
     extra.close()
     assert server.stats().connections_refused == 1
     clients.pop().close()
-    wait_for(lambda: server.stats().connections_open == 2, what="the closed client to go")
+    wait_for(lambda: server.stats().connections_open == 2, 5.0, what="the closed client to go")
     assert ping_once(server.port) < 5.0
     for c in clients:
         assert c.Ping() == "pong"
@@ -241,7 +241,7 @@ def test_idle_connection_closed_quietly(
         assert closed_by_peer(sock, 5.0)
         elapsed = time.monotonic() - started
         sock.close()
-        wait_for(lambda: server.stats().idle_closed == 1)
+        wait_for(lambda: server.stats().idle_closed == 1, 5.0)
     assert 0.2 < elapsed < 3.0
     assert server.stats().connection_errors == 0
     assert [e for e in logs if e["log_level"] not in ("debug", "info")] == []
@@ -275,7 +275,7 @@ def test_trickling_client_is_cut_after_frame_timeout(make_server: ServerFactory)
     finally:
         sock.close()
     assert cut_after is not None and 1.0 < cut_after < 4.0
-    wait_for(lambda: server.stats().frame_timeouts == 1)
+    wait_for(lambda: server.stats().frame_timeouts == 1, 5.0)
     assert ping_once(server.port) < 5.0
 
 

@@ -18,7 +18,7 @@ from kazoo.protocol.states import ZnodeStat
 
 from logclient.discovery import ZooKeeperServers
 from logserver.registry import Registration
-from logserver.tools.launcher import free_port, wait_for
+from logserver.tools.launcher import free_port
 from logwire.serverset import Endpoint, Member
 
 # Short enough that an expired session is noticed quickly, long enough to ride
@@ -76,11 +76,6 @@ def exactly(*endpoints: Endpoint) -> Callable[[frozenset[Endpoint]], bool]:
     """A wait_for predicate: the listed set is exactly ``endpoints``."""
     wanted = frozenset(endpoints)
     return lambda servers: servers == wanted
-
-
-def settle(condition: Callable[[], object], timeout: float = 15.0, what: str = "") -> object:
-    """``wait_for`` with the defaults these tests use."""
-    return wait_for(condition, timeout, interval=0.02, what=what)
 
 
 @pytest.fixture

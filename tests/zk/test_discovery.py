@@ -13,10 +13,10 @@ from kazoo.client import KazooClient
 from logclient.discovery import ZooKeeperServers
 from logclient.errors import DiscoveryError
 from logserver.registry import Registration
-from logserver.tools.launcher import ZooKeeperEnsemble
+from logserver.tools.launcher import ZooKeeperEnsemble, wait_for
 from logwire.serverset import Endpoint, Member
 
-from .conftest import exactly, make_member, settle
+from .conftest import exactly, make_member
 
 RegistrationFactory = Callable[..., Registration]
 DiscoveryFactory = Callable[..., ZooKeeperServers]
@@ -62,7 +62,7 @@ def test_sees_joins_and_leaves(
     recorder = Recorder()
     discovery.subscribe(recorder)
     discovery.start()
-    settle(lambda: discovery.stats().answered, what="first answer")
+    wait_for(lambda: discovery.stats().answered, 15.0, what="first answer")
     assert discovery.servers() == frozenset()
 
     members = [make_member() for _ in range(3)]
@@ -78,8 +78,14 @@ def test_sees_joins_and_leaves(
         registration.deregister()
     assert discovery.wait_for(lambda s: s == frozenset(), 10)
     # Listeners run on discovery's own thread: wait for them to have been told.
-    settle(lambda: recorder.calls and recorder.calls[-1] == frozenset(), what="listeners told")
-    settle(lambda: discovery.stats().updates == len(recorder.calls), what="every update delivered")
+    wait_for(
+        lambda: recorder.calls and recorder.calls[-1] == frozenset(), 15.0, what="listeners told"
+    )
+    wait_for(
+        lambda: discovery.stats().updates == len(recorder.calls),
+        15.0,
+        what="every update delivered",
+    )
 
     assert everyone in recorder.calls
     assert recorder.thread_names == {"logclient-discovery"}
@@ -139,13 +145,13 @@ def test_ghost_nodes_count_once_by_endpoint(
     discovery = discovery_factory(zk_hosts, zk_path)
     discovery.start()
     assert discovery.wait_for(lambda s: s == {member.endpoint}, 10)
-    settle(lambda: discovery.stats().nodes == 2, what="both nodes seen")
+    wait_for(lambda: discovery.stats().nodes == 2, 15.0, what="both nodes seen")
     assert discovery.servers() == {member.endpoint}
 
     registration = registration_factory(zk_hosts, zk_path, member)
     registration.start()
     assert registration.wait_registered(10)
-    settle(lambda: discovery.stats().nodes == 1, what="ghosts deleted")
+    wait_for(lambda: discovery.stats().nodes == 1, 15.0, what="ghosts deleted")
     assert discovery.servers() == {member.endpoint}
 
 
@@ -168,13 +174,13 @@ def test_keeps_last_membership_through_an_outage_and_resumes(
     assert discovery.wait_for(lambda s: s == known, 10)
 
     own_zookeeper.nodes[0].stop()
-    settle(lambda: discovery.stats().state == "SUSPENDED", what="discovery SUSPENDED")
+    wait_for(lambda: discovery.stats().state == "SUSPENDED", 15.0, what="discovery SUSPENDED")
     assert discovery.servers() == known
     assert not discovery.stats().connected
 
     own_zookeeper.nodes[0].start(own_zookeeper.jar)
     own_zookeeper.wait_ready()
-    settle(lambda: discovery.stats().connected, what="discovery reconnected")
+    wait_for(lambda: discovery.stats().connected, 15.0, what="discovery reconnected")
     assert discovery.servers() == known
     second = registration_factory(hosts, zk_path)
     second.start()
@@ -203,7 +209,9 @@ def test_session_expiry_of_the_client_keeps_the_membership(
     thief.start(timeout=10)
     thief.stop()
     thief.close()
-    settle(lambda: discovery._client.client_id not in (None, client_id), what="a new session")
+    wait_for(
+        lambda: discovery._client.client_id not in (None, client_id), 15.0, what="a new session"
+    )
     assert discovery.servers() == {first.member.endpoint}
 
     second = registration_factory(zk_hosts, zk_path)
@@ -270,7 +278,7 @@ def test_close_leaves_no_threads_behind(
     discovery = ZooKeeperServers(zk_hosts, zk_path)
     assert set(threading.enumerate()) == before
     discovery.start()
-    settle(lambda: discovery.stats().answered, what="first answer")
+    wait_for(lambda: discovery.stats().answered, 15.0, what="first answer")
     assert set(threading.enumerate()) > before
     discovery.close(timeout=5)
     assert set(threading.enumerate()) <= before
@@ -280,7 +288,7 @@ def test_close_leaves_no_threads_behind(
     own_zookeeper.nodes[0].stop()
     unreachable = ZooKeeperServers(own_zookeeper.hosts, zk_path)
     unreachable.start()
-    settle(lambda: len(set(threading.enumerate()) - before) >= 3, what="threads started")
+    wait_for(lambda: len(set(threading.enumerate()) - before) >= 3, 15.0, what="threads started")
     started = time.monotonic()
     unreachable.close(timeout=5)
     assert time.monotonic() - started < 5.5

@@ -9,9 +9,7 @@ from kazoo.client import KazooClient
 
 from logclient.discovery import ZooKeeperServers
 from logserver.registry import Registration
-from logserver.tools.launcher import ZooKeeperEnsemble
-
-from .conftest import settle
+from logserver.tools.launcher import ZooKeeperEnsemble, wait_for
 
 pytestmark = pytest.mark.ensemble
 
@@ -38,9 +36,9 @@ def test_leader_killed_registration_and_discovery_carry_on(
     leader = ensemble.leader()
     assert leader is not None
     leader.kill()
-    settle(
+    wait_for(
         lambda: (new := ensemble.leader()) is not None and new is not leader,
-        timeout=30,
+        30,
         what="a new leader",
     )
 
@@ -48,7 +46,7 @@ def test_leader_killed_registration_and_discovery_carry_on(
     second.start()
     both = {first.member.endpoint, second.member.endpoint}
     assert discovery.wait_for(lambda s: s == both, 30)
-    settle(lambda: first._client.state == "CONNECTED", what="first reconnected")
+    wait_for(lambda: first._client.state == "CONNECTED", 15.0, what="first reconnected")
     assert (first.node_path, first.session_id) == before
     assert first.registered and first.registrations == 1
     assert discovery.servers() == both

@@ -15,10 +15,10 @@ from kazoo.security import make_digest_acl
 
 from logserver.errors import RegistrationError
 from logserver.registry import Registration
-from logserver.tools.launcher import ZooKeeperEnsemble
+from logserver.tools.launcher import ZooKeeperEnsemble, wait_for
 from logwire.serverset import Member
 
-from .conftest import Node, make_member, nodes, settle
+from .conftest import Node, make_member, nodes
 
 RegistrationFactory = Callable[..., Registration]
 KazooFactory = Callable[..., KazooClient]
@@ -90,8 +90,9 @@ def test_session_expiry_re_registers_exactly_once(
     observer.ChildrenWatch(zk_path, lambda children: seen_counts.append(len(children)))
 
     old_session = expire_session(zk_hosts, registration)
-    settle(
+    wait_for(
         lambda: registration.registered and registration.session_id not in (None, old_session),
+        15.0,
         what="re-registration under a new session",
     )
     new = only_node(observer, zk_path)
@@ -118,8 +119,9 @@ def test_node_deleted_by_an_operator_is_re_registered(
 
     observer.delete(f"{zk_path}/{old.name}")
 
-    settle(
+    wait_for(
         lambda: registration.registered and registration.node_path != f"{zk_path}/{old.name}",
+        15.0,
         what="re-registration after delete",
     )
     new = only_node(observer, zk_path)
@@ -253,11 +255,11 @@ def test_outage_that_keeps_the_session_does_not_re_register(
     before = (registration.node_path, registration.session_id)
 
     own_zookeeper.nodes[0].stop()
-    settle(lambda: registration._client.state == "SUSPENDED", what="SUSPENDED")
+    wait_for(lambda: registration._client.state == "SUSPENDED", 15.0, what="SUSPENDED")
     assert registration.registered  # the node lives until the session expires
     own_zookeeper.nodes[0].start(own_zookeeper.jar)
     own_zookeeper.wait_ready()
-    settle(lambda: registration._client.state == "CONNECTED", what="reconnect")
+    wait_for(lambda: registration._client.state == "CONNECTED", 15.0, what="reconnect")
 
     observer = kazoo_factory(own_zookeeper.hosts)
     assert only_node(observer, zk_path).owner == before[1]
@@ -298,7 +300,9 @@ def test_two_live_processes_with_one_endpoint_do_not_delete_each_other_forever(
     twin = registration_factory(zk_hosts, zk_path, twin_member)
     twin.start()
     assert twin.wait_registered(10)
-    settle(lambda: first.registered and first.registrations == 2, what="first re-registered")
+    wait_for(
+        lambda: first.registered and first.registrations == 2, 15.0, what="first re-registered"
+    )
 
     deadline = time.monotonic() + 1.5
     while time.monotonic() < deadline:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import socket
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+T = TypeVar("T")
 
 # Part of logserver's one exception tree; re-exported by the launcher's public face.
 from logserver.errors import LaunchError
@@ -19,9 +21,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_for(
-    condition: Callable[[], object], timeout: float, interval: float = 0.05, what: str = ""
-) -> object:
-    """Poll ``condition`` until it returns something truthy; raise LaunchError after ``timeout``."""
+    condition: Callable[[], T], timeout: float, interval: float = 0.01, what: str = ""
+) -> T:
+    """Poll ``condition`` until it returns something truthy, and return that; LaunchError after ``timeout``.
+
+    The one polling helper of the project: the launcher, the tools, the tests and
+    the benchmarks wait with it rather than sleeping for a guessed time.
+    ``condition`` is called at least once, then every ``interval`` seconds;
+    ``what`` names the awaited event in the error.
+    """
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
