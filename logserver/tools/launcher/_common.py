@@ -7,10 +7,10 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
-T = TypeVar("T")
-
 # Part of logserver's one exception tree; re-exported by the launcher's public face.
 from logserver.errors import LaunchError
+
+T = TypeVar("T")
 
 
 def free_port(host: str = "127.0.0.1") -> int:
