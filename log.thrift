@@ -52,7 +52,7 @@ exception StorageUnavailable {
   1: string reason
 }
 
-/** A malformed argument: bad producer id, negative sequence or position. */
+/** A malformed argument: bad producer, negative sequence or position. */
 exception InvalidRequest {
   1: string reason
 }
@@ -61,8 +61,9 @@ exception InvalidRequest {
 
 /**
  * A batch that is stored at most once per server: a retry with the same
- * producer_id and sequence is acknowledged without being written again,
- * also after a server restart.
+ * batch id (producer, sequence) is acknowledged without being written again,
+ * also after a server restart. (Field names are not on the wire in the binary
+ * protocol: this field was called producer_id before, with the same id 1.)
  */
 struct AppendBatch {
   /**
@@ -71,7 +72,7 @@ struct AppendBatch {
    * split, whose sequence is then their offset in that batch (logwire/batchid.py), so
    * readers map their records back to the batch they came from.
    */
-  1: string producer_id,
+  1: string producer,
   /** Increases by one per batch of this producer, starting at 0. */
   2: i64 sequence,
   3: list<LogEntry> entries
@@ -94,7 +95,7 @@ struct CategoryRun {
  * to the number of records, a count below 1) is refused with InvalidRequest.
  */
 struct PackedBatch {
-  1: string producer_id,
+  1: string producer,
   2: i64 sequence,
   /** In record order; the counts add up to the number of records. */
   3: list<CategoryRun> runs,
@@ -115,7 +116,7 @@ struct StoredRecord {
   1: string category,
   2: binary message,
   /** Empty for records that came through Scribe's Log. */
-  3: string producer_id,
+  3: string producer,
   4: i64 sequence,
   /** The record's index within its batch. */
   5: i32 index,

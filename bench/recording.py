@@ -15,7 +15,7 @@ import time
 from typing import Any, cast
 
 from logclient._batch import Batch
-from logclient._connection import AppendOutcome, Connection, Pipelined, ThriftTransport
+from logclient._connection import Acknowledgement, Connection, Pipelined, ThriftTransport
 from logclient._policies import FailoverPolicy
 from logwire.serverset import Endpoint
 
@@ -43,7 +43,7 @@ class _RecordingConnection:
             self.last_used = self._inner.last_used
         self._in_flight.append(batch.count)
 
-    def receive(self, deadline: float) -> AppendOutcome:
+    def receive(self, deadline: float) -> Acknowledgement:
         try:
             outcome = cast(Pipelined, self._inner).receive(deadline)
         except Exception as exc:
@@ -54,7 +54,7 @@ class _RecordingConnection:
         self._owner.note(self.endpoint, self._in_flight.popleft() if self._in_flight else 0)
         return outcome
 
-    def append(self, batch: Batch) -> AppendOutcome:
+    def append(self, batch: Batch) -> Acknowledgement:
         try:
             outcome = self._inner.append(batch)
         except Exception as exc:

@@ -1,6 +1,6 @@
 """A batch: what one ``Append`` call carries, and its identity for dedup.
 
-``(producer_id, sequence)`` names a batch forever: a resend after an ambiguous
+``(producer, sequence)`` names a batch forever: a resend after an ambiguous
 failure, a batch read back from the spool after a restart, all carry the same
 pair, so a server stores it once and a reader drops the copy another server
 holds. The records are kept in two columns, ``categories`` and ``messages``
@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from logwire.batchid import bounded_producer_id, split_producer_id
+from logwire.batchid import bounded_producer, split_producer
 
 __all__ = ["ENTRY_OVERHEAD", "Batch", "Entry", "entry_size"]
 
@@ -40,7 +40,7 @@ class Batch:
     batch has a file in the spool. ``attempts`` counts ``Append`` calls made.
     """
 
-    producer_id: str
+    producer: str
     sequence: int
     categories: list[str]
     messages: list[bytes]
@@ -57,7 +57,7 @@ class Batch:
     @classmethod
     def of(
         cls,
-        producer_id: str,
+        producer: str,
         sequence: int,
         entries: Sequence[Entry],
         nbytes: int | None = None,
@@ -68,12 +68,12 @@ class Batch:
         messages = [m for _, m in entries]
         if nbytes is None:
             nbytes = _nbytes(categories, messages)
-        return cls(producer_id, sequence, categories, messages, nbytes, end_ordinal)
+        return cls(producer, sequence, categories, messages, nbytes, end_ordinal)
 
     def __repr__(self) -> str:
         where = f" spool#{self.spool_id}" if self.spool_id is not None else ""
         return (
-            f"<Batch {self.producer_id}/{self.sequence} records={len(self.messages)} "
+            f"<Batch {self.producer}/{self.sequence} records={len(self.messages)} "
             f"bytes={self.nbytes} attempts={self.attempts}{where}>"
         )
 
@@ -89,7 +89,7 @@ class Batch:
 
     @property
     def key(self) -> tuple[str, int]:
-        return (self.producer_id, self.sequence)
+        return (self.producer, self.sequence)
 
     @property
     def root(self) -> Batch:
@@ -112,14 +112,14 @@ class Batch:
         if len(self.messages) < 2:
             raise ValueError("a batch of one record cannot be split")
         mid = len(self.messages) // 2
-        derived = split_producer_id(self.producer_id, self.sequence)
+        derived = split_producer(self.producer, self.sequence)
         halves = []
         for offset, end in ((0, mid), (mid, len(self.messages))):
             categories = self.categories[offset:end]
             messages = self.messages[offset:end]
             halves.append(
                 Batch(
-                    producer_id=derived,
+                    producer=derived,
                     sequence=offset,
                     categories=categories,
                     messages=messages,
@@ -144,7 +144,7 @@ class Batch:
         messages = [m for c, m in pairs if c != category]
         categories = [c for c in self.categories if c != category]
         child = Batch(
-            producer_id=_derived_producer(self.producer_id, self.sequence, "x"),
+            producer=_derived_producer(self.producer, self.sequence, "x"),
             sequence=0,
             categories=categories,
             messages=messages,
@@ -161,5 +161,5 @@ def _nbytes(categories: list[str], messages: list[bytes]) -> int:
     return sum(map(len, categories)) + sum(map(len, messages)) + ENTRY_OVERHEAD * len(messages)
 
 
-def _derived_producer(producer_id: str, sequence: int, tag: str) -> str:
-    return bounded_producer_id(f"{producer_id}~{tag}{sequence}")
+def _derived_producer(producer: str, sequence: int, tag: str) -> str:
+    return bounded_producer(f"{producer}~{tag}{sequence}")

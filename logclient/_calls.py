@@ -83,16 +83,16 @@ def _entry_prefix(category: str) -> bytes:
     return prefix
 
 
-def _batch_head(call_head: bytes, seqid: int, producer_id: str, sequence: int) -> list[bytes]:
+def _batch_head(call_head: bytes, seqid: int, producer: str, sequence: int) -> list[bytes]:
     """The message header and the batch struct's first two fields (both calls share them)."""
-    producer = producer_id.encode("utf-8")
+    encoded = producer.encode("utf-8")
     return [
         call_head,
         _I32.pack(seqid),
         _ARG_BATCH,
         _F_PRODUCER,
-        _I32.pack(len(producer)),
-        producer,
+        _I32.pack(len(encoded)),
+        encoded,
         _F_SEQUENCE,
         _I64.pack(sequence),
     ]
@@ -100,12 +100,12 @@ def _batch_head(call_head: bytes, seqid: int, producer_id: str, sequence: int) -
 
 def encode_append_call(
     seqid: int,
-    producer_id: str,
+    producer: str,
     sequence: int,
     categories: Sequence[str],
     messages: Sequence[bytes],
 ) -> bytes:
-    """The framed bytes of ``Append(AppendBatch(producer_id, sequence, entries))``,
+    """The framed bytes of ``Append(AppendBatch(producer, sequence, entries))``,
     the entries being the records ``categories[i], messages[i]``.
 
     Each entry is laid out as (end of the previous entry + this one's field
@@ -114,9 +114,7 @@ def encode_append_call(
     Python bytecode per record (a quarter of the cost of a loop).
     """
     n = len(messages)
-    head = b"".join(
-        (*_batch_head(_CALL_HEAD, seqid, producer_id, sequence), _F_ENTRIES, _I32.pack(n))
-    )
+    head = b"".join((*_batch_head(_CALL_HEAD, seqid, producer, sequence), _F_ENTRIES, _I32.pack(n)))
     if not n:
         return _I32.pack(len(head) + len(_TAIL)) + head + _TAIL
     distinct = set(categories)
@@ -138,12 +136,12 @@ def encode_append_call(
 
 def encode_packed_call(
     seqid: int,
-    producer_id: str,
+    producer: str,
     sequence: int,
     categories: Sequence[str],
     messages: Sequence[bytes],
 ) -> bytes:
-    """The framed bytes of ``AppendPacked(PackedBatch(producer_id, sequence, ...))``.
+    """The framed bytes of ``AppendPacked(PackedBatch(producer, sequence, ...))``.
 
     Per record there is only C-level work (see :func:`logwire.packed.pack_entries`):
     about a sixth of :func:`encode_append_call`'s cost, and the server decodes it
@@ -154,7 +152,7 @@ def encode_packed_call(
     size = sum(map(len, messages))
     parts = [
         b"",  # frame length, filled in below
-        *_batch_head(_PACKED_CALL_HEAD, seqid, producer_id, sequence),
+        *_batch_head(_PACKED_CALL_HEAD, seqid, producer, sequence),
         _F_RUNS,
         _I32.pack(len(runs)),
     ]

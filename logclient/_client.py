@@ -16,6 +16,7 @@ import os
 import threading
 import time
 import uuid
+import warnings
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,7 @@ class ClientStats:
     ``spilled``: records written to the spool by this client.
     """
 
-    producer_id: str
+    producer: str
     current_server: str | None
     known_servers: tuple[str, ...]
     down_servers: tuple[str, ...]
@@ -104,6 +105,14 @@ class ClientStats:
             f"batches_retried={self.batches_retried}, spilled={self.spilled})"
         )
 
+    @property
+    def producer_id(self) -> str:
+        """Deprecated: the old name of :attr:`producer` (see docs/glossary.md)."""
+        warnings.warn(
+            "ClientStats.producer_id is now ClientStats.producer", DeprecationWarning, stacklevel=2
+        )
+        return self.producer
+
 
 class LogClient:
     """Sends log records to the logservers, failing over without losing or duplicating any.
@@ -126,6 +135,9 @@ class LogClient:
     client port, verifying its certificate. Discovery only reads, so no
     ZooKeeper credentials are needed even when the servers register under an
     ACL.
+
+    ``producer`` names this client instance: a random hex string, the first
+    half of every batch id ``(producer, sequence)`` it sends (docs/glossary.md).
 
     Use it as a context manager, or call :meth:`close`.
     """
@@ -156,7 +168,7 @@ class LogClient:
         self.tls = tls
         if queue.max_bytes < batching.max_bytes:
             raise ValueError("QueuePolicy.max_bytes must be at least BatchPolicy.max_bytes")
-        self.producer_id = uuid.uuid4().hex
+        self.producer = uuid.uuid4().hex
         self.batching = batching
         self.failover = failover
         self.choice = ChoicePolicy.of(choice)
@@ -180,7 +192,7 @@ class LogClient:
             batching=batching,
             failover=failover,
             spool_policy=spool,
-            producer_id=self.producer_id,
+            producer=self.producer,
         )
         self._close_lock = threading.Lock()
         self._closed = False
@@ -209,7 +221,7 @@ class LogClient:
         state = "closed" if self._closed else "open"
         spool = self._spool
         return (
-            f"<LogClient {state} producer={self.producer_id[:8]} "
+            f"<LogClient {state} producer={self.producer[:8]} "
             f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
             f"queued={len(self._queue)} spooled={spool.records if spool is not None else 0} "
             f"acked={self._sender.acked_records} failovers={self._sender.failovers} "
@@ -316,13 +328,21 @@ class LogClient:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def producer_id(self) -> str:
+        """Deprecated: the old name of :attr:`producer` (see docs/glossary.md)."""
+        warnings.warn(
+            "LogClient.producer_id is now LogClient.producer", DeprecationWarning, stacklevel=2
+        )
+        return self.producer
+
     def stats(self) -> ClientStats:
         """Counters and state, for health checks, tests and debugging."""
         sender = self._sender
         spool = self._spool
         current = self._pool.current
         return ClientStats(
-            producer_id=self.producer_id,
+            producer=self.producer,
             current_server=str(current) if current else None,
             known_servers=tuple(str(e) for e in self._pool.known),
             down_servers=tuple(str(e) for e in self._pool.down()),

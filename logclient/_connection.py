@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from logclient._tls import ClientTLS
 
 __all__ = [
-    "AppendOutcome",
+    "Acknowledgement",
     "Connection",
     "Pipelined",
     "ThriftConnection",
@@ -47,8 +47,12 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class AppendOutcome:
-    """What a server answered to ``Append``."""
+class Acknowledgement:
+    """A server's answer that it holds a batch durably (``AppendResult`` in ``log.thrift``).
+
+    ``duplicate``: it had the batch before and wrote nothing; ``stored``: records written.
+    (Not storage's ``AppendOutcome``: that is what one server's disk did.)
+    """
 
     duplicate: bool
     stored: int
@@ -69,7 +73,7 @@ class Connection(Protocol):
     calls: int
     last_used: float
 
-    def append(self, batch: Batch) -> AppendOutcome:
+    def append(self, batch: Batch) -> Acknowledgement:
         """Send ``batch``; raise ServerUnavailableError or BatchRejectedError."""
         ...
 
@@ -89,7 +93,7 @@ class Pipelined(Protocol):
         """Write ``batch``'s call by ``deadline`` (``time.monotonic()``); do not wait."""
         ...
 
-    def receive(self, deadline: float) -> AppendOutcome:
+    def receive(self, deadline: float) -> Acknowledgement:
         """The answer to the oldest call not yet answered; errors as ``append``."""
         ...
 
@@ -195,7 +199,7 @@ class ThriftConnection:
         self.packed = packed
         self._method = "AppendPacked" if packed else "Append"
         self._on_unknown_method = on_unknown_method
-        self._rpc_timeout = policy.rpc_timeout_s
+        self._rpc_timeout_s = policy.rpc_timeout_s
         self._seqid = 0
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
@@ -227,8 +231,8 @@ class ThriftConnection:
         tls = " tls" if self.tls else ""
         return f"<ThriftConnection {self._server}{tls} {state} calls={self.calls}>"
 
-    def append(self, batch: Batch) -> AppendOutcome:
-        deadline = time.monotonic() + self._rpc_timeout
+    def append(self, batch: Batch) -> Acknowledgement:
+        deadline = time.monotonic() + self._rpc_timeout_s
         self.send(batch, deadline)
         return self.receive(deadline)
 
@@ -244,7 +248,7 @@ class ThriftConnection:
         self._seqid = (self._seqid + 1) & 0x7FFFFFFF
         seqid = self._seqid
         encode = encode_packed_call if self.packed else encode_append_call
-        request = encode(seqid, batch.producer_id, batch.sequence, batch.categories, batch.messages)
+        request = encode(seqid, batch.producer, batch.sequence, batch.categories, batch.messages)
         self.calls += 1
         self._awaiting.append(seqid)
         with map_errors(self._server, "call"):
@@ -261,7 +265,7 @@ class ThriftConnection:
                         raise alert from exc
                 raise
 
-    def receive(self, deadline: float) -> AppendOutcome:
+    def receive(self, deadline: float) -> Acknowledgement:
         """Read the reply to the oldest call sent and not yet answered.
 
         Its sequence id must be that call's: a reply to any other call is an
@@ -317,7 +321,7 @@ class ThriftConnection:
         answer = result.success
         if answer.code != log_thrift.ResultCode.OK:
             raise ServerUnavailableError(self._server, "answered TRY_LATER", phase="answer")
-        return AppendOutcome(duplicate=bool(answer.duplicate), stored=int(answer.stored or 0))
+        return Acknowledgement(duplicate=bool(answer.duplicate), stored=int(answer.stored or 0))
 
     def abort(self) -> None:
         sock = self._sock

@@ -11,7 +11,7 @@ import time
 from collections import deque
 
 from logclient._batch import Batch
-from logclient._connection import AppendOutcome, Connection, Transport
+from logclient._connection import Acknowledgement, Connection, Transport
 from logclient._policies import BatchPolicy, FailoverPolicy
 from logclient._servers import ServerPool
 from logclient._spool import Spool
@@ -38,7 +38,7 @@ class Delivery:
     _failover: FailoverPolicy
     _window: deque[Batch]
     _sent_at: deque[float]
-    _answers: deque[AppendOutcome]
+    _answers: deque[Acknowledgement]
     _conn: Connection | None
     _conn_reused: bool
     _conn_answered: int
@@ -216,7 +216,7 @@ class Delivery:
             return
         self._on_unavailable(endpoint, batches[0] if batches else None, exc)
 
-    def _on_acknowledged(self, endpoint: Endpoint, batch: Batch, outcome: AppendOutcome) -> None:
+    def _on_acknowledged(self, endpoint: Endpoint, batch: Batch, outcome: Acknowledgement) -> None:
         self._pool.mark_up(endpoint)
         self.acked_batches += 1
         self.acked_records += batch.count

@@ -32,7 +32,7 @@ class RateLimitedLog:
 
     def __init__(self, log: logging.Logger, interval_s: float = 10.0) -> None:
         self._log = log
-        self._interval = interval_s
+        self._interval_s = interval_s
         self._last = -1e18
         self._suppressed = 0
         self._lock = threading.Lock()
@@ -40,7 +40,7 @@ class RateLimitedLog:
     def warning(self, msg: str, *args: object) -> None:
         with self._lock:
             now = time.monotonic()
-            if now - self._last < self._interval:
+            if now - self._last < self._interval_s:
                 self._suppressed += 1
                 return
             self._last = now

@@ -18,11 +18,11 @@ connection; the sender switches servers only once the window is empty (when
 the choice policy picks another server it first waits for the answers). On
 *any* error the connection is thrown away and every unanswered batch of the
 window goes back to ``front``, in order, to be resent with the same
-``(producer_id, sequence)``: a server that stored one of them answers
+``(producer, sequence)``: a server that stored one of them answers
 "duplicate". A hung server is given up ``rpc_timeout_s`` after the oldest
 unanswered send; a dead one as soon as the socket says so.
 
-A batch keeps its ``(producer_id, sequence)`` through every resend, failover,
+A batch keeps its ``(producer, sequence)`` through every resend, failover,
 spill and restart. The sender spills only with an empty window (it collects
 the answers first), and always writes the oldest batch first (those to
 resend, then pending, then the queue), so the spool stays in logging order.
@@ -36,7 +36,7 @@ import time
 from collections import deque
 
 from logclient._batch import Batch
-from logclient._connection import AppendOutcome, Connection, Transport
+from logclient._connection import Acknowledgement, Connection, Transport
 from logclient._delivery import Delivery, pipelines
 from logclient._policies import BatchPolicy, FailoverPolicy, SpoolPolicy
 from logclient._queue import RateLimitedLog, RecordQueue
@@ -66,7 +66,7 @@ class Sender(Delivery, Spilling):
         batching: BatchPolicy,
         failover: FailoverPolicy,
         spool_policy: SpoolPolicy,
-        producer_id: str,
+        producer: str,
     ) -> None:
         self._queue = queue
         self._pool = pool
@@ -75,16 +75,16 @@ class Sender(Delivery, Spilling):
         self._batching = batching
         self._failover = failover
         self._spool_policy = spool_policy
-        self.producer_id = producer_id
+        self.producer = producer
         self._thread = threading.Thread(
-            target=self._run, name=f"logclient-sender-{producer_id[:8]}", daemon=True
+            target=self._run, name=f"logclient-sender-{producer[:8]}", daemon=True
         )
         # The window: batches sent on ``_conn`` and not yet answered, oldest first,
         # with their send times; ``_answers`` holds answers of a connection that
         # cannot pipeline (its ``append`` answered at once).
         self._window: deque[Batch] = deque()
         self._sent_at: deque[float] = deque()
-        self._answers: deque[AppendOutcome] = deque()
+        self._answers: deque[Acknowledgement] = deque()
         self._conn: Connection | None = None
         self._conn_reused = False
         self._conn_answered = 0
@@ -129,7 +129,7 @@ class Sender(Delivery, Spilling):
         conn = self._conn
         where = f" on {conn.endpoint}" if conn is not None else ""
         return (
-            f"<Sender {self.producer_id} {state} in_flight={len(self._window)}{where} "
+            f"<Sender {self.producer} {state} in_flight={len(self._window)}{where} "
             f"front={len(self._front)} pending={len(self._pending)} "
             f"failing={self._failing_since is not None} spilling={self._spilling}>"
         )
@@ -296,7 +296,7 @@ class Sender(Delivery, Spilling):
         categories, messages, nbytes, end = self._queue.take(
             self._batching.max_records, self._batching.max_bytes
         )
-        batch = Batch(self.producer_id, self._sequence, categories, messages, nbytes, end)
+        batch = Batch(self.producer, self._sequence, categories, messages, nbytes, end)
         self._sequence += 1
         return batch
 

@@ -4,7 +4,7 @@ One file per batch, named by a spool-wide order number, written to a temporary
 name, fsync'd, renamed and the directory fsync'd: a file with a final name is
 complete. Each file carries a checksum; a file that fails it (a torn write on a
 filesystem that reorders, bit rot, a truncation) is moved to ``corrupt/`` and
-logged, never sent and never silently deleted. A batch keeps its producer id
+logged, never sent and never silently deleted. A batch keeps its producer
 and sequence in the file forever, so delivering it again after a crash that
 lost the unlink is harmless: servers and readers dedup it.
 
@@ -63,13 +63,13 @@ def encode_batch(batch: Batch) -> bytearray:
     column, the messages. Per record the work is C-level (the sender thread
     shares the GIL with the application).
     """
-    producer = batch.producer_id.encode("ascii")
+    encoded = batch.producer.encode("ascii")
     messages = batch.messages
     runs = category_runs(batch.categories)
     head = [
-        _HEAD.pack(len(producer), batch.sequence, len(messages)),
+        _HEAD.pack(len(encoded), batch.sequence, len(messages)),
         _RUNS.pack(len(runs)),
-        producer,
+        encoded,
     ]
     for category, count in runs:
         cat = category.encode("utf-8")
@@ -125,7 +125,7 @@ def decode_batch(data: bytes | bytearray) -> Batch:
     except (struct.error, UnicodeDecodeError) as exc:
         raise ValueError(f"malformed body: {exc}") from exc
     return Batch(
-        producer_id=producer,
+        producer=producer,
         sequence=sequence,
         categories=expand_runs(runs),
         messages=messages,

@@ -82,8 +82,8 @@ class ZooKeeperServers:
         zk_hosts: str,
         zk_path: str = "/logservers",
         *,
-        session_timeout: float = 10.0,
-        connect_retry_max_delay: float = 1.0,
+        session_timeout_s: float = 10.0,
+        retry_max_delay_s: float = 1.0,
         tls: ZkTLSPolicy | None = None,
     ) -> None:
         if tls is not None and not isinstance(tls, ZkTLSPolicy):
@@ -96,14 +96,14 @@ class ZooKeeperServers:
             raise DiscoveryError(f"invalid ZooKeeper hosts {zk_hosts!r}: no host")
         if not _valid_path(zk_path) or (chroot is not None and not _valid_path(chroot)):
             raise DiscoveryError(f"invalid ZooKeeper path {zk_path!r} (hosts {zk_hosts!r})")
-        if session_timeout <= 0 or connect_retry_max_delay <= 0:
-            raise DiscoveryError("session_timeout and connect_retry_max_delay must be positive")
+        if session_timeout_s <= 0 or retry_max_delay_s <= 0:
+            raise DiscoveryError("session_timeout_s and retry_max_delay_s must be positive")
         self.zk_hosts = zk_hosts
         self.zk_path = zk_path
         self.tls = tls
         self._prefix = zk_path.rstrip("/") + "/"
-        self._session_timeout = session_timeout
-        self._retry_max_delay = connect_retry_max_delay
+        self._session_timeout_s = session_timeout_s
+        self._retry_max_delay_s = retry_max_delay_s
         self._lock = threading.Lock()
         self._members = Membership(zk_path)
         self._events: queue.SimpleQueue[Any] = queue.SimpleQueue()
@@ -143,8 +143,8 @@ class ZooKeeperServers:
         try:
             self._client = new_client(
                 self.zk_hosts,
-                session_timeout_s=self._session_timeout,
-                retry_max_delay_s=self._retry_max_delay,
+                session_timeout_s=self._session_timeout_s,
+                retry_max_delay_s=self._retry_max_delay_s,
                 tls=self.tls,
             )
         except (KazooException, ValueError) as exc:
@@ -254,7 +254,7 @@ class ZooKeeperServers:
             logger.debug("discovery thread for %s exits", self.zk_path)
 
     def _handle(self, item: tuple[Any, ...]) -> None:
-        backoff = retry_backoff(self._retry_max_delay)
+        backoff = retry_backoff(self._retry_max_delay_s)
         while True:
             try:
                 if item[0] == "parent":
@@ -271,7 +271,7 @@ class ZooKeeperServers:
                 backoff = backoff.next()
 
     def _retrying(self) -> KazooRetry:
-        return zk_retry(self._retry_max_delay, interrupt=self._closing.is_set)
+        return zk_retry(self._retry_max_delay_s, interrupt=self._closing.is_set)
 
     def _watch_parent(self) -> None:
         """A DataWatch on the path: it arms (and re-arms) the ChildrenWatch.

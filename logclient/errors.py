@@ -106,7 +106,7 @@ class ServerUnavailableError(ServerError):
 
     ``phase`` (a :data:`Phase`) says how far the call got: ``"connect"`` (nothing was sent, the
     server cannot have stored the batch), ``"call"`` (the batch may or may not
-    have been stored: the retry keeps its producer id and sequence) or
+    have been stored: the retry keeps its producer and sequence) or
     ``"answer"`` (the server answered that it cannot take batches now) or
     ``"downgrade"`` (the server does not know the call: an older logserver; the
     sender retries at once on a fresh connection with the older call, without

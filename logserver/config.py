@@ -3,6 +3,12 @@
 Every flag ``--some-flag`` may also be given as ``LOGSERVER_SOME_FLAG`` in the
 environment or ``some_flag = ...`` in the file named by ``--config`` (or
 ``LOGSERVER_CONFIG``). A flag beats the environment, which beats the file.
+
+The names operators use (flags, variables, file keys: the *settings*) stay as
+published. The fields of :class:`ServerConfig` follow docs/glossary.md:
+durations end in ``_s`` and paths of files in ``_file``, so a few differ from
+their setting (``--idle-timeout`` sets ``idle_timeout_s``, ``--tls-cert``
+sets ``tls_cert_file``); :data:`FIELD_OF_SETTING` lists them.
 """
 
 from __future__ import annotations
@@ -10,14 +16,21 @@ from __future__ import annotations
 import argparse
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 from logserver.errors import ConfigError
 from logserver.storage import FsyncMode
 
-__all__ = ["PageCacheMode", "ServerConfig", "add_serve_arguments", "config_from_args"]
+__all__ = [
+    "FIELD_OF_SETTING",
+    "SETTINGS",
+    "PageCacheMode",
+    "ServerConfig",
+    "add_serve_arguments",
+    "config_from_args",
+]
 
 #: What happens to a segment's pages once they are synced (``--page-cache``).
 PageCacheMode = Literal["drop", "keep"]
@@ -36,7 +49,7 @@ class ServerConfig:
     port: int = 9090
     advertise_host: str | None = None
     fsync: FsyncMode = "always"
-    fsync_interval: float = 1.0
+    fsync_interval_s: float = 1.0
     page_cache: PageCacheMode = "drop"
     segment_bytes: int = 64 * 2**20
     retention_hours: float | None = None
@@ -44,21 +57,21 @@ class ServerConfig:
     max_frame_bytes: int = 16 * 2**20
     max_message_bytes: int = 2**20
     max_connections: int = 1024
-    idle_timeout: float = 60.0
-    session_timeout: float = 10.0
-    drain_timeout: float = 10.0
+    idle_timeout_s: float = 60.0
+    session_timeout_s: float = 10.0
+    drain_timeout_s: float = 10.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     ready_file: Path | None = None
     log_level: str = "info"
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_client_ca: Path | None = None
-    tls_handshake_timeout: float = 5.0
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    tls_handshake_timeout_s: float = 5.0
     zk_auth_file: Path | None = None
-    zk_tls_ca: Path | None = None
-    zk_tls_cert: Path | None = None
-    zk_tls_key: Path | None = None
+    zk_tls_ca_file: Path | None = None
+    zk_tls_cert_file: Path | None = None
+    zk_tls_key_file: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.zk:
@@ -74,34 +87,34 @@ class ServerConfig:
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
         for name in (
-            "fsync_interval",
-            "idle_timeout",
-            "session_timeout",
-            "drain_timeout",
-            "tls_handshake_timeout",
+            "fsync_interval_s",
+            "idle_timeout_s",
+            "session_timeout_s",
+            "drain_timeout_s",
+            "tls_handshake_timeout_s",
         ):
             if getattr(self, name) <= 0:
-                raise ConfigError(f"--{name.replace('_', '-')} must be > 0")
+                raise ConfigError(f"{_flag(name)} must be > 0")
         if self.segment_bytes < 4096:
             raise ConfigError("--segment-bytes must be at least 4096")
-        if (self.tls_cert is None) != (self.tls_key is None):
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ConfigError("--tls-cert and --tls-key go together")
-        if self.tls_client_ca is not None and self.tls_cert is None:
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
-        if (self.zk_tls_cert is None) != (self.zk_tls_key is None):
+        if (self.zk_tls_cert_file is None) != (self.zk_tls_key_file is None):
             raise ConfigError("--zk-tls-cert and --zk-tls-key go together")
         for name in (
-            "tls_cert",
-            "tls_key",
-            "tls_client_ca",
+            "tls_cert_file",
+            "tls_key_file",
+            "tls_client_ca_file",
             "zk_auth_file",
-            "zk_tls_ca",
-            "zk_tls_cert",
-            "zk_tls_key",
+            "zk_tls_ca_file",
+            "zk_tls_cert_file",
+            "zk_tls_key_file",
         ):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ConfigError(f"--{name.replace('_', '-')}: no such file: {path}")
+                raise ConfigError(f"{_flag(name)}: no such file: {path}")
 
     @property
     def advertised(self) -> str:
@@ -115,7 +128,7 @@ class ServerConfig:
         return self.host
 
 
-# (flag, type, help) in the order ``--help`` shows them; defaults come from ServerConfig.
+# (setting, type, help) in the order ``--help`` shows them; defaults come from ServerConfig.
 _FLAGS: list[tuple[str, Any, str]] = [
     ("zk", str, "ZooKeeper connection string, host:port[,host:port...] (required)"),
     ("zk_path", str, "registration path"),
@@ -159,6 +172,30 @@ _FLAGS: list[tuple[str, Any, str]] = [
 ]
 
 
+#: The settings whose ServerConfig field has another name (a unit or ``_file`` suffix).
+FIELD_OF_SETTING: dict[str, str] = {
+    "fsync_interval": "fsync_interval_s",
+    "idle_timeout": "idle_timeout_s",
+    "session_timeout": "session_timeout_s",
+    "drain_timeout": "drain_timeout_s",
+    "tls_cert": "tls_cert_file",
+    "tls_key": "tls_key_file",
+    "tls_client_ca": "tls_client_ca_file",
+    "tls_handshake_timeout": "tls_handshake_timeout_s",
+    "zk_tls_ca": "zk_tls_ca_file",
+    "zk_tls_cert": "zk_tls_cert_file",
+    "zk_tls_key": "zk_tls_key_file",
+}
+#: Every setting: a flag ``--name``, a variable ``LOGSERVER_NAME``, a file key ``name``.
+SETTINGS: tuple[str, ...] = tuple(name for name, _, _ in _FLAGS)
+_SETTING_OF_FIELD = {field: setting for setting, field in FIELD_OF_SETTING.items()}
+
+
+def _flag(field: str) -> str:
+    """The flag that sets ServerConfig's ``field`` (for error messages)."""
+    return "--" + _SETTING_OF_FIELD.get(field, field).replace("_", "-")
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     """Add every serve flag; defaults stay None so that env and file can fill the gaps."""
     parser.add_argument("--config", type=Path, help="a TOML file with any of these settings")
@@ -183,22 +220,22 @@ def config_from_args(
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"cannot read config file {file_path}: {exc}") from exc
         file_values = {k.replace("-", "_"): v for k, v in file_values.items()}
-    known = {f.name for f in fields(ServerConfig)}
-    unknown = set(file_values) - known
+    unknown = set(file_values) - set(SETTINGS)
     if unknown:
         raise ConfigError(f"unknown settings in {file_path}: {', '.join(sorted(unknown))}")
     kinds = {name: kind for name, kind, _ in _FLAGS}
     values: dict[str, Any] = {}
-    for name in known:
+    for name in SETTINGS:
+        field = FIELD_OF_SETTING.get(name, name)
         flag_value = getattr(args, name, None)
         env_value = environ.get("LOGSERVER_" + name.upper())
         try:
             if flag_value is not None:
-                values[name] = flag_value
+                values[field] = flag_value
             elif env_value not in (None, ""):
-                values[name] = kinds[name](env_value)
+                values[field] = kinds[name](env_value)
             elif name in file_values:
-                values[name] = kinds[name](file_values[name])
+                values[field] = kinds[name](file_values[name])
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"invalid value for {name}: {exc}") from exc
     for required in ("zk", "data_dir"):

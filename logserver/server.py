@@ -69,7 +69,7 @@ class LogServer:
         zk_auth, zk_tls = _zookeeper_security(cfg)
         policy = StoragePolicy(
             fsync=cfg.fsync,
-            fsync_interval_s=cfg.fsync_interval,
+            fsync_interval_s=cfg.fsync_interval_s,
             segment_bytes=cfg.segment_bytes,
             retention_age_s=cfg.retention_hours * 3600 if cfg.retention_hours else None,
             retention_bytes=cfg.retention_bytes,
@@ -83,7 +83,7 @@ class LogServer:
         log.info(
             "storage recovered",
             data_dir=str(cfg.data_dir),
-            seconds=round(time.monotonic() - started, 3),
+            elapsed_s=round(time.monotonic() - started, 3),
         )
 
         metrics = Metrics()
@@ -93,7 +93,7 @@ class LogServer:
         limits = WireLimits(
             max_frame_bytes=cfg.max_frame_bytes,
             max_connections=cfg.max_connections,
-            idle_timeout_s=cfg.idle_timeout,
+            idle_timeout_s=cfg.idle_timeout_s,
         )
         self._transport = ThriftServer(self._handler, cfg.host, cfg.port, limits, tls=tls)
         try:
@@ -121,7 +121,7 @@ class LogServer:
             cfg.zk,
             cfg.zk_path,
             member,
-            session_timeout=cfg.session_timeout,
+            session_timeout_s=cfg.session_timeout_s,
             auth=zk_auth,
             tls=zk_tls,
         )
@@ -152,9 +152,9 @@ class LogServer:
         log.info("deregistered")
         self._handler.drain()
         self._transport.stop_accepting()
-        idle = self._transport.wait_idle(cfg.drain_timeout)
+        idle = self._transport.wait_idle(cfg.drain_timeout_s)
         if not idle:
-            log.warning("in-flight requests did not finish in time", timeout=cfg.drain_timeout)
+            log.warning("in-flight requests did not finish in time", timeout_s=cfg.drain_timeout_s)
         self._transport.close(timeout=2.0)
         self._storage.close()
         log.info("stopped", clean=idle)
@@ -163,13 +163,13 @@ class LogServer:
 
 def _server_tls(cfg: ServerConfig) -> ServerTLS | None:
     """The Thrift port's TLS settings, checked (files loaded) before storage is touched."""
-    if cfg.tls_cert is None or cfg.tls_key is None:
+    if cfg.tls_cert_file is None or cfg.tls_key_file is None:
         return None
     tls = ServerTLS(
-        cert=cfg.tls_cert,
-        key=cfg.tls_key,
-        client_ca=cfg.tls_client_ca,
-        handshake_timeout_s=cfg.tls_handshake_timeout,
+        cert_file=cfg.tls_cert_file,
+        key_file=cfg.tls_key_file,
+        client_ca_file=cfg.tls_client_ca_file,
+        handshake_timeout_s=cfg.tls_handshake_timeout_s,
     )
     tls.context()  # a bad certificate or key fails now, with a clear ConfigError
     return tls
@@ -179,12 +179,12 @@ def _zookeeper_security(cfg: ServerConfig) -> tuple[tuple[str, str] | None, ZkTL
     """Digest credentials and TLS for the ZooKeeper session, read before storage is touched."""
     auth = read_auth_file(cfg.zk_auth_file) if cfg.zk_auth_file is not None else None
     zk_tls = None
-    if cfg.zk_tls_ca is not None:
+    if cfg.zk_tls_ca_file is not None:
         try:
-            zk_tls = ZkTLSPolicy(cfg.zk_tls_ca, cfg.zk_tls_cert, cfg.zk_tls_key)
+            zk_tls = ZkTLSPolicy(cfg.zk_tls_ca_file, cfg.zk_tls_cert_file, cfg.zk_tls_key_file)
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-    elif cfg.zk_tls_cert is not None:
+    elif cfg.zk_tls_cert_file is not None:
         raise ConfigError(
             "--zk-tls-cert needs --zk-tls-ca (the CA that signed ZooKeeper's certificate)"
         )

@@ -31,7 +31,7 @@ from logserver.errors import (
 )
 from logserver.metrics import Metrics
 from logserver.storage import AppendOutcome, Storage
-from logwire.batchid import MAX_PRODUCER_ID
+from logwire.batchid import MAX_PRODUCER_LENGTH
 from logwire.errors import LogWireError, PackedError
 from logwire.idl import log_thrift
 from logwire.packed import record_count, unpack_messages
@@ -147,9 +147,9 @@ class LogServiceHandler:
     # ---------------------------------------------------------------- our API
 
     def Append(self, batch: Any) -> Any:
-        """Idempotent append: a retried (producer_id, sequence) is acknowledged, not stored again."""
+        """Idempotent append: a retried (producer, sequence) is acknowledged, not stored again."""
         records = [(m.category or b"", m.message or b"") for m in batch.entries or ()]
-        return self.append_records(batch.producer_id, batch.sequence, records)
+        return self.append_records(batch.producer, batch.sequence, records)
 
     def AppendPacked(self, batch: Any) -> Any:
         """``Append`` with the records in columns (see ``PackedBatch`` and :mod:`logwire.packed`)."""
@@ -163,36 +163,36 @@ class LogServiceHandler:
             unpacked = unpack_messages(runs, lengths, messages)
         # The columns go to storage as they are: no (category, message) pair per record.
         return self._append(
-            batch.producer_id,
+            batch.producer,
             batch.sequence,
             count,
             "append_packed",
             lambda producer, sequence: self._storage.append_columns(
-                runs, unpacked, producer_id=producer, sequence=sequence
+                runs, unpacked, producer=producer, sequence=sequence
             ),
         )
 
     def append_records(
         self,
-        producer_id: str | bytes | None,
+        producer: str | bytes | None,
         sequence: int | None,
         records: list[tuple[Any, Any]],
         call: Call = "append",
     ) -> Any:
         """``Append`` for a batch already decoded into (category, message) pairs (the wire's fast path)."""
         return self._append(
-            producer_id,
+            producer,
             sequence,
             len(records),
             call,
             lambda producer, sequence: self._storage.append(
-                records, producer_id=producer, sequence=sequence
+                records, producer=producer, sequence=sequence
             ),
         )
 
     def _append(
         self,
-        producer_id: str | bytes | None,
+        producer: str | bytes | None,
         sequence: int | None,
         count: int,
         call: Call,
@@ -200,21 +200,21 @@ class LogServiceHandler:
     ) -> Any:
         """The checks and answers every idempotent append shares.
 
-        ``store(producer_id, sequence)`` stores, called with both checked.
+        ``store(producer, sequence)`` stores, called with both checked.
         """
         if self._draining.is_set():
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
         with self._declared(call):
-            producer = _text(producer_id or "")
-            if not producer or len(producer) > MAX_PRODUCER_ID or not producer.isprintable():
+            name = _text(producer or "")
+            if not name or len(name) > MAX_PRODUCER_LENGTH or not name.isprintable():
                 raise InvalidRequestError(
-                    f"producer_id must be 1..{MAX_PRODUCER_ID} printable characters"
+                    f"producer must be 1..{MAX_PRODUCER_LENGTH} printable characters"
                 )
             if sequence is None or sequence < 0:
                 raise InvalidRequestError("sequence must be >= 0")
             self._check_count(count)
-            outcome = self._timed(lambda: store(producer, sequence), call)
+            outcome = self._timed(lambda: store(name, sequence), call)
         if outcome.duplicate:
             self._metrics.duplicates.inc()
         return log_thrift.AppendResult(code=OK, duplicate=outcome.duplicate, stored=outcome.stored)
@@ -232,7 +232,7 @@ class LogServiceHandler:
             log_thrift.StoredRecord(
                 category=r.category,
                 message=r.message,
-                producer_id=r.producer_id,
+                producer=r.producer,
                 sequence=r.sequence,
                 index=r.index,
                 received_ns=r.received_ns,

@@ -1,10 +1,10 @@
 """Identities of batches split from another batch, and how a reader maps them back.
 
-A batch is ``(producer_id, sequence)`` and record ``i`` of it is
-``(producer_id, sequence, i)``; servers deduplicate batches by the pair and
+A batch is ``(producer, sequence)`` (its batch id) and record ``i`` of it is
+``(producer, sequence, i)``; servers deduplicate batches by the pair and
 readers deduplicate records by the triple. When a client has to split a batch
 that a server found too large, it sends each half as a batch of its own under
-the producer id ``<producer>@<sequence>``, with the half's **offset in its
+the producer ``<producer>@<sequence>``, with the half's **offset in its
 parent** as its sequence. Record ``i`` of the half ``(P@S, k)`` is record
 ``k + i`` of ``(P, S)``, so :func:`canonical_key` maps both to one key.
 
@@ -14,8 +14,8 @@ limit is smaller and split the batch. Both copies end up on disk; a reader
 that merges servers shows each record once. Halves of halves nest the same
 way (``P@S@k``) and map back step by step.
 
-``@`` is therefore reserved in producer ids: a producer id that ends in
-``@<digits>`` is read as a split half. logclient's own ids are hex.
+``@`` is therefore reserved in producers: a producer that ends in
+``@<digits>`` is read as a split half. logclient's own producers are hex.
 """
 
 from __future__ import annotations
@@ -23,44 +23,44 @@ from __future__ import annotations
 import hashlib
 
 __all__ = [
-    "MAX_PRODUCER_ID",
+    "MAX_PRODUCER_LENGTH",
     "SPLIT_MARK",
-    "bounded_producer_id",
+    "bounded_producer",
     "canonical_key",
-    "split_producer_id",
+    "split_producer",
 ]
 
-#: Servers refuse longer producer ids (log.thrift says so).
-MAX_PRODUCER_ID = 128
+#: Servers refuse longer producers, in characters (log.thrift says so).
+MAX_PRODUCER_LENGTH = 128
 SPLIT_MARK = "@"
 
 
-def split_producer_id(producer_id: str, sequence: int) -> str:
-    """The producer id of the halves of batch ``(producer_id, sequence)``.
+def split_producer(producer: str, sequence: int) -> str:
+    """The producer of the halves of batch ``(producer, sequence)``.
 
     Deterministic, so splitting the same batch again (after a restart, from the
     spool) gives the same identities and servers deduplicate as usual. Past 128
-    characters (about a dozen nested splits of a long producer id) the id is a
+    characters (about a dozen nested splits of a long producer) it is a
     digest instead: still unique and stable, but no longer mapped back by
     :func:`canonical_key` (nor is a negative sequence, which logclient never uses).
     """
-    return bounded_producer_id(f"{producer_id}{SPLIT_MARK}{sequence}")
+    return bounded_producer(f"{producer}{SPLIT_MARK}{sequence}")
 
 
-def bounded_producer_id(derived: str) -> str:
-    """A derived producer id within :data:`MAX_PRODUCER_ID`: itself, or a stable digest of it."""
-    if len(derived) <= MAX_PRODUCER_ID:
+def bounded_producer(derived: str) -> str:
+    """A derived producer within :data:`MAX_PRODUCER_LENGTH`: itself, or a stable digest of it."""
+    if len(derived) <= MAX_PRODUCER_LENGTH:
         return derived
     return "d~" + hashlib.blake2b(derived.encode(), digest_size=16).hexdigest()
 
 
-def canonical_key(producer_id: str, sequence: int, index: int) -> tuple[str, int, int]:
+def canonical_key(producer: str, sequence: int, index: int) -> tuple[str, int, int]:
     """The record's key in the batch the client first made, through any splits."""
     while True:
-        mark = producer_id.rfind(SPLIT_MARK)
+        mark = producer.rfind(SPLIT_MARK)
         if mark <= 0:
-            return producer_id, sequence, index
-        parent_sequence = producer_id[mark + 1 :]
+            return producer, sequence, index
+        parent_sequence = producer[mark + 1 :]
         if not (parent_sequence.isascii() and parent_sequence.isdigit()):
-            return producer_id, sequence, index
-        producer_id, sequence, index = producer_id[:mark], int(parent_sequence), sequence + index
+            return producer, sequence, index
+        producer, sequence, index = producer[:mark], int(parent_sequence), sequence + index

@@ -85,7 +85,7 @@ def logserver_factory(zk_hosts: str, zk_path: str, tmp_path: Path) -> Iterator[S
         name: str | None = None, *, zk: str | None = None, wait: bool = True, **kwargs: object
     ) -> LogServerProcess:
         name = name or f"server-{len(started) + 1}"
-        kwargs.setdefault("session_timeout", 2.0)
+        kwargs.setdefault("session_timeout_s", 2.0)
         server = LogServerProcess(
             zk_hosts=zk or zk_hosts,
             data_dir=tmp_path / name,

@@ -2,7 +2,7 @@
 
 This is the reader's side of the no-loss/no-duplicate contract: a batch resent
 after an ambiguous failure may sit on two servers; records are identified by
-``(producer_id, sequence, index)`` (a split half's mapped back to the batch it
+``(producer, sequence, index)`` (a split half's mapped back to the batch it
 came from, ``logwire.batchid``) and kept once. The reading itself is
 logserver's reader (what ``logserver cat`` uses); this adds the tests' shapes.
 """
@@ -24,7 +24,7 @@ class Stored:
 
     category: str
     message: bytes
-    producer_id: str
+    producer: str
     sequence: int
     index: int
     received_ns: int
@@ -33,7 +33,7 @@ class Stored:
     @property
     def key(self) -> tuple[str, int, int]:
         """The record's identity, through splits (as logserver's reader keys it)."""
-        return canonical_key(self.producer_id, self.sequence, self.index)
+        return canonical_key(self.producer, self.sequence, self.index)
 
 
 def read_server(endpoint: Endpoint | str, category: str, page: int = 5000) -> list[Stored]:
@@ -41,9 +41,7 @@ def read_server(endpoint: Endpoint | str, category: str, page: int = 5000) -> li
     ep = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
     try:
         return [
-            Stored(
-                r.category, r.message, r.producer_id, r.sequence, r.index, r.received_ns, r.source
-            )
+            Stored(r.category, r.message, r.producer, r.sequence, r.index, r.received_ns, r.source)
             for r in reader.read_server(ep, category, page=page)
         ]
     except log_thrift.InvalidCategory:

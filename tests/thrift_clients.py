@@ -32,7 +32,7 @@ def append(endpoint: str, producer: str, sequence: int, entries: list[tuple[str,
     with connect(endpoint) as client:
         return client.Append(
             AppendBatch(
-                producer_id=producer,
+                producer=producer,
                 sequence=sequence,
                 entries=[LogEntry(category=c, message=m) for c, m in entries],
             )

@@ -25,11 +25,11 @@ What this module guarantees, and why (``docs/zookeeper.md`` has the facts behind
 - **Never block kazoo's threads.** State listeners and watch callbacks only set
   a flag; the work runs on this object's own registration thread.
 - **A ZooKeeper outage never raises into the server.** It is logged and retried
-  forever with a backoff capped at ``connect_retry_max_delay``. Only errors
+  forever with a backoff capped at ``retry_max_delay_s``. Only errors
   retrying soon cannot fix (no auth, bad path or ACL) become :class:`RegistrationError`
   (:class:`RegistrationDeniedError` when ZooKeeper says NoAuth), raised from
   :meth:`Registration.wait_registered`; the thread then tries again only every
-  ``_FATAL_RETRY_DELAY`` seconds, in case an operator fixes the ACL.
+  ``_FATAL_RETRY_DELAY_S`` seconds, in case an operator fixes the ACL.
 - **Digest auth means an ACL.** With ``auth=("digest", "user:password")`` the
   path (and every parent we create) and our node get
   :func:`~logserver.registry.registration_acl`: that identity may do everything,
@@ -85,7 +85,7 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 # After an error retrying soon cannot fix (NoAuth...), how long until the next try.
-_FATAL_RETRY_DELAY = 30.0
+_FATAL_RETRY_DELAY_S = 30.0
 # How often the registration thread repeats "still cannot reach ZooKeeper".
 _UNREACHABLE_LOG_INTERVAL = 5.0
 
@@ -114,8 +114,8 @@ class Registration:
         zk_path: str,
         member: Member,
         *,
-        session_timeout: float = 10.0,
-        connect_retry_max_delay: float = 1.0,
+        session_timeout_s: float = 10.0,
+        retry_max_delay_s: float = 1.0,
         auth: tuple[str, str] | None = None,
         tls: ZkTLSPolicy | None = None,
     ) -> None:
@@ -126,8 +126,8 @@ class Registration:
             raise RegistrationError(
                 f"invalid ZooKeeper address {zk_hosts!r} {zk_path!r}: {exc}"
             ) from exc
-        if session_timeout <= 0 or connect_retry_max_delay <= 0:
-            raise RegistrationError("session_timeout and connect_retry_max_delay must be positive")
+        if session_timeout_s <= 0 or retry_max_delay_s <= 0:
+            raise RegistrationError("session_timeout_s and retry_max_delay_s must be positive")
         if not member.process_id:
             raise RegistrationError("member.process_id must be set: it identifies our node")
         self._acl: list[ACL] | None = None
@@ -140,11 +140,11 @@ class Registration:
         self.zk_path = zk_path
         self.member = member
         self._data = member.to_json()
-        self._retry_max_delay = connect_retry_max_delay
+        self._retry_max_delay_s = retry_max_delay_s
         self._client = new_client(
             zk_hosts,
-            session_timeout_s=session_timeout,
-            retry_max_delay_s=connect_retry_max_delay,
+            session_timeout_s=session_timeout_s,
+            retry_max_delay_s=retry_max_delay_s,
             auth=auth,
             tls=tls,
         )
@@ -334,7 +334,7 @@ class Registration:
     # -------------------------------------------------------- registration thread
 
     def _run(self) -> None:
-        backoff = retry_backoff(self._retry_max_delay)
+        backoff = retry_backoff(self._retry_max_delay_s)
         while not self._stopping.is_set():
             self._wake.wait()
             if self._stopping.is_set():
@@ -354,9 +354,9 @@ class Registration:
                     "registration_failed",
                     path=self.zk_path,
                     error=str(error),
-                    retry_in_s=_FATAL_RETRY_DELAY,
+                    retry_in_s=_FATAL_RETRY_DELAY_S,
                 )
-                if self._stopping.wait(_FATAL_RETRY_DELAY):
+                if self._stopping.wait(_FATAL_RETRY_DELAY_S):
                     break
                 self._wake.set()
             except Exception as exc:  # an outage must never kill the thread
@@ -394,7 +394,7 @@ class Registration:
             raise _Stopping
 
     def _retrying(self) -> KazooRetry:
-        return zk_retry(self._retry_max_delay, interrupt=self._stopping.is_set)
+        return zk_retry(self._retry_max_delay_s, interrupt=self._stopping.is_set)
 
     def _reconcile(self) -> None:
         """Make sure exactly one node of ours exists in the current session."""

@@ -8,7 +8,7 @@ format is described in :mod:`logserver.storage._format`.
 Promises: an ``append`` that returned has its whole batch on disk (as durable
 as the policy's ``fsync`` says; never lost to a killed process); a failed
 ``append`` left nothing behind; a batch retried with the same
-(producer_id, sequence) is stored once, across restarts too. Storage knows
+(producer, sequence) is stored once, across restarts too. Storage knows
 nothing of Thrift or ZooKeeper.
 
 Its errors are the :class:`~logserver.errors.StorageError` branch of
@@ -31,7 +31,7 @@ from logserver.storage._offline import list_categories_offline, read_category_of
 from logserver.storage._policy import FsyncMode, StoragePolicy
 from logserver.storage._stats import StorageStats
 from logserver.storage._storage import Storage
-from logserver.storage._types import AppendOutcome, ReadBatch, StoredRecord
+from logserver.storage._types import AppendOutcome, ReadBatch, SegmentRecord
 
 __all__ = [
     "AppendOutcome",
@@ -43,13 +43,13 @@ __all__ = [
     "InvalidRequestError",
     "MessageTooLargeError",
     "ReadBatch",
+    "SegmentRecord",
     "Storage",
     "StorageError",
     "StorageLockedError",
     "StoragePolicy",
     "StorageStats",
     "StorageUnavailableError",
-    "StoredRecord",
     "list_categories_offline",
     "read_category_offline",
 ]

@@ -52,7 +52,8 @@ class Checked(NamedTuple):
 
     groups: list[Group]
     records: int
-    producer: bytes
+    #: The producer, UTF-8 encoded as the record format stores it.
+    producer_bytes: bytes
 
 
 def _message_bytes(message: object, index: int) -> bytes:
@@ -94,15 +95,15 @@ class BatchChecker:
     def check(
         self,
         entries: Sequence[tuple[str | bytes, bytes | str]],
-        producer_id: str,
+        producer: str,
         sequence: int,
     ) -> Checked:
         """Validate everything; raise InvalidCategoryError, MessageTooLargeError,
         InvalidRequestError or TypeError before anything is written."""
-        producer = _producer(producer_id, sequence)
+        encoded = _encoded_producer(producer, sequence)
         count = len(entries)
         if count == 0:
-            return Checked([], 0, producer)
+            return Checked([], 0, encoded)
         _check_count(count)
         try:
             raw_categories, raw_messages = zip(*entries, strict=True)
@@ -112,20 +113,20 @@ class BatchChecker:
         messages = self._messages(raw_messages)
         if len(set(names.values())) == 1:
             (name,) = set(names.values())
-            return Checked([Group(name, range(count), messages)], count, producer)
+            return Checked([Group(name, range(count), messages)], count, encoded)
         by_name: dict[str, list[int]] = {}
         for i, raw in enumerate(raw_categories):
             by_name.setdefault(names[raw], []).append(i)
         groups = [
             Group(name, idx, [messages[i] for i in idx]) for name, idx in sorted(by_name.items())
         ]
-        return Checked(groups, count, producer)
+        return Checked(groups, count, encoded)
 
     def check_columns(
         self,
         runs: Sequence[tuple[str | bytes, int]],
         messages: Sequence[bytes | str],
-        producer_id: str,
+        producer: str,
         sequence: int,
     ) -> Checked:
         """:meth:`check` for a batch in columns: ``runs`` of ``(category, count)``
@@ -135,7 +136,7 @@ class BatchChecker:
         building and taking apart a pair per record (a sixth of a server's work
         per record when a client sends ``AppendPacked``).
         """
-        producer = _producer(producer_id, sequence)
+        encoded = _encoded_producer(producer, sequence)
         count = len(messages)
         run_total = 0
         for category, n in runs:
@@ -145,12 +146,12 @@ class BatchChecker:
         if run_total != count:
             raise InvalidRequestError(f"runs add up to {run_total} records, not {count}")
         if count == 0:
-            return Checked([], 0, producer)
+            return Checked([], 0, encoded)
         _check_count(count)
         names = [self.category(category) for category, _ in runs]
         checked = self._messages(messages)
         if len(set(names)) == 1:
-            return Checked([Group(names[0], range(count), checked)], count, producer)
+            return Checked([Group(names[0], range(count), checked)], count, encoded)
         by_name: dict[str, tuple[list[int], list[bytes]]] = {}
         start = 0
         for name, (_, n) in zip(names, runs, strict=True):
@@ -159,7 +160,7 @@ class BatchChecker:
             group.extend(checked[start : start + n])
             start += n
         groups = [Group(name, idx, msgs) for name, (idx, msgs) in sorted(by_name.items())]
-        return Checked(groups, count, producer)
+        return Checked(groups, count, encoded)
 
     def _messages(self, raw: Sequence[bytes | str]) -> Sequence[bytes]:
         """The messages as bytes, each within the size limit (C-level passes when all are bytes)."""
@@ -172,16 +173,16 @@ class BatchChecker:
         return messages
 
 
-def _producer(producer_id: str, sequence: int) -> bytes:
-    """The producer id as stored; InvalidRequestError or TypeError for a bad id or sequence."""
-    if not isinstance(producer_id, str):
-        raise TypeError("producer_id must be str")
-    producer = producer_id.encode("utf-8", "surrogatepass")
-    if len(producer) > MAX_PRODUCER_BYTES:
-        raise InvalidRequestError(f"producer_id is longer than {MAX_PRODUCER_BYTES} bytes")
+def _encoded_producer(producer: str, sequence: int) -> bytes:
+    """The producer as stored; InvalidRequestError or TypeError for a bad producer or sequence."""
+    if not isinstance(producer, str):
+        raise TypeError("producer must be str")
+    encoded = producer.encode("utf-8", "surrogatepass")
+    if len(encoded) > MAX_PRODUCER_BYTES:
+        raise InvalidRequestError(f"producer is longer than {MAX_PRODUCER_BYTES} bytes")
     if not isinstance(sequence, int) or not _I64_MIN <= sequence <= _I64_MAX:
         raise InvalidRequestError(f"sequence {sequence!r} is not a 64-bit integer")
-    return producer
+    return encoded
 
 
 def _check_count(count: int) -> None:

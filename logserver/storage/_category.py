@@ -22,7 +22,7 @@ from logserver.storage._disk import DiskIO
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment, segment_name
 from logserver.storage._stats import Counters
-from logserver.storage._types import ReadBatch, StoredRecord
+from logserver.storage._types import ReadBatch, SegmentRecord
 
 __all__ = ["CategoryLog", "Written"]
 
@@ -298,7 +298,7 @@ class CategoryLog:
                 and not segment.is_boundary(self.name, off)
             ):
                 raise InvalidPositionError(self.name, position)
-        records: list[StoredRecord] = []
+        records: list[SegmentRecord] = []
         used = 0
         while len(records) < limit and used < max_bytes:
             segment = segments[i]

@@ -1,4 +1,4 @@
-"""Which (producer_id, sequence) batches are stored, so a retried batch is not stored twice.
+"""Which (producer, sequence) batches are stored, so a retried batch is not stored twice.
 
 Memory is bounded twice: per producer, the ``window`` highest sequences
 (kept as ranges, so a producer counting up costs a few ints however many
@@ -17,7 +17,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 
-__all__ = ["Claim", "DedupIndex", "SequenceWindow"]
+__all__ = ["Claim", "DedupIndex", "ProducerState", "SequenceWindow"]
 
 
 class SequenceWindow:
@@ -30,9 +30,9 @@ class SequenceWindow:
         self._hi: list[int] = []
         self._size = 0
 
-    def __contains__(self, seq: int) -> bool:
-        i = bisect_right(self._lo, seq) - 1
-        return i >= 0 and seq <= self._hi[i]
+    def __contains__(self, sequence: int) -> bool:
+        i = bisect_right(self._lo, sequence) - 1
+        return i >= 0 and sequence <= self._hi[i]
 
     def __len__(self) -> int:
         return self._size
@@ -41,24 +41,24 @@ class SequenceWindow:
         ranges = ", ".join(f"{lo}..{hi}" for lo, hi in zip(self._lo, self._hi, strict=True))
         return f"<SequenceWindow {ranges}>"
 
-    def add(self, seq: int, capacity: int) -> None:
-        """Remember ``seq``; forget the lowest sequences beyond ``capacity``."""
+    def add(self, sequence: int, capacity: int) -> None:
+        """Remember ``sequence``; forget the lowest sequences beyond ``capacity``."""
         lo, hi = self._lo, self._hi
-        i = bisect_right(lo, seq) - 1
-        if i >= 0 and seq <= hi[i]:
+        i = bisect_right(lo, sequence) - 1
+        if i >= 0 and sequence <= hi[i]:
             return
-        left = i >= 0 and hi[i] == seq - 1
-        right = i + 1 < len(lo) and lo[i + 1] == seq + 1
+        left = i >= 0 and hi[i] == sequence - 1
+        right = i + 1 < len(lo) and lo[i + 1] == sequence + 1
         if left and right:
             hi[i] = hi[i + 1]
             del lo[i + 1], hi[i + 1]
         elif left:
-            hi[i] = seq
+            hi[i] = sequence
         elif right:
-            lo[i + 1] = seq
+            lo[i + 1] = sequence
         else:
-            lo.insert(i + 1, seq)
-            hi.insert(i + 1, seq)
+            lo.insert(i + 1, sequence)
+            hi.insert(i + 1, sequence)
         self._size += 1
         excess = self._size - capacity
         while excess > 0:
@@ -73,7 +73,9 @@ class SequenceWindow:
                 excess = 0
 
 
-class _Producer:
+class ProducerState:
+    """What the index remembers of one producer: its stored sequences, and partial batches."""
+
     __slots__ = ("partial", "window")
 
     def __init__(self) -> None:
@@ -82,20 +84,23 @@ class _Producer:
         # sequence -> bitmask of the indexes already on disk, which a retry must not write again.
         self.partial: dict[int, int] | None = None
 
+    def __repr__(self) -> str:
+        return f"<ProducerState {self.window!r} partial={sorted(self.partial or ())}>"
+
 
 class Claim:
     """The right to write one batch; hand it back with :meth:`DedupIndex.finish`."""
 
-    __slots__ = ("producer_id", "sequence", "stored_mask")
+    __slots__ = ("producer", "sequence", "stored_mask")
 
-    def __init__(self, producer_id: str, sequence: int, stored_mask: int) -> None:
-        self.producer_id = producer_id
+    def __init__(self, producer: str, sequence: int, stored_mask: int) -> None:
+        self.producer = producer
         self.sequence = sequence
         self.stored_mask = stored_mask
         """Bit i set: record i of the batch is already on disk (recovered partial batch)."""
 
     def __repr__(self) -> str:
-        return f"<Claim {self.producer_id!r}#{self.sequence} stored_mask={self.stored_mask:#x}>"
+        return f"<Claim {self.producer!r}#{self.sequence} stored_mask={self.stored_mask:#x}>"
 
 
 class DedupIndex:
@@ -105,7 +110,7 @@ class DedupIndex:
         self._window = window
         self._max_producers = max_producers
         self._cond = threading.Condition(threading.Lock())
-        self._producers: OrderedDict[str, _Producer] = OrderedDict()
+        self._producers: OrderedDict[str, ProducerState] = OrderedDict()
         self._inflight: set[tuple[str, int]] = set()
         self._waiting = 0
 
@@ -119,25 +124,25 @@ class DedupIndex:
         """Producers remembered."""
         return len(self._producers)
 
-    def begin(self, producer_id: str, sequence: int) -> Claim | None:
+    def begin(self, producer: str, sequence: int) -> Claim | None:
         """None if the batch is stored (a duplicate); else a claim to write it.
 
         Waits while another thread writes the same batch.
         """
-        key = (producer_id, sequence)
+        key = (producer, sequence)
         with self._cond:
             while True:
-                producer = self._producers.get(producer_id)
-                if producer is not None:
-                    self._producers.move_to_end(producer_id)
-                    if sequence in producer.window:
+                state = self._producers.get(producer)
+                if state is not None:
+                    self._producers.move_to_end(producer)
+                    if sequence in state.window:
                         return None
                 if key not in self._inflight:
                     self._inflight.add(key)
                     mask = 0
-                    if producer is not None and producer.partial:
-                        mask = producer.partial.get(sequence, 0)
-                    return Claim(producer_id, sequence, mask)
+                    if state is not None and state.partial:
+                        mask = state.partial.get(sequence, 0)
+                    return Claim(producer, sequence, mask)
                 self._waiting += 1
                 try:
                     self._cond.wait()
@@ -147,12 +152,12 @@ class DedupIndex:
     def finish(self, claim: Claim, *, stored: bool) -> None:
         """Release the claim; ``stored``: the batch is now durable (acknowledge retries)."""
         with self._cond:
-            self._inflight.discard((claim.producer_id, claim.sequence))
+            self._inflight.discard((claim.producer, claim.sequence))
             if stored:
-                producer = self._producer(claim.producer_id)
-                producer.window.add(claim.sequence, self._window)
-                if producer.partial:
-                    producer.partial.pop(claim.sequence, None)
+                state = self._state(claim.producer)
+                state.window.add(claim.sequence, self._window)
+                if state.partial:
+                    state.partial.pop(claim.sequence, None)
             if self._waiting:
                 self._cond.notify_all()
 
@@ -168,22 +173,23 @@ class DedupIndex:
         indexes on disk) of batches only partly on disk.
         """
         with self._cond:
-            for producer_id, window in stored:
-                self._producer(producer_id).window = window
-            for producer_id, seq, mask in partial:
-                producer = self._producer(producer_id)
-                if seq in producer.window:
+            for producer, window in stored:
+                self._state(producer).window = window
+            for producer, sequence, mask in partial:
+                state = self._state(producer)
+                if sequence in state.window:
                     continue
-                if producer.partial is None:
-                    producer.partial = {}
-                producer.partial[seq] = mask
+                if state.partial is None:
+                    state.partial = {}
+                state.partial[sequence] = mask
 
-    def _producer(self, producer_id: str) -> _Producer:
-        producer = self._producers.get(producer_id)
-        if producer is None:
-            producer = self._producers[producer_id] = _Producer()
+    def _state(self, producer: str) -> ProducerState:
+        """The producer's state (made if new), now the most recently used."""
+        state = self._producers.get(producer)
+        if state is None:
+            state = self._producers[producer] = ProducerState()
             if len(self._producers) > self._max_producers:
                 self._producers.popitem(last=False)
         else:
-            self._producers.move_to_end(producer_id)
-        return producer
+            self._producers.move_to_end(producer)
+        return state

@@ -13,7 +13,7 @@ a record's position is its byte offset. Each record (little-endian)::
             count        4  u32, records in the whole batch (all categories)
             received_ns  8  u64, server receive time of the batch
             sequence     8  i64, the producer's batch sequence (-1 without producer)
-            producer_id  n  UTF-8
+            producer     n  UTF-8
             message      m  the rest of the body
 
 Why these fields:
@@ -32,7 +32,7 @@ Why these fields:
 - ``count`` and ``index`` let recovery tell whether a whole batch is on disk
   (for deduplication after a restart), even when it spans categories.
 
-Everything common to a write (version .. producer_id) is packed once, and the
+Everything common to a write (version .. producer) is packed once, and the
 per-record work is done by C-level ``map``/``zip``: one crc32 and one
 ``struct.pack`` per record, no Python bytecode per record.
 """
@@ -158,7 +158,7 @@ def _parse(buf: bytes, mv: memoryview, p: int) -> _Parsed | int | None:
     n = len(buf)
     if n - p < _HEAD.size:
         return _HEAD.size
-    magic, blen, check, index, version, flags, plen, count, ns, seq = _HEAD.unpack_from(buf, p)
+    magic, blen, check, index, version, flags, plen, count, ns, sequence = _HEAD.unpack_from(buf, p)
     if (
         magic != MAGIC
         or version != VERSION
@@ -174,7 +174,7 @@ def _parse(buf: bytes, mv: memoryview, p: int) -> _Parsed | int | None:
     if _crc32(mv[p + _HEADER.size : end]) ^ index != check:
         return None
     q = p + _HEAD.size + plen
-    return end, flags, buf[p + _HEAD.size : q], seq, index, count, ns, q
+    return end, flags, buf[p + _HEAD.size : q], sequence, index, count, ns, q
 
 
 ReadAt = Callable[[int, int], bytes]
@@ -262,9 +262,11 @@ def walk(read: ReadAt, start: int, stop: int, chunk: int = 1 << 20) -> Iterator[
             yield Damage(off, resume)
             off = resume
             continue
-        end, flags, producer, seq, index, count, ns, msg = parsed
+        end, flags, producer, sequence, index, count, ns, msg = parsed
         base = window.base
-        yield Frame(off, base + end, flags, producer, seq, index, count, ns, window.buf[msg:end])
+        yield Frame(
+            off, base + end, flags, producer, sequence, index, count, ns, window.buf[msg:end]
+        )
         off = base + end
 
 
@@ -331,7 +333,7 @@ def scan_writes(
         limit = min(len(buf), stop - base)
         bad = False
         while limit - p >= fixed_end:
-            magic, blen, check, index, version, flags, plen, count, ns, seq = unpack(buf, p)
+            magic, blen, check, index, version, flags, plen, count, ns, sequence = unpack(buf, p)
             end = p + head + blen
             if (
                 magic != MAGIC
@@ -355,13 +357,13 @@ def scan_writes(
                 if (
                     run is not None
                     and index == run.last + 1
-                    and seq == run.sequence
+                    and sequence == run.sequence
                     and buf[p + fixed_end : p + fixed_end + plen] == run.producer
                 ):
                     run.last = index
                 else:
                     producer = buf[p + fixed_end : p + fixed_end + plen]
-                    run = Run(producer, seq, count, ns, index)
+                    run = Run(producer, sequence, count, ns, index)
                     pending.append(run)
             if flags & FLAG_END:
                 if pending:

@@ -16,7 +16,7 @@ from pathlib import Path
 from logserver.errors import InvalidCategoryError
 from logserver.storage._format import Damage, Frame, pread_at, walk
 from logserver.storage._recovery import load_segments
-from logserver.storage._types import StoredRecord
+from logserver.storage._types import SegmentRecord
 from logwire.categories import category_problem
 
 __all__ = ["list_categories_offline", "read_category_offline"]
@@ -42,7 +42,7 @@ def list_categories_offline(data_dir: Path) -> list[str]:
     return sorted(names)
 
 
-def read_category_offline(data_dir: Path, category: str) -> Iterator[StoredRecord]:
+def read_category_offline(data_dir: Path, category: str) -> Iterator[SegmentRecord]:
     """Every readable record of ``category`` in ``data_dir``, in position order."""
     problem = category_problem(category)
     if problem is not None:
@@ -81,12 +81,12 @@ def read_category_offline(data_dir: Path, category: str) -> Iterator[StoredRecor
 
 def _records(
     category: str, base: int, frames: list[Frame], producers: dict[bytes, str]
-) -> Iterator[StoredRecord]:
+) -> Iterator[SegmentRecord]:
     for f in frames:
         producer = producers.get(f.producer)
         if producer is None:
             producer = producers[f.producer] = f.producer.decode("utf-8", "replace")
-        yield StoredRecord(
+        yield SegmentRecord(
             category,
             f.message,
             producer,

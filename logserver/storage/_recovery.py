@@ -91,11 +91,11 @@ class _Tally:
             self._done(key, ns)
 
     def _done(self, key: tuple[bytes, int], ns: int) -> None:
-        producer, seq = key
+        producer, sequence = key
         found = self.complete.get(producer)
         if found is None:
             found = self.complete[producer] = (SequenceWindow(), [ns])
-        found[0].add(seq, self.window)
+        found[0].add(sequence, self.window)
         if ns > found[1][0]:
             found[1][0] = ns
 
@@ -107,7 +107,7 @@ class _Tally:
     def partial(self) -> list[tuple[str, int, int]]:
         """Batches only partly on disk: (producer, sequence, mask of indexes present)."""
         newest = sorted(self.open.items(), key=lambda item: item[1][2])[-_MAX_PARTIAL:]
-        return [(_text(p), seq, mask) for (p, seq), (_, mask, _) in newest]
+        return [(_text(p), sequence, mask) for (p, sequence), (_, mask, _) in newest]
 
 
 def _text(producer: bytes) -> str:

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from logserver.storage._format import Damage, Frame, ReadAt, Run, pread_at, scan_writes, walk
-from logserver.storage._types import StoredRecord
+from logserver.storage._types import SegmentRecord
 
 __all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
 
@@ -152,7 +152,7 @@ class Segment:
     def read_into(
         self,
         category: str,
-        out: list[StoredRecord],
+        out: list[SegmentRecord],
         offset: int,
         stop: int,
         limit: int,
@@ -180,7 +180,7 @@ class Segment:
                 if producer is None:
                     producer = producers[item.producer] = item.producer.decode("utf-8", "replace")
                 out.append(
-                    StoredRecord(
+                    SegmentRecord(
                         category,
                         item.message,
                         producer,

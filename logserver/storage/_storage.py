@@ -194,12 +194,12 @@ class Storage:
     def append(
         self,
         entries: Sequence[tuple[str | bytes, bytes | str]],
-        producer_id: str = "",
+        producer: str = "",
         sequence: int = -1,
     ) -> AppendOutcome:
         """Store a batch of (category, message) records, all of it or nothing.
 
-        With a ``producer_id``, a batch whose (producer_id, sequence) is stored
+        With a ``producer``, a batch whose (producer, sequence) is stored
         already is acknowledged as a duplicate and not written again. Raises
         InvalidCategoryError, MessageTooLargeError or InvalidRequestError before
         writing anything, and StorageUnavailableError when the disk refused the
@@ -207,14 +207,14 @@ class Storage:
         """
         if self._closed:
             raise StorageUnavailableError("storage is closed")
-        checked = self._checker.check(entries, producer_id, sequence)
-        return self._append(checked, producer_id, sequence)
+        checked = self._checker.check(entries, producer, sequence)
+        return self._append(checked, producer, sequence)
 
     def append_columns(
         self,
         runs: Sequence[tuple[str | bytes, int]],
         messages: Sequence[bytes | str],
-        producer_id: str = "",
+        producer: str = "",
         sequence: int = -1,
     ) -> AppendOutcome:
         """:meth:`append` for a batch in columns: ``runs`` of ``(category, count)``
@@ -222,16 +222,16 @@ class Storage:
         given to :meth:`append` would be (same groups, indexes and dedup)."""
         if self._closed:
             raise StorageUnavailableError("storage is closed")
-        checked = self._checker.check_columns(runs, messages, producer_id, sequence)
-        return self._append(checked, producer_id, sequence)
+        checked = self._checker.check_columns(runs, messages, producer, sequence)
+        return self._append(checked, producer, sequence)
 
-    def _append(self, checked: Checked, producer_id: str, sequence: int) -> AppendOutcome:
+    def _append(self, checked: Checked, producer: str, sequence: int) -> AppendOutcome:
         """Dedup, then store a checked batch (see :meth:`append`)."""
         if not checked.groups:
             return AppendOutcome(0, False)
         claim: Claim | None = None
-        if producer_id:
-            claim = self._dedup.begin(producer_id, sequence)
+        if producer:
+            claim = self._dedup.begin(producer, sequence)
             if claim is None:
                 self._counters.add("duplicates")
                 return AppendOutcome(0, True)
@@ -255,7 +255,7 @@ class Storage:
                 if not group.messages:
                     continue
             data = encode_records(
-                checked.producer,
+                checked.producer_bytes,
                 sequence,
                 checked.records,
                 received_ns,

@@ -94,7 +94,7 @@ def _start(args: argparse.Namespace) -> int:
             port=args.base_port + i if args.base_port else 0,
             zk_path=args.zk_path,
             fsync=args.fsync,
-            session_timeout=6.0,
+            session_timeout_s=6.0,
         )
         for i in range(args.servers)
     ]

@@ -102,7 +102,7 @@ def run_demo(args: argparse.Namespace) -> int:
             zk_hosts=zk.hosts,
             data_dir=workdir / f"server-{i + 1}",
             zk_path=zk_path,
-            session_timeout=4.0,
+            session_timeout_s=4.0,
         )
         for i in range(args.servers)
     ]

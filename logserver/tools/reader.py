@@ -1,13 +1,13 @@
 """Read a category back from every server (or data directory), merged and de-duplicated.
 
-A client that fails over re-sends a batch with the same producer id and
+A client that fails over re-sends a batch with the same producer and
 sequence; if the first server had stored it before dying, two servers now hold
 it. Here such copies meet: records are keyed by (producer, sequence, index)
 and shown once. A batch the client split after such a failure (the next
 server's limit was smaller) is stored as halves under derived ids; their
 records are keyed by the batch they came from (``logwire.batchid``), so they
 meet the whole batch's copy too. Records from Scribe's ``Log`` have no
-producer id and are never merged.
+producer and are never merged.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ class Record:
 
     category: str
     message: bytes
-    producer_id: str
+    producer: str
     sequence: int
     index: int
     received_ns: int
@@ -65,9 +65,9 @@ class Record:
     @property
     def key(self) -> tuple[str, int, int] | None:
         """The identity of a record across servers, through splits; None for Scribe records."""
-        if not self.producer_id:
+        if not self.producer:
             return None
-        return canonical_key(self.producer_id, self.sequence, self.index)
+        return canonical_key(self.producer, self.sequence, self.index)
 
 
 @dataclass(frozen=True)
@@ -217,7 +217,7 @@ def read_server(
                 yield Record(
                     category=r.category,
                     message=r.message,
-                    producer_id=r.producer_id or "",
+                    producer=r.producer or "",
                     sequence=r.sequence,
                     index=r.index,
                     received_ns=r.received_ns,
@@ -234,7 +234,7 @@ def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:
         yield Record(
             category=r.category,
             message=r.message,
-            producer_id=r.producer_id,
+            producer=r.producer,
             sequence=r.sequence,
             index=r.index,
             received_ns=r.received_ns,
@@ -264,7 +264,7 @@ def record_json(record: Record) -> dict[str, Any]:
     return {
         "category": record.category,
         "message": record.message.decode("utf-8", "replace"),
-        "producer_id": record.producer_id,
+        "producer": record.producer,
         "sequence": record.sequence,
         "index": record.index,
         "received_ns": record.received_ns,

@@ -59,7 +59,7 @@ class FastCall(NamedTuple):
     api: str
     records: list[tuple[bytes, bytes]]
     #: Append only (``None`` for Log).
-    producer_id: bytes | None = None
+    producer: bytes | None = None
     sequence: int | None = None
 
 

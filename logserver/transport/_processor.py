@@ -55,9 +55,9 @@ class RecordHandler(Protocol):
     """A LogService handler that also takes Log and Append as plain records.
 
     ``log_records(records)`` must behave exactly as ``Log(messages)`` and
-    ``append_records(producer_id, sequence, records)`` as ``Append(batch)``
+    ``append_records(producer, sequence, records)`` as ``Append(batch)``
     (same results, same exceptions) for records ``[(category, message), ...]``
-    of bytes and a bytes producer id. The server calls them for frames in the
+    of bytes and a bytes producer. The server calls them for frames in the
     common shape (see :mod:`logserver.transport._fast`), the IDL methods for the rest.
     """
 
@@ -65,7 +65,7 @@ class RecordHandler(Protocol):
 
     def append_records(
         self,
-        producer_id: bytes | str | None,
+        producer: bytes | str | None,
         sequence: int | None,
         records: list[tuple[bytes, bytes]],
     ) -> Any: ...
@@ -83,13 +83,13 @@ class Reply:
 
 
 class Throttle:
-    """At most one log line per kind per ``interval`` seconds; counts what it held back.
+    """At most one log line per kind per ``interval_s`` seconds; counts what it held back.
 
     A flood of port scanners or a misconfigured client must not flood the log.
     """
 
-    def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
-        self._interval = interval
+    def __init__(self, interval_s: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._interval_s = interval_s
         self._clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
@@ -100,14 +100,14 @@ class Throttle:
         now = self._clock()
         with self._lock:
             last = self._last.get(kind)
-            if last is not None and now - last < self._interval:
+            if last is not None and now - last < self._interval_s:
                 self._held[kind] = self._held.get(kind, 0) + 1
                 return None
             self._last[kind] = now
             return self._held.pop(kind, 0)
 
     def __repr__(self) -> str:
-        return f"<Throttle interval={self._interval}s held={dict(self._held)}>"
+        return f"<Throttle interval={self._interval_s}s held={dict(self._held)}>"
 
 
 def encode_exception(name: bytes | str, seqid: int, kind: int, message: str) -> bytes:
@@ -214,10 +214,10 @@ class FrameProcessor:
 
         else:
             result = log_thrift.LogService.Append_result()
-            producer_id, sequence = fast.producer_id, fast.sequence
+            producer, sequence = fast.producer, fast.sequence
 
             def call() -> Any:
-                return handler.append_records(producer_id, sequence, records)
+                return handler.append_records(producer, sequence, records)
 
         message = fast.message
         return self._answer(message, fast.api, message.seqid, result, call, peer)

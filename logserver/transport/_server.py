@@ -111,7 +111,7 @@ class ThriftServer:
     Binary requests may be strict or non-strict (classic Scribe clients);
     replies are strict, which every Apache Thrift and thriftpy2 client reads.
     String fields reach the handler as ``bytes``. With ``tls`` every connection
-    is TLS (mutual TLS when ``tls.client_ca`` is set); the certificate files are
+    is TLS (mutual TLS when ``tls.client_ca_file`` is set); the certificate files are
     loaded here, so a bad one raises ConfigError before anything listens.
     """
 

@@ -34,8 +34,8 @@ def _no_password() -> bytes:
 class ServerTLS:
     """TLS on the Thrift port: the server's certificate and, for mutual TLS, the client CA.
 
-    ``cert`` is a PEM certificate chain (leaf first), ``key`` its unencrypted
-    PEM private key. With ``client_ca`` every client must present a
+    ``cert_file`` is a PEM certificate chain (leaf first), ``key_file`` its
+    unencrypted PEM private key. With ``client_ca_file`` every client must present a
     certificate signed by one of the CAs in that PEM bundle (mutual TLS);
     without it clients are not asked for one. TLS 1.2 is the minimum.
     ``handshake_timeout_s`` bounds the whole handshake of one connection.
@@ -43,13 +43,13 @@ class ServerTLS:
     The key's path is left out of ``repr()`` so that it never reaches a log.
     """
 
-    cert: Path
-    key: Path = field(repr=False)
-    client_ca: Path | None = None
+    cert_file: Path
+    key_file: Path = field(repr=False)
+    client_ca_file: Path | None = None
     handshake_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("cert", "key", "client_ca"):
+        for name in ("cert_file", "key_file", "client_ca_file"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
@@ -65,7 +65,7 @@ class ServerTLS:
     @property
     def mutual(self) -> bool:
         """True when clients must present a certificate."""
-        return self.client_ca is not None
+        return self.client_ca_file is not None
 
     def context(self) -> ssl.SSLContext:
         """A new server-side ``SSLContext``; raises ConfigError if the files cannot be used.
@@ -79,19 +79,21 @@ class ServerTLS:
         # request at the client's will; nobody legitimate needs it here.
         ctx.options |= ssl.OP_NO_RENEGOTIATION
         try:
-            ctx.load_cert_chain(self.cert, self.key, password=_no_password)
+            ctx.load_cert_chain(self.cert_file, self.key_file, password=_no_password)
         except FileNotFoundError:
-            raise ConfigError(f"TLS certificate {self.cert} or its key: no such file") from None
+            raise ConfigError(
+                f"TLS certificate {self.cert_file} or its key: no such file"
+            ) from None
         except (ssl.SSLError, OSError) as exc:
             raise ConfigError(
-                f"cannot use TLS certificate {self.cert} with its key: {_ssl_text(exc)}"
+                f"cannot use TLS certificate {self.cert_file} with its key: {_ssl_text(exc)}"
             ) from None
-        if self.client_ca is not None:
+        if self.client_ca_file is not None:
             try:
-                ctx.load_verify_locations(cafile=self.client_ca)
+                ctx.load_verify_locations(cafile=self.client_ca_file)
             except (ssl.SSLError, OSError) as exc:
                 raise ConfigError(
-                    f"cannot use TLS client CA bundle {self.client_ca}: {_ssl_text(exc)}"
+                    f"cannot use TLS client CA bundle {self.client_ca_file}: {_ssl_text(exc)}"
                 ) from None
             ctx.verify_mode = ssl.CERT_REQUIRED
         else:
@@ -100,7 +102,7 @@ class ServerTLS:
 
     def __str__(self) -> str:
         mode = "mutual" if self.mutual else "server-only"
-        return f"TLS ({mode}, cert {self.cert}, handshake timeout {self.handshake_timeout_s}s)"
+        return f"TLS ({mode}, cert {self.cert_file}, handshake timeout {self.handshake_timeout_s}s)"
 
 
 def handshake_failure_reason(exc: BaseException) -> tuple[str, str | None]:

@@ -1,7 +1,7 @@
 """UNIT-TEST HELPER: a small real Thrift LogService running inside the test process.
 
 It speaks the real protocol (framed transport, Cython binary protocol, the
-IDL's ``AppendPacked`` and ``Append`` with dedup by ``(producer_id, sequence)``;
+IDL's ``AppendPacked`` and ``Append`` with dedup by ``(producer, sequence)``;
 ``packed=False`` plays a server that predates ``AppendPacked``) over a real TCP
 socket, so the client's sender, connections and failover are exercised end to
 end without the real logserver. It keeps records in memory and can be told to
@@ -36,7 +36,7 @@ class _DropConnection(Exception):
 
 @dataclass(frozen=True)
 class StoredBatch:
-    producer_id: str
+    producer: str
     sequence: int
     entries: tuple[tuple[str, bytes], ...]
 
@@ -68,7 +68,7 @@ class _Handler:
         ]
         return self._server._append(
             log_thrift.AppendBatch(
-                producer_id=batch.producer_id, sequence=batch.sequence, entries=entries
+                producer=batch.producer, sequence=batch.sequence, entries=entries
             )
         )
 
@@ -239,13 +239,13 @@ class InProcessLogServer:
             c == behaviour.bad_category for c, _ in entries
         ):
             raise log_thrift.InvalidCategory(category=behaviour.bad_category, reason="test")
-        key = (batch.producer_id, batch.sequence)
+        key = (batch.producer, batch.sequence)
         with self._lock:
             duplicate = key in self._stored
             if duplicate:
                 self.duplicates += 1
             else:
-                self._stored[key] = StoredBatch(batch.producer_id, batch.sequence, entries)
+                self._stored[key] = StoredBatch(batch.producer, batch.sequence, entries)
                 self._order.append(key)
         if mode == "drop_after_store":
             # Stored, but the answer is lost: the client cannot tell.

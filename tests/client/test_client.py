@@ -41,7 +41,7 @@ def unique_messages(*servers: InProcessLogServer) -> list[bytes]:
     for server in servers:
         for batch in server.batches():
             for i, (_, message) in enumerate(batch.entries):
-                seen.setdefault((batch.producer_id, batch.sequence, i), message)
+                seen.setdefault((batch.producer, batch.sequence, i), message)
     return [seen[k] for k in sorted(seen)]
 
 
@@ -102,7 +102,7 @@ def test_everything_is_delivered_once_in_order_with_consecutive_sequences(
     inproc: InProcFactory, make_client: ClientFactory
 ) -> None:
     """Records arrive once each, in logging order; sequences count up by one per batch,
-    all under one producer id; flush() is True only once all are acknowledged."""
+    all under one producer; flush() is True only once all are acknowledged."""
     a, b = inproc(), inproc()
     client = make_client(a, b)
     messages = numbered("m", 10_000)
@@ -110,7 +110,7 @@ def test_everything_is_delivered_once_in_order_with_consecutive_sequences(
     assert client.flush(20)
     assert unique_messages(a, b) == encoded(messages)
     batches = sorted(a.batches() + b.batches(), key=lambda x: x.sequence)
-    assert {x.producer_id for x in batches} == {client.producer_id}
+    assert {x.producer for x in batches} == {client.producer}
     assert [x.sequence for x in batches] == list(range(len(batches)))
     assert all(len(x.entries) <= 100 for x in batches)
     stats = client.stats()
@@ -121,6 +121,19 @@ def test_everything_is_delivered_once_in_order_with_consecutive_sequences(
         0,
     )
     assert a.batches() and b.batches(), "random choice uses both servers"
+
+
+def test_the_old_producer_id_names_still_work_with_a_deprecation_warning(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """``LogClient.producer_id`` and ``ClientStats.producer_id`` (before docs/glossary.md named it
+    ``producer``) give the producer, and warn that they are deprecated."""
+    client = make_client(inproc())
+    with pytest.warns(DeprecationWarning, match="LogClient.producer"):
+        assert client.producer_id == client.producer
+    stats = client.stats()
+    with pytest.warns(DeprecationWarning, match="ClientStats.producer"):
+        assert stats.producer_id == stats.producer == client.producer
 
 
 def test_batches_go_as_append_packed_and_an_older_server_gets_append(
@@ -192,9 +205,9 @@ def test_a_batch_resent_after_an_ambiguous_failure_keeps_its_identity(
     assert client.flush(10)
     assert unique_messages(a, b) == encoded(messages)
     assert copies(a, b) > len(messages), "a batch sits on both servers"
-    keys_a = {(x.producer_id, x.sequence) for x in a.batches()}
-    keys_b = {(x.producer_id, x.sequence) for x in b.batches()}
-    assert keys_a & keys_b, "the resent batch kept its (producer_id, sequence)"
+    keys_a = {(x.producer, x.sequence) for x in a.batches()}
+    keys_b = {(x.producer, x.sequence) for x in b.batches()}
+    assert keys_a & keys_b, "the resent batch kept its (producer, sequence)"
 
 
 def test_a_hung_server_is_given_up_after_the_rpc_timeout(
@@ -355,8 +368,8 @@ def test_close_without_server_spools_and_the_next_client_delivers_that_first(
     log_all(second, new)
     assert second.flush(10)
     assert server.messages() == encoded(old + new)
-    producers = [x.producer_id for x in server.batches()]
-    assert producers[0] == first.producer_id and producers[-1] == second.producer_id
+    producers = [x.producer for x in server.batches()]
+    assert producers[0] == first.producer and producers[-1] == second.producer
 
 
 def test_close_without_spool_counts_what_is_lost(make_client: ClientFactory) -> None:

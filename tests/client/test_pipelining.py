@@ -17,7 +17,7 @@ import pytest
 
 from logclient import BatchPolicy, LogClient, StaticServers
 from logclient._batch import Batch
-from logclient._connection import AppendOutcome, Connection, ThriftTransport
+from logclient._connection import Acknowledgement, Connection, ThriftTransport
 from logclient._policies import FailoverPolicy
 from logserver.tools.launcher import LogServerProcess, wait_for
 from logwire.serverset import Endpoint
@@ -43,7 +43,7 @@ class _CountingConnection:
     def last_used(self) -> float:
         return float(self._inner.last_used)
 
-    def append(self, batch: Batch) -> AppendOutcome:
+    def append(self, batch: Batch) -> Acknowledgement:
         return self._inner.append(batch)  # type: ignore[no-any-return]
 
     def send(self, batch: Batch, deadline: float) -> None:
@@ -55,9 +55,9 @@ class _CountingConnection:
             self._owner.note_failure(self.outstanding)
             raise
 
-    def receive(self, deadline: float) -> AppendOutcome:
+    def receive(self, deadline: float) -> Acknowledgement:
         try:
-            outcome: AppendOutcome = self._inner.receive(deadline)
+            outcome: Acknowledgement = self._inner.receive(deadline)
         except Exception:
             self._owner.note_failure(self.outstanding)
             raise
@@ -101,9 +101,9 @@ class _AppendOnly:
         self.calls = 0
         self.last_used = inner.last_used
 
-    def append(self, batch: Batch) -> AppendOutcome:
+    def append(self, batch: Batch) -> Acknowledgement:
         self.calls += 1
-        outcome: AppendOutcome = self._inner.append(batch)
+        outcome: Acknowledgement = self._inner.append(batch)
         self.last_used = self._inner.last_used
         return outcome
 

@@ -61,20 +61,20 @@ def test_halves_of_a_split_batch_and_its_whole_copy_read_back_once(
 
     halves = read_server(small.endpoint, "app")
     assert sorted(r.message.decode() for r in halves) == sorted(messages)
-    assert {r.producer_id for r in halves} != {stats.producer_id}, "nothing was split"
-    assert all("@" in r.producer_id for r in halves if r.producer_id != stats.producer_id)
+    assert {r.producer for r in halves} != {stats.producer}, "nothing was split"
+    assert all("@" in r.producer for r in halves if r.producer != stats.producer)
 
     # The whole batches, as the client first sent them, on the server with the large limit.
     whole: dict[tuple[str, int], dict[int, bytes]] = defaultdict(dict)
     for r in halves:
-        producer, sequence, index = canonical_key(r.producer_id, r.sequence, r.index)
+        producer, sequence, index = canonical_key(r.producer, r.sequence, r.index)
         whole[(producer, sequence)][index] = r.message
-    assert all(producer == stats.producer_id for producer, _ in whole)
+    assert all(producer == stats.producer for producer, _ in whole)
     with connect(Endpoint.parse(large.endpoint), 30) as thrift:
         for (producer, sequence), by_index in sorted(whole.items()):
             assert sorted(by_index) == list(range(len(by_index))), "a gap in a batch"
             entries = [log_thrift.LogEntry("app", by_index[i]) for i in range(len(by_index))]
-            batch = log_thrift.AppendBatch(producer_id=producer, sequence=sequence, entries=entries)
+            batch = log_thrift.AppendBatch(producer=producer, sequence=sequence, entries=entries)
             assert thrift.Append(batch).code == log_thrift.ResultCode.OK
     assert len(read_server(large.endpoint, "app")) == len(messages)
 

@@ -24,10 +24,10 @@ def open_spool(directory: Path, **policy: object) -> Spool:
 
 
 def test_encoding_round_trips_identity_and_entries() -> None:
-    """A spool file keeps producer id, sequence, categories and bytes exactly."""
+    """A spool file keeps producer, sequence, categories and bytes exactly."""
     original = Batch.of("p-1", 7, [("app", b"\x00\xffbinary"), ("d\u00e9j\u00e0", b"")], 0)
     decoded = decode_batch(encode_batch(original))
-    assert (decoded.producer_id, decoded.sequence, decoded.entries) == (
+    assert (decoded.producer, decoded.sequence, decoded.entries) == (
         "p-1",
         7,
         original.entries,
@@ -38,8 +38,8 @@ def test_batches_come_back_in_order_after_reopening(tmp_path: Path) -> None:
     """Appended batches survive closing the spool and come back oldest first, ids intact;
     a removed batch is gone for good."""
     spool = open_spool(tmp_path)
-    for seq in range(4):
-        spool.append(batch("p", seq))
+    for sequence in range(4):
+        spool.append(batch("p", sequence))
     head = spool.head()
     assert head is not None and head.key == ("p", 0)
     spool.remove(head)
@@ -64,8 +64,8 @@ def test_a_torn_or_corrupt_file_is_quarantined(tmp_path: Path, damage: str) -> N
     delivery) is moved to corrupt/, counted and logged; the good batches around it are still
     delivered, in order."""
     spool = open_spool(tmp_path)
-    for seq in range(3):
-        spool.append(batch("p", seq))
+    for sequence in range(3):
+        spool.append(batch("p", sequence))
     spool.close()
     victim = sorted(tmp_path.glob("*.batch"))[1]
     data = bytearray(victim.read_bytes())
@@ -152,8 +152,8 @@ def v1_file(batch: Batch) -> bytes:
     import struct
     import zlib
 
-    producer = batch.producer_id.encode("ascii")
-    parts = [struct.pack(">HqI", len(producer), batch.sequence, batch.count), producer]
+    encoded = batch.producer.encode("ascii")
+    parts = [struct.pack(">HqI", len(encoded), batch.sequence, batch.count), encoded]
     for category, message in batch.entries:
         cat = category.encode("utf-8")
         parts += [struct.pack(">H", len(cat)), cat, struct.pack(">I", len(message)), message]
@@ -165,8 +165,8 @@ def test_files_of_the_earlier_format_are_still_delivered(tmp_path: Path) -> None
     """An upgraded app finds its old spool: LCSPOOL1 files are read (never written)."""
     old = Batch.of("p-old", 3, [("app", b"one"), ("d\u00e9j\u00e0", b""), ("app", b"\xff")], 0)
     decoded = decode_batch(v1_file(old))
-    assert (decoded.producer_id, decoded.sequence, decoded.entries) == (
-        old.producer_id,
+    assert (decoded.producer, decoded.sequence, decoded.entries) == (
+        old.producer,
         old.sequence,
         old.entries,
     )

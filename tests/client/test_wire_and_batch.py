@@ -27,7 +27,7 @@ def thriftpy2_bytes(seqid: int, producer: str, sequence: int, entries: list) -> 
     client._send(
         "Append",
         batch=log_thrift.AppendBatch(
-            producer_id=producer,
+            producer=producer,
             sequence=sequence,
             entries=[log_thrift.LogEntry(category=c, message=m) for c, m in entries],
         ),
@@ -83,20 +83,20 @@ def test_splitting_is_deterministic_and_keeps_every_record_once() -> None:
     parent = Batch.of("p", 9, entries, 100, end_ordinal=42)
     a, b = parent.split()
     again = Batch.of("p", 9, list(entries), 100).split()
-    assert [(h.producer_id, h.sequence) for h in (a, b)] == [("p@9", 0), ("p@9", 2)]
-    assert [(h.producer_id, h.sequence) for h in again] == [("p@9", 0), ("p@9", 2)]
+    assert [(h.producer, h.sequence) for h in (a, b)] == [("p@9", 0), ("p@9", 2)]
+    assert [(h.producer, h.sequence) for h in again] == [("p@9", 0), ("p@9", 2)]
     assert a.entries + b.entries == entries
     assert a.root is parent and b.end_ordinal == 42 and parent.children_left == 2
     with pytest.raises(ValueError):
         Batch.of("p", 1, entries[:1], 10).split()
 
 
-def test_derived_producer_ids_stay_within_the_servers_limit() -> None:
-    """Repeated splits never produce a producer id over 128 characters."""
+def test_derived_producers_stay_within_the_servers_limit() -> None:
+    """Repeated splits never produce a producer over 128 characters."""
     node = Batch.of("p" * 120, 10**12, [("a", b"1"), ("a", b"2")], 10)
     for _ in range(5):
-        node = Batch.of(node.split()[0].producer_id, 10**12, [("a", b"1"), ("a", b"2")], 10)
-        assert 1 <= len(node.producer_id) <= 128
+        node = Batch.of(node.split()[0].producer, 10**12, [("a", b"1"), ("a", b"2")], 10)
+        assert 1 <= len(node.producer) <= 128
 
 
 def _split_leaves(batch: Batch, cuts: list[bool]) -> list[Batch]:
@@ -119,20 +119,18 @@ def test_a_split_halfs_records_map_back_to_the_batch_they_came_from(
     """However often a batch is split, record i of every piece has the key of the
     record it was in the original batch: a reader that finds the batch whole on one
     server and in pieces on another shows each record once."""
-    producer = uuid.uuid4().hex  # logclient's own producer ids
+    producer = uuid.uuid4().hex  # logclient's own producers
     entries = [("app", b"%d" % i) for i in range(n)]
     leaves = _split_leaves(Batch.of(producer, sequence, list(entries), 10 * n), list(cuts))
     keys = [
-        canonical_key(leaf.producer_id, leaf.sequence, i)
-        for leaf in leaves
-        for i in range(leaf.count)
+        canonical_key(leaf.producer, leaf.sequence, i) for leaf in leaves for i in range(leaf.count)
     ]
     assert keys == [(producer, sequence, i) for i in range(n)]
     assert [e for leaf in leaves for e in leaf.entries] == entries
-    assert all(len(leaf.producer_id) <= 128 for leaf in leaves)
+    assert all(len(leaf.producer) <= 128 for leaf in leaves)
 
 
-def test_canonical_key_leaves_other_producer_ids_alone() -> None:
+def test_canonical_key_leaves_other_producers_alone() -> None:
     """Only a trailing ``@<digits>`` marks a split half; anything else is an id as it is."""
     assert canonical_key("p", 3, 1) == ("p", 3, 1)
     assert canonical_key("p@7", 4, 1) == ("p", 7, 5)
@@ -168,7 +166,7 @@ def thriftpy2_packed_bytes(seqid: int, producer: str, sequence: int, entries: li
     client._send(
         "AppendPacked",
         batch=log_thrift.PackedBatch(
-            producer_id=producer,
+            producer=producer,
             sequence=sequence,
             runs=[log_thrift.CategoryRun(category=c, count=n) for c, n in runs],
             lengths=lengths,

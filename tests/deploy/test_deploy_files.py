@@ -9,7 +9,13 @@ from pathlib import Path
 
 import yaml
 
-from logserver.config import ServerConfig, add_serve_arguments, config_from_args
+from logserver.config import (
+    FIELD_OF_SETTING,
+    SETTINGS,
+    ServerConfig,
+    add_serve_arguments,
+    config_from_args,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
@@ -52,13 +58,38 @@ def test_example_config_parses_into_a_valid_server_config(tmp_path: Path):
     """The example TOML holds only known settings and, with a data dir, makes a valid ServerConfig."""
     example = DEPLOY / "logserver.example.toml"
     keys = set(tomllib.loads(example.read_text()))
-    assert keys <= set(ServerConfig.__dataclass_fields__)
+    assert keys <= set(SETTINGS)
     parser = argparse.ArgumentParser()
     add_serve_arguments(parser)
     args = parser.parse_args(["--config", str(example), "--data-dir", str(tmp_path)])
     config = config_from_args(args, environ={})
     assert config.fsync == "always" and config.port == 9090
     assert config.retention_hours == 168 and config.page_cache == "drop"
+
+
+def test_every_setting_sets_one_config_field_under_its_own_name_or_a_suffixed_one():
+    """Operators keep the published names (``--idle-timeout``, ``tls_cert = ...``); each sets
+    exactly one ServerConfig field, whose name may add the glossary's suffix (``_s``, ``_file``)."""
+    fields = [FIELD_OF_SETTING.get(name, name) for name in SETTINGS]
+    assert sorted(fields) == sorted(ServerConfig.__dataclass_fields__)
+    for setting, field in FIELD_OF_SETTING.items():
+        assert field in (f"{setting}_s", f"{setting}_file"), (setting, field)
+
+
+def test_renamed_settings_reach_their_fields(tmp_path: Path):
+    """A duration flag, a TLS path variable and a file key each land in their suffixed field."""
+    cert = tmp_path / "cert.pem"
+    cert.write_text("not read here")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'drain_timeout = 7.5\ntls_key = "{cert}"\n')
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    args = parser.parse_args(
+        ["--config", str(cfg), "--zk", "zk:1", "--data-dir", str(tmp_path), "--idle-timeout", "3"]
+    )
+    config = config_from_args(args, environ={"LOGSERVER_TLS_CERT": str(cert)})
+    assert (config.idle_timeout_s, config.drain_timeout_s) == (3.0, 7.5)
+    assert (config.tls_cert_file, config.tls_key_file) == (cert, cert)
 
 
 def test_flags_beat_environment_which_beats_the_file(tmp_path: Path):

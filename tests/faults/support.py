@@ -115,7 +115,7 @@ def registrations(zk_hosts: str, zk_path: str) -> dict[str, list[str]]:
 def append_probe(server: LogServerProcess, records: int = 1) -> Any:
     """One ``Append`` of ``records`` records in category ``probe`` on a fresh connection."""
     batch = log_thrift.AppendBatch(
-        producer_id=f"probe-{uuid.uuid4().hex[:12]}",
+        producer=f"probe-{uuid.uuid4().hex[:12]}",
         sequence=0,
         entries=[
             log_thrift.LogEntry(category="probe", message=f"probe-{i}") for i in range(records)

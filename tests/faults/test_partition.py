@@ -166,7 +166,7 @@ def inside_server(
         data_dir=tmp_path / "inside",
         host=link.data.inner_ip,
         zk_path=zk_path,
-        session_timeout=2.0,
+        session_timeout_s=2.0,
         netns=link.netns,
     )
     try:

@@ -31,7 +31,7 @@ MAX_STALL = 1.0
 def start_servers(
     factory: ServerFactory, ensemble: ZooKeeperEnsemble, count: int = 2, **kwargs: object
 ) -> list[LogServerProcess]:
-    kwargs.setdefault("session_timeout", SESSION)
+    kwargs.setdefault("session_timeout_s", SESSION)
     return [factory(zk=ensemble.hosts, **kwargs) for _ in range(count)]
 
 
@@ -189,7 +189,7 @@ def test_server_frozen_past_its_session_fails_over_and_re_registers_once(
     node is gone), then thawed (SIGCONT). The client fails over within its RPC timeout and
     keeps delivering; the thawed server finds its session lost and registers again, exactly
     once; after dedup every message is stored once."""
-    servers = start_servers(logserver_factory, ensemble, session_timeout=2.0)
+    servers = start_servers(logserver_factory, ensemble, session_timeout_s=2.0)
     by_endpoint = {s.endpoint: s for s in servers}
     client = zk_client(clients, ensemble.hosts, zk_path, tmp_path, choice="sticky")
     wait_known(client, 2)

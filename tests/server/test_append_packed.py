@@ -14,7 +14,7 @@ from tests.thrift_clients import append, connect, read_all
 def packed(producer: str, sequence: int, entries: list[tuple[str, bytes]]) -> object:
     runs, lengths, messages = pack_entries(entries)
     return log_thrift.PackedBatch(
-        producer_id=producer,
+        producer=producer,
         sequence=sequence,
         runs=[log_thrift.CategoryRun(category=c, count=n) for c, n in runs],
         lengths=lengths,
@@ -88,7 +88,7 @@ def test_packed_batches_meet_the_same_limits_as_append(logserver_factory):
         # 200,000 empty messages: refused on the count, before a record list is built.
         lengths = struct.pack(">I", 0) * 200_000
         batch = log_thrift.PackedBatch(
-            producer_id="p",
+            producer="p",
             sequence=0,
             runs=[log_thrift.CategoryRun(category="ok", count=200_000)],
             lengths=lengths,

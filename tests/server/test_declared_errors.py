@@ -135,7 +135,7 @@ def test_append_answers_every_refusal_with_a_declared_exception(
     with pytest.raises(log_thrift.BatchTooLarge, match="too many records") as count:
         append("p", 0, [(b"c", b"x")] * 6)
     assert (count.value.limit, count.value.actual) == (5, 6)
-    with pytest.raises(log_thrift.InvalidRequest, match="producer_id"):
+    with pytest.raises(log_thrift.InvalidRequest, match="producer"):
         append("", 0, [(b"c", b"x")])
     with pytest.raises(log_thrift.InvalidRequest, match="sequence"):
         append("p", -1, [(b"c", b"x")])
@@ -154,7 +154,7 @@ def test_a_malformed_packed_batch_is_an_invalid_request(
 ) -> None:
     """Columns that disagree: InvalidRequest naming the problem, counted as invalid_request."""
     batch = log_thrift.PackedBatch(
-        producer_id="p",
+        producer="p",
         sequence=0,
         runs=[log_thrift.CategoryRun(category="c", count=2)],
         lengths=b"\x00\x00\x00\x01",

@@ -82,7 +82,7 @@ def test_messages_that_are_not_utf8_are_stored_byte_for_byte(logserver_factory):
     with connect(server.endpoint) as client:
         client.Append(
             log_thrift.AppendBatch(
-                producer_id="bin",
+                producer="bin",
                 sequence=0,
                 entries=[log_thrift.LogEntry(category="bytes", message=p) for p in payloads],
             )
@@ -97,7 +97,7 @@ def test_a_category_that_is_not_utf8_gets_invalid_category(logserver_factory):
         with pytest.raises(log_thrift.InvalidCategory):
             client.Append(
                 log_thrift.AppendBatch(
-                    producer_id="p",
+                    producer="p",
                     sequence=0,
                     entries=[log_thrift.LogEntry(category=b"\xff\xfe", message=b"x")],
                 )

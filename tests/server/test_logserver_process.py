@@ -79,7 +79,7 @@ def test_registers_an_ephemeral_sequential_serverset_node_and_removes_it_on_sigt
 
 def test_session_expiry_leaves_exactly_one_registration(logserver_factory, zk, zk_path):
     """After ZooKeeper expires the server's session (the process was frozen), it registers once again."""
-    server = logserver_factory(session_timeout=1.5)
+    server = logserver_factory(session_timeout_s=1.5)
     wait_for(lambda: len(members(zk, zk_path)) == 1, 20, what="registration")
     (first,) = members(zk, zk_path)
     server.signal(signal.SIGSTOP)
@@ -128,10 +128,12 @@ def test_acknowledged_records_survive_sigkill_and_restart(logserver_factory):
     """Whatever Append acknowledged is there after SIGKILL and a restart, once."""
     server = logserver_factory()
     acked = []
-    for seq in range(20):
-        result = append(server.endpoint, "p1", seq, [("durable", f"{seq}-{i}") for i in range(10)])
+    for sequence in range(20):
+        result = append(
+            server.endpoint, "p1", sequence, [("durable", f"{sequence}-{i}") for i in range(10)]
+        )
         assert result.code == log_thrift.ResultCode.OK
-        acked += [f"{seq}-{i}" for i in range(10)]
+        acked += [f"{sequence}-{i}" for i in range(10)]
     server.kill()
     server.restart()
     stored = [r.message.decode() for r in read_all(server.endpoint, "durable")]
@@ -181,7 +183,7 @@ def test_invalid_categories_get_the_declared_error(logserver_factory, category):
 
 
 def test_bad_input_gets_its_error_while_another_client_is_served(logserver_factory):
-    """Huge frames, oversized messages and bad producer ids fail alone; a second client carries on."""
+    """Huge frames, oversized messages and bad producers fail alone; a second client carries on."""
     server = logserver_factory(extra_args=["--max-message-bytes", "1000"])
     with connect(server.endpoint) as healthy:
         assert healthy.Ping() == "pong"
@@ -225,7 +227,7 @@ def test_unreachable_zookeeper_at_start_registers_once_it_is_up(tmp_path, zk_pat
         zk_hosts=f"127.0.0.1:{zk_port}",
         data_dir=tmp_path / "s",
         zk_path=zk_path,
-        session_timeout=2.0,
+        session_timeout_s=2.0,
     ).start(timeout=20)
     ensemble = ZooKeeperEnsemble(size=1, workdir=tmp_path / "zk", client_ports=[zk_port])
     try:
@@ -258,7 +260,7 @@ def test_cat_reads_a_stopped_servers_data_dir(logserver_factory):
     assert out.returncode == 0, out.stderr
     docs = [json.loads(line) for line in out.stdout.splitlines()]
     assert [d["message"] for d in docs] == ["one", "two"]
-    assert {d["producer_id"] for d in docs} == {"p"}
+    assert {d["producer"] for d in docs} == {"p"}
 
 
 def test_the_idl_compiles_with_apache_thrift_and_ships_in_the_wheel(tmp_path: Path):

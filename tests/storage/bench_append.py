@@ -1,7 +1,7 @@
 """Append throughput of the storage engine alone (not collected by pytest).
 
 Batches of 1,000 records of 100 bytes, one category, each batch with its own
-(producer_id, sequence) as the Append call sends them; fsync "always" and
+(producer, sequence) as the Append call sends them; fsync "always" and
 "never", 1 and 4 appending threads. Run with::
 
     .venv/bin/python -m tests.storage.bench_append [--seconds 3] [--dir /path/on/the/real/disk]
@@ -32,11 +32,11 @@ def run(root: Path, fsync: FsyncMode, threads: int, seconds: float) -> tuple[flo
             counts = [0] * threads
 
             def work(t: int) -> None:
-                seq = 0
+                sequence = 0
                 while time.perf_counter() < deadline:
-                    storage.append(batch, f"bench-{t}", seq)
-                    seq += 1
-                counts[t] = seq
+                    storage.append(batch, f"bench-{t}", sequence)
+                    sequence += 1
+                counts[t] = sequence
 
             workers = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
             started = time.perf_counter()

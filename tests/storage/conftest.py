@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from logserver.storage import DiskIO, Storage, StoragePolicy, StoredRecord
+from logserver.storage import DiskIO, SegmentRecord, Storage, StoragePolicy
 
 OpenStorage = Callable[..., Storage]
 
@@ -36,9 +36,9 @@ def open_storage(data_dir: Path) -> Iterator[OpenStorage]:
         storage.close()
 
 
-def read_all(storage: Storage, category: str, *, page: int = 1000) -> list[StoredRecord]:
+def read_all(storage: Storage, category: str, *, page: int = 1000) -> list[SegmentRecord]:
     """Every readable record of a category, following next_position."""
-    records: list[StoredRecord] = []
+    records: list[SegmentRecord] = []
     position = 0
     while True:
         batch = storage.read(category, position, limit=page)
@@ -49,7 +49,7 @@ def read_all(storage: Storage, category: str, *, page: int = 1000) -> list[Store
         position = batch.next_position
 
 
-def messages(records: list[StoredRecord]) -> list[bytes]:
+def messages(records: list[SegmentRecord]) -> list[bytes]:
     return [r.message for r in records]
 
 

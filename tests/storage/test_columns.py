@@ -26,7 +26,7 @@ def _columns(records: list[tuple[str, bytes]]) -> tuple[list[tuple[str, int]], l
 
 def _stored(storage: Storage) -> list[tuple[str, bytes, str, int, int, int]]:
     return [
-        (r.category, r.message, r.producer_id, r.sequence, r.index, r.count)
+        (r.category, r.message, r.producer, r.sequence, r.index, r.count)
         for category in sorted(storage.categories())
         for r in read_all(storage, category)
     ]
@@ -44,10 +44,10 @@ def test_columns_store_what_pairs_store(
     pairs = open_storage(path=tmp_path_factory.mktemp("pairs"))
     columns = open_storage(path=tmp_path_factory.mktemp("columns"))
     for sequence, records in enumerate([*batches, batches[0]]):  # the last one is a retry
-        by_pairs = pairs.append(records, producer_id="p", sequence=sequence % len(batches))
+        by_pairs = pairs.append(records, producer="p", sequence=sequence % len(batches))
         runs, messages = _columns(records)
         by_columns = columns.append_columns(
-            runs, messages, producer_id="p", sequence=sequence % len(batches)
+            runs, messages, producer="p", sequence=sequence % len(batches)
         )
         assert by_columns == by_pairs
     assert _stored(columns) == _stored(pairs)
@@ -71,7 +71,7 @@ def test_bad_columns_are_refused_and_nothing_is_written(
 ) -> None:
     storage = open_storage(StoragePolicy(max_message_bytes=1024))
     with pytest.raises(error):
-        storage.append_columns(runs, messages, producer_id="p", sequence=0)
+        storage.append_columns(runs, messages, producer="p", sequence=0)
     assert storage.categories() == []
     # The batch was refused before its id was claimed: a good retry is stored.
-    assert storage.append_columns([("a", 1)], [b"ok"], producer_id="p", sequence=0).stored == 1
+    assert storage.append_columns([("a", 1)], [b"ok"], producer="p", sequence=0).stored == 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from logserver.storage import StoragePolicy, StoredRecord
+from logserver.storage import SegmentRecord, StoragePolicy
 from tests.storage.conftest import FaultyDisk, OpenStorage, read_all
 
 
@@ -13,7 +13,7 @@ def test_tailing_reader_sees_every_record_once_in_order(open_storage: OpenStorag
     never sees a partial record, and ends with exactly the records a full read returns."""
     storage = open_storage(StoragePolicy(segment_bytes=8192, fsync="always"))
     stop = threading.Event()
-    seen: list[StoredRecord] = []
+    seen: list[SegmentRecord] = []
     errors: list[BaseException] = []
 
     def tail() -> None:

@@ -30,11 +30,11 @@ CHILD = textwrap.dedent(
     from pathlib import Path
     from logserver.storage import Storage, StoragePolicy
 
-    def batch(producer, seq):
-        n, pad = 1 + (seq * 7) % 40, seq % 50
+    def batch(producer, sequence):
+        n, pad = 1 + (sequence * 7) % 40, sequence % 50
         return [
-            (f"cat{(seq + i) % 3 if seq % 4 == 0 else seq % 3}",
-             f"{producer}:{seq}:{i}:".encode() + b"x" * pad)
+            (f"cat{(sequence + i) % 3 if sequence % 4 == 0 else sequence % 3}",
+             f"{producer}:{sequence}:{i}:".encode() + b"x" * pad)
             for i in range(n)
         ]
 
@@ -45,13 +45,13 @@ CHILD = textwrap.dedent(
     print("ready", flush=True)
 
     def run(t):
-        producer, seq = f"t{t}", starts[t]
+        producer, sequence = f"t{t}", starts[t]
         while True:
-            storage.append(batch(producer, seq), producer, seq)
+            storage.append(batch(producer, sequence), producer, sequence)
             with lock:
-                sys.stdout.write(f"{producer} {seq}\\n")
+                sys.stdout.write(f"{producer} {sequence}\\n")
                 sys.stdout.flush()
-            seq += 1
+            sequence += 1
 
     for t in range(len(starts)):
         threading.Thread(target=run, args=(t,), daemon=True).start()
@@ -60,10 +60,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def expected_batch(producer: str, seq: int) -> dict[int, bytes]:
-    """Index -> message of the batch the child sends as (producer, seq)."""
-    n, pad = 1 + (seq * 7) % 40, seq % 50
-    return {i: f"{producer}:{seq}:{i}:".encode() + b"x" * pad for i in range(n)}
+def expected_batch(producer: str, sequence: int) -> dict[int, bytes]:
+    """Index -> message of the batch the child sends as (producer, sequence)."""
+    n, pad = 1 + (sequence * 7) % 40, sequence % 50
+    return {i: f"{producer}:{sequence}:{i}:".encode() + b"x" * pad for i in range(n)}
 
 
 def _check(data_dir: Path, acked: set[tuple[str, int]]) -> int:
@@ -72,13 +72,15 @@ def _check(data_dir: Path, acked: set[tuple[str, int]]) -> int:
         seen: Counter[tuple[str, int, int]] = Counter()
         for category in storage.categories():
             for r in read_all(storage, category):
-                assert r.message == expected_batch(r.producer_id, r.sequence)[r.index], r
-                seen[(r.producer_id, r.sequence, r.index)] += 1
+                assert r.message == expected_batch(r.producer, r.sequence)[r.index], r
+                seen[(r.producer, r.sequence, r.index)] += 1
     twice = [key for key, n in seen.items() if n > 1]
     assert not twice, f"stored more than once: {twice[:5]}"
-    for producer, seq in acked:
-        missing = [i for i in expected_batch(producer, seq) if (producer, seq, i) not in seen]
-        assert not missing, f"acknowledged batch {producer}#{seq} lost records {missing}"
+    for producer, sequence in acked:
+        missing = [
+            i for i in expected_batch(producer, sequence) if (producer, sequence, i) not in seen
+        ]
+        assert not missing, f"acknowledged batch {producer}#{sequence} lost records {missing}"
     return len(seen)
 
 
@@ -87,11 +89,11 @@ def test_sigkill_never_loses_an_acknowledged_batch(data_dir: Path) -> None:
     the child printed as acknowledged is present exactly once after reopening."""
     rng = random.Random(1234)
     acked: set[tuple[str, int]] = set()
-    next_seq = [0] * PRODUCERS
+    next_sequence = [0] * PRODUCERS
     kills_after_acks = 0
     for round_ in range(ROUNDS):
         child = subprocess.Popen(
-            [sys.executable, "-c", CHILD, str(data_dir), ",".join(map(str, next_seq))],
+            [sys.executable, "-c", CHILD, str(data_dir), ",".join(map(str, next_sequence))],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             bufsize=0,  # readline must not buffer past "ready": communicate() reads the raw fd
@@ -108,11 +110,13 @@ def test_sigkill_never_loses_an_acknowledged_batch(data_dir: Path) -> None:
         # A line cut by the kill has no newline; "ready" is not an acknowledgement.
         lines = [line for line in out.decode().split("\n")[:-1] if line != "ready"]
         for line in lines:
-            producer, seq = line.split()
-            acked.add((producer, int(seq)))
+            producer, sequence = line.split()
+            acked.add((producer, int(sequence)))
             t = int(producer[1:])
-            assert int(seq) == next_seq[t], f"{line!r} out of order, expected {next_seq[t]}"
-            next_seq[t] = int(seq) + 1
+            assert int(sequence) == next_sequence[t], (
+                f"{line!r} out of order, expected {next_sequence[t]}"
+            )
+            next_sequence[t] = int(sequence) + 1
         kills_after_acks += bool(lines)
         _check(data_dir, acked)
     assert kills_after_acks >= ROUNDS // 2, "most kills should hit a child that was appending"

@@ -1,4 +1,4 @@
-"""A batch retried with the same (producer_id, sequence) is stored once, also after restart."""
+"""A batch retried with the same (producer, sequence) is stored once, also after restart."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def test_retry_is_acknowledged_not_stored(open_storage: OpenStorage) -> None:
 
 
 def test_without_producer_nothing_is_deduplicated(open_storage: OpenStorage) -> None:
-    """Scribe's Log has no producer id: identical batches are all stored."""
+    """Scribe's Log has no producer: identical batches are all stored."""
     storage = open_storage()
     for _ in range(3):
         assert storage.append([("c", b"same")]) == AppendOutcome(1, False)
@@ -136,8 +136,8 @@ def test_window_and_producer_bounds() -> None:
     """Memory is bounded: per producer the highest ``window`` sequences, and at most
     ``max_producers`` producers (least recently used forgotten first)."""
     index = DedupIndex(window=3, max_producers=2)
-    for seq in range(5):
-        claim = index.begin("a", seq)
+    for sequence in range(5):
+        claim = index.begin("a", sequence)
         assert claim is not None
         index.finish(claim, stored=True)
     assert index.begin("a", 4) is None and index.begin("a", 2) is None
@@ -156,15 +156,15 @@ def test_window_and_producer_bounds() -> None:
 def test_sequence_window_ranges() -> None:
     """SequenceWindow keeps the highest sequences as merged ranges, in any arrival order."""
     window = SequenceWindow()
-    for seq in [5, 3, 4, 10, 1, 2, 11, 7]:
-        window.add(seq, capacity=100)
+    for sequence in [5, 3, 4, 10, 1, 2, 11, 7]:
+        window.add(sequence, capacity=100)
     assert [s for s in range(13) if s in window] == [1, 2, 3, 4, 5, 7, 10, 11]
     assert repr(window) == "<SequenceWindow 1..5, 7..7, 10..11>"
     window.add(6, capacity=5)
     assert [s for s in range(13) if s in window] == [5, 6, 7, 10, 11]
     assert len(window) == 5
-    for seq in range(100, 1100):
-        window.add(seq, capacity=5)
+    for sequence in range(100, 1100):
+        window.add(sequence, capacity=5)
     assert [s for s in range(1090, 1100) if s in window] == list(range(1095, 1100))
     assert len(window) == 5
 
@@ -174,8 +174,8 @@ def test_dedup_scan_budget_limits_what_is_remembered(open_storage: OpenStorage) 
     scanned): a retry of a batch older than that is stored again (at least once, never lost)."""
     policy = StoragePolicy(segment_bytes=4096, dedup_scan_bytes=4096, fsync="never")
     storage = open_storage(policy)
-    for seq in range(40):
-        storage.append([("c", b"x" * 200)], "p", seq)
+    for sequence in range(40):
+        storage.append([("c", b"x" * 200)], "p", sequence)
     storage.close()
     again = open_storage(policy)
     assert again.append([("c", b"x" * 200)], "p", 39).duplicate

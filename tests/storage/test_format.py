@@ -86,8 +86,8 @@ def test_fast_scan_agrees_with_walk(
     """Recovery's scan and the readers' walk see the same records, damage and complete writes,
     whatever the buffer size (records straddling buffers)."""
     data = b"".join(
-        encode_records(producer, seq, len(msgs), 1, range(len(msgs)), msgs)
-        for seq, (producer, msgs) in enumerate(writes)
+        encode_records(producer, sequence, len(msgs), 1, range(len(msgs)), msgs)
+        for sequence, (producer, msgs) in enumerate(writes)
     )
     at = int(damage_at * len(data))
     data = data[:at] + garbage + data[at + len(garbage) // 2 :]

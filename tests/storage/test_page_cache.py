@@ -44,7 +44,7 @@ def test_only_synced_whole_pages_are_dropped_and_all_of_them(open_storage: OpenS
     disk = RecordingDisk()
     storage = open_storage(StoragePolicy(fsync="always"), disk=disk)
     for sequence in range(20):
-        storage.append(BATCH, producer_id="p", sequence=sequence)
+        storage.append(BATCH, producer="p", sequence=sequence)
     written_before_sync = 0
     synced = 0
     dropped_to = 0
@@ -73,7 +73,7 @@ def test_nothing_is_dropped_unsynced_or_when_told_to_keep(
     disk = RecordingDisk()
     storage = open_storage(policy, disk=disk)
     for sequence in range(5):
-        storage.append(BATCH, producer_id="p", sequence=sequence)
+        storage.append(BATCH, producer="p", sequence=sequence)
     assert not [c for c in disk.calls if c[0] == "drop"]
 
 
@@ -97,8 +97,8 @@ def test_the_kernel_really_lets_the_pages_go(open_storage: OpenStorage, data_dir
         StoragePolicy(fsync="always", drop_synced_pages=False), path=data_dir.parent / "keep"
     )
     for sequence in range(40):
-        dropping.append(BATCH, producer_id="p", sequence=sequence)
-        keeping.append(BATCH, producer_id="p", sequence=sequence)
+        dropping.append(BATCH, producer="p", sequence=sequence)
+        keeping.append(BATCH, producer="p", sequence=sequence)
     (segment,) = segment_files(data_dir, "app")
     total_pages = segment.stat().st_size // PAGE
     assert total_pages > 100

@@ -10,7 +10,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from logserver.storage import Storage, StoragePolicy, StoredRecord
+from logserver.storage import SegmentRecord, Storage, StoragePolicy
 from tests.storage.conftest import read_all, segment_files
 
 writes_strategy = st.lists(
@@ -27,7 +27,7 @@ writes_strategy = st.lists(
 class Written:
     """One append: its records and the byte range of its write in the segment."""
 
-    records: tuple[StoredRecord, ...]
+    records: tuple[SegmentRecord, ...]
     start: int
     end: int
 
@@ -35,22 +35,22 @@ class Written:
 def _write(data_dir: Path, writes: list[tuple[str, list[bytes]]]) -> list[Written]:
     done: list[Written] = []
     with Storage.open(data_dir, StoragePolicy(fsync="never")) as storage:
-        for seq, (producer, messages) in enumerate(writes):
+        for sequence, (producer, messages) in enumerate(writes):
             start = done[-1].end if done else 0
-            storage.append([("c", m) for m in messages], producer, seq)
+            storage.append([("c", m) for m in messages], producer, sequence)
             records = read_all(storage, "c")[-len(messages) :]
             end = storage.read("c", records[-1].position, limit=1).next_position
             done.append(Written(tuple(records), start, end))
     return done
 
 
-def _recovered(data_dir: Path) -> list[StoredRecord]:
+def _recovered(data_dir: Path) -> list[SegmentRecord]:
     with Storage.open(data_dir, StoragePolicy(fsync="never")) as storage:
         return read_all(storage, "c")
 
 
-def _key(r: StoredRecord) -> tuple[object, ...]:
-    return (r.position, r.message, r.producer_id, r.sequence, r.index, r.count, r.received_ns)
+def _key(r: SegmentRecord) -> tuple[object, ...]:
+    return (r.position, r.message, r.producer, r.sequence, r.index, r.count, r.received_ns)
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])

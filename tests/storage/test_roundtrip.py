@@ -30,9 +30,9 @@ def test_round_trip_keeps_order_fields_and_positions(
     batch = storage.read("app")
     assert messages(batch.records) == [b"one", b"two", b"", b"four"]
     first = batch.records[0]
-    assert (first.category, first.producer_id, first.sequence) == ("app", "prod-1", 7)
+    assert (first.category, first.producer, first.sequence) == ("app", "prod-1", 7)
     assert [(r.index, r.count) for r in batch.records] == [(0, 3), (1, 3), (2, 3), (0, 1)]
-    assert batch.records[3].producer_id == ""
+    assert batch.records[3].producer == ""
     assert batch.records[3].sequence == -1
     assert first.position == 0
     positions = [r.position for r in batch.records]

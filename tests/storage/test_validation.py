@@ -88,7 +88,7 @@ def test_oversized_str_message_is_measured_in_utf8_bytes(open_storage: OpenStora
 
 
 def test_bad_arguments_are_refused(open_storage: OpenStorage) -> None:
-    """Malformed entries, messages of the wrong type, oversized producer ids and sequences
+    """Malformed entries, messages of the wrong type, oversized producers and sequences
     outside 64 bits raise before anything is written."""
     storage = open_storage()
     with pytest.raises(TypeError):

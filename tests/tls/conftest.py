@@ -47,7 +47,7 @@ def tls_server_factory(handler: RecordingHandler, certs: Certs) -> Iterator[TLSS
             tls = ServerTLS(
                 certs.server.cert,
                 certs.server.key,
-                client_ca=certs.ca if mutual else None,
+                client_ca_file=certs.ca if mutual else None,
                 handshake_timeout_s=handshake_timeout_s,
             )
         server = ThriftServer(

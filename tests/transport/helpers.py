@@ -53,7 +53,7 @@ class RecordingHandler:
 
     def Append(self, batch: Any) -> Any:
         records = [(m.category, m.message) for m in batch.entries or ()]
-        return self.append_records(batch.producer_id, batch.sequence, records)
+        return self.append_records(batch.producer, batch.sequence, records)
 
     def AppendPacked(self, batch: Any) -> Any:
         """Append with the records in columns (what logclient sends); same behaviour."""
@@ -62,22 +62,22 @@ class RecordingHandler:
             (c.encode() if isinstance(c, str) else c, m)
             for c, m in unpack_records(runs, batch.lengths or b"", batch.messages or b"")
         ]
-        producer = batch.producer_id
+        producer = batch.producer
         return self.append_records(
             producer.encode() if isinstance(producer, str) else producer, batch.sequence, records
         )
 
     def append_records(
-        self, producer_id: bytes | None, sequence: int | None, records: list[tuple[bytes, bytes]]
+        self, producer: bytes | None, sequence: int | None, records: list[tuple[bytes, bytes]]
     ) -> Any:
         """The record-level Append the server's fast path calls; remembers an AppendBatch."""
-        if producer_id == b"bad":
+        if producer == b"bad":
             raise log_thrift.InvalidRequest(reason="producer 'bad' is not allowed")
-        if producer_id == b"slow":
+        if producer == b"slow":
             self.entered.set()
             self.release.wait(self.slow_s)
         batch = AppendBatch(
-            producer_id=producer_id,
+            producer=producer,
             sequence=sequence,
             entries=[LogEntry(category=c, message=m) for c, m in records],
         )
@@ -109,7 +109,7 @@ class NoopHandler:
     def log_records(self, records: list[tuple[bytes, bytes]]) -> int:
         return 0
 
-    def append_records(self, producer_id: bytes, sequence: int, records: list[Any]) -> Any:
+    def append_records(self, producer: bytes, sequence: int, records: list[Any]) -> Any:
         return log_thrift.AppendResult(code=0, duplicate=False, stored=len(records))
 
     def Ping(self) -> str:

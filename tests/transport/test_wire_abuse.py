@@ -107,7 +107,7 @@ def test_slightly_too_large_batch_gets_batch_too_large(make_server: ServerFactor
     c = client(server.port)
     try:
         with pytest.raises(log_thrift.BatchTooLarge) as raised:
-            c.Append(AppendBatch(producer_id="p", sequence=0, entries=entries))
+            c.Append(AppendBatch(producer="p", sequence=0, entries=entries))
     finally:
         c.close()
     assert raised.value.limit == 65536 and raised.value.actual > 65536

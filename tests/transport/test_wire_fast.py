@@ -82,7 +82,7 @@ def append_frame(
     producer: str | bytes, sequence: int, entries: list[tuple[str, str]], **kw: Any
 ) -> bytes:
     batch = AppendBatch(
-        producer_id=producer,
+        producer=producer,
         sequence=sequence,
         entries=[LogEntry(category=c, message=m) for c, m in entries],
     )
@@ -184,7 +184,7 @@ def test_draining_replies_are_identical(
 
 
 class ScriptedHandler(RecordingHandler):
-    """Raises what the producer id (Append) or first category (Log) names."""
+    """Raises what the producer (Append) or first category (Log) names."""
 
     RAISES: dict[bytes, Callable[[], Exception]] = {
         b"InvalidCategory": lambda: log_thrift.InvalidCategory(category="c", reason="r"),
@@ -198,12 +198,12 @@ class ScriptedHandler(RecordingHandler):
         b"bug": lambda: ZeroDivisionError("handler bug"),
     }
 
-    def append_records(self, producer_id: Any, sequence: Any, records: Any) -> Any:
-        if producer_id in self.RAISES:
-            raise self.RAISES[producer_id]()
-        if producer_id == b"unencodable":
+    def append_records(self, producer: Any, sequence: Any, records: Any) -> Any:
+        if producer in self.RAISES:
+            raise self.RAISES[producer]()
+        if producer == b"unencodable":
             return "not an AppendResult"
-        return super().append_records(producer_id, sequence, records)
+        return super().append_records(producer, sequence, records)
 
     def log_records(self, records: list[tuple[bytes, bytes]]) -> int:
         if records and records[0][0] in self.RAISES:
@@ -270,7 +270,7 @@ NEAR_MISSES = {
         LogService.Append_args(batch=AppendBatch(sequence=1, entries=[LogEntry("a", "m")])),
     ),
     "Append without entries": encode_call(
-        "Append", LogService.Append_args(batch=AppendBatch(producer_id="p", sequence=1))
+        "Append", LogService.Append_args(batch=AppendBatch(producer="p", sequence=1))
     ),
     "Append without batch": encode_call("Append", LogService.Append_args()),
     "Append batch fields reordered": message_header(b"Append")
@@ -370,7 +370,7 @@ def assert_agrees_with_thriftpy2(frame: bytes) -> None:
     if api == "Log":
         expected = [(m.category, m.message) for m in args.messages]
     else:
-        assert (args.batch.producer_id, args.batch.sequence) == (fast.producer_id, fast.sequence)
+        assert (args.batch.producer, args.batch.sequence) == (fast.producer, fast.sequence)
         expected = [(m.category, m.message) for m in args.batch.entries]
     assert fast.records == expected
     assert all(type(c) is bytes and type(m) is bytes for c, m in fast.records)
@@ -402,7 +402,7 @@ def test_valid_calls_decode_as_thriftpy2_decodes_them(
         frame = log_frame(entries, strict=strict, seqid=seqid)  # type: ignore[arg-type]
     else:
         batch = AppendBatch(
-            producer_id=producer,
+            producer=producer,
             sequence=sequence,
             entries=[LogEntry(category=c, message=m) for c, m in entries],
         )

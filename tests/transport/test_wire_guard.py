@@ -188,7 +188,7 @@ def test_guard_cost_per_1000_entry_batch(record_property: Any) -> None:
         "Append": encode_call(
             "Append",
             LogService.Append_args(
-                batch=AppendBatch(producer_id="producer-1", sequence=9, entries=entries)
+                batch=AppendBatch(producer="producer-1", sequence=9, entries=entries)
             ),
         ),
     }
@@ -222,7 +222,7 @@ valid_calls = st.one_of(
     st.builds(
         lambda p, s, e: (
             "Append",
-            LogService.Append_args(batch=AppendBatch(producer_id=p, sequence=s, entries=e)),
+            LogService.Append_args(batch=AppendBatch(producer=p, sequence=s, entries=e)),
         ),
         text_or_bytes,
         i64,

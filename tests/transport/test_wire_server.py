@@ -41,13 +41,13 @@ def test_thriftpy2_client_calls_log_append_ping(
         assert c.Ping() == "pong"
         entries = [LogEntry(category="app", message=f"line {i}") for i in range(3)]
         assert c.Log(entries) == log_thrift.ResultCode.OK
-        result = c.Append(AppendBatch(producer_id="p1", sequence=0, entries=entries))
+        result = c.Append(AppendBatch(producer="p1", sequence=0, entries=entries))
         assert (result.code, result.stored) == (log_thrift.ResultCode.OK, 3)
         assert c.Categories() == ["app"]
     finally:
         c.close()
     assert handler.logged == [(b"app", b"line 0"), (b"app", b"line 1"), (b"app", b"line 2")]
-    assert handler.batches[0].producer_id == b"p1"
+    assert handler.batches[0].producer == b"p1"
     assert server.stats().frames == 4
 
 
@@ -69,7 +69,7 @@ def test_declared_exception_reaches_the_client(server: ThriftServer) -> None:
     c = client(server.port)
     try:
         with pytest.raises(log_thrift.InvalidRequest) as raised:
-            c.Append(AppendBatch(producer_id="bad", sequence=0, entries=[]))
+            c.Append(AppendBatch(producer="bad", sequence=0, entries=[]))
         assert raised.value.reason == "producer 'bad' is not allowed"
         assert c.Ping() == "pong"
     finally:
@@ -158,7 +158,7 @@ def test_close_lets_a_request_in_flight_finish(
     def call() -> None:
         c = client(server.port)
         try:
-            outcome.append(c.Append(AppendBatch(producer_id="slow", sequence=0, entries=[])))
+            outcome.append(c.Append(AppendBatch(producer="slow", sequence=0, entries=[])))
         except BaseException as e:
             outcome.append(e)
         finally:
@@ -198,7 +198,7 @@ def test_wait_idle_reports_requests_in_flight(
     handler.slow_s = 5.0
     c = client(server.port)
     caller = threading.Thread(
-        target=lambda: c.Append(AppendBatch(producer_id="slow", sequence=0, entries=[]))
+        target=lambda: c.Append(AppendBatch(producer="slow", sequence=0, entries=[]))
     )
     caller.start()
     try:

@@ -90,7 +90,7 @@ def registration_factory() -> Iterator[Callable[..., Registration]]:
     made: list[Registration] = []
 
     def make(hosts: str, path: str, member: Member | None = None, **kwargs: object) -> Registration:
-        kwargs.setdefault("session_timeout", SESSION)
+        kwargs.setdefault("session_timeout_s", SESSION)
         registration = Registration(hosts, path, member or make_member(), **kwargs)  # type: ignore[arg-type]
         made.append(registration)
         return registration
@@ -106,7 +106,7 @@ def discovery_factory() -> Iterator[Callable[..., ZooKeeperServers]]:
     made: list[ZooKeeperServers] = []
 
     def make(hosts: str, path: str, **kwargs: object) -> ZooKeeperServers:
-        kwargs.setdefault("session_timeout", SESSION)
+        kwargs.setdefault("session_timeout_s", SESSION)
         discovery = ZooKeeperServers(hosts, path, **kwargs)  # type: ignore[arg-type]
         made.append(discovery)
         return discovery

@@ -164,9 +164,9 @@ def test_keeps_last_membership_through_an_outage_and_resumes(
     """When its ZooKeeper stops, the client keeps the servers it knew (never an empty set); when
     ZooKeeper is back, updates flow again."""
     hosts = own_zookeeper.hosts
-    first = registration_factory(hosts, zk_path, session_timeout=10)
+    first = registration_factory(hosts, zk_path, session_timeout_s=10)
     first.start()
-    discovery = discovery_factory(hosts, zk_path, session_timeout=10)
+    discovery = discovery_factory(hosts, zk_path, session_timeout_s=10)
     recorder = Recorder()
     discovery.subscribe(recorder)
     discovery.start()

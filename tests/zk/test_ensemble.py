@@ -25,9 +25,9 @@ def test_leader_killed_registration_and_discovery_carry_on(
     same node and session (no re-registration), discovery keeps its servers, and a server joining
     after the new election is seen."""
     hosts = ensemble.hosts
-    first = registration_factory(hosts, zk_path, session_timeout=10)
+    first = registration_factory(hosts, zk_path, session_timeout_s=10)
     first.start()
-    discovery = discovery_factory(hosts, zk_path, session_timeout=10)
+    discovery = discovery_factory(hosts, zk_path, session_timeout_s=10)
     discovery.start()
     assert first.wait_registered(15)
     assert discovery.wait_for(lambda s: s == {first.member.endpoint}, 15)
@@ -42,7 +42,7 @@ def test_leader_killed_registration_and_discovery_carry_on(
         what="a new leader",
     )
 
-    second = registration_factory(hosts, zk_path, session_timeout=10)
+    second = registration_factory(hosts, zk_path, session_timeout_s=10)
     second.start()
     both = {first.member.endpoint, second.member.endpoint}
     assert discovery.wait_for(lambda s: s == both, 30)

@@ -152,7 +152,7 @@ def test_retried_create_after_a_lost_reply_leaves_one_node(
 ) -> None:
     """A create whose reply was lost is retried without a second node: the retry finds the node
     by our process id and session and adopts it."""
-    registration = LostReplyRegistration(zk_hosts, zk_path, make_member(), session_timeout=4)
+    registration = LostReplyRegistration(zk_hosts, zk_path, make_member(), session_timeout_s=4)
     try:
         registration.start()
         assert registration.wait_registered(10)
@@ -249,7 +249,7 @@ def test_outage_that_keeps_the_session_does_not_re_register(
 ) -> None:
     """ZooKeeper restarting under a registered server is a SUSPENDED/reconnect that keeps the
     session: the node stays the same and nothing is created again (CURATOR-320); nothing raises."""
-    registration = registration_factory(own_zookeeper.hosts, zk_path, session_timeout=10)
+    registration = registration_factory(own_zookeeper.hosts, zk_path, session_timeout_s=10)
     registration.start()
     assert registration.wait_registered(10)
     before = (registration.node_path, registration.session_id)

@@ -81,7 +81,7 @@ def test_a_retried_first_registration_deletes_only_nodes_older_than_its_first_lo
         )
 
     registration = RetriedCreateRegistration(
-        zk_hosts, zk_path, member, session_timeout=SESSION, between=twin_registers, error=error
+        zk_hosts, zk_path, member, session_timeout_s=SESSION, between=twin_registers, error=error
     )
     try:
         registration.start()

@@ -98,7 +98,7 @@ def test_a_client_without_credentials_discovers_and_uses_the_server(
     wait_registered(anonymous, zk_path)
     endpoint = Endpoint.parse(server.endpoint)
 
-    discovery = ZooKeeperServers(zk_hosts, zk_path, session_timeout=4)
+    discovery = ZooKeeperServers(zk_hosts, zk_path, session_timeout_s=4)
     discovery.start()
     try:
         assert discovery.wait_for(lambda servers: servers == {endpoint}, 15)
@@ -129,7 +129,7 @@ def test_a_client_started_first_leaves_the_path_for_the_servers_to_create(
 ) -> None:
     """Discovery never creates the path: were a client started before any server to create it,
     it would be open to anyone, and the servers would only warn about it."""
-    discovery = ZooKeeperServers(zk_hosts, zk_path, session_timeout=4)
+    discovery = ZooKeeperServers(zk_hosts, zk_path, session_timeout_s=4)
     discovery.start()
     try:
         wait_for(lambda: discovery.stats().answered, 15, what="discovery's first answer")

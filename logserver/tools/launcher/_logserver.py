@@ -33,7 +33,7 @@ class LogServerProcess:
     host: str = "127.0.0.1"
     zk_path: str = "/logservers"
     fsync: str = "always"
-    session_timeout: float = 4.0
+    session_timeout_s: float = 4.0
     extra_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
     log_path: Path | None = None
@@ -67,7 +67,7 @@ class LogServerProcess:
             "--fsync",
             self.fsync,
             "--session-timeout",
-            str(self.session_timeout),
+            str(self.session_timeout_s),
             "--ready-file",
             str(self.ready_file),
             *self.extra_args,

@@ -42,15 +42,15 @@ ClientAuth = Literal["none", "want", "need"]
 class ZooKeeperTLS:
     """A TLS client port (``secureClientPort``, Netty) beside the plain one, with PEM stores.
 
-    ``cert``/``key``: the server's certificate and unencrypted private key
-    (written together into the PEM key store); ``ca``: the trust store, the
-    CA(s) whose client certificates are accepted. ``client_auth``: ``none``
-    (any client), ``want`` or ``need`` (a client certificate signed by ``ca``).
+    ``cert_file``/``key_file``: the server's certificate and unencrypted private
+    key (written together into the PEM key store); ``ca_file``: the trust store,
+    the CA(s) whose client certificates are accepted. ``client_auth``: ``none``
+    (any client), ``want`` or ``need`` (a client certificate signed by ``ca_file``).
     """
 
-    cert: Path
-    key: Path
-    ca: Path
+    cert_file: Path
+    key_file: Path
+    ca_file: Path
     client_auth: ClientAuth = "none"
 
     def __post_init__(self) -> None:
@@ -60,7 +60,9 @@ class ZooKeeperTLS:
     def config_lines(self, workdir: Path, host: str, secure_port: int) -> list[str]:
         """The zoo.cfg lines; writes the key store (certificate + key) into ``workdir``."""
         keystore = workdir / "keystore.pem"
-        keystore.write_bytes(Path(self.cert).read_bytes() + b"\n" + Path(self.key).read_bytes())
+        keystore.write_bytes(
+            Path(self.cert_file).read_bytes() + b"\n" + Path(self.key_file).read_bytes()
+        )
         keystore.chmod(0o600)
         return [
             f"secureClientPort={secure_port}",
@@ -68,7 +70,7 @@ class ZooKeeperTLS:
             "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory",
             f"ssl.keyStore.location={keystore}",
             "ssl.keyStore.type=PEM",
-            f"ssl.trustStore.location={self.ca}",
+            f"ssl.trustStore.location={self.ca_file}",
             "ssl.trustStore.type=PEM",
             f"ssl.clientAuth={self.client_auth}",
         ]
