@@ -87,7 +87,7 @@ class PrivateRsyslog:
                 return True
             return False
 
-        wait_for(listening, 15, interval=0.05, what="rsyslogd to listen")
+        wait_for(listening, 15, interval_s=0.05, what="rsyslogd to listen")
         return self
 
     def count(self, marker: str) -> int:

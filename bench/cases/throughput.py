@@ -30,7 +30,7 @@ def _raw_server(env: BenchEnv) -> int:
             except OSError:
                 return False
 
-        wait_for(listening, 30, interval=0.05, what="the raw thriftpy2 server")
+        wait_for(listening, 30, interval_s=0.05, what="the raw thriftpy2 server")
         env.cache["raw_port"] = port
     return int(port)
 

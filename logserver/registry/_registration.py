@@ -281,7 +281,7 @@ class Registration:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
         if stopper.is_alive() or (self._thread is not None and self._thread.is_alive()):
-            log.warning("deregister_timeout", timeout=timeout, path=self.zk_path)
+            log.warning("deregister_timeout", timeout_s=timeout, path=self.zk_path)
 
     # ---------------------------------------------------------- kazoo threads
 
@@ -361,7 +361,7 @@ class Registration:
                 self._wake.set()
             except Exception as exc:  # an outage must never kill the thread
                 delay = backoff.delay()
-                log.warning("registration_retry", path=self.zk_path, error=repr(exc), delay=delay)
+                log.warning("registration_retry", path=self.zk_path, error=repr(exc), delay_s=delay)
                 if self._stopping.wait(delay):
                     break
                 backoff = backoff.next()

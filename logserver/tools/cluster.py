@@ -182,7 +182,7 @@ def _stop(args: argparse.Namespace) -> int:
                 wait_for(
                     lambda pid=pid: not _alive(pid),  # type: ignore[misc]
                     max(0.1, deadline - time.monotonic()),
-                    interval=0.05,
+                    interval_s=0.05,
                     what=f"pid {pid}",
                 )
             except Exception:

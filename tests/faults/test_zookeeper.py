@@ -47,7 +47,7 @@ def one_node_each(hosts: str, zk_path: str, servers: list[LogServerProcess]) -> 
             return None
         return {endpoint: names[0] for endpoint, names in nodes.items()}
 
-    found = wait_for(check, 30, interval=0.2, what=f"one node per server under {zk_path}")
+    found = wait_for(check, 30, interval_s=0.2, what=f"one node per server under {zk_path}")
     assert isinstance(found, dict)
     return found
 
@@ -77,7 +77,7 @@ def test_leader_killed_logging_goes_on_and_servers_stay_registered(
         assert leader is not None
         leader.kill()
         wait_for(
-            lambda: ensemble.leader() is not None, 30, interval=0.1, what="a new leader elected"
+            lambda: ensemble.leader() is not None, 30, interval_s=0.1, what="a new leader elected"
         )
         keep_logging_for(client, SESSION)
         leader.start(ensemble.jar)
@@ -204,7 +204,7 @@ def test_server_frozen_past_its_session_fails_over_and_re_registers_once(
             wait_for(
                 lambda: frozen.endpoint not in registrations(ensemble.hosts, zk_path),
                 20,
-                interval=0.2,
+                interval_s=0.2,
                 what="ZooKeeper to expire the frozen server's session",
             )
             expired_after = time.monotonic() - stopped_at

@@ -12,7 +12,7 @@ from logserver.tools.launcher import LaunchError, wait_for
 def test_returns_the_first_truthy_value_of_the_condition() -> None:
     """The caller gets what the condition found, so a wait can also fetch."""
     counter = itertools.count()
-    assert wait_for(lambda: next(counter) >= 3 and "found", 5.0, interval=0.001) == "found"
+    assert wait_for(lambda: next(counter) >= 3 and "found", 5.0, interval_s=0.001) == "found"
 
 
 def test_the_condition_is_asked_at_least_once_even_with_no_time_left() -> None:
@@ -24,7 +24,7 @@ def test_a_timeout_says_what_was_awaited() -> None:
     """After ``timeout`` a LaunchError names the awaited event; the condition ran more than once."""
     calls = []
     with pytest.raises(LaunchError, match="waiting for the moon"):
-        wait_for(lambda: calls.append(1), 0.05, interval=0.001, what="the moon")
+        wait_for(lambda: calls.append(1), 0.05, interval_s=0.001, what="the moon")
     assert len(calls) > 1
 
 

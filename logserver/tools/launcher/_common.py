@@ -21,13 +21,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float, interval: float = 0.01, what: str = ""
+    condition: Callable[[], T], timeout: float, interval_s: float = 0.01, what: str = ""
 ) -> T:
     """Poll ``condition`` until it returns something truthy, and return that; LaunchError after ``timeout``.
 
     The one polling helper of the project: the launcher, the tools, the tests and
     the benchmarks wait with it rather than sleeping for a guessed time.
-    ``condition`` is called at least once, then every ``interval`` seconds;
+    ``condition`` is called at least once, then every ``interval_s`` seconds;
     ``what`` names the awaited event in the error.
     """
     deadline = time.monotonic() + timeout
@@ -37,7 +37,7 @@ def wait_for(
             return result
         if time.monotonic() >= deadline:
             raise LaunchError(f"timed out after {timeout:.1f}s waiting for {what or condition}")
-        time.sleep(interval)
+        time.sleep(interval_s)
 
 
 def four_letter_word(host: str, port: int, word: str, timeout: float = 1.0) -> str:

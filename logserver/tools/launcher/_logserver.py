@@ -108,7 +108,7 @@ class LogServerProcess:
             self.port = int(info["port"])
             return True
 
-        wait_for(ready, timeout, interval=0.05, what=f"logserver in {self.data_dir} to listen")
+        wait_for(ready, timeout, interval_s=0.05, what=f"logserver in {self.data_dir} to listen")
 
     def log_tail(self, chars: int = 4000) -> str:
         path = self.log_path or self.data_dir / "logserver.log"

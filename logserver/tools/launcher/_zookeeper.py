@@ -276,7 +276,7 @@ class ZooKeeperEnsemble:
                     raise LaunchError(f"ZooKeeper node {node.node_id} exited:\n{log}")
             return all(n.is_serving() for n in self.nodes if n.process)
 
-        wait_for(ready, timeout, interval=0.1, what=f"ZooKeeper at {self.hosts}")
+        wait_for(ready, timeout, interval_s=0.1, what=f"ZooKeeper at {self.hosts}")
 
     def leader(self) -> ZooKeeperNode | None:
         """The current leader (or the standalone node)."""
@@ -335,7 +335,7 @@ class DockerZooKeeper:
         wait_for(
             lambda: "imok" in four_letter_word(host, port, "ruok"),
             timeout,
-            interval=0.2,
+            interval_s=0.2,
             what=f"ZooKeeper container at {self._hosts}",
         )
         return self
