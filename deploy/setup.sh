@@ -29,8 +29,10 @@ fi
 stamp=.venv/.logservice-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -e '.[test,demo]' 2>&1 | grep -v '^WARNING: Location' || true
-  .venv/bin/python -c 'import logserver, logclient, thriftpy2, kazoo' # fail loudly if the install did not work
+  # Everything: the client (the plain install), the server, the demo and the test tools.
+  .venv/bin/python -m pip install -q -e '.[server,demo,test]' 2>&1 | grep -v '^WARNING: Location' || true
+  # Fail loudly if the install did not work.
+  .venv/bin/python -c 'import logclient, logserver.server, logserver.tools.demo, thriftpy2, kazoo, structlog, prometheus_client, rich, matplotlib, pytest'
   touch "$stamp"
 fi
 echo "setup: ready (.venv, ZooKeeper jars in /usr/share/java)" >&2

@@ -18,4 +18,6 @@ environment, TOML), :mod:`logserver.errors` (the exception tree),
 running server never imports).
 """
 
-__version__ = "0.1.0"
+from logwire import __version__
+
+__all__ = ["__version__"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import signal
@@ -22,6 +23,12 @@ __all__ = ["main"]
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
+
+# What the server's commands import beyond a plain `pip install logservice` (the
+# client: thriftpy2 and kazoo), and the extra of pyproject.toml that brings it.
+# `list` and `cat` need nothing more.
+_SERVER_MODULES = ("structlog", "prometheus_client")
+_EXTRA_OF_COMMAND = {"serve": "server", "cluster start": "server", "demo": "demo"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -127,10 +134,29 @@ def _zk_tls(args: argparse.Namespace) -> ZkTLSPolicy | None:
         raise ConfigError(str(exc)) from exc
 
 
+def missing_extra(command: str) -> str | None:
+    """One line naming the extra to install if ``command`` cannot run in this install, else None."""
+    extra = _EXTRA_OF_COMMAND.get(command)
+    if extra is None:
+        return None
+    missing = [m for m in _SERVER_MODULES if importlib.util.find_spec(m) is None]
+    if not missing:
+        return None
+    return (
+        f"logserver {command}: needs the {extra} extra, which a plain install leaves out: "
+        f"pip install 'logservice[{extra}]' (missing: {', '.join(missing)})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+    problem = missing_extra(command)
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return EXIT_FAILED
     if args.command != "serve":
         # One-shot commands report ZooKeeper trouble themselves; kazoo's retry chatter is noise.
         import logging

@@ -18,3 +18,8 @@
 This package imports nothing heavy at import time: an app that only needs the
 category rules does not load thriftpy2.
 """
+
+# The version of the whole distribution (logwire, logclient, logserver): written
+# here only; pyproject.toml reads it (hatch's dynamic version) and logserver
+# re-exports it (the version a server announces in its node and Status).
+__version__ = "0.1.0"

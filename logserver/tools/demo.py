@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import signal
 import subprocess
@@ -27,6 +28,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+from logserver.tools.demo_files import write_outputs
 
 __all__ = ["add_arguments", "run_demo"]
 
@@ -113,10 +116,15 @@ def run_demo(args: argparse.Namespace) -> int:
         for s in servers:
             s.wait_ready()
         report = _run(args, zk.hosts, zk_path, servers, state, workdir)
-    if args.out:
-        _write_outputs(args.out, report, state)
-    _print_report(report)
-    print(json.dumps(report["summary"]))
+    try:
+        if args.out:
+            with state.lock:
+                samples, acked = list(state.samples), list(state.acked)
+            write_outputs(args.out, report, samples=samples, acked=acked, started=state.started)
+        _print_report(report)
+    finally:
+        # Whatever happened to the files and the text report, the summary is the last line.
+        print(json.dumps(report["summary"]), flush=True)
     return (
         0
         if report["summary"]["lost"] == 0 and report["summary"]["duplicates_after_dedup"] == 0
@@ -356,108 +364,17 @@ def _print_report(report: dict[str, Any]) -> None:
     )
 
 
-def _windowed_rate(
-    points: list[tuple[float, int]], origin: float, window: float = 1.0
-) -> tuple[list[float], list[float]]:
-    """Rate of a growing counter over a sliding window; a drop (restart) or a gap breaks the line."""
-    xs: list[float] = []
-    ys: list[float] = []
-    start = 0
-    for i, (t, n) in enumerate(points):
-        if i and (n < points[i - 1][1] or t - points[i - 1][0] > 2.0):
-            start = i  # the counter restarted or samples stopped: begin a new segment
-            xs.append(t - origin)
-            ys.append(float("nan"))
-            continue
-        while start < i and t - points[start][0] > window:
-            start += 1
-        j = max(0, start - 1) if start and t - points[start - 1][0] <= window * 1.5 else start
-        t0, n0 = points[j]
-        if t > t0:
-            xs.append(t - origin)
-            ys.append((n - n0) / (t - t0))
-    return xs, ys
-
-
-def _write_outputs(out: Path, report: dict[str, Any], state: DemoState) -> None:
-    """report.json and timeline.png: per-server stored rate over time, with the events marked."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(report, indent=2))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    with state.lock:
-        samples = list(state.samples)
-        acked = list(state.acked)
-    fig, ax = plt.subplots(figsize=(11, 5.6), dpi=110)
-    colours = {}
-    for endpoint in report["servers"]:
-        xs, ys = _windowed_rate([(t, n) for t, e, n in samples if e == endpoint], state.started)
-        (line,) = ax.plot(xs, ys, label=f"stored by {endpoint}", linewidth=1.4)
-        colours[endpoint] = line.get_color()
-    xs, ys = _windowed_rate(acked, state.started)
-    ax.plot(xs, ys, label="acknowledged to the app (all servers)", color="black", linewidth=2.2)
-    styles = {
-        "kill": ("x", "SIGKILL"),
-        "stop": ("s", "SIGSTOP"),
-        "cont": ("o", "SIGCONT"),
-        "term": ("v", "SIGTERM"),
-        "restart": ("^", "restart"),
-    }
-    seen = set()
-    for e in report["events"]:
-        marker, label = styles[e["kind"]]
-        colour = colours.get(e["server"], "black")
-        ax.axvline(
-            e["t"],
-            color=colour,
-            alpha=0.25 if e["kind"] in ("restart", "cont") else 0.6,
-            linestyle=":" if e["kind"] in ("restart", "cont") else "--",
-        )
-        ax.plot(
-            [e["t"]],
-            [0],
-            marker=marker,
-            color=colour,
-            markersize=9,
-            linestyle="none",
-            label=None if e["kind"] in seen else label,
-        )
-        seen.add(e["kind"])
-        if e["kind"] in ("kill", "stop", "term"):
-            ax.annotate(
-                f"{label} :{e['server'].rsplit(':', 1)[-1]}",
-                xy=(e["t"], 1.0),
-                xycoords=("data", "axes fraction"),
-                rotation=90,
-                va="top",
-                ha="right",
-                fontsize=7,
-                color=colour,
-            )
-    s = report["summary"]
-    ax.set_title(
-        f"Failover demo: {s['sent']} sent, {s['lost']} lost, "
-        f"{s['duplicates_after_dedup']} duplicated; longest stall at a SIGKILL {s['max_stall_ms']:.0f} ms, "
-        f"at the SIGSTOP {s['max_stall_sigstop_ms']:.0f} ms"
-    )
-    ax.set_xlabel("seconds since start")
-    ax.set_ylabel("records per second (1 s window)")
-    ax.set_ylim(bottom=-max(1.0, ax.get_ylim()[1] * 0.04))
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.13), fontsize=8, ncols=5, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "timeline.png")
-    plt.close(fig)
-
-
 def _display(
     args: argparse.Namespace, state: DemoState, servers: list[Any], app: subprocess.Popen[str]
 ) -> None:
     """Live progress on a terminal (rich); plain event lines otherwise."""
     use_live = sys.stdout.isatty() and not args.no_live
+    if use_live and importlib.util.find_spec("rich") is None:
+        print(
+            "demo: no live display: rich is not installed (pip install 'logservice[demo]')",
+            file=sys.stderr,
+        )
+        use_live = False
     printed = 0
     if use_live:
         from rich.live import Live

@@ -119,3 +119,10 @@ def test_page_cache_is_drop_or_keep(tmp_path: Path):
     assert config_from_args(keep, environ={}).page_cache == "keep"
     with pytest.raises(ConfigError, match="page-cache"):
         config_from_args(parser.parse_args([*base, "--page-cache", "sometimes"]), environ={})
+
+
+def test_the_image_installs_the_server_extra():
+    """The image runs `logserver serve`, so it installs `.[server]`: a plain install is the client."""
+    dockerfile = (DEPLOY / "docker" / "Dockerfile").read_text()
+    installs = [ln for ln in dockerfile.splitlines() if ln.startswith("RUN pip install")]
+    assert installs == ["RUN pip install --no-cache-dir '.[server]'"]
