@@ -4,14 +4,23 @@ One ZooKeeper serves the whole session (started by the launcher: Debian's
 jars, Docker, or ``LOGSERVICE_ZK``); each test gets its own znode path, as
 kazoo's harness gives each test its own chroot, so tests cannot see each
 other's servers.
+
+The ``process`` marker: a test that starts real processes (ZooKeeper, a
+logserver, any subprocess) carries it, so that ``pytest -m "not process"`` is
+the fast unit run. A test that uses one of :data:`PROCESS_FIXTURES` (directly
+or through another fixture) is marked here; a test that starts a process
+itself is marked in its module.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from kazoo.client import KazooClient
@@ -25,6 +34,41 @@ from logserver.tools.launcher import (
     zookeeper_from_env,
 )
 from logwire.zkclient import stop_client
+
+# The fixtures that start processes: ZooKeeper (the session's, a test's own, an
+# ensemble; logserver_factory and zk_hosts depend on one), the fault tests' tmpfs
+# (mount, umount) and the TLS tests' certificates (made by the openssl command).
+PROCESS_FIXTURES = frozenset({"zookeeper", "own_zookeeper", "ensemble", "tmpfs", "certs"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that uses a process-starting fixture ``process``."""
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.process)
+
+
+@pytest.fixture(autouse=True)
+def _processes_only_when_marked(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test not marked ``process`` that starts one fails, naming the marker it lacks.
+
+    This keeps ``-m "not process"`` honest: the unit run starts no process at
+    all, whoever adds a test.
+    """
+    if request.node.get_closest_marker("process") is not None:
+        return
+    test = request.node.nodeid
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError(
+            f"{test} starts a process ({args[1:2] or 'fork'}): mark it @pytest.mark.process"
+        )
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+    monkeypatch.setattr(os, "fork", refuse)
+
 
 # Server modules log through structlog; in the test process route them through
 # stdlib logging at INFO so pytest captures them (and debug lines stay out).

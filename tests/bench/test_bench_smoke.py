@@ -11,6 +11,8 @@ import pytest
 
 from bench import CASE_IDS
 
+pytestmark = pytest.mark.process
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -7,10 +7,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from logclient import SpoolPolicy
 from logclient._spool import Spool
 
 from .conftest import InProcFactory
+
+pytestmark = pytest.mark.process
 
 ROOT = Path(__file__).resolve().parents[2]
 

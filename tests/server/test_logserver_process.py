@@ -30,6 +30,8 @@ from tests.thrift_clients import (
     read_all,
 )
 
+pytestmark = pytest.mark.process  # logserver processes; the IDL's compile and wheel checks
+
 
 @pytest.fixture
 def zk(zk_hosts: str):

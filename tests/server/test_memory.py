@@ -5,6 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.process  # the probe runs in child processes
+
 _PROBE = """
 import resource, sys
 from logserver.memory import keep_freed_memory

@@ -18,8 +18,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from logserver.storage import Storage, StoragePolicy
 from tests.storage.conftest import read_all
+
+pytestmark = pytest.mark.process
 
 PRODUCERS = 4
 ROUNDS = 8

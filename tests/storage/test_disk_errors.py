@@ -169,6 +169,7 @@ RLIMIT_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.process
 def test_real_write_failure_with_rlimit_fsize(data_dir: Path) -> None:
     """A real failing write, no injection: a child process under RLIMIT_FSIZE gets a short
     write and then EFBIG from the kernel. Both appends fail with nothing left in the file; after

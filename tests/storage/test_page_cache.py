@@ -77,6 +77,7 @@ def test_nothing_is_dropped_unsynced_or_when_told_to_keep(
     assert not [c for c in disk.calls if c[0] == "drop"]
 
 
+@pytest.mark.process  # runs util-linux fincore
 @pytest.mark.skipif(shutil.which("fincore") is None, reason="util-linux fincore not installed")
 def test_the_kernel_really_lets_the_pages_go(open_storage: OpenStorage, data_dir: Path) -> None:
     """fincore (util-linux) shows the segment's pages leave the page cache with the default

@@ -154,6 +154,7 @@ def generated_scribe(tmp_path: Path) -> Iterator[ModuleType]:
             del sys.modules[name]
 
 
+@pytest.mark.process  # the Apache Thrift compiler runs
 @pytest.mark.parametrize("strict_write", [False, True], ids=["non-strict", "strict"])
 def test_generated_scribe_client_logs(
     server: ThriftServer,
