@@ -57,6 +57,8 @@ class ServerConfig:
     max_frame_bytes: int = 16 * 2**20
     max_message_bytes: int = 2**20
     max_connections: int = 1024
+    max_connections_per_peer: int = 256
+    max_inflight_bytes: int | None = None
     idle_timeout_s: float = 60.0
     session_timeout_s: float = 10.0
     drain_timeout_s: float = 10.0
@@ -86,6 +88,13 @@ class ServerConfig:
             raise ConfigError(f"--port out of range: {self.port}")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
+        if self.max_connections < 1 or self.max_connections_per_peer < 1:
+            raise ConfigError("--max-connections and --max-connections-per-peer must be >= 1")
+        if self.max_inflight_bytes is not None and self.max_inflight_bytes < self.max_frame_bytes:
+            raise ConfigError(
+                "--max-inflight-bytes must be at least --max-frame-bytes "
+                "(a frame that size could never be read)"
+            )
         for name in (
             "fsync_interval_s",
             "idle_timeout_s",
@@ -148,7 +157,22 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("retention_bytes", int, "per category: delete oldest closed segments above this total"),
     ("max_frame_bytes", int, "refuse Thrift frames larger than this, before reading them"),
     ("max_message_bytes", int, "refuse single messages larger than this"),
-    ("max_connections", int, "close connections beyond this many at once"),
+    (
+        "max_connections",
+        int,
+        "open connections at most; beyond, the one idle longest is closed to make room",
+    ),
+    (
+        "max_connections_per_peer",
+        int,
+        "connections from one peer address at most; beyond, its one idle longest makes room",
+    ),
+    (
+        "max_inflight_bytes",
+        int,
+        "request bytes being read or processed at once, server-wide; a frame that finds no "
+        "room in time is answered busy (default: 4 x --max-frame-bytes)",
+    ),
     ("idle_timeout", float, "close a connection idle this many seconds"),
     ("session_timeout", float, "ZooKeeper session timeout, seconds"),
     ("drain_timeout", float, "on SIGTERM, wait this long for in-flight batches"),

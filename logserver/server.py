@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import threading
 import time
@@ -79,6 +80,7 @@ class LogServer:
         problem = keep_freed_memory()
         if problem is not None:
             log.info("malloc thresholds left as they are", reason=problem)
+        _raise_fd_limit(cfg.max_connections)
         self._storage = Storage.open(cfg.data_dir, policy)
         log.info(
             "storage recovered",
@@ -93,6 +95,8 @@ class LogServer:
         limits = WireLimits(
             max_frame_bytes=cfg.max_frame_bytes,
             max_connections=cfg.max_connections,
+            max_connections_per_peer=cfg.max_connections_per_peer,
+            max_inflight_bytes=cfg.max_inflight_bytes,
             idle_timeout_s=cfg.idle_timeout_s,
         )
         self._transport = ThriftServer(self._handler, cfg.host, cfg.port, limits, tls=tls)
@@ -159,6 +163,39 @@ class LogServer:
         self._storage.close()
         log.info("stopped", clean=idle)
         return 0
+
+
+# Descriptors beyond the connections: segment files (storage keeps a bounded set open),
+# readers' files, ZooKeeper, the listening and wake-up sockets, the log.
+_FD_HEADROOM = 2048
+
+
+def _raise_fd_limit(max_connections: int) -> None:
+    """Raise the soft limit on open files to the hard limit, and say what it is.
+
+    Every connection is a descriptor, and so are open segment files; the usual
+    soft limit (1024) is below ``--max-connections`` alone, and running out
+    makes ``accept()`` and segment creation fail.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+            soft = wanted
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open file limit", soft=soft, hard=hard, error=str(exc))
+    needed = max_connections + _FD_HEADROOM
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        log.warning(
+            "open file limit is low for --max-connections",
+            soft=soft,
+            hard=hard,
+            max_connections=max_connections,
+            needed=needed,
+        )
+    else:
+        log.info("open file limit", soft=soft, hard=hard)
 
 
 def _server_tls(cfg: ServerConfig) -> ServerTLS | None:

@@ -29,7 +29,15 @@ from logserver.transport._fast import MIN_DEPTH, FastCall, decode_fast
 from logserver.transport._guard import CALL, ONEWAY, FrameRejectedError, Message, check_frame
 from logwire.idl import log_thrift
 
-__all__ = ["FrameOutcome", "FrameProcessor", "RecordHandler", "Throttle", "encode_exception"]
+__all__ = [
+    "Call",
+    "FrameOutcome",
+    "FrameProcessor",
+    "RecordHandler",
+    "Reply",
+    "Throttle",
+    "encode_exception",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +77,19 @@ class RecordHandler(Protocol):
         sequence: int | None,
         records: list[tuple[bytes, bytes]],
     ) -> Any: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A decoded request, ready to run: the handler is called by ``run()``."""
+
+    message: Message
+    #: The method name as thriftpy2 names it.
+    api: Any
+    seqid: int
+    #: The method's result struct, to be filled in.
+    result: Any
+    run: Callable[[], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,11 +182,22 @@ class FrameProcessor:
 
     def process(self, frame: bytes | bytearray, peer: str) -> Reply:
         """Answer one frame (without its length prefix)."""
+        decoded = self.decode(frame, peer)
+        return decoded if isinstance(decoded, Reply) else self.answer(decoded, peer)
+
+    def decode(self, frame: bytes | bytearray, peer: str) -> Reply | Call:
+        """Decode one frame into a call to run with :meth:`answer`, or the reply if there is
+        nothing to run (a refused frame, an unknown method).
+
+        Nothing returned refers to ``frame``: a caller that lets go of it frees the
+        frame's memory before the handler runs, so a batch does not hold its frame
+        and its records and its encoded form all at once.
+        """
         if self._fast:
             # bytes: the records are slices of it, and storage wants bytes.
             fast = decode_fast(frame if type(frame) is bytes else bytes(frame))
             if fast is not None:
-                return self._answer_fast(fast, peer)
+                return self._fast_call(fast)
         try:
             message = check_frame(frame, self._max_depth)
         except FrameRejectedError as e:
@@ -200,10 +232,10 @@ class FrameProcessor:
                 self._encode(api, seqid, result, exception=True), FrameOutcome.OK, message.method
             )
         assert call is not None
-        return self._answer(message, api, seqid, result, call, peer)
+        return Call(message, api, seqid, result, call)
 
-    def _answer_fast(self, fast: FastCall, peer: str) -> Reply:
-        """Call the handler's record-level method for a Log or Append decoded by decode_fast."""
+    def _fast_call(self, fast: FastCall) -> Call:
+        """The handler's record-level method for a Log or Append decoded by decode_fast."""
         handler: Any = self._handler
         records = fast.records
         if fast.api == "Log":
@@ -220,7 +252,13 @@ class FrameProcessor:
                 return handler.append_records(producer, sequence, records)
 
         message = fast.message
-        return self._answer(message, fast.api, message.seqid, result, call, peer)
+        return Call(message, fast.api, message.seqid, result, call)
+
+    def answer(self, request: Call, peer: str) -> Reply:
+        """Run a decoded call's handler method and encode its answer."""
+        return self._answer(
+            request.message, request.api, request.seqid, request.result, request.run, peer
+        )
 
     def _answer(
         self,
@@ -297,6 +335,28 @@ class FrameProcessor:
         if result_cls is None or field is None:
             return encode_exception(name, seqid, TApplicationException.PROTOCOL_ERROR, text)
         error = log_thrift.BatchTooLarge(reason=text, limit=cap, actual=length)
+        return self._encode(method, seqid, result_cls(**{field: error}))
+
+    def busy(self, name: bytes, seqid: int, reason: str) -> bytes:
+        """The reply to a call that was read into nothing because the server had no room.
+
+        ``Log`` gets ``TRY_LATER`` (Scribe's clients retry it later); a method that
+        declares ``StorageUnavailable`` gets it, which logclient takes as "this
+        server cannot store right now": it resends the batch elsewhere (or later),
+        never drops it. Anything else gets a ``TApplicationException`` naming the
+        reason.
+        """
+        method = name.decode("ascii", "replace")
+        result_cls: Any = None
+        if method in getattr(self._service, "thrift_services", ()):
+            result_cls = getattr(self._service, f"{method}_result", None)
+        success = getattr(result_cls, "thrift_spec", {}).get(0)
+        if success is not None and len(success) >= 3 and success[2] is log_thrift.ResultCode:
+            return self._encode(method, seqid, result_cls(success=log_thrift.ResultCode.TRY_LATER))
+        field = _declared(result_cls, log_thrift.StorageUnavailable)
+        if result_cls is None or field is None:
+            return encode_exception(name, seqid, TApplicationException.INTERNAL_ERROR, reason)
+        error = log_thrift.StorageUnavailable(reason=reason)
         return self._encode(method, seqid, result_cls(**{field: error}))
 
     def _rejected(self, error: FrameRejectedError, peer: str) -> Reply:

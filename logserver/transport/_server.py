@@ -9,8 +9,14 @@ frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
   :attr:`WireLimits.max_frame_bytes` before allocating anything;
 - validates every frame with :mod:`logserver.transport._guard` before thriftpy2
   decodes it, so a 25-byte frame cannot freeze the process;
-- runs one thread per connection, at most :attr:`WireLimits.max_connections`;
-  beyond that a connection is accepted and closed at once;
+- runs one thread per connection, at most :attr:`WireLimits.max_connections`
+  and :attr:`WireLimits.max_connections_per_peer` from one address; beyond
+  them the connection idle longest makes room, and a new connection is
+  refused only when every connection is busy (:mod:`._connections`);
+- reserves every frame's length in a server-wide budget of request bytes in
+  flight before reading it (:mod:`._budget`); a frame that finds no room in
+  time is read into nothing and answered busy, so memory stays bounded
+  whatever legal frames arrive at once;
 - closes idle connections quietly and cuts clients that trickle a frame;
 - answers every request it can read, also when the handler raises an
   exception the IDL does not declare (``TApplicationException(INTERNAL_ERROR)``);
@@ -41,6 +47,8 @@ from typing import Literal, get_args
 
 import structlog
 
+from logserver.transport._budget import InflightBudget
+from logserver.transport._connections import Connection, ConnectionTable, Eviction
 from logserver.transport._limits import (
     AddressInUseError,
     ListenError,
@@ -48,13 +56,15 @@ from logserver.transport._limits import (
     WireLimits,
     WireStats,
 )
-from logserver.transport._processor import FrameOutcome, FrameProcessor, Throttle
+from logserver.transport._processor import FrameOutcome, FrameProcessor, Reply, Throttle
 from logserver.transport._sockets import (
     Cut,
     discard,
     oserror,
     oversized_kind,
+    peer_address,
     peer_name,
+    readable,
     recv_exact,
     recv_frame,
     send_reply,
@@ -89,21 +99,6 @@ _DRAIN_MIN = 4 * 2**20
 _State = Literal["new", "starting", "serving", "stopped", "closed"]
 
 
-class _Connection:
-    """One accepted socket and its thread. Guarded by the server's lock."""
-
-    __slots__ = ("busy", "peer", "sock", "thread")
-
-    def __init__(self, sock: socket.socket, peer: str) -> None:
-        self.sock = sock
-        self.peer = peer
-        self.busy = False
-        self.thread: threading.Thread | None = None
-
-    def __repr__(self) -> str:
-        return f"<_Connection {self.peer} {'busy' if self.busy else 'idle'}>"
-
-
 class ThriftServer:
     """A threaded, framed, binary-protocol Thrift server for one service and handler.
 
@@ -136,7 +131,10 @@ class ThriftServer:
 
         self._lock = threading.Lock()
         self._idle_cond = threading.Condition(self._lock)
-        self._conns: set[_Connection] = set()
+        self._conns = ConnectionTable(
+            limits.max_connections, limits.connections_per_peer, pending=readable
+        )
+        self._budget = InflightBudget(limits.inflight_bytes)
         self._in_flight = 0
         self._closing = False
         self._state: _State = "new"
@@ -255,6 +253,7 @@ class ThriftServer:
                 f"<ThriftServer {self._host}:{self._port} {self._state} "
                 f"open={len(self._conns)} in_flight={self._in_flight} "
                 f"frames={self._counts['frames']} refused={self._counts['connections_refused']} "
+                f"evicted={self._counts['connections_evicted']} {self._budget!r} "
                 f"handler={type(self._handler).__name__}>"
             )
 
@@ -335,23 +334,28 @@ class ThriftServer:
                 self._count("tls_handshake_failures")
                 log.debug("tls wrap failed", peer=peer, error=oserror(e))
                 return
+        conn = Connection(sock, peer, peer_address(addr))
         with self._lock:
             self._counts["connections_total"] += 1
-            refuse = self._closing or len(self._conns) >= self._limits.max_connections
-            if refuse:
+            victims = None if self._closing else self._conns.admit(conn)
+            if victims is None:
                 self._counts["connections_refused"] += 1
             else:
-                conn = _Connection(sock, peer)
-                self._conns.add(conn)
-        if refuse:
+                self._counts["connections_evicted"] += len(victims)
+        if victims is None:
             sock.close()
+            if self._closing:
+                return
             self._warn(
                 "connection_limit",
-                "connection refused: too many connections",
+                "connection refused: no idle connection can make room",
                 peer=peer,
                 max_connections=self._limits.max_connections,
+                max_connections_per_peer=self._limits.connections_per_peer,
             )
             return
+        for victim, why in victims:
+            self._evict(victim, why)
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         thread = threading.Thread(
@@ -362,14 +366,32 @@ class ThriftServer:
             thread.start()
         except RuntimeError as e:  # can't start new thread
             with self._lock:
-                self._conns.discard(conn)
+                self._conns.remove(conn)
                 self._counts["connections_refused"] += 1
             sock.close()
             self._warn("thread_failed", "connection refused: no thread", peer=peer, error=str(e))
 
+    def _evict(self, victim: Connection, why: Eviction) -> None:
+        """Wake an idle connection's thread so that it closes: another needs its place."""
+        shutdown(victim.sock)
+        if why == "address_full":
+            self._warn(
+                "evicted_address_full",
+                "idle connection closed: its peer address is at its connection cap",
+                peer=victim.peer,
+                max_connections_per_peer=self._limits.connections_per_peer,
+            )
+        else:
+            self._warn(
+                "evicted_server_full",
+                "idle connection closed: the server is at its connection cap",
+                peer=victim.peer,
+                max_connections=self._limits.max_connections,
+            )
+
     # ------------------------------------------------------------ serving
 
-    def _serve(self, conn: _Connection) -> None:
+    def _serve(self, conn: Connection) -> None:
         log.debug("connection opened", peer=conn.peer)
         why = "closed"
         try:
@@ -379,24 +401,26 @@ class ThriftServer:
                 pass
         except Cut as cut:
             why = cut.why
-            # While closing, the server itself shut the socket down: not an error.
+            # While closing or making room, the server itself shut the socket down:
+            # not the peer's error.
             if cut.counter is not None and not (
-                self._closing and cut.counter == "connection_errors"
+                (self._closing or conn.evicted) and cut.counter == "connection_errors"
             ):
                 self._count(cut.counter)
         except Exception:
             why = "error"
             log.exception("connection failed unexpectedly", peer=conn.peer)
         finally:
+            self._unreserve(conn)
             with self._idle_cond:
                 if conn.busy:
-                    conn.busy = False
+                    self._conns.set_idle(conn)
                     self._release()
-                self._conns.discard(conn)
+                self._conns.remove(conn)
                 conn.sock.close()
-            log.debug("connection closed", peer=conn.peer, why=why)
+            log.debug("connection closed", peer=conn.peer, why=why, evicted=conn.evicted)
 
-    def _handshake(self, conn: _Connection) -> None:
+    def _handshake(self, conn: Connection) -> None:
         """Complete the TLS handshake within the handshake timeout, or cut the connection.
 
         The connection counts as idle meanwhile: close() may end it at any time.
@@ -410,8 +434,8 @@ class ThriftServer:
         try:
             sock.do_handshake()
         except (OSError, ValueError) as e:
-            if self._closing:
-                raise Cut(None, "closing") from None
+            if self._closing or conn.evicted:
+                raise Cut(None, "closing" if self._closing else "evicted") from None
             reason, hint = handshake_failure_reason(e)
             extra = {"hint": hint} if hint else {}
             self._warn(
@@ -421,7 +445,7 @@ class ThriftServer:
         self._count("tls_handshakes")
         log.debug("tls handshake done", peer=conn.peer, version=sock.version())
 
-    def _serve_one(self, conn: _Connection) -> bool:
+    def _serve_one(self, conn: Connection) -> bool:
         """Receive one frame and answer it; False when the peer closed between frames."""
         sock = conn.sock
         limits = self._limits
@@ -439,7 +463,7 @@ class ThriftServer:
 
         deadline = time.monotonic() + limits.frame_timeout_s
         with self._lock:
-            conn.busy = True
+            self._conns.set_busy(conn)
             self._in_flight += 1
         recv_exact(sock, memoryview(prefix)[got:], deadline)
         length = _LENGTH.unpack(prefix)[0]
@@ -449,24 +473,85 @@ class ThriftServer:
             self._warn("bad_length", "invalid frame length", peer=conn.peer, length=length)
             raise Cut("protocol_errors", "bad frame length")
 
-        frame = recv_frame(sock, length, deadline)
-        self._count("frames")
-        reply = self._processor.process(frame, conn.peer)
+        if self._reserve(conn, length, deadline):
+            frame = recv_frame(sock, length, deadline)
+            self._count("frames")
+            decoded = self._processor.decode(frame, conn.peer)
+            # The records are copies: the frame's memory goes before the handler runs.
+            del frame
+            reply = (
+                decoded
+                if isinstance(decoded, Reply)
+                else self._processor.answer(decoded, conn.peer)
+            )
+            del decoded
+            self._answered(conn, reply, deadline)
+        else:
+            self._answer_busy(conn, length, deadline)
+
+        self._unreserve(conn)
+        with self._idle_cond:
+            self._conns.set_idle(conn)
+            self._release()
+            # Seen under the lock that close() takes to shut idle connections down:
+            # either it saw this connection busy, or this thread sees the flag.
+            return not self._closing
+
+    def _answered(self, conn: Connection, reply: Reply, deadline: float) -> None:
+        """Count a processed frame's outcome and send its reply (if any)."""
         if reply.outcome is FrameOutcome.PROTOCOL_ERROR or reply.outcome is FrameOutcome.GARBAGE:
             self._count("protocol_errors")
         elif reply.outcome is FrameOutcome.INTERNAL_ERROR:
             self._count("internal_errors")
         if reply.data is not None:
-            send_reply(sock, reply.data, deadline)
+            send_reply(conn.sock, reply.data, deadline)
         if reply.close or reply.outcome is FrameOutcome.GARBAGE:
             raise Cut(None, "not a thrift message")
 
-        with self._idle_cond:
-            conn.busy = False
-            self._release()
-            # Seen under the lock that close() takes to shut idle connections down:
-            # either it saw this connection busy, or this thread sees the flag.
-            return not self._closing
+    def _reserve(self, conn: Connection, length: int, deadline: float) -> bool:
+        """Reserve the frame's bytes in the in-flight budget, waiting for room up to half
+        the frame timeout (the other half is left to read the frame, or to read it into
+        nothing and answer). False if no room was made."""
+        budget = self._budget
+        if length > budget.limit - budget.used:
+            self._count("frames_waited")
+        wait = deadline - self._limits.frame_timeout_s / 2 - time.monotonic()
+        if not budget.acquire(conn.address, length, wait):
+            return False
+        conn.reserved = length
+        return True
+
+    def _unreserve(self, conn: Connection) -> None:
+        if conn.reserved:
+            reserved, conn.reserved = conn.reserved, 0
+            self._budget.release(conn.address, reserved)
+
+    def _answer_busy(self, conn: Connection, length: int, deadline: float) -> None:
+        """No room for this frame in time: read it into nothing and say so.
+
+        The connection stays open: the client may well retry later on it.
+        """
+        self._count("frames_busy")
+        budget = self._budget
+        self._warn(
+            "busy",
+            "frame answered busy: too many request bytes in flight",
+            peer=conn.peer,
+            length=length,
+            inflight_bytes=budget.used,
+            max_inflight_bytes=budget.limit,
+            waiting=budget.waiting,
+        )
+        header = sniff_header(conn.sock, deadline)
+        if header is None:
+            raise Cut("protocol_errors", "not a thrift call")
+        name, seqid, consumed = header
+        discard(conn.sock, length - consumed, deadline)
+        reason = (
+            f"server busy: {budget.used} request bytes in flight, the limit is {budget.limit}; "
+            "retry later or elsewhere"
+        )
+        send_reply(conn.sock, self._processor.busy(name, seqid, reason), deadline)
 
     def _release(self) -> None:
         """One request is no longer in flight; caller holds the lock."""
@@ -474,7 +559,7 @@ class ThriftServer:
         if self._in_flight == 0:
             self._idle_cond.notify_all()
 
-    def _refuse_large(self, conn: _Connection, prefix: bytes, length: int, deadline: float) -> None:
+    def _refuse_large(self, conn: Connection, prefix: bytes, length: int, deadline: float) -> None:
         """Refuse a frame over the cap without allocating it; always ends the connection."""
         self._count("frames_too_large")
         cap = self._limits.max_frame_bytes

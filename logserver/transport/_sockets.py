@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import select
 import socket
 import struct
 import time
@@ -24,7 +25,9 @@ __all__ = [
     "discard",
     "oserror",
     "oversized_kind",
+    "peer_address",
     "peer_name",
+    "readable",
     "recv_exact",
     "recv_frame",
     "send_reply",
@@ -33,6 +36,8 @@ __all__ = [
 ]
 
 SCRATCH = 64 * 1024
+# recv() asks for at most this much at once: it allocates what it asks for first.
+_CHUNK = 1 << 20
 _LENGTH = struct.Struct(">i")
 _HTTP_METHODS = (b"GET ", b"POST", b"PUT ", b"HEAD", b"DELE", b"OPTI", b"PATC", b"CONN", b"PRI ")
 _VERSION_1 = 0x80010000
@@ -78,22 +83,33 @@ def recv_exact(sock: socket.socket, view: memoryview, deadline: float) -> None:
         got += n
 
 
-def recv_frame(sock: socket.socket, length: int, deadline: float) -> bytearray:
-    """Receive a frame body; memory grows with the bytes that arrive, not the length claimed.
+def recv_frame(sock: socket.socket, length: int, deadline: float) -> bytes:
+    """Receive a frame body as ``bytes``: memory grows with the bytes that arrive.
 
-    Otherwise max_connections peers each announcing max_frame_bytes and
-    sending nothing would pin max_connections x max_frame_bytes of memory.
-    The buffer doubles as it fills, so a large frame costs few copies.
+    A peer that announces a large frame and trickles it costs what it sent, not
+    what it claimed. The chunks are joined once at the end (the decoders want
+    one ``bytes``: records are slices of it), so a frame costs at most twice
+    its size for that moment, and never a growing buffer's copies.
     """
-    frame = bytearray(min(length, SCRATCH))
-    got = 0
-    while True:
-        with memoryview(frame) as view:
-            recv_exact(sock, view[got:], deadline)
-        got = len(frame)
-        if got == length:
-            return frame
-        frame += bytes(min(got, length - got))
+    chunks: list[bytes] = []
+    missing = length
+    while missing:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise Cut("frame_timeouts", "frame timeout")
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(min(missing, _CHUNK))
+        except TimeoutError:
+            raise Cut("frame_timeouts", "frame timeout") from None
+        except OSError as e:
+            raise Cut("connection_errors", oserror(e)) from None
+        if not chunk:
+            raise Cut("connection_errors", "eof mid-frame")
+        chunks.append(chunk)
+        missing -= len(chunk)
+    # A single chunk is returned as it is (join of one bytes object copies nothing).
+    return b"".join(chunks)
 
 
 def send_reply(sock: socket.socket, data: bytes, deadline: float) -> None:
@@ -162,6 +178,26 @@ def shutdown(sock: socket.socket) -> None:
         # The plain socket's method also for an SSLSocket: SSLSocket.shutdown drops
         # its SSL object, which the connection's thread may be using right now.
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def readable(sock: socket.socket) -> bool:
+    """Whether bytes (or an EOF) wait on ``sock`` right now; reads nothing.
+
+    ``poll``, not ``select``: descriptors above 1023 are common on a busy server.
+    """
+    fd = sock.fileno()
+    if fd < 0:
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(0))
+
+
+def peer_address(addr: object) -> str:
+    """The host part of an accepted socket's address: what per-peer limits count."""
+    if isinstance(addr, tuple) and addr:
+        return str(addr[0])
+    return str(addr)
 
 
 def peer_name(addr: object) -> str:

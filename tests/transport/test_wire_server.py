@@ -212,22 +212,59 @@ def test_wait_idle_reports_requests_in_flight(
         c.close()
 
 
-def test_max_connections_refuses_the_next_and_recovers(make_server: ServerFactory) -> None:
-    """Connection N+1 is closed at once (and counted); after one closes, new ones are served."""
+def test_max_connections_closes_the_longest_idle_to_make_room(make_server: ServerFactory) -> None:
+    """Connection N+1 is served: the connection idle longest is closed (and counted) for it;
+    the others keep working."""
     server = make_server(max_connections=3)
     clients = [client(server.port) for _ in range(3)]
     for c in clients:
         assert c.Ping() == "pong"
-    extra = connect(server.port)
-    assert closed_by_peer(extra, 2.0)
-    extra.close()
-    assert server.stats().connections_refused == 1
-    clients.pop().close()
-    wait_for(lambda: server.stats().connections_open == 2, 5.0, what="the closed client to go")
-    assert ping_once(server.port) < 5.0
-    for c in clients:
+    newcomer = client(server.port)
+    assert newcomer.Ping() == "pong"
+    assert server.stats().connections_evicted == 1
+    assert server.stats().connections_refused == 0
+    with pytest.raises(Exception):  # noqa: B017 - thriftpy2 raises whatever the socket says
+        clients[0].Ping()
+    for c in clients[1:]:
         assert c.Ping() == "pong"
+    for c in [*clients, newcomer]:
         c.close()
+
+
+def test_max_connections_refuses_the_next_when_every_connection_is_busy(
+    make_server: ServerFactory, handler: RecordingHandler
+) -> None:
+    """With every connection in the middle of a call, connection N+1 is closed at once (and
+    counted); once a call ends, new connections are served again."""
+    server = make_server(max_connections=2)
+    busy = [client(server.port), client(server.port)]
+    callers = [
+        threading.Thread(
+            target=c.Append, args=(AppendBatch(producer="slow", sequence=i, entries=[]),)
+        )
+        for i, c in enumerate(busy)
+    ]
+    handler.slow_s = 10.0
+    for t in callers:
+        t.start()
+    try:
+        wait_for(lambda: server.wait_idle(0) is False and len(handler.batches) == 0, 5.0)
+        wait_for(lambda: _in_flight(server) == 2, 5.0, what="both calls in flight")
+        extra = connect(server.port)
+        assert closed_by_peer(extra, 2.0)
+        extra.close()
+        assert server.stats().connections_refused == 1
+    finally:
+        handler.release.set()
+        for t in callers:
+            t.join(5.0)
+    assert ping_once(server.port) < 5.0
+    for c in busy:
+        c.close()
+
+
+def _in_flight(server: ThriftServer) -> int:
+    return int(repr(server).split("in_flight=")[1].split()[0])
 
 
 def test_idle_connection_closed_quietly(

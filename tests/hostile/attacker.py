@@ -1,0 +1,166 @@
+"""Hostile peers, run as a real process of their own so that the test's client is not slowed
+by the attacker's threads: ``python -m tests.hostile.attacker KIND JSON``.
+
+Kinds (the JSON object gives the arguments):
+
+- ``frames``: ``connections`` connections each send one legal request frame
+  (``frame`` is hex, or ``log_bytes``: a ``Log`` call of about that many bytes of
+  100-byte records in category ``category``) at the same moment, then read the
+  replies. Prints a JSON summary: how many replies of each kind.
+- ``idle``: hold ``connections`` connections from source address ``source``
+  that never send a byte, re-opening each one the server closes, until stdin is
+  closed. Prints ``READY`` once all are open, then a JSON summary at the end.
+
+The process raises its own soft limit on open files to its hard limit first.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import selectors
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+_T_STRING, _T_STRUCT, _T_LIST, _STOP = 11, 12, 15, 0
+
+
+def log_frame(total: int, category: bytes = b"flood", message_bytes: int = 100) -> bytes:
+    """A framed, strict ``Log`` call of about ``total`` bytes: what Scribe clients send."""
+    entry = (
+        struct.pack(">bhi", _T_STRING, 1, len(category))
+        + category
+        + struct.pack(">bhi", _T_STRING, 2, message_bytes)
+        + b"m" * message_bytes
+        + bytes([_STOP])
+    )
+    header = struct.pack(">Ii", 0x80010001, 3) + b"Log" + struct.pack(">i", 1)
+    count = max(1, (total - len(header) - 13) // len(entry))
+    body = header + struct.pack(">bhbi", _T_LIST, 1, _T_STRUCT, count) + entry * count
+    body += bytes([_STOP])
+    return struct.pack(">i", len(body)) + body
+
+
+# The last bytes of a Log reply: the i32 of field 0 (OK 0, TRY_LATER 1), then STOP.
+_LOG_ANSWERS = {b"\x00\x00\x00\x00\x00": "ok", b"\x00\x00\x00\x01\x00": "try_later"}
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    data = bytearray()
+    while len(data) < n:
+        chunk = sock.recv(n - len(data))
+        if not chunk:
+            raise ConnectionError("eof")
+        data += chunk
+    return bytes(data)
+
+
+def frames(args: dict[str, Any]) -> dict[str, Any]:
+    frame = (
+        bytes.fromhex(args["frame"])
+        if "frame" in args
+        else log_frame(int(args["log_bytes"]), args.get("category", "flood").encode())
+    )
+    port = int(args["port"])
+    count = int(args["connections"])
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=120) for _ in range(count)]
+    outcomes: Counter[str] = Counter()
+    lock = threading.Lock()
+    start = threading.Barrier(count)
+
+    def run(sock: socket.socket) -> None:
+        try:
+            start.wait()
+            sock.sendall(frame)
+            (length,) = struct.unpack(">i", _recv_exact(sock, 4))
+            reply = _recv_exact(sock, length)
+            outcome = _LOG_ANSWERS.get(reply[-5:], "other")
+        except Exception as exc:  # a reset or a cut: what the attack got
+            outcome = type(exc).__name__
+        with lock:
+            outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in socks]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in socks:
+        s.close()
+    return {"outcomes": dict(outcomes), "elapsed_s": round(time.monotonic() - started, 2)}
+
+
+def idle(args: dict[str, Any]) -> dict[str, Any]:
+    port = int(args["port"])
+    source = args.get("source", "127.0.0.1")
+    count = int(args["connections"])
+    sel = selectors.DefaultSelector()
+    opened = 0
+    closed_by_server = 0
+    failed = 0
+
+    def open_one() -> None:
+        nonlocal opened, failed
+        try:
+            sock = socket.create_connection(
+                ("127.0.0.1", port), timeout=5, source_address=(source, 0)
+            )
+        except OSError:
+            failed += 1
+            return
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+        opened += 1
+
+    for _ in range(count):
+        open_one()
+    print("READY", flush=True)
+    sel.register(sys.stdin, selectors.EVENT_READ)
+    while True:
+        events = sel.select(timeout=1.0)
+        done = False
+        for key, _ in events:
+            if key.fileobj is sys.stdin:
+                done = True
+                continue
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                sel.unregister(sock)
+                sock.close()
+                closed_by_server += 1
+                open_one()
+        if done:
+            break
+    held = len(sel.get_map()) - 1
+    return {
+        "opened": opened,
+        "closed_by_server": closed_by_server,
+        "connect_failed": failed,
+        "held_at_end": held,
+    }
+
+
+def main() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    kind, raw = sys.argv[1], sys.argv[2]
+    args = json.loads(raw)
+    result = {"frames": frames, "idle": idle}[kind](args)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
