@@ -25,4 +25,5 @@ CASE_IDS: tuple[str, ...] = (
     "fleet_kill",
     "memory_client",
     "memory_server",
+    "hostile_memory",
 )

@@ -60,6 +60,9 @@ class Profile:
     memory_steady_s: float
     memory_rate: int
     memory_burst: int
+    hostile_frames: int
+    hostile_frame_bytes: int
+    hostile_probe_s: float
 
     @classmethod
     def full(cls) -> Profile:
@@ -85,6 +88,9 @@ class Profile:
             memory_steady_s=5.0,
             memory_rate=20_000,
             memory_burst=200_000,
+            hostile_frames=200,
+            hostile_frame_bytes=15 * 2**20,
+            hostile_probe_s=3.0,
         )
 
     @classmethod
@@ -111,6 +117,9 @@ class Profile:
             memory_steady_s=0.5,
             memory_rate=5_000,
             memory_burst=5_000,
+            hostile_frames=8,
+            hostile_frame_bytes=2 * 2**20,
+            hostile_probe_s=0.5,
         )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.cases import applog, discovery, failover, fleet, latency, memory, throughput
+from bench.cases import applog, discovery, failover, fleet, hostile, latency, memory, throughput
 from bench.common import BenchEnv, CaseResult
 
 __all__ = ["CASES"]
@@ -24,4 +24,5 @@ CASES: dict[str, CaseFn] = {
     "fleet_kill": fleet.fleet_kill,
     "memory_client": memory.client,
     "memory_server": memory.server,
+    "hostile_memory": hostile.memory_flood,
 }

@@ -78,11 +78,11 @@ class PeakSampler:
 
 
 class Attacker:
-    """A ``tests.hostile.attacker`` process (see that module for the kinds)."""
+    """A ``bench.workers.attacker`` process (see that module for the kinds)."""
 
     def __init__(self, kind: str, **args: Any) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.hostile.attacker", kind, json.dumps(args)],
+            [sys.executable, "-m", "bench.workers.attacker", json.dumps({"kind": kind, **args})],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,

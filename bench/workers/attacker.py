@@ -1,22 +1,23 @@
-"""Hostile peers, run as a real process of their own so that the test's client is not slowed
-by the attacker's threads: ``python -m tests.hostile.attacker KIND JSON``.
+"""Hostile peers that use only legal requests, in a process of their own (so that a measured
+client is not slowed by the attacker's threads). Used by the hostile cases and by
+``tests/hostile``: ``python -m bench.workers.attacker CONFIG_JSON``.
 
-Kinds (the JSON object gives the arguments):
+``kind`` in the configuration says which attack:
 
 - ``frames``: ``connections`` connections each send one legal request frame
-  (``frame`` is hex, or ``log_bytes``: a ``Log`` call of about that many bytes of
-  100-byte records in category ``category``) at the same moment, then read the
-  replies. Prints a JSON summary: how many replies of each kind.
+  (``frame``, hex; or ``log_bytes``: a ``Log`` call of about that many bytes of
+  100-byte records in ``category``) at the same moment, then read the replies.
+  Result: how many replies of each kind (``ok``, ``try_later``, or the error).
 - ``idle``: hold ``connections`` connections from source address ``source``
-  that never send a byte, re-opening each one the server closes, until stdin is
-  closed. Prints ``READY`` once all are open, then a JSON summary at the end.
+  that never send a byte, re-opening each one the server closes, for
+  ``duration_s`` (if given) or until stdin is closed. Prints ``READY`` once all
+  are open.
 
 The process raises its own soft limit on open files to its hard limit first.
 """
 
 from __future__ import annotations
 
-import json
 import resource
 import selectors
 import socket
@@ -25,7 +26,10 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
+
+from bench.workers import config, emit
 
 _T_STRING, _T_STRUCT, _T_LIST, _STOP = 11, 12, 15, 0
 
@@ -121,9 +125,11 @@ def idle(args: dict[str, Any]) -> dict[str, Any]:
     for _ in range(count):
         open_one()
     print("READY", flush=True)
-    sel.register(sys.stdin, selectors.EVENT_READ)
-    while True:
-        events = sel.select(timeout=1.0)
+    if "duration_s" not in args:
+        sel.register(sys.stdin, selectors.EVENT_READ)
+    until = time.monotonic() + float(args.get("duration_s", "inf"))
+    while time.monotonic() < until:
+        events = sel.select(timeout=min(1.0, max(0.0, until - time.monotonic())))
         done = False
         for key, _ in events:
             if key.fileobj is sys.stdin:
@@ -142,7 +148,7 @@ def idle(args: dict[str, Any]) -> dict[str, Any]:
                 open_one()
         if done:
             break
-    held = len(sel.get_map()) - 1
+    held = sum(1 for key in sel.get_map().values() if key.fileobj is not sys.stdin)
     return {
         "opened": opened,
         "closed_by_server": closed_by_server,
@@ -151,16 +157,17 @@ def idle(args: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def main() -> int:
+def main() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < hard:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    kind, raw = sys.argv[1], sys.argv[2]
-    args = json.loads(raw)
-    result = {"frames": frames, "idle": idle}[kind](args)
-    print(json.dumps(result), flush=True)
-    return 0
+    args = config()
+    attacks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+        "frames": frames,
+        "idle": idle,
+    }
+    emit(attacks[args["kind"]](args))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
