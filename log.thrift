@@ -47,7 +47,10 @@ exception ServerDraining {
   1: string reason
 }
 
-/** The server cannot store right now (disk full, read-only, I/O error). */
+/**
+ * The server cannot store right now (disk full, read-only, I/O error, or too
+ * many request bytes in flight): send this batch to another server, or later.
+ */
 exception StorageUnavailable {
   1: string reason
 }
@@ -147,7 +150,7 @@ struct ServerStatus {
 }
 
 service LogService {
-  /** Scribe's call. TRY_LATER while draining or when storage is unavailable. */
+  /** Scribe's call. TRY_LATER while draining, when storage is unavailable or the server is busy. */
   ResultCode Log(1: list<LogEntry> messages),
 
   AppendResult Append(1: AppendBatch batch)
