@@ -88,6 +88,16 @@ class Batch:
         return list(zip(self.categories, self.messages, strict=True))
 
     @property
+    def start_ordinal(self) -> int | None:
+        """The ordinal before this batch's first record (None for an earlier process's batch).
+
+        Meaningful on a root batch (a split half shares its parent's ordinals).
+        """
+        if self.end_ordinal is None:
+            return None
+        return self.end_ordinal - self.count
+
+    @property
     def key(self) -> tuple[str, int]:
         return (self.producer, self.sequence)
 

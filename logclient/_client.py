@@ -70,6 +70,8 @@ class ClientStats:
     ``failovers``: times a server was found unavailable and the batch moved on.
     ``dropped``: records given up by policy (queue or spool full with
     overflow="drop", a batch no server accepts, close without spool); always logged.
+    ``unsettled``: records logged and neither acknowledged nor dropped yet
+    (queued, in flight or only in the spool): what ``flush()`` waits for.
     ``batches_retried``: batches that needed more than one ``Append`` call.
     ``spilled``: records written to the spool by this client.
     """
@@ -90,6 +92,7 @@ class ClientStats:
     duplicates: int
     failovers: int
     dropped: int
+    unsettled: int
     batches_retried: int
     spilled: int
     spool_directory: str | None
@@ -101,7 +104,7 @@ class ClientStats:
             f"down={list(self.down_servers)}, queued={self.queued}, "
             f"in_flight={self.in_flight}, spooled={self.spooled}, "
             f"logged={self.logged}, sent={self.sent}, acknowledged={self.acknowledged}, "
-            f"failovers={self.failovers}, dropped={self.dropped}, "
+            f"failovers={self.failovers}, dropped={self.dropped}, unsettled={self.unsettled}, "
             f"batches_retried={self.batches_retried}, spilled={self.spilled})"
         )
 
@@ -275,14 +278,34 @@ class LogClient:
         if len(self._categories) < _CATEGORY_CACHE:
             self._categories[category] = None
 
-    def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every record logged so far is acknowledged by a server.
+    def flush(self, timeout: float | None = None, *, require_acknowledged: bool = False) -> bool:
+        """Wait until every record logged before this call is settled; True once it is.
 
-        True once it is (records dropped by policy count as done: they are
-        counted in ``stats().dropped`` and logged); False when ``timeout``
-        seconds pass first. ``None`` waits as long as it takes.
+        A record is *settled* when a server acknowledged it (stored it durably,
+        or had it already), or when the client gave it up by policy: dropped,
+        counted in ``stats().dropped`` and logged (a full queue or spool with
+        ``QueuePolicy.overflow="drop"``, a category no server accepts, a record
+        no live server takes as too large). While any record logged before
+        the call is queued, in a batch being sent or waiting to be resent, or
+        only in the spool, ``flush()`` does not return True: it returns False
+        when ``timeout`` seconds pass first (``None`` waits as long as it
+        takes), or when the client is closed.
+
+        ``require_acknowledged=True`` asks for more: True only when every
+        record logged before the call (since the client started) was
+        acknowledged; False as soon as all are settled and one of them (or a
+        record in the same batch) was dropped. ``stats().dropped`` says how many.
         """
-        return self._sender.flush(timeout)
+        target = self._queue.accepted
+        if not self._sender.flush(timeout, target):
+            return False
+        if require_acknowledged:
+            first_queue_drop = self._queue.first_drop_at
+            if self._sender.settlement.dropped_before(target):
+                return False
+            if first_queue_drop is not None and first_queue_drop <= target:
+                return False
+        return True
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush for most of ``timeout``, spool what is undelivered, stop every thread.
@@ -358,6 +381,7 @@ class LogClient:
             duplicates=sender.duplicates,
             failovers=sender.failovers,
             dropped=self._queue.dropped + sender.dropped_records,
+            unsettled=sender.settlement.unsettled(self._queue.accepted),
             batches_retried=sender.batches_retried,
             spilled=sender.spilled_records,
             spool_directory=str(spool.directory) if spool is not None else None,

@@ -76,7 +76,7 @@ class Delivery:
     def _drop(self, batch: Batch, reason: str) -> None:
         raise NotImplementedError
 
-    def _count_drop(self, records: int, reason: str) -> None:
+    def _count_drop(self, records: int, reason: str, batch: Batch | None = None) -> None:
         raise NotImplementedError
 
     # --------------------------------------------------------------- delivery
@@ -262,7 +262,7 @@ class Delivery:
             child = batch.without_category(exc.category)
             removed = batch.count - child.count
             if removed and child.messages:
-                self._count_drop(removed, f"{exc} (records of that category only)")
+                self._count_drop(removed, f"{exc} (records of that category only)", batch)
                 self._front.appendleft(child)
                 return
         self._drop(batch, str(exc))

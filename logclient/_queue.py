@@ -84,6 +84,8 @@ class RecordQueue:
         self.accepted = 0
         self.taken = 0
         self.dropped = 0
+        #: ``accepted`` when ``put()`` first dropped a record (None: it never did).
+        self.first_drop_at: int | None = None
         self._drop_log = RateLimitedLog(logger)
 
     def __repr__(self) -> str:
@@ -140,6 +142,8 @@ class RecordQueue:
             if n >= self._max_records or (self._bytes + size > self._max_bytes and n):
                 if not self._make_room(size):
                     self.dropped += 1
+                    if self.first_drop_at is None:
+                        self.first_drop_at = self.accepted
                     dropped = len(self._msgs), self._bytes
                 else:
                     dropped = None

@@ -41,6 +41,7 @@ from logclient._delivery import Delivery, pipelines
 from logclient._policies import BatchPolicy, FailoverPolicy, SpoolPolicy
 from logclient._queue import RateLimitedLog, RecordQueue
 from logclient._servers import ServerPool
+from logclient._settlement import Settlement
 from logclient._spilling import Spilling
 from logclient._spool import Spool
 from logwire.serverset import Endpoint
@@ -107,9 +108,8 @@ class Sender(Delivery, Spilling):
         self._high_since: float | None = None
         self._stopping = False
         self._abort = False
-        self._settled = 0
+        self.settlement = Settlement()
         self._flush_target = 0
-        self._settled_cv = threading.Condition()
         self._drop_log = RateLimitedLog(logger)
         self._spool_log = RateLimitedLog(logger)
         # Counters: written by the sender thread only, read by stats().
@@ -145,8 +145,8 @@ class Sender(Delivery, Spilling):
 
     @property
     def settled(self) -> int:
-        """Records of this client acknowledged or deliberately dropped, counted in order."""
-        return self._settled
+        """Every record up to this ordinal is acknowledged or dropped (see :mod:`._settlement`)."""
+        return self.settlement.frontier
 
     def in_memory_records(self) -> int:
         """Records in batches the sender holds in memory only (not queued, not spooled)."""
@@ -164,25 +164,21 @@ class Sender(Delivery, Spilling):
     def failing_since(self) -> float | None:
         return self._failing_since
 
-    def flush(self, timeout: float | None) -> bool:
-        """Wait until every record accepted so far is settled; False on timeout."""
-        target = self._queue.accepted
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._settled_cv:
-            if self._settled >= target:
-                return True
-            self._flush_target = max(self._flush_target, target)
-        self._queue.doorbell.set()
-        with self._settled_cv:
-            while self._settled < target:
-                if not self._thread.is_alive():
-                    return False
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                # Bounded waits: a sender that died is noticed.
-                self._settled_cv.wait(1.0 if remaining is None else min(remaining, 1.0))
+    def flush(self, timeout: float | None, target: int | None = None) -> bool:
+        """Wait until every record accepted so far (or up to ``target``) is settled.
+
+        False on timeout, or when the sender thread is gone.
+        """
+        if target is None:
+            target = self._queue.accepted
+        settlement = self.settlement
+        if settlement.frontier >= target:
             return True
+        if target > self._flush_target:
+            # Read by the sender thread: a partial batch goes out now, without its linger.
+            self._flush_target = target
+        self._queue.doorbell.set()
+        return settlement.wait(target, timeout, self._thread.is_alive)
 
     def stop(self, deadline: float) -> bool:
         """Deliver what was accepted until near ``deadline``, then spool the rest and stop.
@@ -230,13 +226,16 @@ class Sender(Delivery, Spilling):
                 self._shutdown()
             except Exception:
                 logger.exception("logclient sender: error while spooling at shutdown")
-            with self._settled_cv:
-                self._settled_cv.notify_all()
+            self.settlement.wake()
 
     def _step(self) -> bool:
         """One turn of the loop; True when the sender should stop."""
         self._queue.doorbell.clear()
-        if self._stopping and self._settled >= self._queue.accepted and self._queue.closed:
+        if (
+            self._stopping
+            and self._queue.closed
+            and self.settlement.frontier >= self._queue.accepted
+        ):
             return True
         if self._pool.version != self._pool_version and not self._window:
             self._prune_connections()
@@ -298,6 +297,8 @@ class Sender(Delivery, Spilling):
         )
         batch = Batch(self.producer, self._sequence, categories, messages, nbytes, end)
         self._sequence += 1
+        if messages:
+            self.settlement.formed(end - len(messages), end)
         return batch
 
     # ------------------------------------------------------------- settlement
@@ -313,18 +314,17 @@ class Sender(Delivery, Spilling):
             node = parent
         if node.spool_id is not None and self._spool is not None:
             self._spool.remove(node)
-        if node.end_ordinal is not None:
-            with self._settled_cv:
-                if node.end_ordinal > self._settled:
-                    self._settled = node.end_ordinal
-                self._settled_cv.notify_all()
+        self.settlement.settle(node.end_ordinal)
 
     def _drop(self, batch: Batch, reason: str) -> None:
-        self._count_drop(batch.count, reason)
+        self._count_drop(batch.count, reason, batch)
         self._settle(batch)
 
-    def _count_drop(self, records: int, reason: str) -> None:
+    def _count_drop(self, records: int, reason: str, batch: Batch | None = None) -> None:
+        """Count ``records`` as given up (of ``batch``, for ``flush(require_acknowledged=True)``)."""
         self.dropped_records += records
+        if batch is not None:
+            self.settlement.note_dropped(batch.root.start_ordinal)
         self._drop_log.warning("logclient dropped %d records: %s", records, reason)
 
     # ----------------------------------------------------------------- waiting

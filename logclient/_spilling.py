@@ -53,7 +53,7 @@ class Spilling:
     def _drop(self, batch: Batch, reason: str) -> None:
         raise NotImplementedError
 
-    def _count_drop(self, records: int, reason: str) -> None:
+    def _count_drop(self, records: int, reason: str, batch: Batch | None = None) -> None:
         raise NotImplementedError
 
     def _close_connections(self) -> None:
@@ -213,11 +213,11 @@ class Spilling:
         while self._pending:
             batch = self._pending.popleft()
             if not self._spool_batch(batch):
-                self._count_drop(batch.count, "spool failed at close")
+                self._count_drop(batch.count, "spool failed at close", batch)
         while len(self._queue):
             batch = self._form_batch()
             if not self._spool_batch(batch):
-                self._count_drop(batch.count, "spool failed at close")
+                self._count_drop(batch.count, "spool failed at close", batch)
         logger.info(
             "logclient closed with %d undelivered records kept in spool %s",
             undelivered,
