@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from logwire.batchid import bounded_producer, split_producer
+from logwire.serverset import Endpoint
 
 __all__ = ["ENTRY_OVERHEAD", "Batch", "Entry", "entry_size"]
 
@@ -53,6 +54,8 @@ class Batch:
     #: all its children are.
     parent: Batch | None = field(default=None, repr=False)
     children_left: int = 0
+    #: Servers that refused this batch as too large: it goes to another, or is split.
+    refused_by: frozenset[Endpoint] = field(default=frozenset(), compare=False)
 
     @classmethod
     def of(

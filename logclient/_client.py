@@ -46,7 +46,10 @@ from logwire.categories import category_problem
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
-    from logclient._source import ServerSource
+    from collections.abc import Callable, Iterable
+
+    from logclient._source import KnownServer, ServerSource
+    from logwire.serverset import Endpoint
 
 __all__ = ["ClientStats", "LogClient"]
 
@@ -203,10 +206,8 @@ class LogClient:
 
     def _start(self) -> None:
         try:
-            # Subscribe and take the current set before start(): a change published
-            # by the source's thread can then never be overwritten by an older set.
-            self._source.subscribe(self._pool.update)
-            self._pool.update(self._source.servers())
+            # Before start(), so that the first servers are known when the sender starts.
+            _follow(self._source, self._pool.update)
             self._source.start()
         except LogClientError:
             self._release()
@@ -411,6 +412,25 @@ def _forked(ref: weakref.ReferenceType[LogClient]) -> None:
         "this LogClient was created before fork(); make one in each process"
     )
     atexit.unregister(client._atexit)
+
+
+def _follow(
+    source: ServerSource, update: Callable[[Iterable[Endpoint | KnownServer]], None]
+) -> None:
+    """Subscribe ``update`` to ``source``, then give it the current servers.
+
+    In that order: a change published by the source's thread can then never
+    be overwritten by an older set. A source that tells registrations apart
+    (a :class:`~logclient._source.MemberSource`) passes them on.
+    """
+    from logclient._source import MemberSource
+
+    if isinstance(source, MemberSource):
+        source.subscribe_members(update)
+        update(source.members())
+    else:
+        source.subscribe(update)
+        update(source.servers())
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:

@@ -85,7 +85,7 @@ class Delivery:
         """Send ``batch`` (the oldest not yet sent): on the window's connection, or a new one."""
         conn = self._conn
         if self._window and conn is not None:
-            chosen = self._pool.choose()
+            chosen = self._pool.choose(batch.refused_by, batch.nbytes)
             if chosen != conn.endpoint:
                 # Another server for this batch: first collect the window's answers.
                 self._front.appendleft(batch)
@@ -117,9 +117,13 @@ class Delivery:
         """The connection for a new window, or None (``batch`` is then back in ``front``)."""
         fresh = self._fresh_retry
         self._fresh_retry = None
-        endpoint = fresh or self._next_endpoint or self._pool.choose()
+        endpoint = fresh or self._next_endpoint or self._pool.choose(batch.refused_by, batch.nbytes)
         self._next_endpoint = None
         self._switching = False
+        if endpoint is None and batch.refused_by and self._pool.live():
+            # Only servers that refused it as too large are up now: split it for them.
+            self._refused_everywhere(batch)
+            return None
         if endpoint is None:
             self._front.appendleft(batch)
             self._note_failing("no server available", announce=True)
@@ -196,7 +200,7 @@ class Delivery:
         if isinstance(exc, BatchRejectedError):
             # The answer to the oldest batch: a rejection of that one only.
             rejected = self._front.popleft()
-            self._on_rejected(rejected, exc)
+            self._on_rejected(endpoint, rejected, exc)
             return
         if exc.phase == "downgrade" and not self._abort:
             # The transport now speaks the older call to this server: retry at once.
@@ -249,14 +253,23 @@ class Delivery:
         )
         self._note_failing(exc.reason)
 
-    def _on_rejected(self, batch: Batch, exc: BatchRejectedError) -> None:
-        """A batch no server will take as it is: split it, trim it, or drop it. Never loop."""
-        if exc.kind == "too_large" and batch.count > 1:
-            first, second = batch.split()
-            self.split_batches += 1
-            logger.warning("logclient: %s; splitting %s in two", exc, batch)
-            self._front.appendleft(second)
-            self._front.appendleft(first)
+    def _on_rejected(self, endpoint: Endpoint, batch: Batch, exc: BatchRejectedError) -> None:
+        """A batch ``endpoint`` will not take as it is: elsewhere, split, trimmed or dropped.
+
+        Too large: servers may have different frame limits, so the batch goes
+        whole to a live server that has not refused it; only when every live
+        server has, it is split in two (the halves may go anywhere), and a
+        single record every live server refused is dropped. Never loops: each
+        refusal removes a server or halves the batch.
+        """
+        if exc.kind == "too_large":
+            self._pool.note_too_large(endpoint, batch.nbytes)
+            batch.refused_by = batch.refused_by | {endpoint}
+            if self._pool.live(batch.refused_by):
+                logger.info("logclient: %s; trying %s on another server", exc, batch)
+                self._front.appendleft(batch)
+                return
+            self._refused_everywhere(batch, exc)
             return
         if exc.kind == "invalid_category" and exc.category is not None:
             child = batch.without_category(exc.category)
@@ -266,3 +279,16 @@ class Delivery:
                 self._front.appendleft(child)
                 return
         self._drop(batch, str(exc))
+
+    def _refused_everywhere(self, batch: Batch, exc: BatchRejectedError | None = None) -> None:
+        """Every live server refused ``batch`` as too large: split it, or drop one record."""
+        refused = ", ".join(sorted(map(str, batch.refused_by)))
+        if batch.count > 1:
+            first, second = batch.split()
+            self.split_batches += 1
+            logger.warning("logclient: %s refused %s as too large; splitting it", refused, batch)
+            self._front.appendleft(second)
+            self._front.appendleft(first)
+            return
+        reason = str(exc) if exc is not None else "too large"
+        self._drop(batch, f"every live server refused it as too large ({refused}): {reason}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from logclient._source import Listener
+from logclient._source import KnownServer, Listener, MemberListener, one_per_endpoint
 from logwire.serverset import Endpoint
 
 __all__ = ["DiscoveryStats", "Membership"]
@@ -46,10 +46,13 @@ class DiscoveryStats:
 
 
 class Membership:
-    """The last good set of ALIVE endpoints under one path, its counters and its listeners.
+    """The last good set of ALIVE servers under one path, its counters and its listeners.
 
     Thread-safe. Listeners run on the thread that publishes, outside the lock,
-    and one that raises is logged and does not stop the others.
+    and one that raises is logged and does not stop the others. Endpoint
+    listeners (``subscribe``) hear of changes of the endpoint set; member
+    listeners (``subscribe_members``) also of a known endpoint's new
+    registration (a restarted server).
     """
 
     def __init__(self, zk_path: str) -> None:
@@ -57,8 +60,10 @@ class Membership:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._listeners: list[Listener] = []
+        self._member_listeners: list[MemberListener] = []
         # Guarded by _lock:
         self._servers: frozenset[Endpoint] = frozenset()
+        self._members: tuple[KnownServer, ...] = ()
         self._answered = False
         self._nodes = 0
         self._updates = 0
@@ -78,6 +83,11 @@ class Membership:
         with self._lock:
             return self._servers
 
+    def members(self) -> tuple[KnownServer, ...]:
+        """The last published servers with their registrations, sorted by endpoint."""
+        with self._lock:
+            return self._members
+
     def known_without_lock(self) -> int:
         """How many servers are known, for kazoo's thread: it must never wait for the lock.
 
@@ -92,9 +102,14 @@ class Membership:
         return self._answered
 
     def subscribe(self, listener: Listener) -> None:
-        """Call ``listener(servers)`` after every change."""
+        """Call ``listener(servers)`` after every change of the endpoint set."""
         with self._lock:
             self._listeners.append(listener)
+
+    def subscribe_members(self, listener: MemberListener) -> None:
+        """Call ``listener(members)`` after every change, new registrations included."""
+        with self._lock:
+            self._member_listeners.append(listener)
 
     def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
         """Wait until ``predicate(servers)`` holds; False after ``timeout`` seconds."""
@@ -133,28 +148,48 @@ class Membership:
                 last_update=self._last_update,
             )
 
-    def publish(self, servers: frozenset[Endpoint], nodes: int) -> None:
-        """What ZooKeeper said: ``servers`` out of ``nodes`` children; tell listeners if it changed."""
+    def publish(self, servers: Iterable[Endpoint | KnownServer], nodes: int) -> None:
+        """What the source said: ``servers`` out of ``nodes`` children; tell listeners of changes.
+
+        Plain endpoints are servers whose registration the source cannot tell.
+        An endpoint listed twice keeps its newest registration (the highest
+        order): a restarted server's ghost node never stands for it.
+        """
+        members = one_per_endpoint(servers)
+        endpoints = frozenset(m.endpoint for m in members)
         with self._lock:
             self._answered = True
             self._nodes = nodes
-            if servers == self._servers:
+            if members == self._members:
                 return
-            added, removed = servers - self._servers, self._servers - servers
-            self._servers = servers
+            previous, self._members = self._members, members
+            added, removed = endpoints - self._servers, self._servers - endpoints
+            endpoints_changed = endpoints != self._servers
+            self._servers = endpoints
             self._updates += 1
             self._last_update = time.monotonic()
-            listeners = list(self._listeners)
+            listeners = list(self._listeners) if endpoints_changed else []
+            member_listeners = list(self._member_listeners)
             self._changed.notify_all()
+        before = {m.endpoint: m.node for m in previous}
+        renewed = sorted(
+            str(m) for m in members if before.get(m.endpoint) not in (None, m.node) and m.node
+        )
         logger.info(
-            "servers under %s: %d (+%s -%s)",
+            "servers under %s: %d (+%s -%s%s)",
             self._zk_path,
-            len(servers),
+            len(endpoints),
             ",".join(sorted(map(str, added))) or "none",
             ",".join(sorted(map(str, removed))) or "none",
+            f", registered anew: {','.join(renewed)}" if renewed else "",
         )
         for listener in listeners:
             try:
-                listener(servers)
+                listener(endpoints)
             except Exception:
                 logger.exception("discovery listener %r failed", listener)
+        for member_listener in member_listeners:
+            try:
+                member_listener(members)
+            except Exception:
+                logger.exception("discovery listener %r failed", member_listener)

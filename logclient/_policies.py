@@ -32,7 +32,7 @@ MiB = 2**20
 GiB = 2**30
 
 Overflow = Literal["block", "drop", "raise"]
-Strategy = Literal["random", "round_robin", "sticky"]
+Strategy = Literal["random", "round_robin", "sticky", "leader"]
 
 
 def _positive(owner: object, **values: float) -> None:
@@ -158,14 +158,23 @@ class ChoicePolicy:
     server that joins later gets its share at once; ``round_robin`` cycles
     through them in endpoint order; ``sticky`` stays on one server until it
     fails or leaves the server set.
+
+    ``leader`` sends to the live server that registered first (with ZooKeeper:
+    whose member node has the lowest sequence number; with ``StaticServers``:
+    the first listed), and on its failure to the next. Every client with the
+    same servers picks the same one, so in normal operation one server holds
+    the whole stream in arrival order. A server that registers again (a
+    restart) gets a new, higher number: it does not take the lead back. A
+    leader that failed without registering again (a network blip) leads again
+    once its down backoff (``FailoverPolicy``) ends and a call succeeds.
     """
 
     strategy: Strategy = "random"
 
     def __post_init__(self) -> None:
-        if self.strategy not in ("random", "round_robin", "sticky"):
+        if self.strategy not in ("random", "round_robin", "sticky", "leader"):
             raise ValueError(
-                f"ChoicePolicy.strategy must be random, round_robin or sticky, "
+                f"ChoicePolicy.strategy must be random, round_robin, sticky or leader, "
                 f"not {self.strategy!r}"
             )
 

@@ -5,6 +5,12 @@ be stale (ZooKeeper keeps a killed server's node for a session timeout). The
 socket decides liveness: a failure marks a server down for a backoff that grows
 with consecutive failures and resets on success. Endpoints, not node names,
 identify servers, so a ghost node never counts twice.
+
+A new registration of a known endpoint (its member node changed: the server
+was restarted, or registered again after losing its session) is news: its
+down state and what it refused as too large are forgotten, and it is tried at
+once, even when every other server is down (a rolling restart of two servers
+must not wait out the backoff of the one that just came back).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from logclient._policies import ChoicePolicy, FailoverPolicy
+from logclient._source import KnownServer, one_per_endpoint
 from logwire.serverset import Endpoint
 
 __all__ = ["ServerPool"]
@@ -51,7 +58,12 @@ class ServerPool:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._known: tuple[Endpoint, ...] = ()
+        self._members: dict[Endpoint, KnownServer] = {}
+        # Endpoints in registration order (for the "leader" choice).
+        self._by_order: tuple[Endpoint, ...] = ()
         self._health: dict[Endpoint, _Health] = {}
+        # The smallest batch (BatchPolicy bytes) each server refused as too large.
+        self._too_large: dict[Endpoint, int] = {}
         self._current: Endpoint | None = None
         self._rr = 0
         self._last_probe = -1e18
@@ -67,18 +79,39 @@ class ServerPool:
 
     # ------------------------------------------------------------- membership
 
-    def update(self, servers: Iterable[Endpoint]) -> None:
-        """Replace the known set (called from the ServerSource's thread)."""
-        known = tuple(sorted(set(servers)))
+    def update(self, servers: Iterable[Endpoint | KnownServer]) -> None:
+        """Replace the known set (called from the ServerSource's thread).
+
+        ``servers`` are endpoints, or :class:`KnownServer` when the source can
+        tell registrations apart: a known endpoint with a new member node
+        starts with a clean slate.
+        """
+        members = {m.endpoint: m for m in one_per_endpoint(servers)}
+        known = tuple(members)
         with self._lock:
-            if known == self._known:
+            if known == self._known and members == self._members:
                 return
+            renewed = {
+                e
+                for e, m in members.items()
+                if m.node and e in self._members and self._members[e].node not in ("", m.node)
+            }
             self._known = known
+            self._members = members
+            self._by_order = tuple(
+                m.endpoint for m in sorted(members.values(), key=KnownServer.order_key)
+            )
             self.version += 1
-            # Health of servers that left is forgotten: one that comes back
-            # (a restart) starts with a clean slate and the socket judges it anew.
-            self._health = {e: h for e, h in self._health.items() if e in known}
-            if self._current not in known:
+            # Health of servers that left is forgotten: one that comes back starts
+            # with a clean slate and the socket judges it anew; so does one that
+            # registered anew.
+            self._health = {
+                e: h for e, h in self._health.items() if e in members and e not in renewed
+            }
+            self._too_large = {
+                e: n for e, n in self._too_large.items() if e in members and e not in renewed
+            }
+            if self._current not in members:
                 self._current = None
         if self._on_change is not None:
             self._on_change()
@@ -101,12 +134,19 @@ class ServerPool:
     def is_known(self, endpoint: Endpoint) -> bool:
         return endpoint in self._known
 
+    def members(self) -> tuple[KnownServer, ...]:
+        """The known servers as the source described them, sorted by endpoint."""
+        with self._lock:
+            return tuple(self._members.values())
+
     # ---------------------------------------------------------------- choice
 
-    def choose(self, exclude: frozenset[Endpoint] = frozenset()) -> Endpoint | None:
-        """A live server for the next batch, per the choice policy.
+    def choose(self, exclude: frozenset[Endpoint] = frozenset(), size: int = 0) -> Endpoint | None:
+        """A live server for the next batch, per the choice policy, not one in ``exclude``.
 
-        When every known server is down, returns the one whose backoff ends first
+        A batch of ``size`` bytes (BatchPolicy's count) avoids servers that
+        refused one at least as large, unless only such servers are left.
+        When every candidate is down, returns the one whose backoff ends first
         at most once per ``probe_interval_s`` (a probe), else None.
         """
         now = self._clock()
@@ -114,9 +154,14 @@ class ServerPool:
             live = [e for e in self._known if e not in exclude and not self._is_down(e, now)]
             if not live:
                 return self._probe(now, exclude)
+            if size:
+                fitting = [e for e in live if size < self._too_large.get(e, size + 1)]
+                live = fitting or live
             strategy = self.choice.strategy
             if strategy == "sticky" and self._current in live:
                 chosen = self._current
+            elif strategy == "leader":
+                chosen = next(e for e in self._by_order if e in live)
             elif strategy == "round_robin":
                 chosen = live[self._rr % len(live)]
                 self._rr += 1
@@ -124,6 +169,12 @@ class ServerPool:
                 chosen = self._rng.choice(live)
             self._current = chosen
             return chosen
+
+    def live(self, exclude: frozenset[Endpoint] = frozenset()) -> tuple[Endpoint, ...]:
+        """Known servers outside their down backoff now, less ``exclude``."""
+        now = self._clock()
+        with self._lock:
+            return tuple(e for e in self._known if e not in exclude and not self._is_down(e, now))
 
     def _probe(self, now: float, exclude: frozenset[Endpoint]) -> Endpoint | None:
         candidates = [e for e in self._known if e not in exclude]
@@ -167,6 +218,12 @@ class ServerPool:
             health = self._health.get(endpoint)
             if health is not None and (health.failures or health.down_until):
                 self._health[endpoint] = _Health()
+
+    def note_too_large(self, endpoint: Endpoint, size: int) -> None:
+        """``endpoint`` refused a batch of ``size`` bytes as too large (until it registers anew)."""
+        with self._lock:
+            if endpoint in self._members:
+                self._too_large[endpoint] = min(size, self._too_large.get(endpoint, size))
 
     def failures(self, endpoint: Endpoint) -> int:
         with self._lock:

@@ -5,19 +5,86 @@ loads nothing: unit tests and setups without ZooKeeper use :class:`StaticServers
 and the sender only ever sees :class:`ServerSource`, so it can be tested
 without ZooKeeper and the watcher without a sender. Import these names from
 :mod:`logclient.discovery` (or :mod:`logclient`), not from here.
+
+A source that knows more than endpoints (which registration of a server it
+sees, and in what order servers registered) also offers ``members()`` and
+``subscribe_members()`` (:class:`MemberSource`): a server restarted on the
+same endpoint registers anew, which is news for the client (its failures
+before the restart say nothing about it now), and the ``leader`` choice needs
+the registration order.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from logwire.serverset import Endpoint
 
-__all__ = ["Listener", "ServerSource", "StaticServers"]
+__all__ = [
+    "KnownServer",
+    "Listener",
+    "MemberListener",
+    "MemberSource",
+    "ServerSource",
+    "StaticServers",
+    "node_order",
+    "one_per_endpoint",
+]
 
 Listener = Callable[[frozenset[Endpoint]], None]
+
+
+@dataclass(frozen=True)
+class KnownServer:
+    """A server as a source knows it: its endpoint and, when the source can tell, its member.
+
+    ``node`` names the member (the registration): a new name for a known
+    endpoint is a new registration, a restart or a re-registration after a
+    lost session. ``order`` is the member's place in registration order
+    (ZooKeeper's counter at the end of the node's name: lower registered
+    earlier); None when the source cannot tell. Both are empty for a source
+    that lists endpoints only.
+    """
+
+    endpoint: Endpoint
+    node: str = ""
+    order: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.endpoint}" + (f" ({self.node})" if self.node else "")
+
+    def order_key(self) -> tuple[int, int, Endpoint]:
+        """Registration order first, then the endpoint; servers of unknown order last."""
+        return (0, self.order, self.endpoint) if self.order is not None else (1, 0, self.endpoint)
+
+
+MemberListener = Callable[[tuple[KnownServer, ...]], None]
+
+
+def one_per_endpoint(servers: Iterable[Endpoint | KnownServer]) -> tuple[KnownServer, ...]:
+    """One server per endpoint, sorted by endpoint; an endpoint listed twice keeps its
+    newest registration (the highest order), so a restarted server's ghost node never
+    stands for it. A plain endpoint is a server whose registration is unknown."""
+    newest: dict[Endpoint, KnownServer] = {}
+    for item in servers:
+        server = item if isinstance(item, KnownServer) else KnownServer(item)
+        held = newest.get(server.endpoint)
+        if held is None or _order(server) > _order(held):
+            newest[server.endpoint] = server
+    return tuple(newest[e] for e in sorted(newest))
+
+
+def _order(server: KnownServer) -> int:
+    return -1 if server.order is None else server.order
+
+
+def node_order(name: str) -> int | None:
+    """The counter ZooKeeper appended to a sequential node's name (``member_0000000042``: 42)."""
+    digits = len(name) - len(name.rstrip("0123456789"))
+    return int(name[-digits:]) if digits else None
 
 
 class ServerSource(Protocol):
@@ -40,36 +107,85 @@ class ServerSource(Protocol):
         ...
 
 
+@runtime_checkable
+class MemberSource(ServerSource, Protocol):
+    """A :class:`ServerSource` that also tells registrations and their order apart."""
+
+    def members(self) -> tuple[KnownServer, ...]:
+        """The last known good servers, one per endpoint, sorted by endpoint."""
+        ...
+
+    def subscribe_members(self, listener: MemberListener) -> None:
+        """Call ``listener(members)`` on every change, a new registration of a known
+        endpoint included (from the source's own thread)."""
+        ...
+
+
 class StaticServers:
-    """A fixed set of servers; ``set()`` replaces it (tests use that to simulate changes)."""
+    """A fixed list of servers; ``set()`` replaces it (tests use that to simulate changes).
+
+    The list's order is the servers' registration order for ``choice="leader"``:
+    the first live server listed leads. ``set()`` with an endpoint listed before
+    counts as its new registration only when ``restarted`` names it.
+    """
 
     def __init__(self, servers: Iterable[Endpoint | str]) -> None:
-        self._servers = frozenset(_endpoint(s) for s in servers)
         self._listeners: list[Listener] = []
+        self._member_listeners: list[MemberListener] = []
         self._lock = threading.Lock()
+        self._generation: dict[Endpoint, int] = {}
+        self._members = self._number(servers, ())
 
     def __repr__(self) -> str:
-        return f"<StaticServers {sorted(map(str, self._servers))}>"
+        return f"<StaticServers {[str(m.endpoint) for m in self._members]}>"
+
+    def _number(
+        self, servers: Iterable[Endpoint | str], restarted: Iterable[Endpoint | str]
+    ) -> tuple[KnownServer, ...]:
+        ordered = list(dict.fromkeys(_endpoint(s) for s in servers))
+        for endpoint in map(_endpoint, restarted):
+            self._generation[endpoint] = self._generation.get(endpoint, 0) + 1
+        return tuple(
+            KnownServer(e, f"static-{e}-{self._generation.get(e, 0)}", order)
+            for order, e in enumerate(ordered)
+        )
 
     def start(self) -> None:
         pass
 
     def servers(self) -> frozenset[Endpoint]:
-        return self._servers
+        return frozenset(m.endpoint for m in self._members)
+
+    def members(self) -> tuple[KnownServer, ...]:
+        return tuple(sorted(self._members, key=lambda m: m.endpoint))
 
     def subscribe(self, listener: Listener) -> None:
         with self._lock:
             self._listeners.append(listener)
 
-    def set(self, servers: Iterable[Endpoint | str]) -> None:
-        self._servers = frozenset(_endpoint(s) for s in servers)
+    def subscribe_members(self, listener: MemberListener) -> None:
         with self._lock:
+            self._member_listeners.append(listener)
+
+    def set(
+        self, servers: Iterable[Endpoint | str], *, restarted: Iterable[Endpoint | str] = ()
+    ) -> None:
+        """Replace the list; endpoints in ``restarted`` count as registered anew."""
+        with self._lock:
+            self._members = self._number(servers, restarted)
             listeners = list(self._listeners)
+            member_listeners = list(self._member_listeners)
         for listener in listeners:
-            listener(self._servers)
+            listener(self.servers())
+        for member_listener in member_listeners:
+            member_listener(self.members())
 
     def close(self, timeout: float = 5.0) -> None:
         pass
+
+    def reinit_after_fork(self) -> None:
+        """In a child after fork(): a fresh lock (no logging, no waiting)."""
+        self._lock = threading.Lock()
 
 
 def _endpoint(value: Endpoint | str) -> Endpoint:

@@ -37,13 +37,20 @@ from kazoo.retry import InterruptedError as RetryInterruptedError
 from kazoo.retry import KazooRetry
 
 from logclient._membership import DiscoveryStats, Membership
-from logclient._source import Listener, ServerSource, StaticServers
+from logclient._source import (
+    KnownServer,
+    Listener,
+    MemberListener,
+    ServerSource,
+    StaticServers,
+    node_order,
+)
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint, Member, MemberFormatError
 from logwire.zkclient import new_client, retry_backoff, stop_client, zk_retry
 from logwire.zktls import ZkTLSPolicy
 
-__all__ = ["DiscoveryStats", "ServerSource", "StaticServers", "ZooKeeperServers"]
+__all__ = ["DiscoveryStats", "KnownServer", "ServerSource", "StaticServers", "ZooKeeperServers"]
 
 logger = logging.getLogger(__name__)
 logger.addHandler(logging.NullHandler())
@@ -158,9 +165,22 @@ class ZooKeeperServers:
         """The last known good set of ALIVE endpoints (empty before ZooKeeper first answers)."""
         return self._members.servers()
 
+    def members(self) -> tuple[KnownServer, ...]:
+        """The last known good ALIVE servers with their member nodes, sorted by endpoint.
+
+        A server restarted while its old node lingers (a ghost, until its
+        session expires) is listed once, with its newest node.
+        """
+        return self._members.members()
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(servers)`` after every change, on the discovery thread."""
         self._members.subscribe(listener)
+
+    def subscribe_members(self, listener: MemberListener) -> None:
+        """Call ``listener(members)`` after every change (a new registration of a known
+        endpoint included), on the discovery thread."""
+        self._members.subscribe_members(listener)
 
     def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
         """Wait until ``predicate(servers())`` holds; False after ``timeout`` seconds."""
@@ -345,9 +365,11 @@ class ZooKeeperServers:
         self._cache.update(self._read_members([n for n in children if n not in self._cache]))
         if generation != self._generation:
             return
-        alive = frozenset(
-            m.endpoint for m in self._cache.values() if m is not None and m.status == "ALIVE"
-        )
+        alive = [
+            KnownServer(m.endpoint, name, node_order(name))
+            for name, m in self._cache.items()
+            if m is not None and m.status == "ALIVE"
+        ]
         self._members.publish(alive, nodes=len(names))
 
     def _read_members(self, names: list[str]) -> dict[str, Member | None]:

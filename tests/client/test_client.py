@@ -263,6 +263,74 @@ def test_a_batch_too_large_for_the_server_is_split(
     assert client.stats().dropped == 0
 
 
+def test_a_batch_too_large_for_one_server_goes_whole_to_another(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """Servers may have different frame limits: a batch one server refuses as too large goes
+    whole to another that takes it, before anything is split or dropped."""
+    small, large = inproc("small"), inproc("large")
+    small.behaviour.max_batch_records = 30
+    client = make_client(small, large, choice="round_robin")
+    messages = numbered("m", 600)
+    log_all(client, messages)
+    assert client.flush(10, require_acknowledged=True)
+    assert unique_messages(small, large) == encoded(messages)
+    assert any(len(b.entries) > 30 for b in large.batches())
+    assert all("@" not in b.producer for b in small.batches() + large.batches())  # no split
+    assert client.stats().dropped == 0
+
+
+def test_a_record_no_live_server_takes_is_dropped_and_flush_says_so(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """When every live server refuses it as too large, a batch is split, and a single record
+    refused by all is dropped: flush() is True (settled) but flush(require_acknowledged=True)
+    is False, and stats().dropped counts it."""
+    a, b = inproc(), inproc()
+    a.behaviour.max_batch_records = 0
+    b.behaviour.max_batch_records = 0
+    client = make_client(a, b)
+    log_all(client, ["x", "y", "z"])
+    assert client.flush(10)
+    assert not client.flush(10, require_acknowledged=True)
+    assert client.stats().dropped == 3
+    assert client.stats().unsettled == 0
+
+    b.behaviour.max_batch_records = None
+    log_all(client, ["later"])
+    assert client.flush(10)
+    assert b.messages() == [b"later"]
+
+
+def test_a_restarted_server_is_news_for_the_client(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    """A server marked down that registers anew (restarted on its endpoint) is no longer
+    down for the client, however long its backoff was, and takes the batches when the
+    other server dies."""
+    first, second = inproc("first"), inproc("second")
+    source = StaticServers([second.endpoint, first.endpoint])
+    slow_backoff = replace(FAST_FAILOVER, down_backoff_s=300.0, max_down_backoff_s=300.0)
+    client = make_client(source=source, choice="leader", failover=slow_backoff)
+    log_all(client, ["one"])
+    assert client.flush(10)
+    second.stop()
+    log_all(client, ["two"])
+    assert client.flush(10)
+    assert str(second.endpoint) in client.stats().down_servers
+    second.start()
+    source.set([second.endpoint, first.endpoint], restarted=[second.endpoint])
+    wait_for(
+        lambda: str(second.endpoint) not in client.stats().down_servers,
+        10,
+        what="the new registration to clear the down state",
+    )
+    first.stop()
+    log_all(client, ["three"])
+    assert client.flush(10)
+    assert second.messages() == [b"one", b"three"]
+
+
 def test_records_no_server_accepts_are_dropped_counted_and_never_retried_forever(
     inproc: InProcFactory, make_client: ClientFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -7,6 +7,7 @@ from collections import Counter
 
 from logclient import ChoicePolicy, FailoverPolicy
 from logclient._servers import ServerPool
+from logclient._source import KnownServer
 from logwire.serverset import Endpoint
 
 A, B, C = (Endpoint("10.0.0.1", p) for p in (1, 2, 3))
@@ -99,3 +100,71 @@ def test_endpoints_identify_servers_and_an_empty_source_means_none() -> None:
     assert servers.known == (A,)
     servers.update([])
     assert servers.choose() is None and servers.next_attempt_in() is None
+
+
+def member(endpoint: Endpoint, order: int) -> KnownServer:
+    return KnownServer(endpoint, f"member_{order:010d}", order)
+
+
+def test_a_new_registration_of_a_down_server_clears_its_down_state() -> None:
+    """A restart is news: a down server whose endpoint registers anew (a new member node) is
+    live at once, also while every other server is down; a repeat of the same registration
+    changes nothing."""
+    servers, clock = pool(down_backoff_s=5.0)
+    servers.update([member(A, 1), member(B, 2)])
+    servers.mark_down(A, "refused")
+    servers.mark_down(B, "refused")
+    clock.now += 0.5
+    servers.update([member(A, 1), member(B, 2)])
+    assert set(servers.down()) == {A, B}
+    servers.update([member(A, 1), member(B, 3)])  # B restarted and registered again
+    assert servers.down() == (A,)
+    assert servers.choose() == B
+    assert servers.next_attempt_in() == 0.0
+
+
+def test_a_ghost_node_does_not_stand_for_a_restarted_server() -> None:
+    """While a restarted server's old node lingers, its newest node is the one that counts."""
+    servers, _ = pool("leader")
+    servers.update([member(A, 5), member(B, 2), member(B, 7)])
+    assert servers.members() == (member(A, 5), member(B, 7))
+    assert servers.choose() == A
+
+
+def test_leader_is_the_live_server_that_registered_first() -> None:
+    """'leader': the lowest member order among live servers; on its failure the next lowest;
+    a leader that registers again comes last and does not take the lead back."""
+    servers, _ = pool("leader", down_backoff_s=5.0)
+    servers.update([member(C, 1), member(A, 2), member(B, 3)])
+    assert {servers.choose() for _ in range(20)} == {C}
+    servers.mark_down(C, "killed")
+    assert {servers.choose() for _ in range(20)} == {A}
+    servers.update([member(C, 4), member(A, 2), member(B, 3)])  # C restarted
+    assert servers.down() == ()
+    assert {servers.choose() for _ in range(20)} == {A}
+    servers.mark_down(A, "killed")
+    assert servers.choose() == B
+
+
+def test_leader_without_registration_order_falls_back_to_endpoint_order() -> None:
+    """Plain endpoints (a source that cannot tell the order) come after ordered ones, by
+    endpoint, so every client still picks the same server."""
+    servers, _ = pool("leader")
+    servers.update([C, member(B, 9), A])
+    assert servers.choose() == B
+    servers.mark_down(B, "killed")
+    assert servers.choose() == A
+
+
+def test_a_server_that_refused_a_size_is_avoided_for_that_size_until_it_registers_anew() -> None:
+    """A server that refused a batch as too large gets no batch at least that large while
+    another server is live (it still gets smaller ones); excluded servers are never chosen."""
+    servers, _ = pool("round_robin")
+    servers.update([member(A, 1), member(B, 2)])
+    servers.note_too_large(A, 1000)
+    assert {servers.choose(size=2000) for _ in range(10)} == {B}
+    assert {servers.choose(size=10) for _ in range(10)} == {A, B}
+    assert servers.choose(exclude=frozenset({B}), size=2000) == A  # the only one left
+    assert servers.choose(exclude=frozenset({A, B})) is None
+    servers.update([member(A, 3), member(B, 2)])
+    assert {servers.choose(size=2000) for _ in range(10)} == {A, B}

@@ -309,3 +309,34 @@ def test_invalid_configuration_is_a_discovery_error() -> None:
     closed.close()
     with pytest.raises(DiscoveryError):
         closed.start()
+
+
+def test_a_new_registration_of_a_known_endpoint_reaches_member_listeners(
+    zk_hosts: str, zk_path: str, observer: KazooClient, discovery_factory: DiscoveryFactory
+) -> None:
+    """A server restarted on its endpoint registers a new node while its old one lingers (a
+    ghost until its session expires): endpoint listeners hear nothing (the set is the same),
+    member listeners hear of the new node, and the newest node stands for the endpoint, with
+    ZooKeeper's sequence number as its order."""
+    member = make_member()
+    old = register(observer, zk_path, member)
+    discovery = discovery_factory(zk_hosts, zk_path)
+    endpoints, members = Recorder(), []
+    discovery.subscribe(endpoints)
+    discovery.subscribe_members(members.append)
+    discovery.start()
+    assert discovery.wait_for(lambda s: s == {member.endpoint}, 10)
+    (first,) = discovery.members()
+    assert first.node == old.rsplit("/", 1)[1] and first.order == int(old[-10:])
+
+    new = register(observer, zk_path, member)  # the restarted server; the old node lingers
+    wait_for(lambda: discovery.members()[0].node == new.rsplit("/", 1)[1], 10, what="new node")
+    (renewed,) = discovery.members()
+    assert renewed.order is not None and renewed.order > first.order
+    assert members[-1] == (renewed,)
+    observer.delete(old)  # the ghost expires: nothing changes for the client
+    other = make_member()
+    register(observer, zk_path, other)  # seen after the deletion: events come in order
+    wait_for(lambda: len(endpoints.calls) == 2, 10, what="the listeners to hear of the new server")
+    assert [m for m in discovery.members() if m.endpoint == member.endpoint] == [renewed]
+    assert endpoints.calls == [{member.endpoint}, {member.endpoint, other.endpoint}]
