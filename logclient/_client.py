@@ -9,20 +9,20 @@ and spills to disk. ``flush()`` waits for acknowledgements, ``close()`` flushes
 from __future__ import annotations
 
 import atexit
-import functools
 import importlib
 import logging
 import os
+import sys
 import threading
 import time
 import uuid
 import warnings
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from logclient import _forksafe
 from logclient._connection import ThriftTransport, Transport
 from logclient._policies import (
     BatchPolicy,
@@ -41,6 +41,7 @@ from logclient.errors import (
     InvalidCategoryError,
     LogClientError,
     MessageTooLargeError,
+    SpoolError,
 )
 from logwire.categories import category_problem
 from logwire.zktls import ZkTLSPolicy
@@ -171,6 +172,7 @@ class LogClient:
             raise TypeError("LogClient takes tls or a transport, not both")
         # Before anything starts: a CA or certificate that cannot be loaded fails here.
         transport = transport or ThriftTransport(tls=tls)
+        self._transport = transport
         self.tls = tls
         if queue.max_bytes < batching.max_bytes:
             raise ValueError("QueuePolicy.max_bytes must be at least BatchPolicy.max_bytes")
@@ -202,12 +204,14 @@ class LogClient:
         )
         self._close_lock = threading.Lock()
         self._closed = False
+        _forksafe.install()
+        self._pid = os.getpid()
         self._start()
 
     def _start(self) -> None:
         try:
             # Before start(), so that the first servers are known when the sender starts.
-            _follow(self._source, self._pool.update)
+            _follow(self._source, self._on_servers)
             self._source.start()
         except LogClientError:
             self._release()
@@ -218,8 +222,27 @@ class LogClient:
                 self._source.close(1.0)
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
         self._sender.start()
+        self._register_exit()
+
+    def _register_exit(self) -> None:
+        """Close at interpreter exit: ``atexit``, and ``multiprocessing``'s finalizers.
+
+        A ``multiprocessing`` worker ends with ``os._exit()`` after running
+        ``multiprocessing.util``'s finalizers, not ``atexit``; the fork start
+        method clears the parent's finalizers in the worker, so a client
+        started in the worker (or inherited and started afresh there)
+        registers its own.
+        """
         atexit.register(self._atexit)
-        os.register_at_fork(after_in_child=functools.partial(_forked, weakref.ref(self)))
+        mp_util = sys.modules.get("multiprocessing.util")
+        if mp_util is not None:
+            mp_util.Finalize(None, self._atexit, exitpriority=10)
+
+    def _on_servers(self, servers: Iterable[Endpoint | KnownServer]) -> None:
+        """The source's listener (its thread); ignored by a copy of this client in a child
+        that has not started afresh yet (its pool is the parent's)."""
+        if self._pid == os.getpid():
+            self._pool.update(servers)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -253,6 +276,8 @@ class LogClient:
         queue is full, whatever ``QueuePolicy.overflow`` says (QueueFullError
         for "block" after ``block_timeout_s`` and for "raise").
         """
+        if self._pid != _forksafe.STATE.pid:
+            self._enter_child()
         if category not in self._categories:
             self._check_category(category)
         if isinstance(message, str):
@@ -297,6 +322,8 @@ class LogClient:
         acknowledged; False as soon as all are settled and one of them (or a
         record in the same batch) was dropped. ``stats().dropped`` says how many.
         """
+        if self._pid != os.getpid():
+            self._enter_child()
         target = self._queue.accepted
         if not self._sender.flush(timeout, target):
             return False
@@ -315,6 +342,9 @@ class LogClient:
         instead of waiting out the timeout. Idempotent; ``log()`` afterwards
         raises ClientClosedError.
         """
+        if self._pid != os.getpid():
+            self._close_in_child()
+            return
         with self._close_lock:
             if self._closed:
                 return
@@ -362,6 +392,8 @@ class LogClient:
 
     def stats(self) -> ClientStats:
         """Counters and state, for health checks, tests and debugging."""
+        if self._pid != os.getpid():
+            self._enter_child()
         sender = self._sender
         spool = self._spool
         current = self._pool.current
@@ -389,29 +421,88 @@ class LogClient:
             closed=self._closed,
         )
 
+    # ------------------------------------------------------------- after fork()
+
+    def _enter_child(self) -> None:
+        """First use in a child of the process that made this client: start afresh here.
+
+        Nothing of the parent's client is touched beyond dropping references
+        and closing the child's copies of descriptors (sockets, the spool
+        lock): its threads did not come along and its locks may be held for
+        ever. The child gets its own producer, queue, server pool (seeded with
+        the servers the parent knew), spool slot, sender thread and, with
+        ZooKeeper, session. What the parent had queued or in flight stays the
+        parent's: the child never sends it (no duplicates).
+        """
+        with _forksafe.process_lock():
+            pid = os.getpid()
+            if self._pid == pid:
+                return
+            inherited_spool, inherited_sender = self._spool, self._sender
+            known = self._pool.members_unlocked()
+            self._close_lock = threading.Lock()
+            inherited_sender.forget_in_child()
+            if inherited_spool is not None:
+                inherited_spool.abandon_in_child()
+                self._spool = None
+            if self._closed:
+                self._pid = pid
+                return
+            self.producer = uuid.uuid4().hex
+            self._queue = RecordQueue(self.queue_policy, self.batching)
+            self._pool = ServerPool(self.failover, self.choice, on_change=self._queue.doorbell.set)
+            self._pool.update(known)
+            restart = getattr(self._source, "restart_in_child", None)
+            if restart is not None:
+                restart()
+            self._spool = self._child_spool()
+            self._sender = Sender(
+                queue=self._queue,
+                pool=self._pool,
+                transport=self._transport,
+                spool=self._spool,
+                batching=self.batching,
+                failover=self.failover,
+                spool_policy=self.spool_policy,
+                producer=self.producer,
+            )
+            self._pid = pid
+            _follow_now(self._source, self._pool.update)
+            self._sender.start()
+            self._register_exit()
+
+    def _child_spool(self) -> Spool | None:
+        if not self.spool_policy.enabled:
+            return None
+        try:
+            return Spool.open_in_child(self.spool_policy)
+        except SpoolError as exc:
+            logger.warning(
+                "logclient in forked child %d: no spool (%s); undelivered records stay in memory",
+                os.getpid(),
+                exc,
+            )
+            return None
+
+    def _close_in_child(self) -> None:
+        """``close()`` in a child that never used this client: nothing to deliver or start."""
+        with _forksafe.process_lock():
+            if self._pid != os.getpid():
+                self._sender.forget_in_child()
+                if self._spool is not None:
+                    self._spool.abandon_in_child()
+                    self._spool = None
+                self._close_lock = threading.Lock()
+                self._closed = True
+                self._pid = os.getpid()
+                atexit.unregister(self._atexit)
+                return
+        self.close()
+
     @property
     def spool_directory(self) -> Path | None:
         """The spool directory this client holds (None without a spool)."""
         return self._spool.directory if self._spool is not None else None
-
-
-def _forked(ref: weakref.ReferenceType[LogClient]) -> None:
-    """In a child process after fork(): the client's threads did not come along.
-
-    Its queue would fill with records nobody sends, so it refuses them (log()
-    raises ClientClosedError); the child leaves the spool and ZooKeeper session
-    to the parent and makes its own client.
-    """
-    client = ref()
-    if client is None or client._closed:
-        return
-    # Locks held by the parent's threads at fork time would stay held forever here.
-    client._close_lock = threading.Lock()
-    client._closed = True
-    client._queue.refuse_after_fork(
-        "this LogClient was created before fork(); make one in each process"
-    )
-    atexit.unregister(client._atexit)
 
 
 def _follow(
@@ -427,10 +518,18 @@ def _follow(
 
     if isinstance(source, MemberSource):
         source.subscribe_members(update)
-        update(source.members())
     else:
         source.subscribe(update)
-        update(source.servers())
+    _follow_now(source, update)
+
+
+def _follow_now(
+    source: ServerSource, update: Callable[[Iterable[Endpoint | KnownServer]], None]
+) -> None:
+    """Give ``update`` the servers ``source`` knows now."""
+    from logclient._source import MemberSource
+
+    update(source.members() if isinstance(source, MemberSource) else source.servers())
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:

@@ -127,6 +127,14 @@ class Membership:
         with self._changed:
             self._changed.notify_all()
 
+    def reinit_after_fork(self) -> None:
+        """In a child after fork(): fresh locks, as a thread of the parent may have held them.
+
+        Must not log or wait (it runs in an ``os.register_at_fork`` hook).
+        """
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+
     def note_malformed(self, czxid: int) -> bool:
         """Count a malformed node once; True the first time this node is seen."""
         with self._lock:

@@ -205,14 +205,6 @@ class RecordQueue:
             self._room.notify_all()
         self.doorbell.set()
 
-    def refuse_after_fork(self, reason: str) -> None:
-        """In a forked child: new locks (the parent's threads may have held them), closed."""
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self.doorbell = threading.Event()
-        self._closed = True
-        self._closed_reason = reason
-
     @property
     def closed(self) -> bool:
         return self._closed

@@ -30,6 +30,7 @@ resend, then pending, then the queue), so the spool stays in logging order.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -382,6 +383,17 @@ class Sender(Delivery, Spilling):
             self._queue.doorbell.wait(max(timeout, 0.001))
         finally:
             self._queue.disarm()
+
+    def forget_in_child(self) -> None:
+        """In a child after fork(): close the inherited sockets; the thread never came along.
+
+        Closing the child's copy of a descriptor leaves the parent's
+        connection as it is. Nothing here takes a lock.
+        """
+        for conn in list(self._conns.values()):
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._conns = {}
 
     # ------------------------------------------------------------- connections
 

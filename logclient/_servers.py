@@ -139,6 +139,11 @@ class ServerPool:
         with self._lock:
             return tuple(self._members.values())
 
+    def members_unlocked(self) -> tuple[KnownServer, ...]:
+        """:meth:`members` without the lock, for a child after fork() (a thread of the
+        parent may have held it; no other thread of the child can be changing it)."""
+        return tuple(self._members.values())
+
     # ---------------------------------------------------------------- choice
 
     def choose(self, exclude: frozenset[Endpoint] = frozenset(), size: int = 0) -> Endpoint | None:

@@ -106,6 +106,11 @@ class ServerSource(Protocol):
         """Stop watching; bounded by ``timeout``."""
         ...
 
+    # Optional: ``restart_in_child()``. A client made before fork() calls it in the child
+    # (once it is used there, before anything else): the source must then drop what
+    # belongs to the parent (threads, sessions, locks a parent thread may have held) and
+    # start its own, without touching the parent's (kazoo is not fork-safe).
+
 
 @runtime_checkable
 class MemberSource(ServerSource, Protocol):
@@ -183,8 +188,8 @@ class StaticServers:
     def close(self, timeout: float = 5.0) -> None:
         pass
 
-    def reinit_after_fork(self) -> None:
-        """In a child after fork(): a fresh lock (no logging, no waiting)."""
+    def restart_in_child(self) -> None:
+        """In a child after fork(): a fresh lock (a thread of the parent may have held it)."""
         self._lock = threading.Lock()
 
 

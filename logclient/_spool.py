@@ -15,6 +15,7 @@ over a dead one's spool.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import logging
@@ -225,7 +226,23 @@ class Spool:
             if fd is None:
                 raise SpoolLockedError(str(directory))
             return cls(directory, policy, fd)
-        base = policy.base_directory()
+        return cls._first_free_slot(policy.base_directory(), policy)
+
+    @classmethod
+    def open_in_child(cls, policy: SpoolPolicy) -> Spool:
+        """The spool of a client inherited through ``fork()``, in the child.
+
+        The parent holds its spool, so the child takes a slot of its own: the
+        next free default slot, or with ``SpoolPolicy.directory`` the first
+        free ``<directory>/forked/slot-N``. A slot a dead child left is
+        delivered first by whichever process takes it next.
+        """
+        if policy.directory is not None:
+            return cls._first_free_slot(policy.directory / "forked", policy)
+        return cls._first_free_slot(policy.base_directory(), policy)
+
+    @classmethod
+    def _first_free_slot(cls, base: Path, policy: SpoolPolicy) -> Spool:
         for slot in range(MAX_SLOTS):
             directory = base / f"slot-{slot}"
             fd = _lock(directory)
@@ -346,6 +363,19 @@ class Spool:
         except OSError as exc:
             # Re-delivered after a restart at worst: the server dedups it.
             logger.warning("cannot remove delivered spool file %s: %s", self._path(order), exc)
+
+    def abandon_in_child(self) -> None:
+        """In a child after fork(): close the inherited lock descriptor, touch nothing else.
+
+        An ``flock`` belongs to the open file description, which the child's
+        copy of the descriptor shares with the parent: a child that kept it
+        would keep the parent's spool locked after the parent exits, and the
+        next start of the app could not take it. The files are the parent's.
+        """
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     def close(self) -> None:
         """Release the directory lock (the files stay for the next client)."""

@@ -15,6 +15,7 @@ listeners) in ``_membership.py``; all are importable from here.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -118,6 +119,7 @@ class ZooKeeperServers:
         self._connected = threading.Event()
         self._client: Any = None
         self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
         self._started = False
         self._closed = False
         # Guarded by _lock (read by stats()/__repr__):
@@ -160,6 +162,36 @@ class ZooKeeperServers:
         self._client.start_async()
         self._thread = threading.Thread(target=self._run, name="logclient-discovery", daemon=True)
         self._thread.start()
+
+    def restart_in_child(self) -> None:
+        """In a child after fork(): a ZooKeeper session and thread of the child's own.
+
+        kazoo is not fork-safe (its threads are the parent's, and a client
+        started before the fork hangs in the child): the parent's client is
+        dropped, never called, and a new one started if the parent's was. The
+        last known servers and the listeners stay. Once per child; a source
+        shared by several clients is restarted by the first.
+        """
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        self._pid = pid
+        self._lock = threading.Lock()
+        self._members.reinit_after_fork()
+        self._events = queue.SimpleQueue()
+        self._closing = threading.Event()
+        self._connected = threading.Event()
+        self._client = None
+        self._thread = None
+        self._cache = {}
+        self._generation += 1
+        self._armed_czxid = None
+        self._children_watch = None
+        running = self._started and not self._closed
+        self._started = False
+        self._state = "NOT_STARTED"
+        if running:
+            self.start()
 
     def servers(self) -> frozenset[Endpoint]:
         """The last known good set of ALIVE endpoints (empty before ZooKeeper first answers)."""

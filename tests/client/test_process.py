@@ -149,33 +149,37 @@ def test_a_closed_client_leaves_no_atexit_hook() -> None:
     assert result.stdout.count("ATEXIT RAN") == 1  # the open one only
 
 
-def test_a_client_inherited_through_fork_refuses_records_in_the_child(
+def test_a_client_inherited_through_fork_works_in_the_child(
     inproc: InProcFactory, tmp_path: Path
 ) -> None:
-    """fork() does not copy the sender thread: in the child log() raises ClientClosedError
-    (instead of queueing records nobody sends) and exits cleanly; the parent keeps working."""
+    """fork() does not copy the sender thread: the child's copy of the client starts afresh on
+    first use (a producer, queue, spool slot and sender of its own), delivers what the child
+    logged when it exits, and never sends what the parent logged before the fork; the
+    parent's client is unaffected and keeps its spool."""
     server = inproc()
+    spool = tmp_path / "spool"
     result = run_python(
         f"""
-        import os
-        from logclient import LogClient, SpoolPolicy, StaticServers, ClientClosedError
+        import os, sys
+        from logclient import LogClient, SpoolPolicy, StaticServers
         client = LogClient(servers=StaticServers(["{server.endpoint}"]),
-                           spool=SpoolPolicy(directory="{tmp_path / "spool"}"))
+                           spool=SpoolPolicy(directory="{spool}"))
         client.log("app", "parent-before")
         pid = os.fork()
         if pid == 0:
-            try:
-                client.log("app", "child")
-            except ClientClosedError as exc:
-                os._exit(0 if "fork" in str(exc) else 3)
-            os._exit(4)
+            client.log("app", "child")
+            assert client.spool_directory.parent.name == "forked", client.spool_directory
+            sys.exit(0)  # atexit delivers
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0, status
         client.log("app", "parent-after")
         assert client.flush(10)
+        assert client.spool_directory == __import__("pathlib").Path("{spool}")
         client.close()
         print("ok")
         """
     )
     assert result.returncode == 0, result.stderr
-    assert server.messages() == [b"parent-before", b"parent-after"]
+    assert sorted(server.messages()) == [b"child", b"parent-after", b"parent-before"]
+    producers = {b.producer for b in server.batches()}
+    assert len(producers) == 2
