@@ -17,6 +17,7 @@ import threading
 import time
 import uuid
 import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -47,8 +48,6 @@ from logwire.categories import category_problem
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
-
     from logclient._source import KnownServer, ServerSource
     from logwire.serverset import Endpoint
 
@@ -238,11 +237,13 @@ class LogClient:
         if mp_util is not None:
             mp_util.Finalize(None, self._atexit, exitpriority=10)
 
-    def _on_servers(self, servers: Iterable[Endpoint | KnownServer]) -> None:
+    def _on_servers(
+        self, servers: Iterable[Endpoint | KnownServer], *, answered: bool = True
+    ) -> None:
         """The source's listener (its thread); ignored by a copy of this client in a child
         that has not started afresh yet (its pool is the parent's)."""
         if self._pid == os.getpid():
-            self._pool.update(servers)
+            self._pool.update(servers, answered=answered)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -439,7 +440,7 @@ class LogClient:
             if self._pid == pid:
                 return
             inherited_spool, inherited_sender = self._spool, self._sender
-            known = self._pool.members_unlocked()
+            known, answered = self._pool.members_unlocked(), self._pool.answered
             self._close_lock = threading.Lock()
             inherited_sender.forget_in_child()
             if inherited_spool is not None:
@@ -451,7 +452,7 @@ class LogClient:
             self.producer = uuid.uuid4().hex
             self._queue = RecordQueue(self.queue_policy, self.batching)
             self._pool = ServerPool(self.failover, self.choice, on_change=self._queue.doorbell.set)
-            self._pool.update(known)
+            self._pool.update(known, answered=answered)
             restart = getattr(self._source, "restart_in_child", None)
             if restart is not None:
                 restart()
@@ -505,9 +506,10 @@ class LogClient:
         return self._spool.directory if self._spool is not None else None
 
 
-def _follow(
-    source: ServerSource, update: Callable[[Iterable[Endpoint | KnownServer]], None]
-) -> None:
+_Update = Callable[..., None]
+
+
+def _follow(source: ServerSource, update: _Update) -> None:
     """Subscribe ``update`` to ``source``, then give it the current servers.
 
     In that order: a change published by the source's thread can then never
@@ -523,13 +525,12 @@ def _follow(
     _follow_now(source, update)
 
 
-def _follow_now(
-    source: ServerSource, update: Callable[[Iterable[Endpoint | KnownServer]], None]
-) -> None:
-    """Give ``update`` the servers ``source`` knows now."""
+def _follow_now(source: ServerSource, update: _Update) -> None:
+    """Give ``update`` the servers ``source`` knows now (and whether it has answered yet)."""
     from logclient._source import MemberSource
 
-    update(source.members() if isinstance(source, MemberSource) else source.servers())
+    servers = source.members() if isinstance(source, MemberSource) else source.servers()
+    update(servers, answered=bool(getattr(source, "answered", True)))
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:

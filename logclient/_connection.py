@@ -377,6 +377,7 @@ class ThriftTransport:
     """
 
     def __init__(self, tls: TLSPolicy | None = None) -> None:
+        _load_network_modules()
         self._tls: ClientTLS | None = None
         if tls is not None:
             from logclient._tls import ClientTLS
@@ -398,3 +399,24 @@ class ThriftTransport:
             packed=endpoint not in self._append_only,
             on_unknown_method=self._append_only.add,
         )
+
+
+def _load_network_modules() -> None:
+    """Import what connections need now, on the thread that makes the client.
+
+    Never first on the sender thread: a ``fork()`` while a thread is importing
+    a module leaves that module's import lock held in the child for ever, and
+    the child's sender, importing it in turn, would hang (a pre-fork server
+    forks right after the app, and so its client, started). Importing
+    ``logclient`` alone still loads none of these.
+    """
+    import ssl  # noqa: F401
+
+    import thriftpy2.protocol
+    import thriftpy2.protocol.exc
+    import thriftpy2.thrift
+    import thriftpy2.transport
+    import thriftpy2.transport.memory  # noqa: F401
+
+    import logclient._tls  # noqa: F401
+    from logwire.idl import log_thrift  # noqa: F401

@@ -127,8 +127,10 @@ class Delivery:
         if endpoint is None:
             self._front.appendleft(batch)
             self._note_failing("no server available", announce=True)
-            if self._stopping and self._spool is not None:
+            if self._stopping and self._spool is not None and self._pool.answered:
                 # Closing with nowhere to send: spool now rather than wait out the timeout.
+                # (Not while the source has yet to say which servers exist: a short-lived
+                # process, a forked worker say, must not spool what a server would take.)
                 self._abort = True
                 return None
             self._wait_for_server()

@@ -67,6 +67,8 @@ class ServerPool:
         self._current: Endpoint | None = None
         self._rr = 0
         self._last_probe = -1e18
+        #: The source has said which servers exist (False: it may not have answered yet).
+        self.answered = False
         self.version = 0
 
     def __repr__(self) -> str:
@@ -79,15 +81,18 @@ class ServerPool:
 
     # ------------------------------------------------------------- membership
 
-    def update(self, servers: Iterable[Endpoint | KnownServer]) -> None:
+    def update(self, servers: Iterable[Endpoint | KnownServer], *, answered: bool = True) -> None:
         """Replace the known set (called from the ServerSource's thread).
 
         ``servers`` are endpoints, or :class:`KnownServer` when the source can
         tell registrations apart: a known endpoint with a new member node
-        starts with a clean slate.
+        starts with a clean slate. ``answered=False``: the source has not
+        answered yet (an empty set then means "not known yet", not "none").
         """
         members = {m.endpoint: m for m in one_per_endpoint(servers)}
         known = tuple(members)
+        if answered:
+            self.answered = True
         with self._lock:
             if known == self._known and members == self._members:
                 return

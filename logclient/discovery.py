@@ -163,6 +163,11 @@ class ZooKeeperServers:
         self._thread = threading.Thread(target=self._run, name="logclient-discovery", daemon=True)
         self._thread.start()
 
+    @property
+    def answered(self) -> bool:
+        """True once ZooKeeper said which servers exist (an empty set means none, then)."""
+        return self._members.answered
+
     def restart_in_child(self) -> None:
         """In a child after fork(): a ZooKeeper session and thread of the child's own.
 

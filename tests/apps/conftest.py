@@ -1,0 +1,1 @@
+"""Fixtures for the tests that run real application servers (gunicorn, uWSGI) and worker pools."""

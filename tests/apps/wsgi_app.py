@@ -1,0 +1,48 @@
+"""A small WSGI app, as a pre-fork server runs it: its logging config adds a LogServerHandler
+at import (so, under ``gunicorn --preload`` or uWSGI without ``lazy-apps``, in the parent that
+then forks the workers).
+
+Environment: ``APP_ZK_HOSTS``, ``APP_ZK_PATH``, ``APP_SPOOL`` (the spool directory).
+``GET /r/<id>`` logs ``request <id>`` (category ``app``) and answers the worker's pid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from logclient import BatchPolicy, LogServerHandler, SpoolPolicy
+
+# logclient's own lines go to stderr (the server's log), for a reader of a failed test.
+_own = logging.StreamHandler()
+_own.setFormatter(logging.Formatter("%(process)d %(name)s %(levelname)s %(message)s"))
+logging.getLogger("logclient").addHandler(_own)
+logging.getLogger("logclient").setLevel(logging.INFO)
+
+handler = LogServerHandler(
+    category="app",
+    zk_hosts=os.environ["APP_ZK_HOSTS"],
+    zk_path=os.environ["APP_ZK_PATH"],
+    batching=BatchPolicy(linger_s=0.01),
+    spool=SpoolPolicy(directory=Path(os.environ["APP_SPOOL"])),
+)
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+log.propagate = False
+log.info("app loaded in %d", os.getpid())
+
+
+def application(
+    environ: dict[str, Any], start_response: Callable[[str, list[tuple[str, str]]], Any]
+) -> Iterable[bytes]:
+    path = environ.get("PATH_INFO", "")
+    if not path.startswith("/r/"):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found\n"]
+    log.info("request %s", path[3:])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getpid()).encode()]
