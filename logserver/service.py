@@ -31,7 +31,8 @@ from logserver.errors import (
 )
 from logserver.metrics import Metrics
 from logserver.storage import AppendOutcome, Storage
-from logwire.batchid import MAX_PRODUCER_LENGTH
+from logserver.transport import client_identity
+from logwire.batchid import producer_problem
 from logwire.errors import LogWireError, PackedError
 from logwire.idl import log_thrift
 from logwire.packed import record_count, unpack_messages
@@ -81,6 +82,29 @@ class ServiceLimits:
     def __post_init__(self) -> None:
         if self.max_batch_records < 1 or self.max_read_records < 1:
             raise ValueError("limits must be positive")
+
+
+def _producer(producer: str | bytes | None) -> str:
+    """The producer a batch is stored and deduplicated under; InvalidRequestError if invalid.
+
+    With mutual TLS it is ``<client identity>/<producer>``: the client's
+    certificate names its own namespace, so no client can send batches under
+    another's producer (whose next sequences it could read from ``Read``) and
+    have the real ones answered "duplicate" and never stored; and readers,
+    which key records by producer, keep the two apart too.
+    """
+    if isinstance(producer, bytes):
+        try:
+            text = producer.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidRequestError("producer must be printable ASCII") from None
+    else:
+        text = producer or ""
+    problem = producer_problem(text)
+    if problem is not None:
+        raise InvalidRequestError(problem)
+    identity = client_identity()
+    return f"{identity}/{text}" if identity else text
 
 
 def _text(value: str | bytes) -> str:
@@ -206,11 +230,7 @@ class LogServiceHandler:
             self._metrics.rejected.labels("draining").inc()
             raise log_thrift.ServerDraining(reason="server is shutting down; use another")
         with self._declared(call):
-            name = _text(producer or "")
-            if not name or len(name) > MAX_PRODUCER_LENGTH or not name.isprintable():
-                raise InvalidRequestError(
-                    f"producer must be 1..{MAX_PRODUCER_LENGTH} printable characters"
-                )
+            name = _producer(producer)
             if sequence is None or sequence < 0:
                 raise InvalidRequestError("sequence must be >= 0")
             self._check_count(count)

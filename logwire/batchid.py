@@ -15,24 +15,65 @@ that merges servers shows each record once. Halves of halves nest the same
 way (``P@S@k``) and map back step by step.
 
 ``@`` is therefore reserved in producers: a producer that ends in
-``@<digits>`` is read as a split half. logclient's own producers are hex.
+``@<digits>`` is read as a split half. logclient's own producers are hex;
+the other derived ids it makes (``<producer>~x<sequence>`` for a batch without
+one category, a ``d~`` digest past the length limit) contain no ``@`` of their
+own. :func:`producer_problem` is the rule servers hold every producer to.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 
 __all__ = [
     "MAX_PRODUCER_LENGTH",
     "SPLIT_MARK",
     "bounded_producer",
     "canonical_key",
+    "producer_problem",
     "split_producer",
 ]
 
 #: Servers refuse longer producers, in characters (log.thrift says so).
 MAX_PRODUCER_LENGTH = 128
 SPLIT_MARK = "@"
+
+
+# Printable ASCII; the base (before any "@") has no "@".
+_PRINTABLE = re.compile(r"[\x20-\x7e]+\Z")
+# What may follow each "@": a parent's sequence (canonical decimal, an i64), then
+# maybe more derivation ("~x3": a batch without one category) but no other "@".
+_AFTER_MARK = re.compile(r"(?:0|[1-9][0-9]{0,18})(?:~[^@]*)?\Z")
+
+
+def producer_problem(producer: str) -> str | None:
+    """Why ``producer`` cannot be a producer, or None when it can.
+
+    1 to :data:`MAX_PRODUCER_LENGTH` printable ASCII characters (so one id has
+    one spelling: no bytes decoded with replacement, no look-alikes), and ``@``
+    only where a split puts it: ``<producer>@<sequence>``, nested, each
+    sequence a canonical decimal. So an id like ``app@host`` is refused rather
+    than read back as a split half of some other producer's batch.
+    """
+    if not producer:
+        return "producer is empty"
+    if len(producer) > MAX_PRODUCER_LENGTH:
+        return f"producer is longer than {MAX_PRODUCER_LENGTH} characters"
+    if not _PRINTABLE.match(producer):
+        return "producer must be printable ASCII"
+    base, *derived = producer.split(SPLIT_MARK)
+    if not base:
+        return f"producer may not start with {SPLIT_MARK!r}"
+    for part in derived:
+        if not _AFTER_MARK.match(part):
+            return (
+                f"{SPLIT_MARK!r} is reserved in producers: it may only be followed by the "
+                "sequence of the batch a half was split from (<producer>@<sequence>)"
+            )
+        if int(part.split("~", 1)[0]) > 2**63 - 1:
+            return f"the sequence after {SPLIT_MARK!r} is not a 64-bit integer"
+    return None
 
 
 def split_producer(producer: str, sequence: int) -> str:

@@ -13,12 +13,15 @@ A record's path into the server starts here. In the order a frame meets them:
 - the decoded call goes to the handler (:mod:`logserver.service`), and its
   answer, or the IDL exception it raised, is framed and sent back.
 
+With mutual TLS, :func:`client_identity` names the certificate of the client
+whose request the calling thread serves.
+
 This package knows Thrift and sockets; it knows nothing of storage or ZooKeeper.
 """
 
 from logserver.transport._limits import AddressInUseError, ListenError, WireLimits, WireStats
 from logserver.transport._server import ThriftServer
-from logserver.transport._tls import ServerTLS
+from logserver.transport._tls import ServerTLS, client_identity
 
 __all__ = [
     "AddressInUseError",
@@ -27,4 +30,5 @@ __all__ = [
     "ThriftServer",
     "WireLimits",
     "WireStats",
+    "client_identity",
 ]

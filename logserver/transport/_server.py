@@ -71,7 +71,12 @@ from logserver.transport._sockets import (
     shutdown,
     sniff_header,
 )
-from logserver.transport._tls import ServerTLS, handshake_failure_reason
+from logserver.transport._tls import (
+    ServerTLS,
+    certificate_identity,
+    handshake_failure_reason,
+    set_client_identity,
+)
 from logwire.idl import log_thrift
 
 __all__ = [
@@ -443,7 +448,11 @@ class ThriftServer:
             )
             raise Cut("tls_handshake_failures", f"tls handshake: {reason}") from None
         self._count("tls_handshakes")
-        log.debug("tls handshake done", peer=conn.peer, version=sock.version())
+        conn.identity = certificate_identity(sock.getpeercert() or {})
+        set_client_identity(conn.identity)
+        log.debug(
+            "tls handshake done", peer=conn.peer, version=sock.version(), client=conn.identity
+        )
 
     def _serve_one(self, conn: Connection) -> bool:
         """Receive one frame and answer it; False when the peer closed between frames."""

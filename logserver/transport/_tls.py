@@ -8,18 +8,31 @@ thread, bounded by :attr:`ServerTLS.handshake_timeout_s` in total (CPython
 keeps one deadline across the whole handshake, so trickling bytes does not
 extend it). A peer that fails or stalls costs one connection slot for at most
 that long and is closed quietly.
+
+With mutual TLS each connection also has a *client identity*, taken from the
+certificate the client proved it holds (:func:`certificate_identity`); the
+service binds producers to it (see :func:`client_identity`).
 """
 
 from __future__ import annotations
 
 import errno
+import hashlib
 import ssl
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from logserver.errors import ConfigError
 
-__all__ = ["ServerTLS", "handshake_failure_reason"]
+__all__ = [
+    "ServerTLS",
+    "certificate_identity",
+    "client_identity",
+    "handshake_failure_reason",
+    "set_client_identity",
+]
 
 # What OpenSSL says when the first bytes are not a TLS record: a plain client.
 _PLAIN_TEXT = {"WRONG_VERSION_NUMBER", "HTTP_REQUEST", "HTTPS_PROXY_REQUEST", "RECORD_TOO_LARGE"}
@@ -103,6 +116,41 @@ class ServerTLS:
     def __str__(self) -> str:
         mode = "mutual" if self.mutual else "server-only"
         return f"TLS ({mode}, cert {self.cert_file}, handshake timeout {self.handshake_timeout_s}s)"
+
+
+# Each connection runs in a thread of its own, whose context starts empty: the
+# connection's thread sets this once, after its handshake.
+_CLIENT_IDENTITY: ContextVar[str] = ContextVar("client_identity", default="")
+
+
+def certificate_identity(cert: dict[str, Any]) -> str:
+    """A short, stable name for a verified client certificate's holder: 16 hex digits.
+
+    A digest of the certificate's subject and issuer, as ``getpeercert()``
+    gives them: the same for a renewed certificate of the same holder from the
+    same CA, different for any other holder (the CA vouches for subjects). Empty
+    when there is no certificate (TLS without client certificates).
+    """
+    if not cert:
+        return ""
+
+    def name(field_name: str) -> str:
+        rdns = cert.get(field_name, ())
+        return ",".join(f"{key}={value}" for rdn in rdns for key, value in rdn)
+
+    text = f"subject={name('subject')}\nissuer={name('issuer')}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def set_client_identity(identity: str) -> None:
+    """Called by a connection's thread once its handshake is done."""
+    _CLIENT_IDENTITY.set(identity)
+
+
+def client_identity() -> str:
+    """The client certificate identity of the connection this thread serves ("" without
+    mutual TLS): what the service binds producers to."""
+    return _CLIENT_IDENTITY.get()
 
 
 def handshake_failure_reason(exc: BaseException) -> tuple[str, str | None]:

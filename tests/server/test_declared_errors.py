@@ -149,6 +149,20 @@ def test_append_answers_every_refusal_with_a_declared_exception(
     assert _rejected(metrics, "unavailable") == 1
 
 
+def test_producers_are_checked_byte_for_byte_and_at_is_reserved(
+    handler: LogServiceHandler, metrics: Metrics
+) -> None:
+    """Bytes that are not printable ASCII are refused (never decoded with replacement, which
+    would merge distinct ids); "@" only before a parent's sequence; a split half's id passes."""
+    for producer in (b"\xff\xfe", "caf\u00e9".encode(), b"app@host", b"@1", b"x" * 129):
+        with pytest.raises(log_thrift.InvalidRequest, match=r"producer|reserved"):
+            handler.append_records(producer, 0, [(b"c", b"x")])  # type: ignore[arg-type]
+    assert _rejected(metrics, "invalid_request") == 5
+    result = handler.append_records(b"p@12", 0, [(b"c", b"x")])  # type: ignore[arg-type]
+    assert (result.stored, result.duplicate) == (1, False)
+    assert [r.producer for r in handler.Read("c", 0, 10).records] == ["p@12"]
+
+
 def test_a_malformed_packed_batch_is_an_invalid_request(
     handler: LogServiceHandler, metrics: Metrics
 ) -> None:

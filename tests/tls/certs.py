@@ -43,6 +43,8 @@ class Certs:
     ca: Path
     server: KeyPair
     client: KeyPair
+    #: A second client of the same CA (another application).
+    other_client: KeyPair
     #: A CA that signed none of the above.
     wrong_ca: Path
     #: Signed by ``ca`` for ``elsewhere.example`` only.
@@ -124,6 +126,7 @@ def make_certs(directory: Path) -> Certs:
         ca=ca.cert,
         server=_leaf(directory, "server", ca, usage="serverAuth", san=local),
         client=_leaf(directory, "client", ca, usage="clientAuth"),
+        other_client=_leaf(directory, "other-client", ca, usage="clientAuth"),
         wrong_ca=wrong_ca.cert,
         wrong_host=_leaf(
             directory, "wrong-host", ca, usage="serverAuth", san="DNS:elsewhere.example"

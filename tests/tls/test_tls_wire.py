@@ -188,6 +188,51 @@ def test_mutual_tls_refuses_a_client_without_certificate(
     assert (stats.tls_handshake_failures, stats.tls_handshakes, stats.frames) == (2, 1, 1)
 
 
+class IdentityHandler(RecordingHandler):
+    """Answers Ping with the client identity the server gave the request's thread."""
+
+    def Ping(self) -> str:
+        from logserver.transport import client_identity
+
+        return client_identity() or "(none)"
+
+
+def _ping_answer(sock: ssl.SSLSocket) -> str:
+    from thriftpy2.protocol.cybin import TCyBinaryProtocol  # type: ignore[attr-defined]
+    from thriftpy2.transport.memory import TCyMemoryBuffer
+
+    from tests.transport.helpers import read_reply
+
+    sock.sendall(framed(encode_call("Ping", LogService.Ping_args())))
+    _, _, _, payload = read_reply(sock)
+    proto = TCyBinaryProtocol(TCyMemoryBuffer(payload), strict_read=True)
+    proto.read_message_begin()
+    result = LogService.Ping_result()
+    proto.read_struct(result)
+    return str(result.success)
+
+
+def test_mutual_tls_gives_each_client_certificate_its_own_identity(
+    tls_server_factory: TLSServerFactory, certs: Certs
+) -> None:
+    """The handler sees a stable identity per client certificate (the same on every
+    connection, another for another certificate); without client certificates, none."""
+    from logserver.transport._tls import certificate_identity
+
+    mutual = tls_server_factory(mutual=True, handler_=IdentityHandler())
+    seen = []
+    for cert in (certs.client, certs.client, certs.other_client):
+        ctx = _with_client_cert(client_context(certs), cert.cert, cert.key)
+        with tls_connect(mutual.port, ctx) as sock:
+            seen.append(_ping_answer(sock))
+    assert seen[0] == seen[1] != seen[2]
+    assert all(len(identity) == 16 for identity in seen)
+    assert certificate_identity({}) == ""
+    server_only = tls_server_factory(handler_=IdentityHandler())
+    with tls_connect(server_only.port, client_context(certs)) as sock:
+        assert _ping_answer(sock) == "(none)"
+
+
 def test_frame_cap_and_idle_timeout_hold_over_tls(
     tls_server_factory: TLSServerFactory, certs: Certs
 ) -> None:
