@@ -73,7 +73,9 @@ struct AppendBatch {
    * Stable for one producer (a client instance); 1 to 128 printable ASCII characters.
    * "@" is reserved: "<producer>@<sequence>" names the halves of a batch the client
    * split, whose sequence is then their offset in that batch (logwire/batchid.py), so
-   * readers map their records back to the batch they came from.
+   * readers map their records back to the batch they came from. Any other use of "@",
+   * or any other byte, is refused with InvalidRequest. With mutual TLS the server
+   * stores the batch under "<client certificate identity>/<producer>".
    */
   1: string producer,
   /** Increases by one per batch of this producer, starting at 0. */
