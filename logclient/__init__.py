@@ -8,6 +8,11 @@
         client.log("app", "hello")        # never waits on the network
         client.flush(timeout=5)           # True once the servers acknowledged it
 
+Servers come from ZooKeeper (``zk_hosts``), from the file the host's
+discovery agent keeps (:class:`FileServers`, or the environment variable
+``LOGCLIENT_SERVERS_FILE``: no ZooKeeper session per process), or a fixed
+list (:class:`StaticServers`).
+
 Also here: :class:`LogServerHandler` (stdlib ``logging``),
 :class:`LogServerLoggerFactory` (structlog), the policies that tune batching,
 failover, server choice, the memory queue, the disk spool, TLS to the
@@ -50,6 +55,7 @@ from logclient.errors import (
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
+    from logclient._fileservers import FileServers, FileServersStats
     from logclient._source import ServerSource, StaticServers
     from logclient.discovery import ZooKeeperServers
 
@@ -61,6 +67,8 @@ __all__ = [
     "ClientStats",
     "DiscoveryError",
     "FailoverPolicy",
+    "FileServers",
+    "FileServersStats",
     "InvalidCategoryError",
     "JsonFormatter",
     "LogClient",
@@ -86,6 +94,7 @@ __all__ = [
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 _SOURCES = ("ServerSource", "StaticServers")
+_FILE_SOURCES = ("FileServers", "FileServersStats")
 
 
 def __getattr__(name: str) -> Any:
@@ -95,6 +104,10 @@ def __getattr__(name: str) -> Any:
         from logclient import _source
 
         return getattr(_source, name)
+    if name in _FILE_SOURCES:
+        from logclient import _fileservers
+
+        return getattr(_fileservers, name)
     if name == "ZooKeeperServers":
         from logclient import discovery
 

@@ -125,8 +125,11 @@ class LogClient:
 
     Give either ``zk_hosts`` (and ``zk_path``): the servers registered in
     ZooKeeper, or ``servers``: any :class:`~logclient.discovery.ServerSource`
-    (e.g. ``StaticServers(["host:port"])``; it is started here but left open by
-    :meth:`close`, as it may be shared). ``transport`` is the network seam
+    (e.g. ``StaticServers(["host:port"])``, or ``FileServers(path)``: the file
+    the host's discovery agent keeps; it is started here but left open by
+    :meth:`close`, as it may be shared). With the environment variable
+    ``LOGCLIENT_SERVERS_FILE`` set, a client given ``zk_hosts`` reads that file
+    instead and opens no ZooKeeper session (logged once per process). ``transport`` is the network seam
     (tests only). The client starts at once: it takes its spool directory (a
     spool left by an earlier process is delivered first), starts discovery and
     its sender thread, and registers an ``atexit`` hook that closes it.
@@ -188,7 +191,7 @@ class LogClient:
         # A source the client made is the client's to close; one it was given is not.
         self._owns_source = servers is None
         self._source: ServerSource = (
-            servers if servers is not None else _zookeeper_source(zk_hosts or "", zk_path, zk_tls)
+            servers if servers is not None else _default_source(zk_hosts or "", zk_path, zk_tls)
         )
         self._spool = Spool.open(spool) if spool.enabled else None
         self._sender = Sender(
@@ -531,6 +534,20 @@ def _follow_now(source: ServerSource, update: _Update) -> None:
 
     servers = source.members() if isinstance(source, MemberSource) else source.servers()
     update(servers, answered=bool(getattr(source, "answered", True)))
+
+
+def _default_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
+    """The servers file named by ``LOGCLIENT_SERVERS_FILE`` if set, else ZooKeeper.
+
+    The variable moves a fleet to the host's discovery agent without touching
+    the apps (see :func:`logclient._fileservers.servers_file_from_env`).
+    """
+    from logclient._fileservers import servers_file_from_env
+
+    source = servers_file_from_env(zk_hosts, zk_path)
+    if source is not None:
+        return source
+    return _zookeeper_source(zk_hosts, zk_path, tls)
 
 
 def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:

@@ -1,10 +1,12 @@
-"""The membership a :class:`~logclient.discovery.ZooKeeperServers` publishes to the client.
+"""The membership a server source (ZooKeeper or the agent's file) publishes to the client.
 
 Kept apart from the watching because it is where the "keep the last good
 membership" rule of docs/zookeeper.md holds: only :meth:`Membership.publish`
 replaces the set, and the watcher calls it only when ZooKeeper, while
 connected, said what the children are. A disconnect or an outage publishes
-nothing, so the client keeps sending to the servers it knew. No kazoo here.
+nothing, so the client keeps sending to the servers it knew. A
+:class:`~logclient.FileServers` publishes only what a usable servers file
+says, by the same rule. No kazoo here.
 """
 
 from __future__ import annotations

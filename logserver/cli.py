@@ -1,4 +1,4 @@
-"""The ``logserver`` command: serve, list, cat (and the operator's cluster and demo commands)."""
+"""The ``logserver`` command: serve, list, cat, discovery-agent (and the operator's cluster and demo commands)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from logclient import TLSPolicy
     from logwire.zktls import ZkTLSPolicy
 
-__all__ = ["main"]
+__all__ = ["add_zk_tls_arguments", "main", "zk_tls_policy"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -46,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--zk", required=True, help="ZooKeeper connection string")
     lst.add_argument("--zk-path", default="/logservers")
     lst.add_argument("--json", action="store_true", help="one JSON object per server")
-    _add_zk_tls_arguments(lst)
+    add_zk_tls_arguments(lst)
 
     cat = sub.add_parser(
         "cat", help="every record of a category from all servers, merged by time, de-duplicated"
@@ -65,11 +65,13 @@ def _parser() -> argparse.ArgumentParser:
         help="read a server's files directly, e.g. of a server that is down (repeatable)",
     )
     cat.add_argument("--json", action="store_true", help="one JSON object per record")
-    _add_zk_tls_arguments(cat)
+    add_zk_tls_arguments(cat)
     _add_tls_arguments(cat)
 
+    from logserver import agent
     from logserver.tools import cluster, demo
 
+    agent.add_arguments(sub)
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
     return parser
@@ -104,7 +106,7 @@ def _tls_policy(args: argparse.Namespace) -> TLSPolicy | None:
     )
 
 
-def _add_zk_tls_arguments(parser: argparse.ArgumentParser) -> None:
+def add_zk_tls_arguments(parser: argparse.ArgumentParser) -> None:
     """--zk-tls-ca/-cert/-key for the read-only commands (defaults: serve's environment)."""
     for name, help_text in (
         ("ca", "PEM CA bundle: connect to ZooKeeper over TLS, verifying it"),
@@ -120,7 +122,7 @@ def _add_zk_tls_arguments(parser: argparse.ArgumentParser) -> None:
         )
 
 
-def _zk_tls(args: argparse.Namespace) -> ZkTLSPolicy | None:
+def zk_tls_policy(args: argparse.Namespace) -> ZkTLSPolicy | None:
     from logserver.errors import ConfigError
     from logwire.zktls import ZkTLSPolicy
 
@@ -216,7 +218,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from logserver.tools.reader import list_servers
 
-    servers = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
+    servers = list_servers(args.zk, args.zk_path, tls=zk_tls_policy(args))
     for s in servers:
         if args.json:
             doc = {"node": s.node, "owner_session": hex(s.owner_session)}
@@ -251,7 +253,7 @@ def _cat(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     endpoints = {Endpoint.parse(s) for s in args.server}
     if args.zk:
-        registered = list_servers(args.zk, args.zk_path, tls=_zk_tls(args))
+        registered = list_servers(args.zk, args.zk_path, tls=zk_tls_policy(args))
         endpoints |= {s.member.endpoint for s in registered if s.member}
         with_tls = sorted(str(s.member.endpoint) for s in registered if s.member and s.member.tls)
         if with_tls and tls is None:

@@ -17,6 +17,7 @@
     │   └── RegistrationDeniedError  ZooKeeper said NoAuth
     ├── ListenError
     │   └── AddressInUseError
+    ├── DiscoveryAgentError          the agent's file is another agent's, or cannot be written
     └── LaunchError                  a launched process did not start (tools only)
 
 The leaves live here, not in the packages that raise them, so that this one
@@ -41,6 +42,7 @@ __all__ = [
     "AddressInUseError",
     "BatchTooLargeError",
     "ConfigError",
+    "DiscoveryAgentError",
     "FrameRejectedError",
     "InvalidCategoryError",
     "InvalidPositionError",
@@ -213,6 +215,20 @@ class ListenError(LogServerError):
 
 class AddressInUseError(ListenError):
     """Another socket already listens on this address (no port sharing, by design)."""
+
+
+# -------------------------------------------------------------------------- agent
+
+
+class DiscoveryAgentError(LogServerError):
+    """The discovery agent cannot run: ``file`` is held by another agent or cannot be written."""
+
+    def __init__(self, message: str, *, file: str) -> None:
+        super().__init__(message)
+        self.file = file
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return partial(type(self), file=self.file), self.args
 
 
 # --------------------------------------------------------------------------- tools

@@ -1,4 +1,4 @@
-"""Start real ZooKeeper and logserver processes: the one launcher.
+"""Start real ZooKeeper, logserver and discovery-agent processes: the one launcher.
 
 Tests, benchmarks, the demo and ``deploy/`` all start their processes through
 this module, so there is one way to do it and one place to fix it.
@@ -12,6 +12,7 @@ ZooKeeper comes from one of three places, chosen by :func:`zookeeper_from_env`:
   the jars of Debian's ``zookeeper`` package, standalone or a loopback ensemble.
 """
 
+from logserver.tools.launcher._agent import DiscoveryAgentProcess
 from logserver.tools.launcher._common import (
     LaunchError,
     ZooKeeper,
@@ -28,11 +29,13 @@ from logserver.tools.launcher._zookeeper import (
     ZooKeeperNode,
     ZooKeeperTLS,
     docker_available,
+    session_count,
     zookeeper_from_env,
 )
 
 __all__ = [
     "DEFAULT_ZK_JAR",
+    "DiscoveryAgentProcess",
     "DockerZooKeeper",
     "ExistingZooKeeper",
     "LaunchError",
@@ -44,6 +47,7 @@ __all__ = [
     "docker_available",
     "four_letter_word",
     "free_port",
+    "session_count",
     "start_logservers",
     "stopping",
     "wait_for",

@@ -91,6 +91,8 @@ class ZooKeeperNode:
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     tls: ZooKeeperTLS | None = None
     secure_client_port: int = 0
+    #: Connections ZooKeeper accepts from one client address (0: no limit).
+    max_client_cnxns: int = 0
 
     @property
     def address(self) -> str:
@@ -117,7 +119,7 @@ class ZooKeeperNode:
             f"clientPortAddress={self.host}",
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
-            "maxClientCnxns=0",
+            f"maxClientCnxns={self.max_client_cnxns}",
             # Snapshots and logs of a test node are worthless; keep the disk clean.
             "autopurge.snapRetainCount=3",
             "autopurge.purgeInterval=1",
@@ -211,6 +213,10 @@ class ZooKeeperEnsemble:
     address clients connect to (another local address than loopback lets
     processes in a test's network namespace reach it). With ``tls`` every
     node also offers a TLS client port: :attr:`secure_hosts`.
+    ``max_client_cnxns`` is ZooKeeper's ``maxClientCnxns``: how many
+    connections one client address may hold per server (0, the default
+    here, is no limit; ZooKeeper's own default is 60). The four-letter words
+    (``cons``, ``mntr``, ``srvr``...) are enabled, for counting sessions.
     """
 
     def __init__(
@@ -222,9 +228,12 @@ class ZooKeeperEnsemble:
         client_ports: Sequence[int] | None = None,
         host: str = "127.0.0.1",
         tls: ZooKeeperTLS | None = None,
+        max_client_cnxns: int = 0,
     ) -> None:
         if size < 1:
             raise ValueError("an ensemble has at least one node")
+        if max_client_cnxns < 0:
+            raise ValueError("max_client_cnxns must be 0 (no limit) or positive")
         self._own_workdir = workdir is None
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix="zk-"))
         self.jar = jar
@@ -241,6 +250,7 @@ class ZooKeeperEnsemble:
                 host=host,
                 tls=tls,
                 secure_client_port=free_port(host) if tls is not None else 0,
+                max_client_cnxns=max_client_cnxns,
             )
             self.nodes.append(node)
         for node in self.nodes:
@@ -378,3 +388,20 @@ def zookeeper_from_env(size: int = 1, workdir: Path | None = None) -> ZooKeeper:
     if size == 1 and (mode == "docker" or (mode == "auto" and docker_available())):
         return DockerZooKeeper().start()
     return ZooKeeperEnsemble(size=size, workdir=workdir).start()
+
+
+def session_count(hosts: str) -> int:
+    """Client sessions established on every server of ``hosts`` (ZooKeeper's ``cons``).
+
+    Counts the connections that carry a session id, which leaves out the
+    connection asking. The four-letter words must be enabled (the launcher's
+    own ZooKeeper enables them); a server that does not answer counts 0.
+    """
+    total = 0
+    for address in hosts.split("/", 1)[0].split(","):
+        host, _, port = address.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise LaunchError(f"not host:port: {address!r}")
+        out = four_letter_word(host, int(port), "cons")
+        total += sum(1 for line in out.splitlines() if "sid=" in line)
+    return total

@@ -1,0 +1,313 @@
+"""The discovery agent: one ZooKeeper session per host, the live servers in a local file.
+
+The watching is logclient's :class:`~logclient.discovery.ZooKeeperServers`,
+the same code every client would otherwise run: ghosts counted once by
+endpoint, only ALIVE members, malformed nodes skipped, the path's deletion
+and re-creation followed, and the last good membership kept through an
+outage. The agent adds what a file needs: it writes the list when it
+changes, marks it ``stale`` while ZooKeeper is unreachable (without emptying
+it), refreshes its mtime every heartbeat while it is current, and marks it
+``stopped`` when it exits cleanly.
+
+One thread (the caller's) does all of it: a listener on the watcher only
+wakes it, and it also looks at the connection state every
+``check_interval_s``, so a lost connection is in the file within that time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+
+from logserver.agent._file import ServersFileWriter
+from logserver.errors import ConfigError
+from logwire.serverset import Endpoint
+from logwire.serversfile import AgentInfo, ServersFile
+from logwire.zktls import ZkTLSPolicy
+
+__all__ = ["AgentPolicy", "DiscoveryAgent", "WatchedServers"]
+
+log = structlog.get_logger("logserver.agent")
+
+# How often "still waiting for ZooKeeper" is repeated before the first answer.
+_WAITING_LOG_INTERVAL_S = 10.0
+
+
+@dataclass(frozen=True)
+class AgentPolicy:
+    """How the agent watches and writes.
+
+    ``heartbeat_s``: how often the file's mtime is refreshed while the list is
+    current (readers call a list stale after three missed heartbeats).
+    ``check_interval_s``: how often the ZooKeeper connection state is looked
+    at, i.e. how soon an outage shows in the file. ``session_timeout_s``: the
+    agent's ZooKeeper session. ``file_mode``: the file's permissions (apps of
+    other users must be able to read it).
+    """
+
+    heartbeat_s: float = 5.0
+    check_interval_s: float = 0.2
+    session_timeout_s: float = 10.0
+    file_mode: int = 0o644
+
+    def __post_init__(self) -> None:
+        for name in ("heartbeat_s", "check_interval_s", "session_timeout_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, not {value!r}")
+        if self.check_interval_s > self.heartbeat_s:
+            raise ConfigError("check_interval_s must not exceed heartbeat_s")
+        if not 0 <= self.file_mode <= 0o777:
+            raise ConfigError(f"file_mode must be a permission mode, not {self.file_mode!r}")
+
+
+class WatchedServers(Protocol):
+    """What the agent needs of a watcher: :class:`~logclient.discovery.ZooKeeperServers`."""
+
+    def start(self) -> None: ...
+
+    def servers(self) -> frozenset[Endpoint]: ...
+
+    def subscribe(self, listener: Callable[[frozenset[Endpoint]], None]) -> None: ...
+
+    def connection(self) -> tuple[bool, bool]:
+        """(answered: ZooKeeper has said what the members are, connected: it is reachable now)."""
+        ...
+
+    def close(self, timeout: float = 5.0) -> None: ...
+
+
+class _ZooKeeperWatch:
+    """:class:`~logclient.discovery.ZooKeeperServers` with the connection state the agent reads."""
+
+    def __init__(
+        self, zk_hosts: str, zk_path: str, session_timeout_s: float, tls: ZkTLSPolicy | None
+    ) -> None:
+        from logclient.discovery import ZooKeeperServers
+
+        self._source = ZooKeeperServers(
+            zk_hosts, zk_path, session_timeout=session_timeout_s, tls=tls
+        )
+
+    def __repr__(self) -> str:
+        return repr(self._source)
+
+    def start(self) -> None:
+        self._source.start()
+
+    def servers(self) -> frozenset[Endpoint]:
+        return self._source.servers()
+
+    def subscribe(self, listener: Callable[[frozenset[Endpoint]], None]) -> None:
+        self._source.subscribe(listener)
+
+    def connection(self) -> tuple[bool, bool]:
+        stats = self._source.stats()
+        return stats.answered, stats.connected
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._source.close(timeout)
+
+
+def zookeeper_watch(
+    zk_hosts: str, zk_path: str, *, session_timeout_s: float, tls: ZkTLSPolicy | None
+) -> WatchedServers:
+    """The agent's one ZooKeeper session (the only place it is made)."""
+    from logclient.errors import DiscoveryError
+
+    try:
+        return _ZooKeeperWatch(zk_hosts, zk_path, session_timeout_s, tls)
+    except DiscoveryError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+class DiscoveryAgent:
+    """Watches ``zk_path`` and keeps ``file`` listing its live servers (see the module's docstring).
+
+    :meth:`run` blocks until :meth:`request_stop` (e.g. from a signal handler).
+    ``watch`` is the seam for tests: any :class:`WatchedServers`; by default
+    the ZooKeeper watch.
+    """
+
+    def __init__(
+        self,
+        zk_hosts: str,
+        zk_path: str,
+        file: Path,
+        policy: AgentPolicy = AgentPolicy(),
+        *,
+        tls: ZkTLSPolicy | None = None,
+        watch: WatchedServers | None = None,
+    ) -> None:
+        self.zk_hosts = zk_hosts
+        self.zk_path = zk_path
+        self.policy = policy
+        self.writer = ServersFileWriter(file, mode=policy.file_mode)
+        self._tls = tls
+        self._watch = watch
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._info = AgentInfo(pid=os.getpid(), host=socket.gethostname(), started_at=time.time())
+        # The running thread's:
+        self._written: ServersFile | None = None
+        self._serial = 0
+        self._refreshed = 0.0  # time.monotonic() of the last write or heartbeat
+        self._failure: str | None = None
+
+    def __repr__(self) -> str:
+        written = self._written
+        what = (
+            f"{written.state} serial={written.serial} servers={len(written.servers)}"
+            if written is not None
+            else "nothing written"
+        )
+        return f"<DiscoveryAgent {self.zk_hosts}{self.zk_path} -> {self.writer.path} {what}>"
+
+    @property
+    def written(self) -> ServersFile | None:
+        """What this agent last wrote (None before its first write)."""
+        return self._written
+
+    def request_stop(self, signum: int | None = None, _frame: object = None) -> None:
+        """Ask :meth:`run` to return (safe from a signal handler)."""
+        self._stop.set()
+        self._wake.set()
+
+    def run(self) -> None:
+        """Lock the file, watch ZooKeeper and keep the file current until asked to stop."""
+        self.writer.acquire()
+        try:
+            for leftover in self.writer.remove_leftovers():
+                log.info("removed_leftover", file=str(leftover))
+            previous, problem = self.writer.read_existing()
+            log.info(
+                "agent_started",
+                zk=self.zk_hosts,
+                zk_path=self.zk_path,
+                file=str(self.writer.path),
+                previous_servers=len(previous.servers) if previous else None,
+                previous_problem=problem,
+            )
+            watch = self._watch or zookeeper_watch(
+                self.zk_hosts,
+                self.zk_path,
+                session_timeout_s=self.policy.session_timeout_s,
+                tls=self._tls,
+            )
+            watch.subscribe(lambda _servers: self._wake.set())
+            watch.start()
+            try:
+                self._loop(watch, previous)
+            finally:
+                watch.close(5.0)
+                self._write_stopped()
+        finally:
+            self.writer.release()
+            log.info("agent_stopped", file=str(self.writer.path))
+
+    # ------------------------------------------------------------------ loop
+
+    def _loop(self, watch: WatchedServers, previous: ServersFile | None) -> None:
+        started = time.monotonic()
+        next_waiting_log = started + _WAITING_LOG_INTERVAL_S
+        while not self._stop.is_set():
+            self._wake.wait(self.policy.check_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            answered, connected = watch.connection()
+            if not answered:
+                # Until ZooKeeper has answered, the file a previous agent left is the best
+                # there is: leave it (its age tells readers how old it is).
+                if time.monotonic() >= next_waiting_log:
+                    next_waiting_log += _WAITING_LOG_INTERVAL_S
+                    log.warning(
+                        "zookeeper_waiting",
+                        zk=self.zk_hosts,
+                        waited_s=round(time.monotonic() - started, 1),
+                        file_left_as_is=str(self.writer.path),
+                    )
+                continue
+            self._update(watch.servers(), "current" if connected else "stale", previous)
+
+    def _update(
+        self, servers: frozenset[Endpoint], state: str, previous: ServersFile | None
+    ) -> None:
+        written = self._written
+        if written is None or servers != written.servers or state != written.state:
+            self._write(servers, state, written or previous)
+        elif state == "current" and time.monotonic() - self._refreshed >= self.policy.heartbeat_s:
+            try:
+                if not self.writer.touch():
+                    log.warning("servers_file_replaced", file=str(self.writer.path))
+                    self._write(servers, state, written)
+                    return
+            except OSError as exc:
+                self._failed("heartbeat", exc)
+                return
+            self._refreshed = time.monotonic()
+
+    def _write(self, servers: frozenset[Endpoint], state: str, before: ServersFile | None) -> None:
+        now = time.time()
+        changed = before is None or servers != before.servers
+        if state == "current":
+            stale_since = None
+        elif before is not None and before.stale_since is not None:
+            stale_since = before.stale_since
+        else:
+            stale_since = now
+        document = ServersFile(
+            servers=servers,
+            zk_hosts=self.zk_hosts,
+            zk_path=self.zk_path,
+            state=state,
+            written_at=now,
+            changed_at=now if changed or before is None else before.changed_at,
+            stale_since=stale_since,
+            heartbeat_s=self.policy.heartbeat_s,
+            serial=self._serial + 1,
+            agent=self._info,
+        )
+        try:
+            self.writer.write(document)
+        except OSError as exc:
+            self._failed("write", exc)  # tried again at the next check
+            return
+        self._serial += 1
+        self._written = document
+        self._refreshed = time.monotonic()
+        if self._failure is not None:
+            log.info("servers_file_writable_again", file=str(self.writer.path))
+            self._failure = None
+        old = before.servers if before is not None else frozenset()
+        log.info(
+            "servers_file_written",
+            state=state,
+            servers=len(servers),
+            added=sorted(map(str, servers - old)),
+            removed=sorted(map(str, old - servers)),
+            serial=document.serial,
+        )
+
+    def _failed(self, what: str, exc: OSError) -> None:
+        """Log a failure once until it changes or clears (a full disk would repeat every check)."""
+        failure = f"{what}: {exc}"
+        if failure != self._failure:
+            log.error("servers_file_failed", file=str(self.writer.path), error=failure)
+            self._failure = failure
+
+    def _write_stopped(self) -> None:
+        """On a clean exit: the list stays (readers keep using it), marked ``stopped``."""
+        written = self._written
+        if written is None:
+            return
+        self._write(written.servers, "stopped", written)
