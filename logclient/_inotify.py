@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import struct
 import sys
@@ -122,21 +121,44 @@ class Inotify:
 
 def open_inotify() -> Inotify | None:
     """A new inotify instance, or None where there is none to be had (then poll)."""
+    libc = _libc()
+    if libc is None:
+        return None
+    fd = int(libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
+    if fd < 0:
+        # EMFILE when this user's instances are used up (fs.inotify.max_user_instances).
+        return None
+    return Inotify(libc, fd)
+
+
+_LIBC: ctypes.CDLL | None = None
+_LIBC_LOADED = False
+
+
+def _libc() -> ctypes.CDLL | None:
+    """The C library already in the process, with the inotify calls typed; None if absent.
+
+    ``CDLL(None)`` looks symbols up in what the interpreter already loaded, libc
+    included. Not ``ctypes.util.find_library``: it runs ``ldconfig`` (or a
+    compiler) in a child process, and a library must not spawn processes
+    behind an app's back (an app reaping its children with ``waitpid(-1)``
+    would reap ours, and ``subprocess`` then loses track of it).
+    """
+    global _LIBC, _LIBC_LOADED
+    if _LIBC_LOADED:
+        return _LIBC
+    _LIBC_LOADED = True
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        init1 = libc.inotify_init1
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.inotify_init1.argtypes = [ctypes.c_int]
+        libc.inotify_init1.restype = ctypes.c_int
         libc.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
         libc.inotify_add_watch.restype = ctypes.c_int
         libc.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.inotify_rm_watch.restype = ctypes.c_int
     except (OSError, AttributeError):
         return None
-    init1.argtypes = [ctypes.c_int]
-    init1.restype = ctypes.c_int
-    fd = int(init1(_IN_NONBLOCK | _IN_CLOEXEC))
-    if fd < 0:
-        # EMFILE when this user's instances are used up (fs.inotify.max_user_instances).
-        return None
-    return Inotify(libc, fd)
+    _LIBC = libc
+    return libc

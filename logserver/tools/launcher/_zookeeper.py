@@ -395,7 +395,9 @@ def session_count(hosts: str) -> int:
 
     Counts the connections that carry a session id, which leaves out the
     connection asking. The four-letter words must be enabled (the launcher's
-    own ZooKeeper enables them); a server that does not answer counts 0.
+    own ZooKeeper enables them). The asking connection counts against
+    ``maxClientCnxns`` too: at the limit ZooKeeper refuses it, and this raises
+    LaunchError (as for a server that does not answer) rather than say 0.
     """
     total = 0
     for address in hosts.split("/", 1)[0].split(","):
@@ -403,5 +405,7 @@ def session_count(hosts: str) -> int:
         if not host or not port.isdigit():
             raise LaunchError(f"not host:port: {address!r}")
         out = four_letter_word(host, int(port), "cons")
+        if not out:
+            raise LaunchError(f"ZooKeeper at {address} did not answer 'cons'")
         total += sum(1 for line in out.splitlines() if "sid=" in line)
     return total

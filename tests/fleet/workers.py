@@ -1,0 +1,128 @@
+"""A host's app processes for the fleet tests: one parent imports and makes a FileServers, then
+forks N workers, as gunicorn ``--preload`` does.
+
+``python -m tests.fleet.workers CONFIG_JSON``. Config keys: ``file`` (the agent's servers
+file), ``zk_hosts``/``zk_path`` (what an app built for ZooKeeper passes), ``workers``,
+``route`` (``source``: ``LogClient(servers=<the parent's FileServers>)``; ``env``:
+``LogClient(zk_hosts, zk_path)`` with ``LOGCLIENT_SERVERS_FILE`` set; ``both``: even workers
+one, odd workers the other), ``mode`` (``count``: log ``records`` records; ``until``: one
+record every ``interval_s`` until ``stop_file`` exists), ``category``, ``prefix``,
+``out_dir``, ``spool_dir``.
+
+Each worker touches ``out_dir/started-N`` once its first record is acknowledged, and at the
+end writes ``out_dir/worker-N.json`` (what it logged, whether everything was acknowledged,
+whether kazoo was ever imported in it, the servers it knew, its source's stats). The parent
+prints ``{"exit_codes": [...]}``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from logclient import BatchPolicy, FailoverPolicy, FileServers, LogClient, SpoolPolicy
+from logclient._fileservers import SERVERS_FILE_ENV
+from logwire.idl import log_thrift  # noqa: F401 - loads the IDL once, before the fork
+
+FAILOVER = FailoverPolicy(
+    connect_timeout_s=0.5, rpc_timeout_s=1.0, down_backoff_s=0.2, probe_interval_s=0.2
+)
+MAX_SECONDS = 120.0
+
+
+def worker(index: int, cfg: dict[str, Any], source: FileServers) -> int:
+    route = cfg["route"] if cfg["route"] != "both" else ("source", "env")[index % 2]
+    options: dict[str, Any] = {
+        "batching": BatchPolicy(max_records=100, linger_s=0.01),
+        "failover": FAILOVER,
+        "spool": SpoolPolicy(directory=Path(cfg["spool_dir"]) / f"worker-{index}", spill_after_s=5),
+    }
+    if route == "source":
+        client = LogClient(servers=source, **options)
+    else:
+        client = LogClient(cfg["zk_hosts"], cfg["zk_path"], **options)
+    out = Path(cfg["out_dir"])
+    prefix = f"{cfg['prefix']}-{index:03d}"
+    category = cfg["category"]
+    logged = 0
+    client.log(category, f"{prefix}-{logged:06d}")
+    logged += 1
+    started = client.flush(60)
+    (out / f"started-{index}").touch()
+    deadline = time.monotonic() + MAX_SECONDS
+    if cfg["mode"] == "count":
+        for _ in range(int(cfg["records"]) - 1):
+            client.log(category, f"{prefix}-{logged:06d}")
+            logged += 1
+    else:
+        stop = Path(cfg["stop_file"])
+        while not stop.exists() and time.monotonic() < deadline:
+            client.log(category, f"{prefix}-{logged:06d}")
+            logged += 1
+            time.sleep(float(cfg["interval_s"]))
+    flushed = client.flush(60)
+    stats = client.stats()
+    source_stats = client._source.stats()  # type: ignore[attr-defined]
+    client.close(10)
+    result = {
+        "index": index,
+        "pid": os.getpid(),
+        "route": route,
+        "logged": logged,
+        "started": started,
+        "flushed": flushed,
+        "acknowledged": stats.acknowledged,
+        "dropped": stats.dropped,
+        "known_servers": sorted(stats.known_servers),
+        "kazoo_loaded": "kazoo" in sys.modules,
+        "source": dataclasses.asdict(source_stats),
+    }
+    (out / f"worker-{index}.json").write_text(json.dumps(result))
+    return 0 if flushed and started else 3
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    os.environ[SERVERS_FILE_ENV] = cfg["file"]
+    source = FileServers(cfg["file"], zk_path=cfg["zk_path"])
+    source.start()  # the parent's watcher thread runs while it forks
+    pids = []
+    for index in range(int(cfg["workers"])):
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = worker(index, cfg, source)
+            except BaseException as exc:  # report, then exit without the parent's atexit
+                print(f"worker {index}: {exc!r}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        pids.append(pid)
+    codes: dict[int, int] = {}
+    deadline = time.monotonic() + MAX_SECONDS + 90
+    while len(codes) < len(pids) and time.monotonic() < deadline:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            time.sleep(0.05)
+            continue
+        codes[pid] = os.waitstatus_to_exitcode(status)
+    for pid in pids:
+        if pid not in codes:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            codes[pid] = -9
+    source.close()
+    print(
+        json.dumps(
+            {"exit_codes": [codes[p] for p in pids], "kazoo_in_parent": "kazoo" in sys.modules}
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
