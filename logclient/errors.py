@@ -7,7 +7,7 @@
     ├── InvalidCategoryError       (also ValueError) rejected at log() time
     ├── MessageTooLargeError       (also ValueError) rejected at log() time
     ├── QueueFullError             overflow="raise" and no room
-    ├── DiscoveryError             ZooKeeper cannot be used
+    ├── DiscoveryError             ZooKeeper or the servers file cannot be used
     ├── ServerError                a server failed or answered: ``server``, ``reason``
     │   ├── ServerUnavailableError try another server (``phase``, ``timeout``)
     │   └── BatchRejectedError     no server will take this batch (``kind``)
@@ -86,7 +86,7 @@ class QueueFullError(LogClientError):
 
 
 class DiscoveryError(LogClientError):
-    """ZooKeeper could not be used (bad hosts string, bad path)."""
+    """ZooKeeper or the servers file could not be used (bad hosts string, bad path)."""
 
 
 class ServerError(LogClientError):

@@ -5,7 +5,8 @@
     LogWireError
     ├── PackedError          a packed batch's columns disagree with each other
     ├── MemberFormatError    a znode's data is not a ServerSet member we can use
-    └── EndpointFormatError  a string is not ``host:port``
+    ├── EndpointFormatError  a string is not ``host:port``
+    └── ServersFileError     the discovery agent's file cannot be used (torn, garbage, newer)
 
 Each leaf is also a ``ValueError`` (as it was before this tree existed), so
 callers that catch ``ValueError`` keep working. logserver and logclient map
@@ -15,7 +16,13 @@ these at their own boundaries: a malformed packed batch becomes the declared
 
 from __future__ import annotations
 
-__all__ = ["EndpointFormatError", "LogWireError", "MemberFormatError", "PackedError"]
+__all__ = [
+    "EndpointFormatError",
+    "LogWireError",
+    "MemberFormatError",
+    "PackedError",
+    "ServersFileError",
+]
 
 
 class LogWireError(Exception):
@@ -32,3 +39,7 @@ class MemberFormatError(LogWireError, ValueError):
 
 class EndpointFormatError(LogWireError, ValueError):
     """A string is not ``host:port`` with a port number."""
+
+
+class ServersFileError(LogWireError, ValueError):
+    """The servers file is not one this reader can use: torn, garbage, or a newer version."""

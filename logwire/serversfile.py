@@ -54,6 +54,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from logwire.errors import ServersFileError
 from logwire.serverset import Endpoint
 
 __all__ = [
@@ -75,10 +76,6 @@ STATES = ("current", "stale", "stopped")
 STALE_AFTER_HEARTBEATS = 3
 #: Larger files are refused unread: 10,000 servers take about 400 kB.
 MAX_FILE_BYTES = 8 * 1024 * 1024
-
-
-class ServersFileError(ValueError):
-    """The content is not a servers file this reader can use (torn, garbage, newer version)."""
 
 
 @dataclass(frozen=True)

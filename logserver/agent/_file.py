@@ -49,7 +49,7 @@ class ServersFileWriter:
             fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as exc:
             raise DiscoveryAgentError(
-                f"cannot use {directory} for {self.path.name}: {exc}"
+                f"cannot use {directory} for {self.path.name}: {exc}", file=str(self.path)
             ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

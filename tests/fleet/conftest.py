@@ -23,10 +23,9 @@ import pytest
 
 from logclient import FileServers
 from logserver.agent import ServersFileWriter
-from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble
+from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, wait_for
 from logwire.serverset import Endpoint
 from logwire.serversfile import AgentInfo, ServersFile
-from tests.helpers import eventually
 
 #: The fleet tests' ZooKeeper limit: connections from one client address.
 MAX_CLIENT_CNXNS = 10
@@ -113,7 +112,7 @@ def _watcher_threads() -> list[threading.Thread]:
 @pytest.fixture(autouse=True)
 def _watcher_stops() -> Iterator[None]:
     yield
-    eventually(lambda: not _watcher_threads(), 10, "the servers file watcher thread to stop")
+    wait_for(lambda: not _watcher_threads(), 10, what="the servers file watcher thread to stop")
 
 
 AgentFactory = Callable[..., DiscoveryAgentProcess]

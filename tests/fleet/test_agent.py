@@ -16,10 +16,9 @@ from pathlib import Path
 
 from kazoo.client import KazooClient
 
-from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, free_port
+from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, free_port, wait_for
 from logwire.serverset import Endpoint, Member
 from logwire.serversfile import ServersFile, parse
-from tests.helpers import eventually
 
 from .conftest import AgentFactory
 
@@ -44,7 +43,7 @@ def listed(agent: DiscoveryAgentProcess, *ports: int, state: str = "current") ->
         doc = agent.document()
         return doc if doc is not None and doc.servers == wanted and doc.state == state else None
 
-    return eventually(check, 20, f"the file to list {sorted(ports)} ({state})")
+    return wait_for(check, 20, what=f"the file to list {sorted(ports)} ({state})")
 
 
 def test_the_file_lists_the_alive_members_and_follows_them(
@@ -91,10 +90,10 @@ def test_the_heartbeat_moves_the_mtime_without_rewriting(
     agent = agent_factory(zk_hosts, zk_path=zk_path, heartbeat_s=0.3)
     doc = listed(agent, 7101)
     before = agent.file.stat()
-    eventually(
+    wait_for(
         lambda: agent.file.stat().st_mtime_ns >= before.st_mtime_ns + 500_000_000,
         10,
-        "two heartbeats",
+        what="two heartbeats",
     )
     after = agent.file.stat()
     assert (after.st_ino, after.st_size) == (before.st_ino, before.st_size)
@@ -174,7 +173,7 @@ def test_an_agent_that_cannot_reach_zookeeper_leaves_the_previous_file_alone(
     agent.kill()
     before = agent.file.read_bytes()
     lost = agent_factory(f"127.0.0.1:{free_port()}", zk_path=zk_path, wait=False)
-    eventually(lambda: "agent_started" in lost.log_tail(), 20, "the second agent to start")
+    wait_for(lambda: "agent_started" in lost.log_tail(), 20, what="the second agent to start")
     deadline = time.monotonic() + 1.0  # many check intervals (0.1 s)
     while time.monotonic() < deadline:
         assert agent.file.read_bytes() == before
@@ -193,10 +192,12 @@ def test_a_file_replaced_by_someone_else_is_written_again(
     tmp = agent.file.with_name("someone-else")
     tmp.write_bytes(b"garbage")
     os.replace(tmp, agent.file)
-    rewritten = eventually(agent.document, 10, "the file to be written again")
+    rewritten = wait_for(agent.document, 10, what="the file to be written again")
     assert rewritten.serial == doc.serial + 1 and rewritten.servers == doc.servers
     agent.file.unlink()
-    assert eventually(agent.document, 10, "the file to be written again").serial == doc.serial + 2
+    assert (
+        wait_for(agent.document, 10, what="the file to be written again").serial == doc.serial + 2
+    )
 
 
 def test_a_file_that_cannot_be_created_fails_the_command(tmp_path: Path, zk_hosts: str) -> None:

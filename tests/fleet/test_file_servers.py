@@ -12,14 +12,15 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from logclient import DiscoveryError, FileServers
+from logclient import DiscoveryError, FileServers, FileServersStats
 from logclient._filewatch import file_watcher
+from logserver.tools.launcher import wait_for
 from logwire.serverset import Endpoint
-from tests.helpers import eventually
 
 from .conftest import Feeder, FileServersFactory
 
@@ -50,7 +51,7 @@ def test_reads_the_file_at_start_and_follows_each_replacement(
     assert source.wait_for(lambda s: s == {B, C}, 10)
     feeder.write([])
     assert source.wait_for(lambda s: s == frozenset(), 10)  # a usable empty list is the truth
-    eventually(lambda: len(told) == 3, 10, "the listener to be told")  # told after the change
+    wait_for(lambda: len(told) == 3, 10, what="the listener to be told")  # told after the change
     assert told[1:] == [({B, C}, "logclient-files"), (frozenset(), "logclient-files")]
     stats = source.stats()
     assert (stats.mode, stats.answered, stats.updates, stats.bad_reads) == (
@@ -87,7 +88,7 @@ def test_keeps_the_last_good_list_through_missing_torn_and_garbage_files(
             feeder.write_raw(change)
         else:
             feeder.path.unlink()
-        _eventually_stats(
+        stats_when(
             source,
             lambda s: (
                 s.problem is not None
@@ -115,14 +116,16 @@ def test_keeps_the_last_good_list_through_missing_torn_and_garbage_files(
     assert sum("usable again" in m for m in messages) == 1
 
 
-def _eventually_stats(source: FileServers, condition: object, timeout: float = 10.0) -> object:
-    deadline = time.monotonic() + timeout
-    while True:
+def stats_when(
+    source: FileServers, condition: Callable[[FileServersStats], bool], timeout: float = 10.0
+) -> FileServersStats:
+    """Wait until the source's stats satisfy ``condition``; those stats."""
+
+    def check() -> FileServersStats | None:
         stats = source.stats()
-        if condition(stats):  # type: ignore[operator]
-            return stats
-        assert time.monotonic() < deadline, f"timed out; last {stats}"
-        time.sleep(0.01)
+        return stats if condition(stats) else None
+
+    return wait_for(check, timeout, what=f"stats of {source!r} to satisfy the condition")
 
 
 @pytest.mark.parametrize("inotify", MODES)
@@ -140,7 +143,7 @@ def test_a_file_and_directory_that_appear_later_are_picked_up(
         feeder.write([A])
         assert source.wait_for(lambda s: s == {A}, 10)
         if inotify:  # the directory exists now: from polling to a watch
-            assert _eventually_stats(source, lambda s: s.mode == "inotify")
+            assert stats_when(source, lambda s: s.mode == "inotify")
     finally:
         feeder.writer.release()
 
@@ -152,16 +155,16 @@ def test_the_directory_deleted_and_recreated_is_followed(
     and reads the new file (its last good list stays meanwhile)."""
     feeder.write([A])
     source = file_servers(feeder.path, poll_interval_s=0.05)
-    assert _eventually_stats(source, lambda s: s.mode == "inotify")
+    assert stats_when(source, lambda s: s.mode == "inotify")
     feeder.writer.release()
     shutil.rmtree(feeder.path.parent)
-    assert _eventually_stats(source, lambda s: s.missing and s.mode == "poll")
+    assert stats_when(source, lambda s: s.missing and s.mode == "poll")
     assert source.servers() == {A}
     again = Feeder(feeder.path)
     try:
         again.write([B])
         assert source.wait_for(lambda s: s == {B}, 10)
-        assert _eventually_stats(source, lambda s: s.mode == "inotify")
+        assert stats_when(source, lambda s: s.mode == "inotify")
     finally:
         again.writer.release()
     feeder.writer.acquire()  # the fixture releases it
@@ -200,7 +203,7 @@ def test_a_file_listing_another_path_is_refused(
     stats = source.stats()
     assert stats.problem is not None and "/other-cluster" in stats.problem
     feeder.write([B], zk_path="/other-cluster")
-    assert _eventually_stats(source, lambda s: s.bad_reads >= 2)
+    assert stats_when(source, lambda s: s.bad_reads >= 2)
     refusals = [r for r in caplog.records if "refusing servers file" in r.getMessage()]
     assert [r.levelname for r in refusals] == ["ERROR"]
     feeder.write([C], zk_path="/logservers")

@@ -28,9 +28,10 @@ from logserver.tools.launcher import (
     LogServerProcess,
     ZooKeeperEnsemble,
     session_count,
+    wait_for,
 )
 from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wait_known
-from tests.helpers import eventually, numbered
+from tests.helpers import numbered
 from tests.readback import read_unique
 
 from .conftest import MAX_CLIENT_CNXNS, AgentFactory, Feeder, write_in_place
@@ -76,10 +77,10 @@ class Fleet:
     def wait_started(self, timeout: float = 60) -> None:
         """Every worker had its first record acknowledged."""
         n = int(self.config["workers"])
-        eventually(
+        wait_for(
             lambda: len(list(self.out.glob("started-*"))) == n or self.process.poll() is not None,
             timeout,
-            f"{n} workers to deliver their first record",
+            what=f"{n} workers to deliver their first record",
         )
         assert self.process.poll() is None or self.process.returncode == 0, self.tail()
 
@@ -164,7 +165,7 @@ def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
     ]
     try:
         agent = agent_factory(hosts)
-        eventually(lambda: len(agent.document().servers) == 3, 20, "the agent to list 3")  # type: ignore[union-attr]
+        wait_for(lambda: len(agent.document().servers) == 3, 20, what="the agent to list 3")  # type: ignore[union-attr]
         sampler = SessionSampler(hosts)
         fleet = Fleet(
             tmp_path,
@@ -246,15 +247,17 @@ def test_a_server_that_joins_or_dies_is_seen_through_the_file(
         with Producer(client, "joins") as producer:
             progress(client, 500)
             second = logserver_factory()
-            eventually(
-                lambda: second.endpoint in client.stats().known_servers, 20, "the join in the pool"
+            wait_for(
+                lambda: second.endpoint in client.stats().known_servers,
+                20,
+                what="the join in the pool",
             )
             progress(client, 500)
             second.kill()  # its node lingers for the session timeout (2 s)
-            eventually(
+            wait_for(
                 lambda: second.endpoint not in client.stats().known_servers,
                 30,
-                "the death in the pool",
+                what="the death in the pool",
             )
             progress(client, 500)
             logged = producer.stop()
@@ -294,10 +297,10 @@ def test_the_agent_killed_and_restarted_costs_the_apps_nothing(
     left = agent.document()  # what the killed agent left: the apps' list meanwhile
     assert left is not None and {str(e) for e in left.servers} == {first.endpoint}
     agent.start()
-    eventually(
+    wait_for(
         lambda: len(agent.document().servers) == 2,  # type: ignore[union-attr]
         20,
-        "the new agent to list both",
+        what="the new agent to list both",
     )
     reports = fleet.finish()
     assert all(second.endpoint in r["known_servers"] for r in reports)
@@ -320,7 +323,7 @@ def test_a_zookeeper_outage_under_the_agent_costs_the_apps_nothing(
     ]
     try:
         agent = agent_factory(hosts, session_timeout=10.0)
-        eventually(lambda: len(agent.document().servers) == 2, 20, "the agent to list 2")  # type: ignore[union-attr]
+        wait_for(lambda: len(agent.document().servers) == 2, 20, what="the agent to list 2")  # type: ignore[union-attr]
         fleet = Fleet(
             tmp_path,
             "outage",
@@ -333,11 +336,11 @@ def test_a_zookeeper_outage_under_the_agent_costs_the_apps_nothing(
         fleets.append(fleet)
         fleet.wait_started()
         own_zookeeper.nodes[0].kill()
-        eventually(lambda: agent.document().state == "stale", 20, "the list to be stale")  # type: ignore[union-attr]
+        wait_for(lambda: agent.document().state == "stale", 20, what="the list to be stale")  # type: ignore[union-attr]
         assert len(agent.document().servers) == 2  # type: ignore[union-attr]
         own_zookeeper.nodes[0].start()
         own_zookeeper.wait_ready()
-        eventually(lambda: agent.document().state == "current", 30, "the list to be current")  # type: ignore[union-attr]
+        wait_for(lambda: agent.document().state == "current", 30, what="the list to be current")  # type: ignore[union-attr]
         reports = fleet.finish()
         assert all(len(r["known_servers"]) == 2 for r in reports)
         assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
@@ -378,11 +381,13 @@ def test_a_torn_or_garbage_file_leaves_the_apps_their_last_good_list(
         for bad in (good[: len(good) // 2], b"\x00garbage\x00", b""):
             before = probe.stats().bad_reads
             write_in_place(agent.file, bad)
-            eventually(lambda b=before: probe.stats().bad_reads > b, 10, "the bad file to be read")
+            wait_for(
+                lambda b=before: probe.stats().bad_reads > b, 10, what="the bad file to be read"
+            )
             assert {str(e) for e in probe.servers()} == {server.endpoint}
         agent.file.unlink()
         agent.start()
-        eventually(lambda: probe.stats().problem is None, 20, "a good file again")
+        wait_for(lambda: probe.stats().problem is None, 20, what="a good file again")
     finally:
         probe.close()
     reports = fleet.finish()

@@ -89,9 +89,9 @@ class DiscoveryAgentProcess:
             document = self.document()
             return document if document is not None and document.agent.pid == self.pid else None
 
-        result = wait_for(written, timeout, what=f"the discovery agent to write {self.file}")
-        assert isinstance(result, ServersFile)
-        return result
+        document = wait_for(written, timeout, what=f"the discovery agent to write {self.file}")
+        assert document is not None  # wait_for returns only what is truthy
+        return document
 
     def document(self) -> ServersFile | None:
         """The file's content now (None if missing or unusable)."""
