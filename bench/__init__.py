@@ -23,6 +23,8 @@ CASE_IDS: tuple[str, ...] = (
     "failover_sigstop",
     "discovery_join",
     "fleet_kill",
+    "agent_join",
+    "agent_fleet",
     "memory_client",
     "memory_server",
     "hostile_memory",

@@ -53,6 +53,8 @@ class Profile:
     failover_servers: int
     joins: int
     fleet_clients: int
+    idle_processes: int
+    idle_window_s: float
     fleet_kills: int
     fleet_warmup_s: float
     fleet_window_s: float
@@ -81,6 +83,8 @@ class Profile:
             failover_servers=4,
             joins=20,
             fleet_clients=50,
+            idle_processes=200,
+            idle_window_s=10.0,
             fleet_kills=3,
             fleet_warmup_s=3.0,
             fleet_window_s=3.0,
@@ -110,6 +114,8 @@ class Profile:
             failover_servers=3,
             joins=2,
             fleet_clients=4,
+            idle_processes=4,
+            idle_window_s=1.0,
             fleet_kills=1,
             fleet_warmup_s=1.0,
             fleet_window_s=1.5,

@@ -283,10 +283,17 @@ class FileWatcher:
         if not wanted:
             return
         if self._inotify is None and not self._inotify_failed:
-            self._inotify = open_inotify()
-            if self._inotify is None:
+            try:
+                self._inotify = open_inotify()
+            except OSError as exc:
+                # Typically EMFILE: one instance per watching process, and this user's
+                # are used up (fs.inotify.max_user_instances). Polling works as well, later.
+                logger.info("cannot use inotify (%s); polling servers files with stat", exc)
                 self._inotify_failed = True
-                logger.info("inotify is not available; polling servers files with stat")
+            if self._inotify is None:
+                if not self._inotify_failed:
+                    logger.info("inotify is not available; polling servers files with stat")
+                self._inotify_failed = True
             else:
                 self._pipe = os.pipe()
                 os.set_blocking(self._pipe[0], False)

@@ -2,8 +2,8 @@
 
 No C extension and no new dependency: three libc calls, and ``os.read`` for
 the events. :func:`open_inotify` returns None where inotify does not exist
-(not Linux, no libc symbol, the per-user instance limit reached), and the
-caller polls with ``stat`` instead.
+(not Linux, no libc symbol) and raises OSError where it cannot be had now
+(the per-user instance limit reached); the caller then polls with ``stat``.
 
 The directory is watched, not the file: the agent replaces the file by
 renaming a new one over it, which a watch on the old file's inode would
@@ -120,14 +120,19 @@ class Inotify:
 
 
 def open_inotify() -> Inotify | None:
-    """A new inotify instance, or None where there is none to be had (then poll)."""
+    """A new inotify instance; None where inotify does not exist (then poll).
+
+    Raises OSError when it exists but cannot be had now: EMFILE once this
+    user's instances are used up (``fs.inotify.max_user_instances``, 128 by
+    default on many distributions: one per process that watches).
+    """
     libc = _libc()
     if libc is None:
         return None
     fd = int(libc.inotify_init1(_IN_NONBLOCK | _IN_CLOEXEC))
     if fd < 0:
-        # EMFILE when this user's instances are used up (fs.inotify.max_user_instances).
-        return None
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code))
     return Inotify(libc, fd)
 
 

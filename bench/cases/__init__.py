@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from bench.cases import applog, discovery, failover, fleet, hostile, latency, memory, throughput
+from bench.cases import (
+    agent,
+    applog,
+    discovery,
+    failover,
+    fleet,
+    hostile,
+    latency,
+    memory,
+    throughput,
+)
 from bench.common import BenchEnv, CaseResult
 
 __all__ = ["CASES"]
@@ -22,6 +32,8 @@ CASES: dict[str, CaseFn] = {
     "failover_sigstop": failover.sigstop,
     "discovery_join": discovery.join,
     "fleet_kill": fleet.fleet_kill,
+    "agent_join": agent.agent_join,
+    "agent_fleet": agent.agent_fleet,
     "memory_client": memory.client,
     "memory_server": memory.server,
     "hostile_memory": hostile.memory_flood,

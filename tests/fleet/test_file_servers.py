@@ -422,3 +422,30 @@ def test_watching_starts_no_process_behind_the_apps_back(feeder: Feeder) -> None
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "inotify []"
+
+
+def test_without_an_inotify_instance_the_file_is_polled(
+    feeder: Feeder,
+    file_servers: FileServersFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Each watching process needs an inotify instance and Linux allows 128 per user by
+    default: past that (EMFILE), the file is polled with stat, changes still arrive, and the log
+    says why once."""
+    import errno
+
+    import logclient._filewatch as filewatch
+
+    def exhausted() -> None:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    caplog.set_level(logging.INFO, "logclient.discovery")
+    monkeypatch.setattr(filewatch, "open_inotify", exhausted)
+    feeder.write([A])
+    source = file_servers(feeder.path, poll_interval_s=0.05)
+    feeder.write([B])
+    assert source.wait_for(lambda s: s == {B}, 10)
+    assert source.stats().mode == "poll"
+    said = [r.getMessage() for r in caplog.records if "cannot use inotify" in r.getMessage()]
+    assert len(said) == 1 and "Too many open files" in said[0]
