@@ -17,7 +17,7 @@ from pathlib import Path
 
 import logclient.discovery  # noqa: F401 - loads kazoo before the fork
 from bench.recording import RecordingTransport, ack_log
-from bench.workers import config, emit, sleep_until
+from bench.workers import config, emit, fork_children, sleep_until, wait_children
 from logclient import LogClient
 from logwire.idl import log_thrift  # noqa: F401 - loads the IDL before the fork
 
@@ -64,30 +64,9 @@ def child(index: int, cfg: dict[str, object]) -> int:
 def main() -> None:
     cfg = config()
     n = int(cfg["clients"])
-    pids = []
-    for i in range(n):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = child(i, cfg)
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    deadline = float(cfg["stop_at"]) + 60
-    codes: dict[int, int] = {}
-    while len(codes) < n and time.monotonic() < deadline:
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
-            time.sleep(0.05)
-            continue
-        codes[pid] = os.waitstatus_to_exitcode(status)
-    for pid in pids:
-        if pid not in codes:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            codes[pid] = -9
-    emit({"clients": n, "exit_codes": sorted(codes.values())})
+    pids = fork_children(n, lambda i: child(i, cfg))
+    codes = wait_children(pids, float(cfg["stop_at"]) + 60)
+    emit({"clients": n, "exit_codes": sorted(codes)})
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import os
 import time
 from pathlib import Path
 
-from bench.workers import config, emit
+from bench.workers import config, emit, fork_children, wait_children
 from logclient import FileServers, LogClient, SpoolPolicy
 from logwire.idl import log_thrift  # noqa: F401 - loads the IDL before the fork
 
@@ -54,28 +54,20 @@ def main() -> None:
     if cfg["source"] == "zookeeper":
         import logclient.discovery  # noqa: F401 - loads kazoo before the fork
     stop_read, stop_write = os.pipe()
-    pids = []
-    for index in range(int(cfg["processes"])):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.close(stop_write)
-                code = child(index, cfg, stop_read)
-            finally:
-                os._exit(code)
-        pids.append(pid)
+
+    def run(index: int) -> int:
+        os.close(stop_write)
+        return child(index, cfg, stop_read)
+
+    pids = fork_children(int(cfg["processes"]), run)
     os.close(stop_read)
     stop_file = Path(str(cfg["stop_file"]))
     deadline = time.monotonic() + float(cfg["max_seconds"])  # type: ignore[arg-type]
     while not stop_file.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     os.close(stop_write)
-    codes = {}
-    for pid in pids:
-        _, status = os.waitpid(pid, 0)
-        codes[pid] = os.waitstatus_to_exitcode(status)
-    emit({"exit_codes": [codes[p] for p in pids]})
+    codes = wait_children(pids, time.monotonic() + 60)
+    emit({"exit_codes": codes})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,13 @@ import pytest
 
 from logclient import FileServers
 from logserver.agent import ServersFileWriter
-from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, wait_for
+from logserver.tools.launcher import (
+    DiscoveryAgentProcess,
+    LogServerProcess,
+    ZooKeeperEnsemble,
+    start_logservers,
+    wait_for,
+)
 from logwire.serverset import Endpoint
 from logwire.serversfile import AgentInfo, ServersFile
 
@@ -132,6 +138,39 @@ def agent_factory(tmp_path: Path) -> Iterator[AgentFactory]:
     yield start
     for agent in reversed(started):
         agent.stop()
+
+
+def document_when(
+    agent: DiscoveryAgentProcess,
+    condition: Callable[[ServersFile], bool],
+    what: str,
+    timeout: float = 20.0,
+) -> ServersFile:
+    """Wait until the agent's file is usable and satisfies ``condition``; its content."""
+
+    def check() -> ServersFile | None:
+        document = agent.document()
+        return document if document is not None and condition(document) else None
+
+    return wait_for(check, timeout, what=what)
+
+
+ServersOn = Callable[..., list[LogServerProcess]]
+
+
+@pytest.fixture
+def servers_on(tmp_path: Path) -> Iterator[ServersOn]:
+    """Start logservers registered on a ZooKeeper of the test's own; all stopped after."""
+    started: list[LogServerProcess] = []
+
+    def start(zk_hosts: str, count: int, **kwargs: Any) -> list[LogServerProcess]:
+        servers = start_logservers(zk_hosts, tmp_path / f"servers-{len(started)}", count, **kwargs)
+        started.extend(servers)
+        return servers
+
+    yield start
+    for server in reversed(started):
+        server.stop()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, f
 from logwire.serverset import Endpoint, Member
 from logwire.serversfile import ServersFile, parse
 
-from .conftest import AgentFactory
+from .conftest import AgentFactory, document_when
 
 KazooFactory = Callable[..., KazooClient]
 
@@ -38,12 +38,11 @@ def register(client: KazooClient, path: str, m: Member) -> str:
 def listed(agent: DiscoveryAgentProcess, *ports: int, state: str = "current") -> ServersFile:
     """Wait until the agent's file lists exactly ``ports`` in ``state``; the document."""
     wanted = {Endpoint("127.0.0.1", p) for p in ports}
-
-    def check() -> ServersFile | None:
-        doc = agent.document()
-        return doc if doc is not None and doc.servers == wanted and doc.state == state else None
-
-    return wait_for(check, 20, what=f"the file to list {sorted(ports)} ({state})")
+    return document_when(
+        agent,
+        lambda d: d.servers == wanted and d.state == state,
+        f"the file to list {sorted(ports)} ({state})",
+    )
 
 
 def test_the_file_lists_the_alive_members_and_follows_them(

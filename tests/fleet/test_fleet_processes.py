@@ -24,6 +24,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from logclient import FileServers, LogClient, SpoolPolicy
 from logserver.tools.launcher import (
+    DiscoveryAgentProcess,
     LaunchError,
     LogServerProcess,
     ZooKeeperEnsemble,
@@ -34,7 +35,14 @@ from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wai
 from tests.helpers import numbered
 from tests.readback import read_unique
 
-from .conftest import MAX_CLIENT_CNXNS, AgentFactory, Feeder, write_in_place
+from .conftest import (
+    MAX_CLIENT_CNXNS,
+    AgentFactory,
+    Feeder,
+    ServersOn,
+    document_when,
+    write_in_place,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -114,6 +122,30 @@ class Fleet:
             self.process.wait(10)
 
 
+def logging_fleet(
+    tmp_path: Path,
+    fleets: list[Fleet],
+    name: str,
+    agent: DiscoveryAgentProcess,
+    zk_hosts: str,
+    zk_path: str,
+) -> Fleet:
+    """Four worker processes logging steadily through the agent's file, each with a first
+    record delivered; they stop at :meth:`Fleet.finish`."""
+    fleet = Fleet(
+        tmp_path,
+        name,
+        file=str(agent.file),
+        zk_hosts=zk_hosts,
+        zk_path=zk_path,
+        workers=4,
+        mode="until",
+    )
+    fleets.append(fleet)
+    fleet.wait_started()
+    return fleet
+
+
 @pytest.fixture
 def fleets() -> Iterator[list[Fleet]]:
     made: list[Fleet] = []
@@ -149,6 +181,7 @@ class SessionSampler:
 
 def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
     limited_zookeeper: ZooKeeperEnsemble,
+    servers_on: ServersOn,
     tmp_path: Path,
     agent_factory: AgentFactory,
     fleets: list[Fleet],
@@ -159,37 +192,30 @@ def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
     record: the host holds 4 sessions (3 servers, 1 agent), not 54, and no worker so much as
     imports kazoo."""
     hosts = limited_zookeeper.hosts
-    servers = [
-        LogServerProcess(hosts, tmp_path / f"server-{i}", session_timeout=4.0).start()
-        for i in range(3)
-    ]
+    servers = servers_on(hosts, 3, session_timeout=4.0)
+    agent = agent_factory(hosts)
+    document_when(agent, lambda d: len(d.servers) == 3, "the agent to list 3")
+    sampler = SessionSampler(hosts)
+    fleet = Fleet(
+        tmp_path,
+        "fifty",
+        file=str(agent.file),
+        zk_hosts=hosts,
+        zk_path="/logservers",
+        workers=50,
+        records=200,
+    )
+    fleets.append(fleet)
     try:
-        agent = agent_factory(hosts)
-        wait_for(lambda: len(agent.document().servers) == 3, 20, what="the agent to list 3")  # type: ignore[union-attr]
-        sampler = SessionSampler(hosts)
-        fleet = Fleet(
-            tmp_path,
-            "fifty",
-            file=str(agent.file),
-            zk_hosts=hosts,
-            zk_path="/logservers",
-            workers=50,
-            records=200,
-        )
-        fleets.append(fleet)
-        try:
-            reports = fleet.finish()
-        finally:
-            most_sessions = sampler.stop()
-        assert most_sessions == 4 < MAX_CLIENT_CNXNS
-        assert len(reports) == 50
-        assert {r["route"] for r in reports} == {"source", "env"}
-        assert [r for r in reports if r["kazoo_loaded"] or r["dropped"]] == []
-        assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
-        assert len(fleet.expected(reports)) == 50 * 200
+        reports = fleet.finish()
     finally:
-        for server in servers:
-            server.stop()
+        most_sessions = sampler.stop()
+    assert most_sessions == 4 < MAX_CLIENT_CNXNS
+    assert len(reports) == 50
+    assert {r["route"] for r in reports} == {"source", "env"}
+    assert [r for r in reports if r["kazoo_loaded"] or r["dropped"]] == []
+    assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
+    assert len(fleet.expected(reports)) == 50 * 200
 
 
 def test_the_connection_limit_is_real(limited_zookeeper: ZooKeeperEnsemble) -> None:
@@ -280,27 +306,13 @@ def test_the_agent_killed_and_restarted_costs_the_apps_nothing(
     lose nothing; a server that registers meanwhile reaches them once an agent runs again."""
     first = logserver_factory()
     agent = agent_factory(zk_hosts, zk_path=zk_path)
-    fleet = Fleet(
-        tmp_path,
-        "agentkill",
-        file=str(agent.file),
-        zk_hosts=zk_hosts,
-        zk_path=zk_path,
-        workers=4,
-        mode="until",
-    )
-    fleets.append(fleet)
-    fleet.wait_started()
+    fleet = logging_fleet(tmp_path, fleets, "agentkill", agent, zk_hosts, zk_path)
     agent.kill()
     second = logserver_factory()
     left = agent.document()  # what the killed agent left: the apps' list meanwhile
     assert left is not None and {str(e) for e in left.servers} == {first.endpoint}
     agent.start()
-    wait_for(
-        lambda: len(agent.document().servers) == 2,  # type: ignore[union-attr]
-        20,
-        what="the new agent to list both",
-    )
+    document_when(agent, lambda d: len(d.servers) == 2, "the new agent to list both")
     reports = fleet.finish()
     assert all(second.endpoint in r["known_servers"] for r in reports)
     assert stored([first.endpoint, second.endpoint]) == fleet.expected(reports)
@@ -308,6 +320,7 @@ def test_the_agent_killed_and_restarted_costs_the_apps_nothing(
 
 def test_a_zookeeper_outage_under_the_agent_costs_the_apps_nothing(
     own_zookeeper: ZooKeeperEnsemble,
+    servers_on: ServersOn,
     tmp_path: Path,
     agent_factory: AgentFactory,
     fleets: list[Fleet],
@@ -316,36 +329,19 @@ def test_a_zookeeper_outage_under_the_agent_costs_the_apps_nothing(
     it, the workers keep sending to the servers they know; ZooKeeper back, the list is current
     again. Nothing is lost."""
     hosts = own_zookeeper.hosts
-    servers = [
-        LogServerProcess(hosts, tmp_path / f"server-{i}", session_timeout=10.0).start()
-        for i in range(2)
-    ]
-    try:
-        agent = agent_factory(hosts, session_timeout=10.0)
-        wait_for(lambda: len(agent.document().servers) == 2, 20, what="the agent to list 2")  # type: ignore[union-attr]
-        fleet = Fleet(
-            tmp_path,
-            "outage",
-            file=str(agent.file),
-            zk_hosts=hosts,
-            zk_path="/logservers",
-            workers=4,
-            mode="until",
-        )
-        fleets.append(fleet)
-        fleet.wait_started()
-        own_zookeeper.nodes[0].kill()
-        wait_for(lambda: agent.document().state == "stale", 20, what="the list to be stale")  # type: ignore[union-attr]
-        assert len(agent.document().servers) == 2  # type: ignore[union-attr]
-        own_zookeeper.nodes[0].start()
-        own_zookeeper.wait_ready()
-        wait_for(lambda: agent.document().state == "current", 30, what="the list to be current")  # type: ignore[union-attr]
-        reports = fleet.finish()
-        assert all(len(r["known_servers"]) == 2 for r in reports)
-        assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
-    finally:
-        for server in servers:
-            server.stop()
+    servers = servers_on(hosts, 2, session_timeout=10.0)
+    agent = agent_factory(hosts, session_timeout=10.0)
+    document_when(agent, lambda d: len(d.servers) == 2, "the agent to list 2")
+    fleet = logging_fleet(tmp_path, fleets, "outage", agent, hosts, "/logservers")
+    own_zookeeper.nodes[0].kill()
+    stale = document_when(agent, lambda d: d.state == "stale", "the list to be stale")
+    assert len(stale.servers) == 2
+    own_zookeeper.nodes[0].start()
+    own_zookeeper.wait_ready()
+    document_when(agent, lambda d: d.state == "current", "the list to be current", 30)
+    reports = fleet.finish()
+    assert all(len(r["known_servers"]) == 2 for r in reports)
+    assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
 
 
 def test_a_torn_or_garbage_file_leaves_the_apps_their_last_good_list(
@@ -361,17 +357,7 @@ def test_a_torn_or_garbage_file_leaves_the_apps_their_last_good_list(
     an agent started again puts a good file back."""
     server = logserver_factory()
     agent = agent_factory(zk_hosts, zk_path=zk_path)
-    fleet = Fleet(
-        tmp_path,
-        "torn",
-        file=str(agent.file),
-        zk_hosts=zk_hosts,
-        zk_path=zk_path,
-        workers=4,
-        mode="until",
-    )
-    fleets.append(fleet)
-    fleet.wait_started()
+    fleet = logging_fleet(tmp_path, fleets, "torn", agent, zk_hosts, zk_path)
     agent.kill()
     good = agent.file.read_bytes()
     probe = FileServers(agent.file, poll_interval_s=0.05)

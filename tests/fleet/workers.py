@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.workers import fork_children, wait_children
 from logclient import BatchPolicy, FailoverPolicy, FileServers, LogClient, SpoolPolicy
 from logclient._fileservers import SERVERS_FILE_ENV
 from logwire.idl import log_thrift  # noqa: F401 - loads the IDL once, before the fork
@@ -91,37 +92,10 @@ def main() -> None:
     os.environ[SERVERS_FILE_ENV] = cfg["file"]
     source = FileServers(cfg["file"], zk_path=cfg["zk_path"])
     source.start()  # the parent's watcher thread runs while it forks
-    pids = []
-    for index in range(int(cfg["workers"])):
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                code = worker(index, cfg, source)
-            except BaseException as exc:  # report, then exit without the parent's atexit
-                print(f"worker {index}: {exc!r}", file=sys.stderr, flush=True)
-            finally:
-                os._exit(code)
-        pids.append(pid)
-    codes: dict[int, int] = {}
-    deadline = time.monotonic() + MAX_SECONDS + 90
-    while len(codes) < len(pids) and time.monotonic() < deadline:
-        pid, status = os.waitpid(-1, os.WNOHANG)
-        if pid == 0:
-            time.sleep(0.05)
-            continue
-        codes[pid] = os.waitstatus_to_exitcode(status)
-    for pid in pids:
-        if pid not in codes:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            codes[pid] = -9
+    pids = fork_children(int(cfg["workers"]), lambda index: worker(index, cfg, source))
+    codes = wait_children(pids, time.monotonic() + MAX_SECONDS + 90)
     source.close()
-    print(
-        json.dumps(
-            {"exit_codes": [codes[p] for p in pids], "kazoo_in_parent": "kazoo" in sys.modules}
-        )
-    )
+    print(json.dumps({"exit_codes": codes, "kazoo_in_parent": "kazoo" in sys.modules}))
 
 
 if __name__ == "__main__":

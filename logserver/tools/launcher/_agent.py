@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logserver.tools.launcher import _process
 from logserver.tools.launcher._common import LaunchError, wait_for
 from logwire.serversfile import ServersFile, ServersFileError, parse
 
@@ -62,18 +61,8 @@ class DiscoveryAgentProcess:
 
     def start(self, timeout: float = 30.0, wait: bool = True) -> DiscoveryAgentProcess:
         """Start the agent; with ``wait``, return once it has written the file."""
-        log_path = self.log_path or self.file.with_name(self.file.name + ".agent.log")
-        log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "LOGSERVER_LOG_FORMAT": "json", **self.env}
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
+        self.process = _process.spawn(self.command(), self._log_path, env)
         if wait:
             self.wait_written(timeout)
         return self
@@ -100,12 +89,12 @@ class DiscoveryAgentProcess:
         except (OSError, ServersFileError):
             return None
 
+    @property
+    def _log_path(self) -> Path:
+        return self.log_path or self.file.with_name(self.file.name + ".agent.log")
+
     def log_tail(self, chars: int = 4000) -> str:
-        path = self.log_path or self.file.with_name(self.file.name + ".agent.log")
-        try:
-            return path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return _process.log_tail(self._log_path, chars)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -116,35 +105,13 @@ class DiscoveryAgentProcess:
         os.kill(self.process.pid, signum)
 
     def kill(self) -> None:
-        """SIGKILL and reap."""
-        if self.process is not None:
-            if self.alive():
-                self.process.kill()
-            self.process.wait(10)
+        """SIGKILL and reap: the file stays as it was."""
+        _process.kill(self.process)
 
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM (the agent marks the file ``stopped``) and wait; the exit status."""
-        if self.process is None:
-            return 0
-        if self.alive():
-            self.process.terminate()
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise LaunchError(
-                f"discovery agent did not exit within {timeout}s of SIGTERM"
-            ) from None
+        return _process.terminate(self.process, "discovery agent", timeout)
 
     def stop(self) -> None:
         """Whatever state it is in, make it gone."""
-        if self.process is None:
-            return
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)
-            with contextlib.suppress(LaunchError):
-                self.terminate(timeout=10)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        _process.stop(self.process, "discovery agent")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from logserver.tools.launcher import _process
 from logserver.tools.launcher._common import LaunchError, ZooKeeper, wait_for
 
 # ------------------------------------------------------------------------ logserver
@@ -77,17 +77,8 @@ class LogServerProcess:
         """Start the process; with ``wait``, return once it listens (not necessarily registered)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
-        log_path = self.log_path or self.data_dir / "logserver.log"
         env = {**os.environ, "LOGSERVER_LOG_FORMAT": "json", **self.env}
-        with open(log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                self.command(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=env,
-                start_new_session=True,
-            )
+        self.process = _process.spawn(self.command(), self._log_path, env)
         self.pid = self.process.pid
         if wait:
             self.wait_ready(timeout)
@@ -110,12 +101,12 @@ class LogServerProcess:
 
         wait_for(ready, timeout, interval_s=0.05, what=f"logserver in {self.data_dir} to listen")
 
+    @property
+    def _log_path(self) -> Path:
+        return self.log_path or self.data_dir / "logserver.log"
+
     def log_tail(self, chars: int = 4000) -> str:
-        path = self.log_path or self.data_dir / "logserver.log"
-        try:
-            return path.read_text(errors="replace")[-chars:]
-        except OSError:
-            return ""
+        return _process.log_tail(self._log_path, chars)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -128,25 +119,11 @@ class LogServerProcess:
 
     def kill(self) -> None:
         """SIGKILL and reap: the server dies mid-whatever, like a crashed host."""
-        if self.alive():
-            assert self.process is not None
-            self.process.kill()
-        if self.process is not None:
-            self.process.wait(10)
+        _process.kill(self.process)
 
     def terminate(self, timeout: float = 20.0) -> int:
         """SIGTERM (graceful: deregister, drain, sync) and wait; return the exit status."""
-        if self.process is None:
-            return 0
-        if self.alive():
-            self.process.send_signal(signal.SIGCONT)
-            self.process.terminate()
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-            raise LaunchError(f"logserver did not exit within {timeout}s of SIGTERM") from None
+        return _process.terminate(self.process, "logserver", timeout)
 
     def restart(self, timeout: float = 30.0) -> LogServerProcess:
         """Start again on the same port and data directory."""
@@ -156,15 +133,7 @@ class LogServerProcess:
 
     def stop(self) -> None:
         """Whatever state it is in, make it gone."""
-        if self.process is None:
-            return
-        if self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.process.pid, signal.SIGCONT)
-            with contextlib.suppress(LaunchError):
-                self.terminate(timeout=10)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(5)
+        _process.stop(self.process, "logserver")
 
 
 def start_logservers(
