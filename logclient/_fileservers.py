@@ -143,7 +143,7 @@ class FileServers:
             self._state = "WATCHING"
         try:
             token = file_watcher().watch(
-                self.path, self, inotify=self.inotify, poll_interval=self.poll_interval_s
+                self.path, self, inotify=self.inotify, poll_interval_s=self.poll_interval_s
             )
         except BaseException:
             with self._lock:

@@ -113,7 +113,7 @@ class _Entry:
         return f"<watched {self.path} {mode} subscribers={len(self.subscribers)}>"
 
     @property
-    def poll_interval(self) -> float:
+    def poll_interval_s(self) -> float:
         return min((interval for _, interval in self.subscribers.values()), default=1.0)
 
 
@@ -142,7 +142,7 @@ class FileWatcher:
     # ------------------------------------------------------------------ public
 
     def watch(
-        self, path: str, subscriber: Subscriber, *, inotify: bool, poll_interval: float
+        self, path: str, subscriber: Subscriber, *, inotify: bool, poll_interval_s: float
     ) -> int:
         """Watch ``path`` for ``subscriber``; it has its first reading when this returns.
 
@@ -154,7 +154,7 @@ class FileWatcher:
             entry = self._entries.get((path, inotify))
             if entry is None:
                 entry = self._entries[(path, inotify)] = _Entry(path, inotify)
-            entry.subscribers = {**entry.subscribers, token: (subscriber, poll_interval)}
+            entry.subscribers = {**entry.subscribers, token: (subscriber, poll_interval_s)}
             self._by_token[token] = entry
             lock = entry.lock
         with lock:
@@ -378,9 +378,9 @@ class FileWatcher:
         entry.dirty = False
         now = time.monotonic()
         entry.next_check = now + (
-            max(SAFETY_INTERVAL_S, entry.poll_interval)
+            max(SAFETY_INTERVAL_S, entry.poll_interval_s)
             if entry.wd is not None
-            else entry.poll_interval
+            else entry.poll_interval_s
         )
         try:
             st = os.stat(entry.path)

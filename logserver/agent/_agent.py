@@ -95,7 +95,7 @@ class _ZooKeeperWatch:
         from logclient.discovery import ZooKeeperServers
 
         self._source = ZooKeeperServers(
-            zk_hosts, zk_path, session_timeout=session_timeout_s, tls=tls
+            zk_hosts, zk_path, session_timeout_s=session_timeout_s, tls=tls
         )
 
     def __repr__(self) -> str:

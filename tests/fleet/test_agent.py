@@ -147,7 +147,7 @@ def test_zookeeper_outage_keeps_the_list_marked_stale(
     heartbeat stops, so its age grows; ZooKeeper back: ``current`` again, same servers."""
     hosts = own_zookeeper.hosts
     register(kazoo_factory(hosts, timeout=30.0), "/logservers", member(7301))
-    agent = agent_factory(hosts, heartbeat_s=0.3, session_timeout=10.0)
+    agent = agent_factory(hosts, heartbeat_s=0.3, session_timeout_s=10.0)
     current = listed(agent, 7301)
     own_zookeeper.nodes[0].kill()
     stale = listed(agent, 7301, state="stale")

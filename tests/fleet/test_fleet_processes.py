@@ -192,7 +192,7 @@ def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
     record: the host holds 4 sessions (3 servers, 1 agent), not 54, and no worker so much as
     imports kazoo."""
     hosts = limited_zookeeper.hosts
-    servers = servers_on(hosts, 3, session_timeout=4.0)
+    servers = servers_on(hosts, 3, session_timeout_s=4.0)
     agent = agent_factory(hosts)
     document_when(agent, lambda d: len(d.servers) == 3, "the agent to list 3")
     sampler = SessionSampler(hosts)
@@ -329,8 +329,8 @@ def test_a_zookeeper_outage_under_the_agent_costs_the_apps_nothing(
     it, the workers keep sending to the servers they know; ZooKeeper back, the list is current
     again. Nothing is lost."""
     hosts = own_zookeeper.hosts
-    servers = servers_on(hosts, 2, session_timeout=10.0)
-    agent = agent_factory(hosts, session_timeout=10.0)
+    servers = servers_on(hosts, 2, session_timeout_s=10.0)
+    agent = agent_factory(hosts, session_timeout_s=10.0)
     document_when(agent, lambda d: len(d.servers) == 2, "the agent to list 2")
     fleet = logging_fleet(tmp_path, fleets, "outage", agent, hosts, "/logservers")
     own_zookeeper.nodes[0].kill()

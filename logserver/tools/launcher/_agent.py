@@ -27,7 +27,7 @@ class DiscoveryAgentProcess:
     file: Path
     zk_path: str = "/logservers"
     heartbeat_s: float = 5.0
-    session_timeout: float = 4.0
+    session_timeout_s: float = 4.0
     check_interval_s: float = 0.1
     extra_args: Sequence[str] = ()
     log_path: Path | None = None
@@ -53,7 +53,7 @@ class DiscoveryAgentProcess:
             "--heartbeat",
             str(self.heartbeat_s),
             "--session-timeout",
-            str(self.session_timeout),
+            str(self.session_timeout_s),
             "--check-interval",
             str(self.check_interval_s),
             *self.extra_args,
