@@ -199,11 +199,6 @@ class FileWatcher:
             entry = self._by_token.get(token)
             return "inotify" if entry is not None and entry.wd is not None else "poll"
 
-    def thread(self) -> threading.Thread | None:
-        """The watcher thread, if one runs (for tests and ``__repr__``)."""
-        with self._lock:
-            return self._thread
-
     def check_fork(self) -> None:
         """Re-initialise in a child whose fork() bypassed ``os.register_at_fork``."""
         if self._pid != os.getpid():
