@@ -16,6 +16,7 @@ wakes it, and it also looks at the connection state every
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import socket
@@ -26,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import structlog
-
 from logserver.agent._file import ServersFileWriter
 from logserver.errors import ConfigError
 from logwire.serverset import Endpoint
@@ -36,7 +35,10 @@ from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["AgentPolicy", "DiscoveryAgent", "WatchedServers"]
 
-log = structlog.get_logger("logserver.agent")
+# stdlib logging, not structlog: the agent runs on app hosts, where a plain install of the
+# package (the client's dependencies) is all there is. The command routes it through the
+# server's JSON renderer when structlog is installed. Messages start with the event's name.
+logger = logging.getLogger("logserver.agent")
 
 # How often "still waiting for ZooKeeper" is repeated before the first answer.
 _WAITING_LOG_INTERVAL_S = 10.0
@@ -187,15 +189,15 @@ class DiscoveryAgent:
         self.writer.acquire()
         try:
             for leftover in self.writer.remove_leftovers():
-                log.info("removed_leftover", file=str(leftover))
+                logger.info("removed_leftover file=%s", leftover)
             previous, problem = self.writer.read_existing()
-            log.info(
-                "agent_started",
-                zk=self.zk_hosts,
-                zk_path=self.zk_path,
-                file=str(self.writer.path),
-                previous_servers=len(previous.servers) if previous else None,
-                previous_problem=problem,
+            logger.info(
+                "agent_started zk=%s zk_path=%s file=%s previous_servers=%s previous_problem=%s",
+                self.zk_hosts,
+                self.zk_path,
+                self.writer.path,
+                len(previous.servers) if previous else None,
+                problem,
             )
             watch = self._watch or zookeeper_watch(
                 self.zk_hosts,
@@ -212,7 +214,7 @@ class DiscoveryAgent:
                 self._write_stopped()
         finally:
             self.writer.release()
-            log.info("agent_stopped", file=str(self.writer.path))
+            logger.info("agent_stopped file=%s", self.writer.path)
 
     # ------------------------------------------------------------------ loop
 
@@ -230,11 +232,11 @@ class DiscoveryAgent:
                 # there is: leave it (its age tells readers how old it is).
                 if time.monotonic() >= next_waiting_log:
                     next_waiting_log += _WAITING_LOG_INTERVAL_S
-                    log.warning(
-                        "zookeeper_waiting",
-                        zk=self.zk_hosts,
-                        waited_s=round(time.monotonic() - started, 1),
-                        file_left_as_is=str(self.writer.path),
+                    logger.warning(
+                        "zookeeper_waiting zk=%s waited_s=%.1f file_left_as_is=%s",
+                        self.zk_hosts,
+                        time.monotonic() - started,
+                        self.writer.path,
                     )
                 continue
             self._update(watch.servers(), "current" if connected else "stale", previous)
@@ -248,7 +250,7 @@ class DiscoveryAgent:
         elif state == "current" and time.monotonic() - self._refreshed >= self.policy.heartbeat_s:
             try:
                 if not self.writer.touch():
-                    log.warning("servers_file_replaced", file=str(self.writer.path))
+                    logger.warning("servers_file_replaced file=%s", self.writer.path)
                     self._write(servers, state, written)
                     return
             except OSError as exc:
@@ -286,23 +288,23 @@ class DiscoveryAgent:
         self._written = document
         self._refreshed = time.monotonic()
         if self._failure is not None:
-            log.info("servers_file_writable_again", file=str(self.writer.path))
+            logger.info("servers_file_writable_again file=%s", self.writer.path)
             self._failure = None
         old = before.servers if before is not None else frozenset()
-        log.info(
-            "servers_file_written",
-            state=state,
-            servers=len(servers),
-            added=sorted(map(str, servers - old)),
-            removed=sorted(map(str, old - servers)),
-            serial=document.serial,
+        logger.info(
+            "servers_file_written state=%s servers=%d added=%s removed=%s serial=%d",
+            state,
+            len(servers),
+            ",".join(sorted(map(str, servers - old))) or "-",
+            ",".join(sorted(map(str, old - servers))) or "-",
+            document.serial,
         )
 
     def _failed(self, what: str, exc: OSError) -> None:
         """Log a failure once until it changes or clears (a full disk would repeat every check)."""
         failure = f"{what}: {exc}"
         if failure != self._failure:
-            log.error("servers_file_failed", file=str(self.writer.path), error=failure)
+            logger.error("servers_file_failed file=%s error=%s", self.writer.path, failure)
             self._failure = failure
 
     def _write_stopped(self) -> None:

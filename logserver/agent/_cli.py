@@ -7,6 +7,8 @@ import os
 import signal
 from pathlib import Path
 
+from logserver.errors import ConfigError
+
 __all__ = ["add_arguments"]
 
 
@@ -59,9 +61,8 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
 def _run(args: argparse.Namespace) -> int:
     from logserver.agent._agent import AgentPolicy, DiscoveryAgent
     from logserver.cli import zk_tls_policy
-    from logserver.logsetup import configure_logging
 
-    configure_logging(args.log_level)
+    _configure_logging(args.log_level)
     policy = AgentPolicy(
         heartbeat_s=args.heartbeat,
         check_interval_s=min(args.check_interval, args.heartbeat),
@@ -72,3 +73,27 @@ def _run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, agent.request_stop)
     agent.run()
     return 0
+
+
+def _configure_logging(level: str) -> None:
+    """The server's JSON lines when structlog is installed; plain lines from a plain install.
+
+    The agent runs on app hosts, which may have only the client's dependencies.
+    """
+    import importlib.util
+    import logging
+
+    if importlib.util.find_spec("structlog") is not None:
+        from logserver.logsetup import configure_logging
+
+        try:
+            configure_logging(level)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        raise ConfigError(f"unknown log level {level!r}")
+    logging.basicConfig(
+        level=numeric, format="%(asctime)s %(levelname)s %(name)s %(message)s", force=True
+    )

@@ -156,3 +156,38 @@ print("ok")
 """,
     )
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
+def test_the_discovery_agent_runs_from_the_plain_install(
+    client_venv: Path, zk_hosts: str, zk_path: str, tmp_path: Path
+) -> None:
+    """The agent runs on app hosts, which have the plain install: it needs nothing more, writes
+    the servers file, and on SIGTERM exits 0 leaving the list marked ``stopped``."""
+    from logserver.tools.launcher import wait_for
+    from logwire.serversfile import ServersFileError, parse
+
+    file = tmp_path / "servers.json"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        agent = subprocess.Popen(
+            [client_venv / "bin" / "logserver", "discovery-agent", "--zk", zk_hosts,
+             "--zk-path", zk_path, "--file", file],
+            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def written() -> object:
+        assert agent.poll() is None, log.read_text()
+        try:
+            return parse(file.read_bytes())
+        except (OSError, ServersFileError):
+            return None
+
+    try:
+        document = wait_for(written, 30, what="the agent to write its file")
+        assert (document.state, document.servers) == ("current", frozenset())  # type: ignore[attr-defined]
+    finally:
+        agent.terminate()
+        assert agent.wait(20) == 0, log.read_text()
+    assert parse(file.read_bytes()).state == "stopped"
+    assert "agent_started" in log.read_text() and "Traceback" not in log.read_text()

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
 from kazoo.client import KazooClient
 
 from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, free_port, wait_for
@@ -21,6 +22,8 @@ from logwire.serverset import Endpoint, Member
 from logwire.serversfile import ServersFile, parse
 
 from .conftest import AgentFactory, document_when
+
+pytestmark = pytest.mark.process  # real agent processes
 
 KazooFactory = Callable[..., KazooClient]
 

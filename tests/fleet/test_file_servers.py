@@ -300,6 +300,7 @@ def _in_child(body: object, timeout: int = 20) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+@pytest.mark.process
 def test_a_forked_child_keeps_following_the_file_and_so_does_the_parent(
     feeder: Feeder, file_servers: FileServersFactory, tmp_path: Path
 ) -> None:
@@ -336,6 +337,7 @@ def test_a_forked_child_keeps_following_the_file_and_so_does_the_parent(
     go.touch()
 
 
+@pytest.mark.process
 def test_a_fork_while_the_watcher_holds_its_locks_does_not_hang_the_child(
     feeder: Feeder, file_servers: FileServersFactory
 ) -> None:
@@ -365,6 +367,7 @@ def test_a_fork_while_the_watcher_holds_its_locks_does_not_hang_the_child(
     assert source.wait_for(lambda s: s == {C}, 10)  # and the parent carries on
 
 
+@pytest.mark.process
 def test_a_fork_that_bypassed_the_hooks_is_caught_by_the_pid_check(
     feeder: Feeder, file_servers: FileServersFactory
 ) -> None:
@@ -395,6 +398,7 @@ def test_a_document_of_the_source_is_what_the_file_said(
     assert json.loads(feeder.path.read_bytes())["serial"] == written.serial
 
 
+@pytest.mark.process
 def test_watching_starts_no_process_behind_the_apps_back(feeder: Feeder) -> None:
     """A library must not spawn children: an app that reaps with ``waitpid(-1)`` would reap
     them (a pre-fork master counts its workers that way) and ``subprocess`` would lose track of

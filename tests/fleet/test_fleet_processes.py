@@ -44,7 +44,7 @@ from .conftest import (
     write_in_place,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.process]  # ZooKeeper, servers, agents, workers
 
 ROOT = Path(__file__).resolve().parents[2]
 ServerFactory = Callable[..., LogServerProcess]
