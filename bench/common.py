@@ -115,7 +115,7 @@ class Profile:
             joins=2,
             fleet_clients=4,
             idle_processes=4,
-            idle_window_s=1.0,
+            idle_window_s=0.5,
             fleet_kills=1,
             fleet_warmup_s=1.0,
             fleet_window_s=1.5,

@@ -212,7 +212,7 @@ def _idle_fleet(
             what=f"{p.idle_processes} {source} clients to know a server",
         )
         pids = [int(f.read_text()) for f in ready_dir.glob("ready-*")]
-        time.sleep(1.0)  # let start-up work (connects, first reads) finish before measuring
+        time.sleep(min(1.0, p.idle_window_s))  # start-up work (connects, first reads) ends
         sessions = session_count(env.zk_hosts) - before
         started = time.monotonic()
         ticks = _cpu_ticks(pids + extra_pids)
