@@ -45,7 +45,10 @@ def child(index: int, cfg: dict[str, object], stop_fd: int) -> int:
 
 def _ready(cfg: dict[str, object], index: int, stop_fd: int) -> None:
     """Say so, then wait for the parent to close the pipe (blocked: no CPU)."""
-    (Path(str(cfg["ready_dir"])) / f"ready-{index}").write_text(str(os.getpid()))
+    ready = Path(str(cfg["ready_dir"])) / f"ready-{index}"
+    tmp = ready.with_name(f".{ready.name}.tmp")  # renamed: the suite never reads it half-written
+    tmp.write_text(str(os.getpid()))
+    tmp.rename(ready)
     os.read(stop_fd, 1)
 
 
