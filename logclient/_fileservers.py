@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from logclient._filewatch import Reading, file_watcher
 from logclient._membership import Membership
-from logclient._source import Listener
+from logclient._source import KnownServer, Listener, MemberListener
 from logclient.errors import DiscoveryError
 from logwire.serverset import Endpoint
 from logwire.serversfile import ServersFile
@@ -157,9 +157,23 @@ class FileServers:
         file_watcher().check_fork()
         return self._members.servers()
 
+    def members(self) -> tuple[KnownServer, ...]:
+        """The last good list with each server's registration (node, order) as the agent saw it."""
+        file_watcher().check_fork()
+        return self._members.members()
+
+    @property
+    def answered(self) -> bool:
+        """True once a usable file was read (until then an empty list means "not known yet")."""
+        return self._members.answered
+
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(servers)`` after every change, on the watcher thread."""
         self._members.subscribe(listener)
+
+    def subscribe_members(self, listener: MemberListener) -> None:
+        """Call ``listener(members)`` after every change, a server registered anew included."""
+        self._members.subscribe_members(listener)
 
     def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
         """Wait until ``predicate(servers())`` holds; False after ``timeout`` seconds."""
@@ -240,12 +254,22 @@ class FileServers:
         if log_mismatch:
             logger.error("refusing servers file %s: %s", self.path, mismatch)
         if document is not None:
-            self._members.publish(document.servers, nodes=len(document.servers))
+            listed = [KnownServer(s.endpoint, s.node, s.order) for s in document.listed()]
+            self._members.publish(listed, nodes=len(listed))
 
     def reinit_after_fork(self) -> None:
-        """In a child after fork() (no logging, no waiting)."""
+        """In a child after fork(), from the watcher's fork hook (no logging, no waiting)."""
         self._lock = threading.Lock()
         self._members.reinit_after_fork()
+
+    def restart_in_child(self) -> None:
+        """What a client made before fork() calls in the child: nothing is left to do.
+
+        The shared watcher restarted in the child already (its fork hook, or the
+        pid check for a fork that ran no hooks), with this source's locks
+        replaced; the file is per host, so the child reads the same one.
+        """
+        file_watcher().check_fork()
 
 
 def _current_mtime(path: str, inode: tuple[int, int] | None, mtime: float | None) -> float | None:

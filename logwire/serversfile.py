@@ -8,7 +8,8 @@ is written down once (``docs/servers-file.md`` shows an example)::
     {
       "format": "logservice-servers",
       "version": 1,
-      "servers": [{"host": "10.0.0.7", "port": 9090}, ...],
+      "servers": [{"host": "10.0.0.7", "port": 9090,
+                   "node": "member_0000000042", "order": 42}, ...],
       "state": "current",
       "written_at": 1767000000.25,
       "changed_at": 1767000000.25,
@@ -21,6 +22,10 @@ is written down once (``docs/servers-file.md`` shows an example)::
 
 - ``servers``: the ALIVE endpoints registered under ``source.zk_path``, one per
   endpoint (a restarted server's lingering ghost node counts once), sorted.
+  Each may name its registration: ``node``, the member's znode (a new node for
+  a known endpoint is a restart, news for a client that had given up on it),
+  and ``order``, its place in registration order (the sequential node's
+  counter: ``choice="leader"`` picks the lowest). Both are optional.
 - ``state``: ``current`` (the agent is connected to ZooKeeper: the list is what
   ZooKeeper says now), ``stale`` (the agent lost ZooKeeper at ``stale_since``
   and keeps the last list it knew) or ``stopped`` (the agent exited cleanly;
@@ -64,6 +69,7 @@ __all__ = [
     "STATES",
     "VERSION",
     "AgentInfo",
+    "ListedServer",
     "ServersFile",
     "ServersFileError",
     "parse",
@@ -88,6 +94,15 @@ class AgentInfo:
 
 
 @dataclass(frozen=True)
+class ListedServer:
+    """A server as the file lists it: its endpoint and, if known, its registration."""
+
+    endpoint: Endpoint
+    node: str = ""
+    order: int | None = None
+
+
+@dataclass(frozen=True)
 class ServersFile:
     """One version of the servers file (see the module's docstring for each field)."""
 
@@ -101,6 +116,8 @@ class ServersFile:
     serial: int
     agent: AgentInfo
     stale_since: float | None = None
+    #: The servers' registrations (node, order), one per endpoint of ``servers``; may be empty.
+    registrations: tuple[ListedServer, ...] = ()
     version: int = field(default=VERSION)
 
     def __post_init__(self) -> None:
@@ -115,6 +132,10 @@ class ServersFile:
             raise ServersFileError("stale_since must be a finite time or null")
         if self.serial < 0:
             raise ServersFileError("serial must not be negative")
+        if self.registrations:
+            endpoints = [r.endpoint for r in self.registrations]
+            if len(set(endpoints)) != len(endpoints) or set(endpoints) != self.servers:
+                raise ServersFileError("registrations must name each server exactly once")
 
     def __repr__(self) -> str:
         return (
@@ -136,6 +157,11 @@ class ServersFile:
         """True when the agent says so, or has not refreshed the list for too long."""
         return self.state != "current" or self.age(now, mtime) > self.stale_after_s
 
+    def listed(self) -> tuple[ListedServer, ...]:
+        """Every server with its registration where known, sorted by endpoint."""
+        known = {r.endpoint: r for r in self.registrations}
+        return tuple(known.get(e, ListedServer(e)) for e in sorted(self.servers))
+
     def evolve(self, **changes: Any) -> ServersFile:
         """A copy with ``changes`` (validated again)."""
         return replace(self, **changes)
@@ -145,7 +171,7 @@ class ServersFile:
         doc = {
             "format": FORMAT,
             "version": self.version,
-            "servers": [{"host": e.host, "port": e.port} for e in sorted(self.servers)],
+            "servers": [_server_json(s) for s in self.listed()],
             "state": self.state,
             "written_at": self.written_at,
             "changed_at": self.changed_at,
@@ -191,8 +217,10 @@ def parse(data: bytes) -> ServersFile:
     try:
         source = _object(doc, "source")
         agent = _object(doc, "agent")
+        listed = tuple(_listed(e) for e in _list(doc, "servers"))
         return ServersFile(
-            servers=frozenset(_endpoint(e) for e in _list(doc, "servers")),
+            servers=frozenset(s.endpoint for s in listed),
+            registrations=listed if any(s.node or s.order is not None for s in listed) else (),
             zk_hosts=_str(source, "zk_hosts"),
             zk_path=_str(source, "zk_path"),
             state=_str(doc, "state"),
@@ -247,6 +275,26 @@ def _number(doc: dict[str, Any], key: str) -> float:
     if type(value) not in (int, float) or not math.isfinite(value):
         raise ServersFileError(f"{key} must be a finite number")
     return float(value)
+
+
+def _server_json(server: ListedServer) -> dict[str, Any]:
+    entry: dict[str, Any] = {"host": server.endpoint.host, "port": server.endpoint.port}
+    if server.node:
+        entry["node"] = server.node
+    if server.order is not None:
+        entry["order"] = server.order
+    return entry
+
+
+def _listed(entry: Any) -> ListedServer:
+    endpoint = _endpoint(entry)
+    node = entry.get("node", "")
+    order = entry.get("order")
+    if not isinstance(node, str) or "/" in node or any(c.isspace() for c in node):
+        raise ServersFileError(f"bad server node {node!r}")
+    if order is not None and (type(order) is not int or order < 0):
+        raise ServersFileError(f"bad server order {order!r}")
+    return ListedServer(endpoint, node, order)
 
 
 def _endpoint(entry: Any) -> Endpoint:

@@ -25,13 +25,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from logserver.agent._file import ServersFileWriter
 from logserver.errors import ConfigError
-from logwire.serverset import Endpoint
-from logwire.serversfile import AgentInfo, ServersFile
+from logwire.serversfile import AgentInfo, ListedServer, ServersFile
 from logwire.zktls import ZkTLSPolicy
+
+if TYPE_CHECKING:
+    from logclient.discovery import KnownServer
 
 __all__ = ["AgentPolicy", "DiscoveryAgent", "WatchedServers"]
 
@@ -77,9 +79,13 @@ class WatchedServers(Protocol):
 
     def start(self) -> None: ...
 
-    def servers(self) -> frozenset[Endpoint]: ...
+    def members(self) -> tuple[KnownServer, ...]:
+        """The ALIVE servers, one per endpoint, with their member node and order."""
+        ...
 
-    def subscribe(self, listener: Callable[[frozenset[Endpoint]], None]) -> None: ...
+    def subscribe_members(self, listener: Callable[[tuple[KnownServer, ...]], None]) -> None:
+        """Call ``listener`` on every change, a known endpoint's new registration included."""
+        ...
 
     def connection(self) -> tuple[bool, bool]:
         """(answered: ZooKeeper has said what the members are, connected: it is reachable now)."""
@@ -106,11 +112,11 @@ class _ZooKeeperWatch:
     def start(self) -> None:
         self._source.start()
 
-    def servers(self) -> frozenset[Endpoint]:
-        return self._source.servers()
+    def members(self) -> tuple[KnownServer, ...]:
+        return self._source.members()
 
-    def subscribe(self, listener: Callable[[frozenset[Endpoint]], None]) -> None:
-        self._source.subscribe(listener)
+    def subscribe_members(self, listener: Callable[[tuple[KnownServer, ...]], None]) -> None:
+        self._source.subscribe_members(listener)
 
     def connection(self) -> tuple[bool, bool]:
         stats = self._source.stats()
@@ -205,7 +211,7 @@ class DiscoveryAgent:
                 session_timeout_s=self.policy.session_timeout_s,
                 tls=self._tls,
             )
-            watch.subscribe(lambda _servers: self._wake.set())
+            watch.subscribe_members(lambda _members: self._wake.set())
             watch.start()
             try:
                 self._loop(watch, previous)
@@ -239,28 +245,34 @@ class DiscoveryAgent:
                         self.writer.path,
                     )
                 continue
-            self._update(watch.servers(), "current" if connected else "stale", previous)
+            listed = tuple(ListedServer(m.endpoint, m.node, m.order) for m in watch.members())
+            self._update(listed, "current" if connected else "stale", previous)
 
     def _update(
-        self, servers: frozenset[Endpoint], state: str, previous: ServersFile | None
+        self, listed: tuple[ListedServer, ...], state: str, previous: ServersFile | None
     ) -> None:
         written = self._written
-        if written is None or servers != written.servers or state != written.state:
-            self._write(servers, state, written or previous)
+        if written is None or listed != written.listed() or state != written.state:
+            self._write(listed, state, written or previous)
         elif state == "current" and time.monotonic() - self._refreshed >= self.policy.heartbeat_s:
             try:
                 if not self.writer.touch():
                     logger.warning("servers_file_replaced file=%s", self.writer.path)
-                    self._write(servers, state, written)
+                    self._write(listed, state, written)
                     return
             except OSError as exc:
                 self._failed("heartbeat", exc)
                 return
             self._refreshed = time.monotonic()
 
-    def _write(self, servers: frozenset[Endpoint], state: str, before: ServersFile | None) -> None:
+    def _write(
+        self, listed: tuple[ListedServer, ...], state: str, before: ServersFile | None
+    ) -> None:
+        """Write ``listed`` in ``state``. A server registered anew (same endpoint, new node)
+        is a change of the list too: a client learns that it restarted."""
         now = time.time()
-        changed = before is None or servers != before.servers
+        servers = frozenset(s.endpoint for s in listed)
+        changed = before is None or listed != before.listed()
         if state == "current":
             stale_since = None
         elif before is not None and before.stale_since is not None:
@@ -269,6 +281,7 @@ class DiscoveryAgent:
             stale_since = now
         document = ServersFile(
             servers=servers,
+            registrations=listed if any(s.node or s.order is not None for s in listed) else (),
             zk_hosts=self.zk_hosts,
             zk_path=self.zk_path,
             state=state,
@@ -312,4 +325,4 @@ class DiscoveryAgent:
         written = self._written
         if written is None:
             return
-        self._write(written.servers, "stopped", written)
+        self._write(written.listed(), "stopped", written)

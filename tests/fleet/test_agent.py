@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from kazoo.client import KazooClient
 
+from logclient.discovery import node_order
 from logserver.tools.launcher import DiscoveryAgentProcess, ZooKeeperEnsemble, free_port, wait_for
 from logwire.serverset import Endpoint, Member
-from logwire.serversfile import ServersFile, parse
+from logwire.serversfile import ListedServer, ServersFile, parse
 
 from .conftest import AgentFactory, document_when
 
@@ -51,12 +52,13 @@ def listed(agent: DiscoveryAgentProcess, *ports: int, state: str = "current") ->
 def test_the_file_lists_the_alive_members_and_follows_them(
     zk_hosts: str, zk_path: str, kazoo_factory: KazooFactory, agent_factory: AgentFactory
 ) -> None:
-    """Joins and leaves reach the file; a ghost (two nodes, one endpoint) counts once; members
-    not ALIVE and malformed nodes are left out; each write has the next serial, the agent's pid,
+    """Joins and leaves reach the file; a ghost (two nodes, one endpoint) counts once, the newest
+    node naming the server with its registration order; members not ALIVE and malformed nodes are
+    left out; each write has the next serial, the agent's pid,
     the source, a readable mode, and leaves no temporary file behind."""
     zk = kazoo_factory(zk_hosts)
     first = register(zk, zk_path, member(7001))
-    register(zk, zk_path, member(7001))  # a ghost of a quickly restarted server
+    newest = register(zk, zk_path, member(7001))  # first is now a ghost: a quick restart
     register(zk, zk_path, member(7002, status="DRAINING"))
     zk.create(f"{zk_path}/member_", b"not json", ephemeral=True, sequence=True)
     agent = agent_factory(zk_hosts, zk_path=zk_path)
@@ -68,6 +70,8 @@ def test_the_file_lists_the_alive_members_and_follows_them(
         None,
     )
     assert stat.S_IMODE(agent.file.stat().st_mode) == 0o644
+    name = newest.rsplit("/", 1)[1]
+    assert doc.listed() == (ListedServer(Endpoint("127.0.0.1", 7001), name, node_order(name)),)
 
     register(zk, zk_path, member(7003))
     joined = listed(agent, 7001, 7003)

@@ -264,6 +264,50 @@ def test_one_watcher_thread_for_every_source_in_the_process(
         other.writer.release()
 
 
+def test_registrations_reach_member_listeners(
+    feeder: Feeder, file_servers: FileServersFactory
+) -> None:
+    """The servers' member nodes and order come through as KnownServer; a server registered anew
+    on the same endpoint (restarted) is news to member listeners, not to endpoint listeners."""
+    from logclient.discovery import KnownServer
+    from logwire.serversfile import ListedServer
+
+    def write(*listed: ListedServer) -> None:
+        document = feeder.document([s.endpoint for s in listed]).evolve(registrations=listed)
+        feeder.writer.write(document)
+
+    write(ListedServer(A, "member_0000000003", 3), ListedServer(B, "member_0000000001", 1))
+    source = file_servers(feeder.path, poll_interval_s=0.05)
+    assert source.members() == (
+        KnownServer(A, "member_0000000003", 3),
+        KnownServer(B, "member_0000000001", 1),
+    )
+    endpoint_calls: list[frozenset[Endpoint]] = []
+    member_calls: list[tuple[KnownServer, ...]] = []
+    source.subscribe(endpoint_calls.append)
+    source.subscribe_members(member_calls.append)
+    write(ListedServer(A, "member_0000000009", 9), ListedServer(B, "member_0000000001", 1))
+    wait_for(lambda: member_calls, 10, what="the new registration")
+    assert member_calls == [
+        (KnownServer(A, "member_0000000009", 9), KnownServer(B, "member_0000000001", 1))
+    ]
+    assert endpoint_calls == []
+
+
+def test_answered_only_once_a_usable_file_was_read(
+    feeder: Feeder, file_servers: FileServersFactory
+) -> None:
+    """Before a usable file, an empty list means "not known yet" (``answered`` is False);
+    a usable file with no servers means "none"."""
+    source = file_servers(feeder.path, poll_interval_s=0.05)
+    assert (source.servers(), source.answered) == (frozenset(), False)
+    feeder.write_raw(b"garbage")
+    assert stats_when(source, lambda s: s.bad_reads >= 1) and not source.answered
+    feeder.write([])
+    wait_for(lambda: source.answered, 10, what="the usable file")
+    assert source.servers() == frozenset()
+
+
 @pytest.mark.parametrize(
     ("path", "kwargs", "says"),
     [

@@ -63,7 +63,7 @@ class Fleet:
             "mode": "count",
             "records": 0,
             "interval_s": 0.005,
-            "route": "both",
+            "route": "all",
             "out_dir": str(self.out),
             "spool_dir": str(tmp_path / f"{name}-spool"),
             "stop_file": str(self.stop_file),
@@ -187,10 +187,11 @@ def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
     fleets: list[Fleet],
 ) -> None:
     """With ZooKeeper taking at most 10 connections from this host, 50 forked worker processes
-    (half with ``LogClient(servers=FileServers)`` shared from the parent, half with
-    ``LogClient(zk_hosts)`` moved to the file by ``LOGCLIENT_SERVERS_FILE``) all deliver every
-    record: the host holds 4 sessions (3 servers, 1 agent), not 54, and no worker so much as
-    imports kazoo."""
+    all deliver every record: a third with ``LogClient(servers=FileServers)`` (the source shared
+    from the parent), a third with ``LogClient(zk_hosts)`` moved to the file by
+    ``LOGCLIENT_SERVERS_FILE``, a third using the parent's client, made before the fork (as
+    gunicorn ``--preload`` does). The host holds 4 sessions (3 servers, 1 agent), not 54, and no
+    worker so much as imports kazoo."""
     hosts = limited_zookeeper.hosts
     servers = servers_on(hosts, 3, session_timeout_s=4.0)
     agent = agent_factory(hosts)
@@ -212,7 +213,7 @@ def test_fifty_worker_processes_log_through_the_agent_file_with_nothing_lost(
         most_sessions = sampler.stop()
     assert most_sessions == 4 < MAX_CLIENT_CNXNS
     assert len(reports) == 50
-    assert {r["route"] for r in reports} == {"source", "env"}
+    assert {r["route"] for r in reports} == {"source", "env", "inherited"}
     assert [r for r in reports if r["kazoo_loaded"] or r["dropped"]] == []
     assert stored([s.endpoint for s in servers]) == fleet.expected(reports)
     assert len(fleet.expected(reports)) == 50 * 200

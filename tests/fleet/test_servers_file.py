@@ -16,6 +16,7 @@ from logwire.serversfile import (
     MAX_FILE_BYTES,
     VERSION,
     AgentInfo,
+    ListedServer,
     ServersFile,
     ServersFileError,
     parse,
@@ -57,6 +58,25 @@ def test_round_trip_and_layout() -> None:
     ]
     assert raw["source"] == {"zk_hosts": "zk1:2181,zk2:2181/chroot", "zk_path": "/logservers"}
     assert raw["agent"] == {"pid": 4242, "host": "app17", "started_at": 1_766_990_000.0}
+
+
+def test_registrations_round_trip_and_are_optional() -> None:
+    """Each server may carry its member node and registration order; a file without them (or
+    with them on some servers only) is read all the same."""
+    a, b = Endpoint("10.0.0.1", 9091), Endpoint("10.0.0.2", 9090)
+    doc = document(registrations=(ListedServer(a, "member_0000000007", 7), ListedServer(b)))
+    assert parse(doc.to_json()) == doc
+    raw = json.loads(doc.to_json())
+    assert raw["servers"] == [
+        {"host": "10.0.0.1", "port": 9091, "node": "member_0000000007", "order": 7},
+        {"host": "10.0.0.2", "port": 9090},
+    ]
+    assert doc.listed() == (ListedServer(a, "member_0000000007", 7), ListedServer(b))
+    assert document().listed() == (ListedServer(a), ListedServer(b))
+    with pytest.raises(ServersFileError, match="exactly once"):
+        document(registrations=(ListedServer(a, "n1", 1),))
+    with pytest.raises(ServersFileError, match="exactly once"):
+        document(registrations=(ListedServer(a), ListedServer(a), ListedServer(b)))
 
 
 def test_an_ipv6_server_round_trips() -> None:
@@ -120,6 +140,14 @@ _DELETE = object()
         (_mutated(servers=[{"host": "h", "port": 65536}]), "bad server port"),
         (_mutated(servers=[{"host": "h", "port": "80"}]), "bad server port"),
         (_mutated(servers=[{"host": "h", "port": 80.0}]), "bad server port"),
+        (_mutated(servers=[{"host": "h", "port": 80, "node": 7}]), "bad server node"),
+        (_mutated(servers=[{"host": "h", "port": 80, "node": "a/b"}]), "bad server node"),
+        (_mutated(servers=[{"host": "h", "port": 80, "order": -1}]), "bad server order"),
+        (_mutated(servers=[{"host": "h", "port": 80, "order": "1"}]), "bad server order"),
+        (
+            _mutated(servers=[{"host": "h", "port": 80, "order": 1}, {"host": "h", "port": 80}]),
+            "exactly once",
+        ),
         (_mutated(state="fresh"), "state must be one of"),
         (_mutated(heartbeat_s=0), "heartbeat_s must be positive"),
         (_mutated(heartbeat_s=-5), "heartbeat_s must be positive"),

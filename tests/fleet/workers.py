@@ -3,9 +3,10 @@ forks N workers, as gunicorn ``--preload`` does.
 
 ``python -m tests.fleet.workers CONFIG_JSON``. Config keys: ``file`` (the agent's servers
 file), ``zk_hosts``/``zk_path`` (what an app built for ZooKeeper passes), ``workers``,
-``route`` (``source``: ``LogClient(servers=<the parent's FileServers>)``; ``env``:
-``LogClient(zk_hosts, zk_path)`` with ``LOGCLIENT_SERVERS_FILE`` set; ``both``: even workers
-one, odd workers the other), ``mode`` (``count``: log ``records`` records; ``until``: one
+``route`` (``source``: ``LogClient(servers=<the parent's FileServers>)`` made in the worker;
+``env``: ``LogClient(zk_hosts, zk_path)`` made in the worker, with ``LOGCLIENT_SERVERS_FILE``
+set; ``inherited``: the parent's ``LogClient(zk_hosts, zk_path)``, made before the fork with
+the variable set, used in the worker; ``all``: the three in turn), ``mode`` (``count``: log ``records`` records; ``until``: one
 record every ``interval_s`` until ``stop_file`` exists), ``category``, ``prefix``,
 ``out_dir``, ``spool_dir``.
 
@@ -36,8 +37,11 @@ FAILOVER = FailoverPolicy(
 MAX_SECONDS = 120.0
 
 
-def worker(index: int, cfg: dict[str, Any], source: FileServers) -> int:
-    route = cfg["route"] if cfg["route"] != "both" else ("source", "env")[index % 2]
+ROUTES = ("source", "env", "inherited")
+
+
+def worker(index: int, cfg: dict[str, Any], source: FileServers, inherited: LogClient) -> int:
+    route = cfg["route"] if cfg["route"] != "all" else ROUTES[index % len(ROUTES)]
     options: dict[str, Any] = {
         "batching": BatchPolicy(max_records=100, linger_s=0.01),
         "failover": FAILOVER,
@@ -45,8 +49,10 @@ def worker(index: int, cfg: dict[str, Any], source: FileServers) -> int:
     }
     if route == "source":
         client = LogClient(servers=source, **options)
-    else:
+    elif route == "env":
         client = LogClient(cfg["zk_hosts"], cfg["zk_path"], **options)
+    else:
+        client = inherited  # starts afresh in this process on first use
     out = Path(cfg["out_dir"])
     prefix = f"{cfg['prefix']}-{index:03d}"
     category = cfg["category"]
@@ -92,8 +98,16 @@ def main() -> None:
     os.environ[SERVERS_FILE_ENV] = cfg["file"]
     source = FileServers(cfg["file"], zk_path=cfg["zk_path"])
     source.start()  # the parent's watcher thread runs while it forks
-    pids = fork_children(int(cfg["workers"]), lambda index: worker(index, cfg, source))
+    inherited = LogClient(
+        cfg["zk_hosts"],
+        cfg["zk_path"],
+        batching=BatchPolicy(max_records=100, linger_s=0.01),
+        failover=FAILOVER,
+        spool=SpoolPolicy(directory=Path(cfg["spool_dir"]) / "parent", spill_after_s=5),
+    )
+    pids = fork_children(int(cfg["workers"]), lambda index: worker(index, cfg, source, inherited))
     codes = wait_children(pids, time.monotonic() + MAX_SECONDS + 90)
+    inherited.close(10)
     source.close()
     print(json.dumps({"exit_codes": codes, "kazoo_in_parent": "kazoo" in sys.modules}))
 
