@@ -110,6 +110,35 @@ struct PackedBatch {
   5: binary messages
 }
 
+/** How a batch's columns are encoded (logwire/compression.py). */
+enum Codec {
+  /** The columns as they are. */
+  NONE = 0,
+  /** One Zstandard frame that declares its content size in its header. */
+  ZSTD = 1
+}
+
+/**
+ * A PackedBatch whose two columns travel compressed, one after the other:
+ * `columns` decodes (with `codec`) to exactly `raw_bytes` bytes, the `lengths`
+ * column of a PackedBatch followed by its `messages` column. Same identity,
+ * same dedup, same checks as PackedBatch; besides, a batch whose columns do not
+ * decode to that (a corrupt frame, one that does not declare its content size
+ * or declares another, bytes after the frame) is refused with InvalidRequest,
+ * and one whose raw_bytes exceed what the server would take uncompressed (its
+ * frame limit) with BatchTooLarge, before anything is decompressed. A server
+ * stores the columns of a one-category batch as they came.
+ */
+struct CompressedBatch {
+  1: string producer,
+  2: i64 sequence,
+  /** In record order; the counts add up to the number of records. */
+  3: list<CategoryRun> runs,
+  4: Codec codec,
+  5: i64 raw_bytes,
+  6: binary columns
+}
+
 struct AppendResult {
   1: ResultCode code,
   /** True when the batch had been stored before and nothing new was written. */
@@ -133,6 +162,43 @@ struct StoredRecord {
 
 struct ReadResult {
   1: list<StoredRecord> records,
+  /** Pass this back to read what follows. */
+  2: i64 next_position,
+  /** True when next_position is the current end of the category. */
+  3: bool end_of_log
+}
+
+/**
+ * One stored block: the records of one batch in one category, their metadata
+ * once, the records in columns exactly as stored (see CompressedBatch).
+ * Record i of the block has batch index from `index_runs`, position
+ * `position + i` (or positions[i] when `positions` is set), and the i-th
+ * message of the decoded columns.
+ */
+struct StoredBlock {
+  /** Position of the block's first record. */
+  1: i64 position,
+  /** Empty for records that came through Scribe's Log. */
+  2: string producer,
+  3: i64 sequence,
+  /** The server's receive time of the batch, nanoseconds since the Unix epoch. */
+  4: i64 received_ns,
+  /** Records in this block. */
+  5: i32 count,
+  /** Records in the whole batch (all categories). */
+  6: i32 batch_count,
+  /** (first batch index, count) pairs of big-endian u32: the batch index of each record, in order. */
+  7: binary index_runs,
+  8: Codec codec,
+  9: i64 raw_bytes,
+  /** Decodes with `codec` to `raw_bytes` bytes: `count` big-endian u32 lengths, then the messages. */
+  10: binary columns,
+  /** Empty, or a big-endian i64 per record: each record's position (blocks served from old-format segments). */
+  11: binary positions
+}
+
+struct BlockReadResult {
+  1: list<StoredBlock> blocks,
   /** Pass this back to read what follows. */
   2: i64 next_position,
   /** True when next_position is the current end of the category. */
@@ -173,8 +239,33 @@ service LogService {
             3: ServerDraining draining,
             4: StorageUnavailable unavailable,
             5: InvalidRequest invalid_request),
+  /**
+   * AppendPacked with the columns compressed (see CompressedBatch): what
+   * logclient sends when compression is on. A server that predates it answers
+   * TApplicationException UNKNOWN_METHOD, and logclient then uses
+   * AppendPacked with that server.
+   */
+  AppendResult AppendCompressed(1: CompressedBatch batch)
+    throws (1: InvalidCategory invalid_category,
+            2: BatchTooLarge too_large,
+            3: ServerDraining draining,
+            4: StorageUnavailable unavailable,
+            5: InvalidRequest invalid_request),
+
   /** Up to `limit` records of `category` from byte `position` on. */
   ReadResult Read(1: string category, 2: i64 position, 3: i32 limit)
+    throws (1: InvalidCategory invalid_category,
+            2: InvalidRequest invalid_request,
+            3: StorageUnavailable unavailable),
+
+  /**
+   * Whole stored blocks of `category`, as stored (compressed), from the block
+   * holding the record at `position` on: a reader decompresses them and skips
+   * the records of the first block that lie before `position`. Blocks are
+   * added until their columns reach `max_bytes` (the first always comes). A
+   * server that predates it answers UNKNOWN_METHOD: use Read.
+   */
+  BlockReadResult ReadBlocks(1: string category, 2: i64 position, 3: i32 max_bytes)
     throws (1: InvalidCategory invalid_category,
             2: InvalidRequest invalid_request,
             3: StorageUnavailable unavailable),

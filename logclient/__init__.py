@@ -52,6 +52,7 @@ from logclient.errors import (
     SpoolError,
     SpoolLockedError,
 )
+from logwire.compression import CompressionPolicy
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
@@ -65,6 +66,7 @@ __all__ = [
     "ChoicePolicy",
     "ClientClosedError",
     "ClientStats",
+    "CompressionPolicy",
     "DiscoveryError",
     "FailoverPolicy",
     "FileServers",

@@ -8,8 +8,10 @@ The bytes are exactly what thriftpy2 would write for
 ``LogService.Append(AppendBatch(...))`` and ``LogService.AppendPacked(PackedBatch(...))``:
 unit tests compare them.
 
-``AppendPacked`` (the records in columns, see :mod:`logwire.packed`) is what
-the client sends; ``Append`` is for servers that predate it.
+``AppendCompressed`` (the columns compressed, see :mod:`logwire.compression`)
+is what the client sends with compression on, ``AppendPacked`` (the records in
+columns, see :mod:`logwire.packed`) without; each is for servers that know it,
+``Append`` for servers that predate both.
 
 The reply is read as one frame whose length is checked against a cap before
 anything is allocated (thriftpy2 allocates whatever a length prefix claims),
@@ -25,9 +27,16 @@ from collections.abc import Sequence
 from itertools import chain
 from typing import Any
 
+from logwire.compression import NONE, CompressionPolicy, compress_columns, join_columns
 from logwire.packed import category_runs, pack_lengths
 
-__all__ = ["MAX_REPLY_BYTES", "decode_append_reply", "encode_append_call", "encode_packed_call"]
+__all__ = [
+    "MAX_REPLY_BYTES",
+    "decode_append_reply",
+    "encode_append_call",
+    "encode_compressed_call",
+    "encode_packed_call",
+]
 
 #: A reply to Append is a few dozen bytes (or a declared exception with a reason).
 MAX_REPLY_BYTES = 1 << 20
@@ -48,6 +57,7 @@ def _call_head(method: bytes) -> bytes:
 
 _CALL_HEAD = _call_head(b"Append")
 _PACKED_CALL_HEAD = _call_head(b"AppendPacked")
+_COMPRESSED_CALL_HEAD = _call_head(b"AppendCompressed")
 
 
 def _field(ttype: int, fid: int) -> bytes:
@@ -64,6 +74,9 @@ _F_RUNS = _field(_LIST, 3) + struct.pack(">b", _STRUCT)
 _F_LENGTHS = _field(_STRING, 4)
 _F_MESSAGES = _field(_STRING, 5)
 _F_RUN_COUNT = _field(8, 2)  # i32
+_F_CODEC = _field(8, 4)  # i32 (a Thrift enum)
+_F_RAW_BYTES = _field(_I64_T, 5)
+_F_COLUMNS = _field(_STRING, 6)
 _END_ENTRY = b"\x00"
 _TAIL = b"\x00\x00"  # ends AppendBatch, then Append_args
 
@@ -134,6 +147,15 @@ def encode_append_call(
     return b"".join(parts)
 
 
+def _runs_fields(runs: list[tuple[str, int]]) -> list[bytes]:
+    """The ``runs`` field (``list<CategoryRun>``), as PackedBatch and CompressedBatch share it."""
+    parts = [_F_RUNS, _I32.pack(len(runs))]
+    for category, count in runs:
+        cat = category.encode("utf-8")
+        parts += (_F_CATEGORY, _I32.pack(len(cat)), cat, _F_RUN_COUNT, _I32.pack(count), _END_ENTRY)
+    return parts
+
+
 def encode_packed_call(
     seqid: int,
     producer: str,
@@ -147,29 +169,65 @@ def encode_packed_call(
     about a sixth of :func:`encode_append_call`'s cost, and the server decodes it
     without a loop per record either.
     """
-    runs = category_runs(categories)
     lengths = pack_lengths(messages)
     size = sum(map(len, messages))
     parts = [
         b"",  # frame length, filled in below
         *_batch_head(_PACKED_CALL_HEAD, seqid, producer, sequence),
-        _F_RUNS,
-        _I32.pack(len(runs)),
+        *_runs_fields(category_runs(categories)),
+        _F_LENGTHS,
+        _I32.pack(len(lengths)),
+        lengths,
+        _F_MESSAGES,
+        _I32.pack(size),
     ]
-    for category, count in runs:
-        cat = category.encode("utf-8")
-        parts += (_F_CATEGORY, _I32.pack(len(cat)), cat, _F_RUN_COUNT, _I32.pack(count), _END_ENTRY)
-    parts += (_F_LENGTHS, _I32.pack(len(lengths)), lengths, _F_MESSAGES, _I32.pack(size))
     parts[0] = _I32.pack(sum(map(len, parts)) + size + len(_TAIL))
     # One join straight into the frame: a large bytes object is fresh memory
     # (page faults), so copying the messages twice costs more than encoding them.
     return b"".join(chain(parts, messages, (_TAIL,)))
 
 
+def encode_compressed_call(
+    seqid: int,
+    producer: str,
+    sequence: int,
+    categories: Sequence[str],
+    messages: Sequence[bytes],
+    policy: CompressionPolicy,
+) -> bytes | None:
+    """The framed bytes of ``AppendCompressed(CompressedBatch(...))``, or None when
+    compressing does not make the batch smaller (random bytes, already-compressed
+    payloads): such a batch is better sent as ``AppendPacked``.
+
+    The columns are joined once and compressed (Zstandard releases the GIL, so the
+    application's thread runs meanwhile); only the compressed bytes are copied into
+    the frame.
+    """
+    columns = join_columns(pack_lengths(messages), messages)
+    codec, payload = compress_columns(columns, policy)
+    if codec == NONE:
+        return None
+    parts = [
+        b"",  # frame length, filled in below
+        *_batch_head(_COMPRESSED_CALL_HEAD, seqid, producer, sequence),
+        *_runs_fields(category_runs(categories)),
+        _F_CODEC,
+        _I32.pack(codec),
+        _F_RAW_BYTES,
+        _I64.pack(len(columns)),
+        _F_COLUMNS,
+        _I32.pack(len(payload)),
+        payload,
+        _TAIL,
+    ]
+    parts[0] = _I32.pack(sum(map(len, parts)))
+    return b"".join(parts)
+
+
 def decode_append_reply(payload: bytes, seqid: int, method: str = "Append") -> Any:
     """Decode one reply frame's payload; returns ``<method>_result`` (caller inspects it).
 
-    ``method`` is ``Append`` or ``AppendPacked``. Raises TApplicationException
+    ``method`` is ``Append``, ``AppendPacked`` or ``AppendCompressed``. Raises TApplicationException
     for an application error, and ValueError when the reply is not the answer
     to call ``seqid`` of ``method``.
     """

@@ -45,6 +45,7 @@ from logclient.errors import (
     SpoolError,
 )
 from logwire.categories import category_problem
+from logwire.compression import CompressionPolicy
 from logwire.zktls import ZkTLSPolicy
 
 if TYPE_CHECKING:
@@ -140,6 +141,14 @@ class LogClient:
     here. A server that fails verification is logged, treated as down, and
     sent nothing.
 
+    ``compression`` (a :class:`~logclient.CompressionPolicy`): batches travel
+    compressed (``AppendCompressed``, Zstandard level 1 by default), which a
+    server stores as they came; a batch that compression would not make smaller
+    travels as it is. ``CompressionPolicy("none")`` sends everything uncompressed.
+    A server older than ``AppendCompressed`` answers UNKNOWN_METHOD and gets
+    uncompressed batches from then on. (It applies to the client's own transport,
+    not to one given as ``transport``.)
+
     ``zk_tls`` (a :class:`~logclient.ZkTLSPolicy`) connects to ZooKeeper's TLS
     client port, verifying its certificate. Discovery only reads, so no
     ZooKeeper credentials are needed even when the servers register under an
@@ -165,6 +174,7 @@ class LogClient:
         transport: Transport | None = None,
         tls: TLSPolicy | None = None,
         zk_tls: ZkTLSPolicy | None = None,
+        compression: CompressionPolicy = CompressionPolicy(),  # noqa: B008
     ) -> None:
         if (zk_hosts is None) == (servers is None):
             raise TypeError("LogClient needs exactly one of zk_hosts or servers")
@@ -173,7 +183,7 @@ class LogClient:
         if transport is not None and tls is not None:
             raise TypeError("LogClient takes tls or a transport, not both")
         # Before anything starts: a CA or certificate that cannot be loaded fails here.
-        transport = transport or ThriftTransport(tls=tls)
+        transport = transport or ThriftTransport(tls=tls, compression=compression)
         self._transport = transport
         self.tls = tls
         if queue.max_bytes < batching.max_bytes:

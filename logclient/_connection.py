@@ -19,17 +19,19 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from logclient._batch import Batch
 from logclient._calls import (
     MAX_REPLY_BYTES,
     decode_append_reply,
     encode_append_call,
+    encode_compressed_call,
     encode_packed_call,
 )
 from logclient._policies import FailoverPolicy, TLSPolicy
 from logclient.errors import BatchRejectedError, Phase, ServerUnavailableError
+from logwire.compression import CompressionPolicy
 from logwire.serverset import Endpoint
 
 if TYPE_CHECKING:
@@ -174,13 +176,25 @@ def map_errors(server: str, phase: Phase) -> Iterator[None]:
         ) from exc
 
 
+#: The append calls, newest first: a server that answers one with UNKNOWN_METHOD (it
+#: predates it) gets the next one from then on.
+AppendMethod = Literal["AppendCompressed", "AppendPacked", "Append"]
+APPEND_METHODS: tuple[AppendMethod, ...] = ("AppendCompressed", "AppendPacked", "Append")
+
+
 class ThriftConnection:
-    """``LogService.AppendPacked`` (or ``Append``) over one TCP connection: framed, strict binary.
+    """``LogService.AppendCompressed`` (or an older append) over one TCP connection: framed,
+    strict binary.
 
     Built by hand for control (see :mod:`logclient._calls`): a whole-call
     deadline of ``rpc_timeout_s`` (a socket timeout alone restarts at every
     byte), a cap on the reply frame, and a reply that must carry the call's
     sequence id.
+
+    ``method`` is the newest append this server is known to take. With it,
+    ``AppendCompressed`` carries each batch compressed as ``compression`` says,
+    unless compressing does not make that batch smaller (random bytes): that
+    batch goes as ``AppendPacked``.
     """
 
     def __init__(
@@ -189,22 +203,25 @@ class ThriftConnection:
         policy: FailoverPolicy,
         tls: ClientTLS | None = None,
         *,
-        packed: bool = True,
-        on_unknown_method: Callable[[Endpoint], None] | None = None,
+        method: AppendMethod = "AppendCompressed",
+        compression: CompressionPolicy = CompressionPolicy(),  # noqa: B008 - frozen
+        on_unknown_method: Callable[[Endpoint, AppendMethod], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self._server = str(endpoint)
         self.tls = tls is not None
-        #: AppendPacked (columns) when True, Append (a list<LogEntry>) for older servers.
-        self.packed = packed
-        self._method = "AppendPacked" if packed else "Append"
+        if method == "AppendCompressed" and not compression.enabled:
+            method = "AppendPacked"
+        self.method: AppendMethod = method
+        self._compression = compression
         self._on_unknown_method = on_unknown_method
         self._rpc_timeout_s = policy.rpc_timeout_s
         self._seqid = 0
         self.opened_at = time.monotonic()
         self.last_used = self.opened_at
         self.calls = 0
-        self._awaiting: deque[int] = deque()
+        # (seqid, method) of each call sent and not yet answered, oldest first.
+        self._awaiting: deque[tuple[int, AppendMethod]] = deque()
         self._sock: socket.socket | None = None
         with map_errors(self._server, "connect"):
             # The TLS handshake counts against the connect timeout.
@@ -229,7 +246,7 @@ class ThriftConnection:
     def __repr__(self) -> str:
         state = "open" if self._sock is not None else "closed"
         tls = " tls" if self.tls else ""
-        return f"<ThriftConnection {self._server}{tls} {state} calls={self.calls}>"
+        return f"<ThriftConnection {self._server}{tls} {state} {self.method} calls={self.calls}>"
 
     def append(self, batch: Batch) -> Acknowledgement:
         deadline = time.monotonic() + self._rpc_timeout_s
@@ -247,10 +264,9 @@ class ThriftConnection:
             raise ServerUnavailableError(self._server, "connection closed", phase="call")
         self._seqid = (self._seqid + 1) & 0x7FFFFFFF
         seqid = self._seqid
-        encode = encode_packed_call if self.packed else encode_append_call
-        request = encode(seqid, batch.producer, batch.sequence, batch.categories, batch.messages)
+        method, request = self._encode(seqid, batch)
         self.calls += 1
-        self._awaiting.append(seqid)
+        self._awaiting.append((seqid, method))
         with map_errors(self._server, "call"):
             try:
                 _send_all(sock, request, deadline)
@@ -264,6 +280,18 @@ class ThriftConnection:
                     if alert is not None:
                         raise alert from exc
                 raise
+
+    def _encode(self, seqid: int, batch: Batch) -> tuple[AppendMethod, bytes]:
+        """The call that carries ``batch`` to this server, and its framed bytes."""
+        args = (seqid, batch.producer, batch.sequence, batch.categories, batch.messages)
+        if self.method == "AppendCompressed":
+            request = encode_compressed_call(*args, self._compression)
+            if request is not None:
+                return "AppendCompressed", request
+            return "AppendPacked", encode_packed_call(*args)  # compressing did not pay
+        if self.method == "AppendPacked":
+            return "AppendPacked", encode_packed_call(*args)
+        return "Append", encode_append_call(*args)
 
     def receive(self, deadline: float) -> Acknowledgement:
         """Read the reply to the oldest call sent and not yet answered.
@@ -280,7 +308,7 @@ class ThriftConnection:
             raise ServerUnavailableError(self._server, "connection closed", phase="call")
         if not self._awaiting:
             raise ServerUnavailableError(self._server, "no call awaits a reply", phase="call")
-        seqid = self._awaiting.popleft()
+        seqid, method = self._awaiting.popleft()
         with map_errors(self._server, "call"):
             (length,) = _FRAME.unpack(_recv_exactly(sock, 4, deadline))
             if not 0 < length <= MAX_REPLY_BYTES:
@@ -289,19 +317,20 @@ class ThriftConnection:
                 )
             payload = _recv_exactly(sock, length, deadline)
             try:
-                result = decode_append_reply(payload, seqid, self._method)
+                result = decode_append_reply(payload, seqid, method)
             except ValueError as exc:
                 raise ServerUnavailableError(self._server, str(exc), phase="call") from exc
             except TApplicationException as exc:
-                if self.packed and exc.type == TApplicationException.UNKNOWN_METHOD:
-                    # A server from before AppendPacked: Append from now on (the
-                    # transport remembers); this call is resent like any failed one.
+                if method != "Append" and exc.type == TApplicationException.UNKNOWN_METHOD:
+                    # A server from before this call: the next older one from now on
+                    # (the transport remembers); this call is resent like any failed one.
+                    older = APPEND_METHODS[APPEND_METHODS.index(method) + 1]
                     if self._on_unknown_method is not None:
-                        self._on_unknown_method(self.endpoint)
+                        self._on_unknown_method(self.endpoint, older)
                     raise ServerUnavailableError(
                         self._server,
-                        "server does not know AppendPacked (an older logserver); "
-                        "using Append with it from now on",
+                        f"server does not know {method} (an older logserver); "
+                        f"using {older} with it from now on",
                         phase="downgrade",
                     ) from exc
                 raise
@@ -374,34 +403,47 @@ class ThriftTransport:
 
     With ``tls`` every connection is TLS; the policy's files are loaded here
     (ValueError if they cannot be used), once for all connections.
+    ``compression`` is how batches are compressed for ``AppendCompressed``
+    (``CompressionPolicy("none")``: ``AppendPacked``, uncompressed).
     """
 
-    def __init__(self, tls: TLSPolicy | None = None) -> None:
-        _load_network_modules()
+    def __init__(
+        self,
+        tls: TLSPolicy | None = None,
+        compression: CompressionPolicy = CompressionPolicy(),  # noqa: B008 - frozen
+    ) -> None:
+        _load_network_modules(compression)
         self._tls: ClientTLS | None = None
         if tls is not None:
             from logclient._tls import ClientTLS
 
             self._tls = ClientTLS(tls)
-        # Servers that answered AppendPacked with UNKNOWN_METHOD (older logservers).
-        # Only the sender thread connects, so a plain set is enough.
-        self._append_only: set[Endpoint] = set()
+        self.compression = compression
+        # The older append each server asked for by answering UNKNOWN_METHOD (older
+        # logservers). Only the sender thread connects, so a plain dict is enough.
+        self._older: dict[Endpoint, AppendMethod] = {}
 
     def __repr__(self) -> str:
         tls = f" {self._tls.policy!r}" if self._tls is not None else ""
-        return f"<ThriftTransport framed+cybin{tls}>"
+        return f"<ThriftTransport framed+cybin{tls} {self.compression!r}>"
 
     def connect(self, endpoint: Endpoint, policy: FailoverPolicy) -> Connection:
         return ThriftConnection(
             endpoint,
             policy,
             self._tls,
-            packed=endpoint not in self._append_only,
-            on_unknown_method=self._append_only.add,
+            method=self._older.get(endpoint, "AppendCompressed"),
+            compression=self.compression,
+            on_unknown_method=self._downgrade,
         )
 
+    def _downgrade(self, endpoint: Endpoint, older: AppendMethod) -> None:
+        current = self._older.get(endpoint, APPEND_METHODS[0])
+        if APPEND_METHODS.index(older) > APPEND_METHODS.index(current):
+            self._older[endpoint] = older
 
-def _load_network_modules() -> None:
+
+def _load_network_modules(compression: CompressionPolicy) -> None:
     """Import what connections need now, on the thread that makes the client.
 
     Never first on the sender thread: a ``fork()`` while a thread is importing
@@ -420,3 +462,6 @@ def _load_network_modules() -> None:
 
     import logclient._tls  # noqa: F401
     from logwire.idl import log_thrift  # noqa: F401
+
+    if compression.enabled:
+        import zstandard  # noqa: F401  (logwire.compression imports it on first use)

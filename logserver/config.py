@@ -22,6 +22,7 @@ from typing import Any, Literal, get_args
 
 from logserver.errors import ConfigError
 from logserver.storage import FsyncMode
+from logwire.compression import CompressionPolicy
 
 __all__ = [
     "FIELD_OF_SETTING",
@@ -56,6 +57,9 @@ class ServerConfig:
     retention_bytes: int | None = None
     max_frame_bytes: int = 16 * 2**20
     max_message_bytes: int = 2**20
+    compression: str = "zstd"
+    compression_level: int = 1
+    segment_format: int = 2
     max_connections: int = 1024
     max_connections_per_peer: int = 256
     max_inflight_bytes: int | None = None
@@ -104,6 +108,12 @@ class ServerConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{_flag(name)} must be > 0")
+        try:
+            CompressionPolicy(self.compression, self.compression_level)  # type: ignore[arg-type]
+        except ValueError as exc:
+            raise ConfigError(f"--compression/--compression-level: {exc}") from None
+        if self.segment_format not in (1, 2):
+            raise ConfigError(f"--segment-format must be 1 or 2, not {self.segment_format}")
         if self.segment_bytes < 4096:
             raise ConfigError("--segment-bytes must be at least 4096")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
@@ -157,6 +167,19 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("retention_bytes", int, "per category: delete oldest closed segments above this total"),
     ("max_frame_bytes", int, "refuse Thrift frames larger than this, before reading them"),
     ("max_message_bytes", int, "refuse single messages larger than this"),
+    (
+        "compression",
+        str,
+        "zstd: compress the blocks this server makes (default); none. Batches that arrive "
+        "compressed are stored as they came",
+    ),
+    ("compression_level", int, "Zstandard level, -7..22 (default 1: fast, 0.13 on log lines)"),
+    (
+        "segment_format",
+        int,
+        "2: blocks, compressed (default); 1: what servers before compression write, "
+        "for handing the data directory back to one. Both are read",
+    ),
     (
         "max_connections",
         int,

@@ -30,6 +30,7 @@ from logserver.registry import Registration, read_auth_file
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
 from logserver.transport import ServerTLS, ThriftServer, WireLimits
+from logwire.compression import CompressionPolicy
 from logwire.serverset import Endpoint, Member
 from logwire.zktls import ZkTLSPolicy
 
@@ -76,6 +77,10 @@ class LogServer:
             retention_bytes=cfg.retention_bytes,
             max_message_bytes=cfg.max_message_bytes,
             drop_synced_pages=cfg.page_cache == "drop",
+            compression=CompressionPolicy(cfg.compression, cfg.compression_level),  # type: ignore[arg-type]
+            # A compressed batch may decode to what the server would take uncompressed.
+            max_batch_bytes=cfg.max_frame_bytes,
+            segment_format=cfg.segment_format,
         )
         problem = keep_freed_memory()
         if problem is not None:

@@ -33,6 +33,7 @@ from logserver.metrics import Metrics
 from logserver.storage import AppendOutcome, Storage
 from logserver.transport import client_identity
 from logwire.batchid import producer_problem
+from logwire.blocks import pack_positions, pack_runs
 from logwire.errors import LogWireError, PackedError
 from logwire.idl import log_thrift
 from logwire.packed import record_count, unpack_messages
@@ -47,7 +48,7 @@ TRY_LATER = log_thrift.ResultCode.TRY_LATER
 #: Why a batch was refused: the ``reason`` label of ``logserver_rejected_batches``.
 Rejection = Literal["draining", "unavailable", "invalid_category", "too_large", "invalid_request"]
 #: A call of ``log.thrift`` that stores (the ``call`` label of the batch counters).
-Call = Literal["log", "append", "append_packed"]
+Call = Literal["log", "append", "append_packed", "append_compressed"]
 
 
 def declared(exc: LogServerError | LogWireError) -> tuple[Rejection, Exception] | None:
@@ -78,9 +79,11 @@ class ServiceLimits:
 
     max_batch_records: int = 100_000
     max_read_records: int = 10_000
+    #: What one ``ReadBlocks`` answer carries at most (stored bytes; one block always).
+    max_read_bytes: int = 8 * 2**20
 
     def __post_init__(self) -> None:
-        if self.max_batch_records < 1 or self.max_read_records < 1:
+        if self.max_batch_records < 1 or self.max_read_records < 1 or self.max_read_bytes < 1:
             raise ValueError("limits must be positive")
 
 
@@ -196,6 +199,32 @@ class LogServiceHandler:
             ),
         )
 
+    def AppendCompressed(self, batch: Any) -> Any:
+        """``AppendPacked`` with the columns compressed (see ``CompressedBatch``).
+
+        The record count (from the runs) and the declared size are checked before
+        anything is decompressed; storage decompresses once, checks the columns
+        and stores a one-category batch's payload as it came.
+        """
+        columns = batch.columns or b""
+        with self._declared("append_compressed"):
+            runs = [(run.category or "", run.count) for run in batch.runs or ()]
+            count = sum(n for _, n in runs if isinstance(n, int))
+            self._check_count(count)
+            codec = batch.codec if isinstance(batch.codec, int) else -1
+            raw_bytes = batch.raw_bytes if isinstance(batch.raw_bytes, int) else -1
+            if raw_bytes < 0:
+                raise InvalidRequestError("raw_bytes must be >= 0")
+        return self._append(
+            batch.producer,
+            batch.sequence,
+            count,
+            "append_compressed",
+            lambda producer, sequence: self._storage.append_compressed(
+                runs, codec, raw_bytes, columns, producer=producer, sequence=sequence
+            ),
+        )
+
     def append_records(
         self,
         producer: str | bytes | None,
@@ -262,6 +291,37 @@ class LogServiceHandler:
         ]
         return log_thrift.ReadResult(
             records=records, next_position=batch.next_position, end_of_log=batch.end_of_log
+        )
+
+    def ReadBlocks(self, category: str | bytes, position: int, max_bytes: int) -> Any:
+        """Whole stored blocks of ``category`` from the one holding ``position`` (see ``log.thrift``)."""
+        name = _text(category or "")
+        with self._declared("read"):
+            if position is None or position < 0:
+                raise InvalidRequestError("position must be >= 0")
+            if max_bytes is None or max_bytes < 1:
+                raise InvalidRequestError("max_bytes must be >= 1")
+            batch = self._storage.read_blocks(
+                name, position, min(max_bytes, self._limits.max_read_bytes)
+            )
+        blocks = [
+            log_thrift.StoredBlock(
+                position=b.position,
+                producer=b.producer,
+                sequence=b.sequence,
+                received_ns=b.received_ns,
+                count=b.records,
+                batch_count=b.batch_count,
+                index_runs=pack_runs(b.index_runs),
+                codec=b.codec,
+                raw_bytes=b.raw_bytes,
+                columns=b.payload,
+                positions=pack_positions(b.positions) if b.positions is not None else b"",
+            )
+            for b in batch.blocks
+        ]
+        return log_thrift.BlockReadResult(
+            blocks=blocks, next_position=batch.next_position, end_of_log=batch.end_of_log
         )
 
     def Categories(self) -> list[str]:

@@ -7,6 +7,10 @@
 - :mod:`logwire.batchid` names the halves of a split batch, and maps their
   records back to the batch they came from.
 - :mod:`logwire.packed` is the column codec of ``AppendPacked``.
+- :mod:`logwire.compression` compresses those columns (``AppendCompressed``,
+  stored blocks) and decodes them within a cap; it imports ``zstandard`` only
+  when a frame is made or read.
+- :mod:`logwire.blocks` is what a reader makes of a ``ReadBlocks`` block.
 - :mod:`logwire.zktls` is the TLS policy for ZooKeeper connections.
 - :mod:`logwire.backoff` is the one doubling backoff (capped, with jitter) of
   every retry loop on either side.

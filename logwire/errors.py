@@ -4,6 +4,8 @@
 
     LogWireError
     ├── PackedError          a packed batch's columns disagree with each other
+    ├── CompressionError     compressed columns that cannot (or may not) be decoded
+    ├── BlockError           a stored block from ReadBlocks that does not hold together
     ├── MemberFormatError    a znode's data is not a ServerSet member we can use
     ├── EndpointFormatError  a string is not ``host:port``
     └── ServersFileError     the discovery agent's file cannot be used (torn, garbage, newer)
@@ -17,6 +19,8 @@ these at their own boundaries: a malformed packed batch becomes the declared
 from __future__ import annotations
 
 __all__ = [
+    "BlockError",
+    "CompressionError",
     "EndpointFormatError",
     "LogWireError",
     "MemberFormatError",
@@ -31,6 +35,16 @@ class LogWireError(Exception):
 
 class PackedError(LogWireError, ValueError):
     """The columns of a packed batch disagree with each other; the batch is malformed."""
+
+
+class CompressionError(LogWireError, ValueError):
+    """Compressed columns that cannot (or may not) be decoded: an unknown codec, a corrupt
+    frame, a size that disagrees with the declared one, or one over the caller's cap."""
+
+
+class BlockError(LogWireError, ValueError):
+    """A stored block from ``ReadBlocks`` whose small columns (index runs, positions, count)
+    do not hold together."""
 
 
 class MemberFormatError(LogWireError, ValueError):

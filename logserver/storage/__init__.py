@@ -2,8 +2,11 @@
 
 Layout: ``data_dir/categories/<category>/<base_position:020d>.seg``, where a
 record's position is its byte offset in the category's stream (segment base +
-offset in the file), so positions survive rotation and retention. The record
-format is described in :mod:`logserver.storage._format`.
+offset in the file), so positions survive rotation and retention. Segments
+hold blocks (format 2, :mod:`logserver.storage._blocks`): a batch's records in
+one category, their metadata once, the records in compressed columns; segments
+of format 1 (:mod:`logserver.storage._format`, one record after another) are
+still read, and written when the policy says so.
 
 Promises: an ``append`` that returned has its whole batch on disk (as durable
 as the policy's ``fsync`` says; never lost to a killed process); a failed
@@ -31,11 +34,18 @@ from logserver.storage._offline import list_categories_offline, read_category_of
 from logserver.storage._policy import FsyncMode, StoragePolicy
 from logserver.storage._stats import StorageStats
 from logserver.storage._storage import Storage
-from logserver.storage._types import AppendOutcome, ReadBatch, SegmentRecord
+from logserver.storage._types import (
+    AppendOutcome,
+    BlockBatch,
+    ReadBatch,
+    SegmentRecord,
+    StoredBlock,
+)
 
 __all__ = [
     "AppendOutcome",
     "BatchTooLargeError",
+    "BlockBatch",
     "DiskIO",
     "FsyncMode",
     "InvalidCategoryError",
@@ -50,6 +60,7 @@ __all__ = [
     "StoragePolicy",
     "StorageStats",
     "StorageUnavailableError",
+    "StoredBlock",
     "list_categories_offline",
     "read_category_offline",
 ]

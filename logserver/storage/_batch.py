@@ -18,8 +18,10 @@ from logserver.errors import (
     InvalidRequestError,
     MessageTooLargeError,
 )
+from logserver.storage._columns import IndexRuns, Payload, check_payload, index_runs
 from logserver.storage._format import MAX_PRODUCER_BYTES
 from logwire.categories import category_problem
+from logwire.compression import column_messages
 
 __all__ = ["BatchChecker", "Group"]
 
@@ -29,22 +31,66 @@ _MAX_COUNT = 2**32 - 1  # the format's record count is a u32
 
 
 class Group:
-    """The records of one batch that go to one category, with their indexes in the batch."""
+    """The records of one batch that go to one category, with their indexes in the batch.
 
-    __slots__ = ("indexes", "messages", "name")
+    A group that came compressed (``AppendCompressed``, one category) keeps the
+    client's ``payload`` to store as it is, and its decoded ``columns``; its
+    messages are split out of the columns only if something needs them.
+    """
 
-    def __init__(self, name: str, indexes: Sequence[int], messages: Sequence[bytes]) -> None:
+    __slots__ = ("_messages", "_runs", "columns", "indexes", "name", "payload")
+
+    def __init__(
+        self,
+        name: str,
+        indexes: Sequence[int],
+        messages: Sequence[bytes] | None = None,
+        *,
+        runs: IndexRuns | None = None,
+        payload: Payload | None = None,
+        columns: bytes | None = None,
+    ) -> None:
         self.name = name
         self.indexes = indexes
-        self.messages = messages
+        self._messages = messages
+        self._runs = runs
+        self.payload = payload
+        self.columns = columns
 
     def __repr__(self) -> str:
-        return f"<Group {self.name!r} records={len(self.messages)}>"
+        kind = " compressed" if self.payload is not None else ""
+        return f"<Group {self.name!r} records={len(self.indexes)}{kind}>"
+
+    @property
+    def records(self) -> int:
+        return len(self.indexes)
+
+    @property
+    def message_bytes(self) -> int:
+        """The bytes of the group's messages."""
+        if self.payload is not None:
+            return self.payload.raw_bytes - 4 * len(self.indexes)
+        return sum(map(len, self.messages))
+
+    @property
+    def messages(self) -> Sequence[bytes]:
+        if self._messages is None:
+            assert self.columns is not None
+            self._messages = column_messages(self.columns, len(self.indexes))
+        return self._messages
+
+    @property
+    def index_runs(self) -> IndexRuns:
+        """The batch indexes as ``(first, count)`` runs (for the block header)."""
+        if self._runs is None:
+            self._runs = index_runs(self.indexes)
+        return self._runs
 
     def without(self, stored_mask: int) -> Group:
         """This group minus the records whose bit is set in ``stored_mask`` (already on disk)."""
         keep = [k for k, i in enumerate(self.indexes) if not (stored_mask >> i) & 1]
-        return Group(self.name, [self.indexes[k] for k in keep], [self.messages[k] for k in keep])
+        messages = self.messages
+        return Group(self.name, [self.indexes[k] for k in keep], [messages[k] for k in keep])
 
 
 class Checked(NamedTuple):
@@ -138,29 +184,72 @@ class BatchChecker:
         """
         encoded = _encoded_producer(producer, sequence)
         count = len(messages)
-        run_total = 0
-        for category, n in runs:
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise InvalidRequestError(f"run of category {category!r} has count {n!r}")
-            run_total += n
+        run_total = _run_total(runs)
         if run_total != count:
             raise InvalidRequestError(f"runs add up to {run_total} records, not {count}")
         if count == 0:
             return Checked([], 0, encoded)
         _check_count(count)
         names = [self.category(category) for category, _ in runs]
-        checked = self._messages(messages)
+        return Checked(self._groups(names, runs, self._messages(messages), count), count, encoded)
+
+    def check_compressed(
+        self,
+        runs: Sequence[tuple[str | bytes, int]],
+        codec: int,
+        raw_bytes: int,
+        payload: bytes,
+        producer: str,
+        sequence: int,
+        *,
+        cap: int,
+    ) -> Checked:
+        """:meth:`check_columns` for columns a client compressed (``AppendCompressed``).
+
+        The payload is decompressed once, within ``cap``, and checked whole (see
+        ``_columns.check_payload``): what is stored reads back. A one-category
+        batch keeps the client's payload to be stored as it came.
+        """
+        encoded = _encoded_producer(producer, sequence)
+        count = _run_total(runs)
+        if count == 0:
+            raise InvalidRequestError("a compressed batch needs at least one record")
+        _check_count(count)
+        columns = check_payload(
+            codec, payload, raw_bytes, count, cap=cap, max_message_bytes=self._max_message_bytes
+        )
+        names = [self.category(category) for category, _ in runs]
         if len(set(names)) == 1:
-            return Checked([Group(names[0], range(count), checked)], count, encoded)
-        by_name: dict[str, tuple[list[int], list[bytes]]] = {}
+            whole = Payload([(0, count)], codec, raw_bytes, payload)
+            group = Group(
+                names[0], range(count), runs=whole.index_runs, payload=whole, columns=columns
+            )
+            return Checked([group], count, encoded)
+        messages = column_messages(columns, count)
+        return Checked(self._groups(names, runs, messages, count), count, encoded)
+
+    @staticmethod
+    def _groups(
+        names: list[str],
+        runs: Sequence[tuple[str | bytes, int]],
+        messages: Sequence[bytes],
+        count: int,
+    ) -> list[Group]:
+        """Records in category runs, grouped per category in name order (the lock order)."""
+        if len(set(names)) == 1:
+            return [Group(names[0], range(count), messages)]
+        by_name: dict[str, tuple[list[int], list[bytes], IndexRuns]] = {}
         start = 0
         for name, (_, n) in zip(names, runs, strict=True):
-            indexes, group = by_name.setdefault(name, ([], []))
+            indexes, group, index_runs_ = by_name.setdefault(name, ([], [], []))
             indexes.extend(range(start, start + n))
-            group.extend(checked[start : start + n])
+            group.extend(messages[start : start + n])
+            index_runs_.append((start, n))
             start += n
-        groups = [Group(name, idx, msgs) for name, (idx, msgs) in sorted(by_name.items())]
-        return Checked(groups, count, encoded)
+        return [
+            Group(name, idx, msgs, runs=_merged(r))
+            for name, (idx, msgs, r) in sorted(by_name.items())
+        ]
 
     def _messages(self, raw: Sequence[bytes | str]) -> Sequence[bytes]:
         """The messages as bytes, each within the size limit (C-level passes when all are bytes)."""
@@ -183,6 +272,27 @@ def _encoded_producer(producer: str, sequence: int) -> bytes:
     if not isinstance(sequence, int) or not _I64_MIN <= sequence <= _I64_MAX:
         raise InvalidRequestError(f"sequence {sequence!r} is not a 64-bit integer")
     return encoded
+
+
+def _run_total(runs: Sequence[tuple[str | bytes, int]]) -> int:
+    """The records the runs describe; InvalidRequestError for a count below 1."""
+    total = 0
+    for category, n in runs:
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+            raise InvalidRequestError(f"run of category {category!r} has count {n!r}")
+        total += n
+    return total
+
+
+def _merged(runs: IndexRuns) -> IndexRuns:
+    """Adjacent runs joined (two runs of one category with nothing between them)."""
+    out: IndexRuns = []
+    for start, n in runs:
+        if out and out[-1][0] + out[-1][1] == start:
+            out[-1] = (out[-1][0], out[-1][1] + n)
+        else:
+            out.append((start, n))
+    return out
 
 
 def _check_count(count: int) -> None:

@@ -14,21 +14,23 @@ import threading
 import time
 from bisect import bisect_right
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from logserver.errors import InvalidPositionError, StorageUnavailableError
+from logserver.storage._blocks import FORMAT_VERSION, new_marker, segment_header
 from logserver.storage._commit import GroupCommitter
 from logserver.storage._disk import DiskIO
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment, segment_name
 from logserver.storage._stats import Counters
-from logserver.storage._types import ReadBatch, SegmentRecord
+from logserver.storage._types import BlockBatch, ReadBatch, SegmentRecord, StoredBlock
 
 __all__ = ["CategoryLog", "Written"]
 
 log = logging.getLogger(__name__)
 
 _RECENT_POSITIONS = 4096
+_T = TypeVar("_T", SegmentRecord, StoredBlock)
 
 
 class Written(NamedTuple):
@@ -44,7 +46,15 @@ def _unavailable(what: str, exc: OSError) -> StorageUnavailableError:
 
 
 class CategoryLog:
-    """The segments of one category, oldest first; the last one takes the writes."""
+    """The segments of one category, oldest first; the last one takes the writes.
+
+    ``marker`` is the random resync marker of the category's version-2 segments
+    (``_blocks``): the newest such segment's, or a new one. Blocks are encoded
+    with it before the category's lock is taken, and every new segment's header
+    carries it. A segment holds one format only: when the writer's format
+    (``StoragePolicy.segment_format``) is not the active segment's, the next
+    write rotates to a new segment.
+    """
 
     def __init__(
         self,
@@ -62,6 +72,8 @@ class CategoryLog:
         self.lock = threading.Lock()
         for closed in segments[:-1]:
             closed.retired = True  # recovered: only the last segment takes writes
+        markers = [s.marker for s in segments if s.version >= FORMAT_VERSION]
+        self.marker = markers[-1] if markers else new_marker()
         # Replaced on change, never mutated: readers work on a snapshot without the lock.
         self._snapshot: tuple[list[Segment], list[int]] = (segments, [s.base for s in segments])
         self._policy = policy
@@ -127,6 +139,10 @@ class CategoryLog:
         """
         segment = self._writable(len(data))
         start = segment.committed
+        if start == 0 and segment.version >= FORMAT_VERSION:
+            # The header goes to disk with the first block, in one write: a segment is
+            # empty or starts with a header (a torn one is cut back to nothing at open).
+            data = segment_header(self.marker) + data
         try:
             written = self._disk.pwrite(segment.fd, data, start)
             if written != len(data):
@@ -170,9 +186,14 @@ class CategoryLog:
         active = segments[-1] if segments else None
         if active is None:
             return self._rotate(None, 0)
+        fmt = self._policy.segment_format
+        if active.committed == 0 and not active.retired:
+            active.adopt_format(fmt, self.marker)  # nothing in it yet: it takes ours
         if (
             active.retired
             or active.sync_failed
+            or active.version != fmt
+            or (fmt >= FORMAT_VERSION and active.marker != self.marker)
             or (active.committed and active.committed + nbytes > self._policy.segment_bytes)
         ):
             return self._rotate(active, self._end_of(active))
@@ -205,7 +226,17 @@ class CategoryLog:
             os.close(fd)
             path.unlink(missing_ok=True)
             raise _unavailable(f"cannot sync directory {self.directory}", exc) from exc
-        segment = Segment(base, path, 0, modified=time.time(), marks=[0])
+        fmt = self._policy.segment_format
+        segment = Segment(
+            base,
+            path,
+            0,
+            modified=time.time(),
+            marks=None,
+            version=fmt,
+            marker=self.marker if fmt >= FORMAT_VERSION else b"",
+        )
+        segment.marks = [segment.data_start]
         segment.fd = fd
         if old is not None:
             old.modified = time.time()
@@ -263,10 +294,37 @@ class CategoryLog:
     def read(self, position: int, limit: int, max_bytes: int) -> ReadBatch:
         """Records from ``position`` (a record boundary; below the oldest kept record means
         from the oldest one), at most ``limit`` records and about ``max_bytes``."""
+        records: list[SegmentRecord] = []
+
+        def fill(segment: Segment, off: int, stop: int, used: int) -> tuple[int, int]:
+            return segment.read_into(self.name, records, off, stop, limit, max_bytes, used)
+
+        next_position, end_of_log = self._retrying(
+            position,
+            lambda snapshot: self._read(snapshot, position, records, limit, max_bytes, fill),
+        )
+        return ReadBatch(records, next_position, end_of_log)
+
+    def read_blocks(self, position: int, max_bytes: int) -> BlockBatch:
+        """Whole stored blocks from the one holding ``position`` (a record boundary, as for
+        :meth:`read`) until their payloads reach about ``max_bytes`` (at least one)."""
+        blocks: list[StoredBlock] = []
+
+        def fill(segment: Segment, off: int, stop: int, used: int) -> tuple[int, int]:
+            return segment.blocks_into(self.name, blocks, off, stop, max_bytes, used)
+
+        next_position, end_of_log = self._retrying(
+            position,
+            lambda snapshot: self._read(snapshot, position, blocks, 2**63, max_bytes, fill),
+        )
+        return BlockBatch(blocks, next_position, end_of_log)
+
+    def _retrying(self, position: int, read: Any) -> tuple[int, bool]:
         for _ in range(8):
             snapshot = self._snapshot
             try:
-                return self._read(snapshot, position, limit, max_bytes)
+                result: tuple[int, bool] = read(snapshot)
+                return result
             except FileNotFoundError:
                 if self._snapshot is snapshot:
                     raise
@@ -277,13 +335,18 @@ class CategoryLog:
         self,
         snapshot: tuple[list[Segment], list[int]],
         position: int,
+        out: list[_T],
         limit: int,
         max_bytes: int,
-    ) -> ReadBatch:
+        fill: Any,
+    ) -> tuple[int, bool]:
+        """Fill ``out`` from ``position`` on with ``fill(segment, offset, stop, used)`` until
+        ``limit`` items or ``max_bytes``; return (next position, end of log)."""
+        out.clear()  # a retry after retention starts again
         segments, bases = snapshot
         if not segments:
             if position == 0:
-                return ReadBatch([], 0, True)
+                return 0, True
             raise InvalidPositionError(self.name, position, "beyond the end of the log")
         i, off = 0, 0
         if position >= segments[0].base:
@@ -298,16 +361,15 @@ class CategoryLog:
                 and not segment.is_boundary(self.name, off)
             ):
                 raise InvalidPositionError(self.name, position)
-        records: list[SegmentRecord] = []
         used = 0
-        while len(records) < limit and used < max_bytes:
+        while len(out) < limit and used < max_bytes:
             segment = segments[i]
             # Sealed first, then readable: once sealed, readable is final, so moving on to the
             # next segment cannot skip records that became readable in between.
             sealed = segment.sealed
             stop = segment.readable
             if off < stop:
-                off, used = segment.read_into(self.name, records, off, stop, limit, max_bytes, used)
+                off, used = fill(segment, off, stop, used)
                 if off < stop:
                     break  # limit or max_bytes reached
                 continue  # more may have become readable meanwhile
@@ -323,7 +385,7 @@ class CategoryLog:
         if len(recent) >= _RECENT_POSITIONS:
             recent.clear()
         recent[next_position] = None
-        return ReadBatch(records, next_position, end_of_log)
+        return next_position, end_of_log
 
     def close(self) -> None:
         """Close descriptors (storage is closing: synced, no writer left)."""

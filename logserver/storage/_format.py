@@ -1,7 +1,11 @@
-"""The on-disk record format: encoding a batch, decoding and resynchronising.
+"""The on-disk record format of version-1 segments: encoding a batch, decoding and resynchronising.
 
-A segment is a plain concatenation of records; nothing else is in the file, so
-a record's position is its byte offset. Each record (little-endian)::
+Since format version 2 (:mod:`logserver.storage._blocks`) servers write blocks;
+version-1 segments are still read (and written with ``segment_format=1``, for
+a server that must hand its directory back to an older version).
+
+A version-1 segment is a plain concatenation of records; nothing else is in the
+file, so a record's position is its byte offset. Each record (little-endian)::
 
     header  magic        4  b"\\x9eLS\\xb7"
             body_length  4  u32, bytes after the 16-byte header
@@ -45,7 +49,7 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from itertools import repeat
 from operator import add, xor
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 __all__ = [
     "FLAG_END",
@@ -57,6 +61,7 @@ __all__ = [
     "Frame",
     "Run",
     "Scan",
+    "WriteRun",
     "encode_records",
     "pread_at",
     "scan_writes",
@@ -288,6 +293,24 @@ class Run:
     def __repr__(self) -> str:
         return f"<Run {self.producer!r}#{self.sequence} {self.first}..{self.last}/{self.count}>"
 
+    @property
+    def bits(self) -> int:
+        """Bit ``i`` set for each batch index ``i`` in the run."""
+        return ((1 << (self.last - self.first + 1)) - 1) << self.first
+
+
+class WriteRun(Protocol):
+    """What deduplication needs of the records of one batch found in one write (a
+    :class:`Run` of version-1 records, or a block's ``BlockRun``)."""
+
+    producer: bytes
+    sequence: int
+    count: int
+    received_ns: int
+
+    @property
+    def bits(self) -> int: ...
+
 
 class Scan(NamedTuple):
     """What :func:`scan_writes` found in a segment."""
@@ -297,7 +320,7 @@ class Scan(NamedTuple):
     damages: list[Damage]
     marks: list[int]
     """Record starts at least MARK_SPACING apart, starting with 0."""
-    tail: list[Run]
+    tail: Sequence[WriteRun]
     """Records with a producer after the last END record: an unfinished write."""
 
 

@@ -3,7 +3,8 @@
 No lock is taken and nothing is repaired, so this is safe on a live server's
 directory too. A torn tail is tolerated the way recovery would treat it: in a
 category's last segment only records of complete writes (up to the last
-record carrying the END flag) are returned; damaged ranges are skipped.
+record or block carrying the END flag) are returned; damaged ranges are
+skipped. Both segment formats are read.
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from logserver.errors import InvalidCategoryError
-from logserver.storage._format import Damage, Frame, pread_at, walk
+from logserver.storage._blocks import Block, walk_blocks
+from logserver.storage._columns import decode_messages
+from logserver.storage._format import Damage, Frame, ReadAt, pread_at, walk
 from logserver.storage._recovery import load_segments
+from logserver.storage._segment import Segment
 from logserver.storage._types import SegmentRecord
 from logwire.categories import category_problem
 
@@ -54,14 +58,15 @@ def read_category_offline(data_dir: Path, category: str) -> Iterator[SegmentReco
     producers: dict[bytes, str] = {}
     for number, segment in enumerate(segments):
         last = number == len(segments) - 1
-        pending: list[Frame] = []
         try:
             fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             continue  # deleted by retention since we listed it
         try:
             size = os.fstat(fd).st_size
-            for item in walk(pread_at(fd), 0, size):
+            items = _items(segment, pread_at(fd), size)
+            pending: list[Frame | Block] = []
+            for item in items:
                 if isinstance(item, Damage):
                     log.warning(
                         "category %s segment %s: skipping %d damaged bytes at offset %d",
@@ -79,20 +84,42 @@ def read_category_offline(data_dir: Path, category: str) -> Iterator[SegmentReco
             os.close(fd)
 
 
+def _items(segment: Segment, read: ReadAt, size: int) -> Iterator[Frame | Block | Damage]:
+    if segment.version == 1:
+        return walk(read, 0, size)
+    if segment.version >= 2:
+        return walk_blocks(read, segment.marker, segment.data_start, size)
+    return iter([Damage(0, size)] if size else [])
+
+
 def _records(
-    category: str, base: int, frames: list[Frame], producers: dict[bytes, str]
+    category: str, base: int, items: list[Frame | Block], producers: dict[bytes, str]
 ) -> Iterator[SegmentRecord]:
-    for f in frames:
+    for f in items:
         producer = producers.get(f.producer)
         if producer is None:
             producer = producers[f.producer] = f.producer.decode("utf-8", "replace")
-        yield SegmentRecord(
-            category,
-            f.message,
-            producer,
-            f.sequence,
-            f.batch_index,
-            f.batch_count,
-            f.received_ns,
-            base + f.offset,
-        )
+        if isinstance(f, Frame):
+            yield SegmentRecord(
+                category,
+                f.message,
+                producer,
+                f.sequence,
+                f.batch_index,
+                f.batch_count,
+                f.received_ns,
+                base + f.offset,
+            )
+            continue
+        messages = decode_messages(f.codec, f.payload, f.raw_bytes, f.records)
+        for i, (message, index) in enumerate(zip(messages, f.indexes(), strict=True)):
+            yield SegmentRecord(
+                category,
+                message,
+                producer,
+                f.sequence,
+                index,
+                f.batch_count,
+                f.received_ns,
+                base + f.offset + i,
+            )

@@ -6,7 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from logserver.storage._blocks import FORMAT_VERSION
 from logserver.storage._format import MAX_MESSAGE_BYTES
+from logwire.compression import CompressionPolicy
 
 __all__ = ["FsyncMode", "StoragePolicy"]
 
@@ -44,6 +46,16 @@ class StoragePolicy:
     on a VM (a 1.3 MB append: 2.8-3.3 ms into fresh pages, 0.36 ms into
     recycled ones). Reads of recent data then come from the disk. Only synced
     bytes are dropped, so with ``fsync="never"`` nothing is.
+
+    ``compression``: how storage compresses the blocks it makes itself (records
+    that came uncompressed: Scribe's ``Log``, ``Append``, ``AppendPacked``); a
+    batch that arrives compressed is stored as it came. ``max_batch_bytes``
+    bounds what such a batch may decompress to (its columns: lengths and
+    messages), checked before anything is allocated; a server sets it to its
+    frame limit, what it would take uncompressed. ``segment_format``: 2 (blocks,
+    the default) or 1 (one record after another, what servers before
+    compression write and read: for handing a data directory back to one).
+    Segments of either format are read whatever this says.
     """
 
     fsync: FsyncMode = "always"
@@ -58,6 +70,9 @@ class StoragePolicy:
     drop_synced_pages: bool = True
     retention_check_s: float = 60.0
     """How often the background thread applies retention (it also runs on every rotation)."""
+    compression: CompressionPolicy = CompressionPolicy()  # noqa: RUF009 - frozen, safe to share
+    max_batch_bytes: int = 16 * 2**20
+    segment_format: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
         if self.fsync not in _FSYNC_MODES:
@@ -81,6 +96,16 @@ class StoragePolicy:
             raise ValueError("dedup_scan_bytes must not be negative")
         if not 1 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
             raise ValueError(f"max_message_bytes must be within 1..{MAX_MESSAGE_BYTES}")
+        if not isinstance(self.compression, CompressionPolicy):
+            raise ValueError(f"compression must be a CompressionPolicy, not {self.compression!r}")
+        if not 16 <= self.max_batch_bytes <= 2**31 - 1:
+            raise ValueError(
+                f"max_batch_bytes must be within 16..2^31-1, not {self.max_batch_bytes}"
+            )
+        if self.segment_format not in (1, FORMAT_VERSION):
+            raise ValueError(
+                f"segment_format must be 1 or {FORMAT_VERSION}, not {self.segment_format!r}"
+            )
 
     @property
     def retention_enabled(self) -> bool:

@@ -3,10 +3,15 @@ and rebuild the deduplication index from the records themselves.
 
 Repair is deliberately narrow. Only the *last* segment of a category can have
 been written when the process died, and there only the bytes after the last
-complete write (the last record carrying the END flag) are removed: a torn
-record, garbage, or whole records of a write that never finished (never
-acknowledged). Damage anywhere else is logged and skipped by readers, never
-truncated, because valid records after it may have been acknowledged.
+complete write (the last record or block carrying the END flag) are removed: a
+torn record or block, garbage, or whole records of a write that never finished
+(never acknowledged). Damage anywhere else is logged and skipped by readers,
+never truncated, because valid records after it may have been acknowledged.
+
+Each segment's format is read from its first bytes (``_blocks.segment_format``):
+version 1 and 2 segments are scanned and served side by side. A segment of a
+version newer than this code knows stops the open with StorageUnavailableError:
+a newer server wrote it, and this one must neither repair nor truncate it.
 """
 
 from __future__ import annotations
@@ -15,15 +20,22 @@ import itertools
 import logging
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from logserver.errors import StorageUnavailableError
+from logserver.storage._blocks import (
+    FORMAT_VERSION,
+    SEGMENT_HEADER_BYTES,
+    probe_format,
+    segment_format,
+)
 from logserver.storage._dedup import SequenceWindow
 from logserver.storage._disk import DiskIO
-from logserver.storage._format import Damage, Run, pread_at, scan_writes
+from logserver.storage._format import Damage, WriteRun, pread_at
 from logserver.storage._policy import StoragePolicy
-from logserver.storage._segment import MARK_SPACING, Segment
+from logserver.storage._segment import Segment
 from logwire.categories import category_problem
 
 __all__ = ["Recovered", "load_segments", "recover"]
@@ -35,16 +47,47 @@ _SCAN_CHUNK = 4 << 20
 _MAX_PARTIAL = 100_000
 
 
+def _format_of(path: Path, size: int) -> tuple[int, bytes]:
+    with open(path, "rb") as f:
+        first = f.read(SEGMENT_HEADER_BYTES)
+        found = segment_format(first)
+        if found.version == 0 and size > SEGMENT_HEADER_BYTES:
+            found = probe_format(pread_at(f.fileno()), size, first)
+            log.error(
+                "segment %s: its first bytes are no valid header; read as format %d",
+                path,
+                found.version,
+            )
+    if found.version > FORMAT_VERSION:
+        raise StorageUnavailableError(
+            f"{path} has segment format {found.version}; this server reads formats 1 to "
+            f"{FORMAT_VERSION}: run a newer server on this directory (it is left untouched)"
+        )
+    return found.version, found.marker
+
+
 def load_segments(directory: Path, category: str) -> list[Segment]:
-    """The segment files of one category directory, oldest first, with their sizes."""
+    """The segment files of one category directory, oldest first, with their sizes and formats.
+
+    Raises StorageUnavailableError for a segment of a format this code does not know.
+    """
     segments = []
     for entry in os.scandir(directory):
         match = _SEGMENT_FILE.match(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         st = entry.stat(follow_symlinks=False)
+        version, marker = _format_of(Path(entry.path), st.st_size) if st.st_size else (0, b"")
         segments.append(
-            Segment(int(match[1]), Path(entry.path), st.st_size, modified=st.st_mtime, marks=None)
+            Segment(
+                int(match[1]),
+                Path(entry.path),
+                st.st_size,
+                modified=st.st_mtime,
+                marks=None,
+                version=version,
+                marker=marker,
+            )
         )
     segments.sort(key=lambda s: s.base)
     for before, after in itertools.pairwise(segments):
@@ -71,13 +114,12 @@ class _Tally:
     # (producer, sequence) of batches not yet complete -> [count, mask of indexes, received_ns]
     open: dict[tuple[bytes, int], list[int]] = field(default_factory=dict, repr=False)
 
-    def feed(self, runs: list[Run]) -> None:
+    def feed(self, runs: Sequence[WriteRun]) -> None:
         """Add the records of one complete write."""
         for run in runs:
-            self._add((run.producer, run.sequence), run.count, run.received_ns, run.first, run.last)
+            self._add((run.producer, run.sequence), run.count, run.received_ns, run.bits)
 
-    def _add(self, key: tuple[bytes, int], count: int, ns: int, first: int, last: int) -> None:
-        bits = ((1 << (last - first + 1)) - 1) << first
+    def _add(self, key: tuple[bytes, int], count: int, ns: int, bits: int) -> None:
         entry = self.open.get(key)
         if entry is None:
             if bits.bit_count() >= count:
@@ -129,14 +171,17 @@ def _scan(segment: Segment, tally: _Tally, *, last: bool) -> tuple[int, list[Dam
 
     Returns the end of the last complete write and the damaged ranges.
     """
+    if segment.version == 0:  # empty, or not even a whole header: nothing to trust
+        segment.marks = [0]
+        return 0, [Damage(0, segment.committed)] if segment.committed else []
     fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        scan = scan_writes(pread_at(fd), segment.committed, tally.feed, mark_spacing=MARK_SPACING)
+        scan = segment.scan(pread_at(fd), segment.committed, tally.feed)
     finally:
         os.close(fd)
     marks = scan.marks
     if last:  # the tail after the last complete write is about to be cut off
-        marks = [m for m in marks if m < scan.complete_end] or [0]
+        marks = [m for m in marks if m < scan.complete_end] or [segment.data_start]
     elif scan.tail:
         tally.feed(scan.tail)  # a closed segment's tail is final; count what is there
     segment.marks = marks

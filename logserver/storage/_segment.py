@@ -1,16 +1,18 @@
-"""One segment file: where it sits in the category's stream and what of it is readable."""
+"""One segment file: where it sits in the category's stream, its format, and what of it is readable."""
 
 from __future__ import annotations
 
 import logging
 import os
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from logserver.storage._format import Damage, Frame, ReadAt, Run, pread_at, scan_writes, walk
-from logserver.storage._types import SegmentRecord
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES, scan_blocks
+from logserver.storage._format import Damage, ReadAt, Scan, WriteRun, pread_at, scan_writes, walk
+from logserver.storage._reading import BlockCursor, SegmentView, read_blocks, read_records
+from logserver.storage._types import SegmentRecord, StoredBlock
 
 __all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
 
@@ -22,7 +24,7 @@ MARK_SPACING = 64 * 1024
 read position is a boundary decodes at most this much."""
 
 
-def _ignore(runs: list[Run]) -> None:
+def _ignore(runs: Sequence[WriteRun]) -> None:
     pass
 
 
@@ -50,6 +52,10 @@ class Segment:
     fsync="always" it follows ``committed`` only once the bytes are durable, so
     a reader never sees a record that a crash could take back.
 
+    ``version`` is the segment's format (1: records, 2: blocks after a header
+    holding ``marker``; the data starts at ``data_start``). A new version-2 segment
+    is created empty: its header goes to disk with its first block, in one write.
+
     Writers change a segment only under their category's lock; the group
     committer changes ``fd``/``pins``/``readable``/``sync_failed`` under its own
     lock, and ``cached_from`` as the one leader of a sync. Readers only read
@@ -61,7 +67,9 @@ class Segment:
         "base",
         "cached_from",
         "committed",
+        "data_start",
         "fd",
+        "marker",
         "marks",
         "modified",
         "path",
@@ -69,12 +77,24 @@ class Segment:
         "readable",
         "retired",
         "sync_failed",
+        "version",
     )
 
     def __init__(
-        self, base: int, path: Path, size: int, *, modified: float, marks: list[int] | None
+        self,
+        base: int,
+        path: Path,
+        size: int,
+        *,
+        modified: float,
+        marks: list[int] | None,
+        version: int = 1,
+        marker: bytes = b"",
     ) -> None:
         self.base = base
+        self.version = version
+        self.marker = marker
+        self.data_start = SEGMENT_HEADER_BYTES if version >= 2 else 0
         self.path = path
         self.fd = -1
         self.committed = size
@@ -94,9 +114,17 @@ class Segment:
             (" retired" if self.retired else "", " sync-failed" if self.sync_failed else "")
         )
         return (
-            f"<Segment {self.path.name} committed={self.committed} "
+            f"<Segment {self.path.name} v{self.version} committed={self.committed} "
             f"readable={self.readable} fd={self.fd}{flags}>"
         )
+
+    def adopt_format(self, version: int, marker: bytes) -> None:
+        """Give an empty segment (no byte written yet) the writer's format."""
+        assert self.committed == 0, self
+        self.version = version
+        self.marker = marker if version >= 2 else b""
+        self.data_start = SEGMENT_HEADER_BYTES if version >= 2 else 0
+        self.marks = [self.data_start]
 
     @property
     def sealed(self) -> bool:
@@ -110,6 +138,7 @@ class Segment:
         """Publish a complete write ``[start, end)`` (the writer holds the category lock)."""
         self.committed = end
         marks = self.marks
+        start = max(start, self.data_start)  # a first write carries the segment header
         if marks is not None and start - marks[-1] >= MARK_SPACING:
             marks.append(start)
 
@@ -125,6 +154,14 @@ class Segment:
                 damage.offset,
             )
 
+    def view(self, category: str) -> SegmentView:
+        """What a reader needs: format, marker and known boundaries (indexed on first use)."""
+        marks = self.marks if self.marks is not None else self._index(category)
+        return SegmentView(self.base, self.version, self.marker, self.data_start, marks)
+
+    def reporter(self, category: str) -> Callable[[Damage], None]:
+        return lambda damage: self.report(category, damage)
+
     def is_boundary(self, category: str, offset: int) -> bool:
         """Whether a record starts at ``offset`` (or the readable data ends there).
 
@@ -132,18 +169,29 @@ class Segment:
         after it got the position skips the damage instead of being stuck."""
         if offset in (0, self.readable):
             return True
-        marks = self.marks if self.marks is not None else self._index(category)
-        start = marks[bisect_right(marks, offset) - 1]
+        view = self.view(category)
         with _reader(self.path) as read:
+            if self.version >= 2:
+                found = BlockCursor.locate(read, view, offset, self.readable, _ignore_damage)
+                return found is not None
+            start = view.marks[bisect_right(view.marks, offset) - 1]
             for item in walk(read, start, self.readable, chunk=2 * MARK_SPACING):
                 if item.offset >= offset:
                     return item.offset == offset
         return False
 
+    def scan(self, read: ReadAt, stop: int, on_write: Callable[[Sequence[WriteRun]], None]) -> Scan:
+        """Verify the segment up to ``stop`` (see ``scan_writes`` and ``scan_blocks``)."""
+        if self.version >= 2:
+            return scan_blocks(
+                read, self.marker, self.data_start, stop, on_write, mark_spacing=MARK_SPACING
+            )
+        return scan_writes(read, stop, on_write, mark_spacing=MARK_SPACING)
+
     def _index(self, category: str) -> list[int]:
         """Find record boundaries in a segment recovery did not scan (first use only)."""
         with _reader(self.path) as read:
-            scan = scan_writes(read, self.readable, _ignore, mark_spacing=MARK_SPACING)
+            scan = self.scan(read, self.readable, _ignore)
         for damage in scan.damages:
             self.report(category, damage)
         self.marks = scan.marks
@@ -161,38 +209,38 @@ class Segment:
     ) -> tuple[int, int]:
         """Append records from ``offset`` up to ``stop`` to ``out`` until ``limit`` records or
         ``max_bytes`` (the first record of a read always fits); return (next offset, bytes used)."""
-        producers: dict[bytes, str] = {}
-        base = self.base
-        # Read about what the request can take, not a whole segment for limit=1.
-        chunk = min(max_bytes - used, (limit - len(out)) * 512, 1 << 20)
-        chunk = max(chunk, 4096)
+        view = self.view(category)
         with _reader(self.path) as read:
-            for item in walk(read, offset, stop, chunk):
-                if type(item) is Damage:
-                    self.report(category, item)
-                    offset = item.end
-                    continue
-                assert isinstance(item, Frame)
-                size = item.end - item.offset
-                if out and used + size > max_bytes:
-                    break
-                producer = producers.get(item.producer)
-                if producer is None:
-                    producer = producers[item.producer] = item.producer.decode("utf-8", "replace")
-                out.append(
-                    SegmentRecord(
-                        category,
-                        item.message,
-                        producer,
-                        item.sequence,
-                        item.batch_index,
-                        item.batch_count,
-                        item.received_ns,
-                        base + item.offset,
-                    )
-                )
-                used += size
-                offset = item.end
-                if len(out) >= limit or used >= max_bytes:
-                    break
-        return offset, used
+            return read_records(
+                read,
+                view,
+                category,
+                out,
+                offset,
+                stop,
+                limit,
+                max_bytes,
+                used,
+                self.reporter(category),
+            )
+
+    def blocks_into(
+        self,
+        category: str,
+        out: list[StoredBlock],
+        offset: int,
+        stop: int,
+        max_bytes: int,
+        used: int,
+    ) -> tuple[int, int]:
+        """Append whole blocks from the one holding ``offset`` up to ``stop`` to ``out`` until
+        their payloads reach ``max_bytes``; return (next offset, bytes used)."""
+        view = self.view(category)
+        with _reader(self.path) as read:
+            return read_blocks(
+                read, view, category, out, offset, stop, max_bytes, used, self.reporter(category)
+            )
+
+
+def _ignore_damage(damage: Damage) -> None:
+    pass

@@ -16,6 +16,10 @@ class StorageStats:
     batches_stored: int
     duplicates: int
     bytes_stored: int
+    """Bytes written to segments (compressed blocks and their headers)."""
+    message_bytes_stored: int
+    """The bytes of the messages those records hold: ``bytes_stored / message_bytes_stored``
+    is what the disk costs per byte logged."""
     fsyncs: int
     """fdatasync calls made for acknowledgements and syncs (group commit keeps this low)."""
     sync_rounds: int
@@ -37,6 +41,7 @@ class Counters:
         "bytes_stored",
         "duplicates",
         "fsyncs",
+        "message_bytes_stored",
         "records_stored",
         "segments_deleted",
         "sync_errors",
@@ -50,18 +55,20 @@ class Counters:
         self.batches_stored = 0
         self.duplicates = 0
         self.bytes_stored = 0
+        self.message_bytes_stored = 0
         self.fsyncs = 0
         self.sync_rounds = 0
         self.write_errors = 0
         self.sync_errors = 0
         self.segments_deleted = 0
 
-    def stored(self, records: int, nbytes: int) -> None:
-        """A batch was written."""
+    def stored(self, records: int, nbytes: int, message_bytes: int = 0) -> None:
+        """A batch was written: ``nbytes`` to disk, holding ``message_bytes`` of messages."""
         with self._lock:
             self.records_stored += records
             self.batches_stored += 1
             self.bytes_stored += nbytes
+            self.message_bytes_stored += message_bytes
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add to one counter."""

@@ -17,8 +17,10 @@ from logserver.errors import (
     StorageLockedError,
     StorageUnavailableError,
 )
-from logserver.storage._batch import BatchChecker, Checked
+from logserver.storage._batch import BatchChecker, Checked, Group
+from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
+from logserver.storage._columns import Payload, payloads
 from logserver.storage._commit import GroupCommitter, Round
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._disk import DiskIO
@@ -27,7 +29,7 @@ from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._recovery import recover
 from logserver.storage._stats import Counters, StorageStats
-from logserver.storage._types import AppendOutcome, ReadBatch
+from logserver.storage._types import AppendOutcome, BlockBatch, ReadBatch
 
 __all__ = ["Storage"]
 
@@ -225,6 +227,36 @@ class Storage:
         checked = self._checker.check_columns(runs, messages, producer, sequence)
         return self._append(checked, producer, sequence)
 
+    def append_compressed(
+        self,
+        runs: Sequence[tuple[str | bytes, int]],
+        codec: int,
+        raw_bytes: int,
+        payload: bytes,
+        producer: str = "",
+        sequence: int = -1,
+    ) -> AppendOutcome:
+        """:meth:`append_columns` for columns a client compressed: ``payload`` decodes
+        (``codec``, see :mod:`logwire.compression`) to ``raw_bytes`` bytes of columns.
+
+        Checked whole before anything is written (decompressed once, never past
+        the policy's ``max_batch_bytes``); a one-category batch is stored as it
+        came, without compressing it again. InvalidRequestError when the payload
+        does not decode to valid columns matching the runs.
+        """
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        checked = self._checker.check_compressed(
+            runs,
+            codec,
+            raw_bytes,
+            payload,
+            producer,
+            sequence,
+            cap=self._policy.max_batch_bytes,
+        )
+        return self._append(checked, producer, sequence)
+
     def _append(self, checked: Checked, producer: str, sequence: int) -> AppendOutcome:
         """Dedup, then store a checked batch (see :meth:`append`)."""
         if not checked.groups:
@@ -249,21 +281,27 @@ class Storage:
         received_ns = time.time_ns()
         parts: list[tuple[CategoryLog, bytes]] = []
         records = 0
+        message_bytes = 0
         for group in checked.groups:
             if stored_mask:
                 group = group.without(stored_mask)
-                if not group.messages:
+                if not group.records:
                     continue
-            data = encode_records(
-                checked.producer_bytes,
-                sequence,
-                checked.records,
-                received_ns,
-                group.indexes,
-                group.messages,
-            )
-            parts.append((self._category(group.name), data))
-            records += len(group.messages)
+            category = self._category(group.name)
+            if self._policy.segment_format >= FORMAT_VERSION:
+                data = self._encode_blocks(category, checked, sequence, received_ns, group)
+            else:
+                data = encode_records(
+                    checked.producer_bytes,
+                    sequence,
+                    checked.records,
+                    received_ns,
+                    group.indexes,
+                    group.messages,
+                )
+            parts.append((category, data))
+            records += group.records
+            message_bytes += group.message_bytes
         if not parts:
             return 0
         locks = [category.lock for category, _ in parts]  # in name order: no deadlock
@@ -288,8 +326,39 @@ class Storage:
                 lock.release()
         if self._policy.fsync == "always":
             self._committer.wait(current)
-        self._counters.stored(records, sum(len(data) for _, data in parts))
+        self._counters.stored(records, sum(w.end - w.start for _, w in done), message_bytes)
         return records
+
+    def _encode_blocks(
+        self,
+        category: CategoryLog,
+        checked: Checked,
+        sequence: int,
+        received_ns: int,
+        group: Group,
+    ) -> bytes:
+        """One write's blocks: the client's payload as it came, or payloads made here."""
+        made: list[Payload] = (
+            [group.payload]
+            if group.payload is not None
+            else payloads(group.index_runs, group.messages, self._policy.compression)
+        )
+        blocks = [
+            encode_block(
+                category.marker,
+                producer=checked.producer_bytes,
+                sequence=sequence,
+                batch_count=checked.records,
+                received_ns=received_ns,
+                index_runs=part.index_runs,
+                codec=part.codec,
+                raw_bytes=part.raw_bytes,
+                payload=part.data,
+                end=last,
+            )
+            for last, part in ((k == len(made) - 1, p) for k, p in enumerate(made))
+        ]
+        return blocks[0] if len(blocks) == 1 else b"".join(blocks)
 
     def _category(self, name: str) -> CategoryLog:
         category = self._logs.get(name)
@@ -341,6 +410,27 @@ class Storage:
             raise InvalidPositionError(name, position, "the category has no records")
         return log_.read(position, limit, max_bytes)
 
+    def read_blocks(
+        self, category: str | bytes, position: int = 0, max_bytes: int = 4 * 2**20
+    ) -> BlockBatch:
+        """Whole stored blocks of ``category`` (payloads as stored, see :class:`StoredBlock`)
+        from the one holding the record at ``position``, until their payloads reach about
+        ``max_bytes`` (at least one block). The first block may start before ``position``:
+        its reader skips the records before it. Positions as for :meth:`read`."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        if not isinstance(position, int) or position < 0:
+            raise InvalidPositionError(name, position, "must be a non-negative integer")
+        if max_bytes < 1:
+            raise InvalidRequestError("max_bytes must be positive")
+        log_ = self._logs.get(name)
+        if log_ is None:
+            if position == 0:
+                return BlockBatch([], 0, True)
+            raise InvalidPositionError(name, position, "the category has no records")
+        return log_.read_blocks(position, max_bytes)
+
     def categories(self) -> list[str]:
         """The categories that hold (or held) records, sorted."""
         return sorted(name for name, c in self._logs.items() if c.segments)
@@ -354,6 +444,7 @@ class Storage:
             batches_stored=c.batches_stored,
             duplicates=c.duplicates,
             bytes_stored=c.bytes_stored,
+            message_bytes_stored=c.message_bytes_stored,
             fsyncs=c.fsyncs,
             sync_rounds=c.sync_rounds,
             write_errors=c.write_errors,

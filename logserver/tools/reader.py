@@ -20,17 +20,18 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from kazoo.exceptions import NoNodeError
 from thriftpy2.protocol import TCyBinaryProtocolFactory
 from thriftpy2.rpc import make_client
-from thriftpy2.thrift import TClient
+from thriftpy2.thrift import TApplicationException, TClient
 from thriftpy2.transport import TCyFramedTransportFactory, TSocket
 
 from logserver.errors import LogServerError
 from logserver.storage import read_category_offline
 from logwire.batchid import canonical_key
+from logwire.blocks import WireBlock
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint, Member, MemberFormatError
 from logwire.zkclient import new_client, stop_client
@@ -200,6 +201,15 @@ def _tls_socket(endpoint: Endpoint, timeout: float, tls: TLSPolicy) -> ssl.SSLSo
     return sock
 
 
+#: How :func:`read_server` reads: ``ReadBlocks`` (stored blocks, decompressed here),
+#: ``Read`` (one record struct each, what servers before compression answer), or
+#: ``auto``: blocks, and ``Read`` with a server that does not know ``ReadBlocks``.
+ReadMethod = Literal["auto", "blocks", "records"]
+
+#: Stored bytes asked for per ``ReadBlocks`` call.
+BLOCK_PAGE_BYTES = 4 * 2**20
+
+
 def read_server(
     endpoint: Endpoint,
     category: str,
@@ -207,9 +217,20 @@ def read_server(
     page: int = 5000,
     *,
     tls: TLSPolicy | None = None,
+    method: ReadMethod = "auto",
 ) -> Iterator[Record]:
     """Every record of ``category`` on one server, in storage order."""
     with connect(endpoint, timeout, tls=tls) as client:
+        if method != "records":
+            try:
+                first = client.ReadBlocks(category, 0, BLOCK_PAGE_BYTES)
+            except TApplicationException as exc:
+                if method == "blocks" or exc.type != TApplicationException.UNKNOWN_METHOD:
+                    raise
+                first = None  # a server from before ReadBlocks
+            if first is not None:
+                yield from _blocks(client, endpoint, category, first)
+                return
         position = 0
         while True:
             result = client.Read(category, position, page)
@@ -226,6 +247,33 @@ def read_server(
             if result.end_of_log or result.next_position == position:
                 return
             position = result.next_position
+
+
+def _blocks(client: Any, endpoint: Endpoint, category: str, result: Any) -> Iterator[Record]:
+    """The records of ``ReadBlocks`` answers from position 0 on, the first one given."""
+    source = str(endpoint)
+    position = 0
+    while True:
+        for thrift_block in result.blocks:
+            block = WireBlock.from_thrift(thrift_block)
+            messages = block.decode().messages()
+            for message, index, at in zip(
+                messages, block.indexes(), block.record_positions(), strict=True
+            ):
+                if at >= position:  # a block may start before the position asked for
+                    yield Record(
+                        category,
+                        message,
+                        block.producer,
+                        block.sequence,
+                        index,
+                        block.received_ns,
+                        source,
+                    )
+        if result.end_of_log or result.next_position == position:
+            return
+        position = result.next_position
+        result = client.ReadBlocks(category, position, BLOCK_PAGE_BYTES)
 
 
 def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:

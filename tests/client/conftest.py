@@ -66,8 +66,12 @@ def inproc() -> Iterator[InProcFactory]:
     """Start in-process Thrift log servers; all stopped after the test."""
     started: list[InProcessLogServer] = []
 
-    def start(name: str | None = None, *, packed: bool = True) -> InProcessLogServer:
-        server = InProcessLogServer(name=name or f"s{len(started) + 1}", packed=packed).start()
+    def start(
+        name: str | None = None, *, packed: bool = True, compressed: bool = True
+    ) -> InProcessLogServer:
+        server = InProcessLogServer(
+            name=name or f"s{len(started) + 1}", packed=packed, compressed=compressed
+        ).start()
         started.append(server)
         return server
 

@@ -1,8 +1,9 @@
 """UNIT-TEST HELPER: a small real Thrift LogService running inside the test process.
 
 It speaks the real protocol (framed transport, Cython binary protocol, the
-IDL's ``AppendPacked`` and ``Append`` with dedup by ``(producer, sequence)``;
-``packed=False`` plays a server that predates ``AppendPacked``) over a real TCP
+IDL's ``AppendCompressed``, ``AppendPacked`` and ``Append`` with dedup by
+``(producer, sequence)``; ``compressed=False`` plays a server that predates
+``AppendCompressed``, ``packed=False`` one that predates both) over a real TCP
 socket, so the client's sender, connections and failover are exercised end to
 end without the real logserver. It keeps records in memory and can be told to
 misbehave: refuse (draining, storage unavailable, TRY_LATER, too large), hang
@@ -23,6 +24,7 @@ from thriftpy2.protocol import TCyBinaryProtocolFactory
 from thriftpy2.thrift import TApplicationException, TProcessor
 from thriftpy2.transport import TCyFramedTransportFactory, TSocket
 
+from logwire.compression import decompress
 from logwire.idl import log_thrift
 from logwire.packed import unpack_records
 from logwire.serverset import Endpoint
@@ -56,6 +58,24 @@ class _Handler:
     def Append(self, batch: Any) -> Any:
         return self._server._append(batch)
 
+    def AppendCompressed(self, batch: Any) -> Any:
+        if not (self._server.packed and self._server.compressed):
+            raise TApplicationException(TApplicationException.UNKNOWN_METHOD, "AppendCompressed")
+        self._server.compressed_calls += 1
+        count = sum(run.count for run in batch.runs)
+        columns = decompress(batch.codec, batch.columns, batch.raw_bytes, 1 << 26)
+        lengths, messages = columns[: 4 * count], columns[4 * count :]
+        runs = [(run.category, run.count) for run in batch.runs]
+        entries = [
+            log_thrift.LogEntry(category=c, message=m)
+            for c, m in unpack_records(runs, lengths, messages)
+        ]
+        return self._server._append(
+            log_thrift.AppendBatch(
+                producer=batch.producer, sequence=batch.sequence, entries=entries
+            )
+        )
+
     def AppendPacked(self, batch: Any) -> Any:
         if not self._server.packed:
             # What thriftpy2 answers for a method the service lacks (an older server).
@@ -79,11 +99,15 @@ class _Handler:
 class InProcessLogServer:
     """A Thrift LogService on 127.0.0.1 with in-memory, deduplicating storage."""
 
-    def __init__(self, port: int = 0, name: str = "inproc", *, packed: bool = True) -> None:
+    def __init__(
+        self, port: int = 0, name: str = "inproc", *, packed: bool = True, compressed: bool = True
+    ) -> None:
         self.name = name
         self.port = port
         self.packed = packed
+        self.compressed = compressed
         self.packed_calls = 0
+        self.compressed_calls = 0
         self.behaviour = _Behaviour()
         self._lock = threading.Lock()
         self._stored: dict[tuple[str, int], StoredBatch] = {}

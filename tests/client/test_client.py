@@ -17,6 +17,7 @@ import pytest
 from logclient import (
     BatchPolicy,
     ClientClosedError,
+    CompressionPolicy,
     DiscoveryError,
     InvalidCategoryError,
     LogClient,
@@ -136,13 +137,16 @@ def test_the_old_producer_id_names_still_work_with_a_deprecation_warning(
         assert stats.producer_id == stats.producer == client.producer
 
 
-def test_batches_go_as_append_packed_and_an_older_server_gets_append(
+def test_batches_go_compressed_and_older_servers_get_older_calls(
     inproc: InProcFactory, make_client: ClientFactory
 ) -> None:
-    """The client sends AppendPacked; a server that answers UNKNOWN_METHOD (one from
-    before AppendPacked) gets Append from then on, and nothing is lost or doubled."""
-    new, old = inproc("new"), inproc("old", packed=False)
-    for server in (new, old):
+    """The client sends AppendCompressed; a server that answers UNKNOWN_METHOD (one from
+    before it) gets AppendPacked from then on, one from before that Append; nothing is
+    lost or doubled, and an older server is not counted as down."""
+    new = inproc("new")
+    middle = inproc("middle", compressed=False)
+    old = inproc("old", packed=False)
+    for server in (new, middle, old):
         client = make_client(server)
         messages = numbered(server.name, 3_000)
         log_all(client, messages)
@@ -150,8 +154,19 @@ def test_batches_go_as_append_packed_and_an_older_server_gets_append(
         assert unique_messages(server) == encoded(messages)
         assert copies(server) == len(messages)
         assert client.stats().failovers == 0, "an older server is not counted as down"
-    assert new.packed_calls == len(new.batches()) > 0
-    assert old.packed_calls == 0 and old.batches()
+    assert new.compressed_calls == len(new.batches()) > 0 and new.packed_calls == 0
+    assert middle.compressed_calls == 0 and middle.packed_calls == len(middle.batches()) > 0
+    assert old.packed_calls == old.compressed_calls == 0 and old.batches()
+
+
+def test_compression_off_sends_append_packed(
+    inproc: InProcFactory, make_client: ClientFactory
+) -> None:
+    server = inproc()
+    client = make_client(server, compression=CompressionPolicy(algorithm="none"))
+    log_all(client, numbered("plain", 500))
+    assert client.flush(20)
+    assert server.compressed_calls == 0 and server.packed_calls > 0
 
 
 def test_a_partial_batch_is_sent_after_the_linger(

@@ -102,8 +102,9 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
 ) -> None:
     """While its disk is full (or read-only) a server answers ``Append`` with the declared
     StorageUnavailable and Scribe's ``Log`` with TRY_LATER, keeps answering Ping and Status,
-    and stores nothing; the client moves to the other server at once (a refusal is an answer,
-    not a timeout) and keeps delivering. Once the disk takes writes again the server does too
+    and stores nothing once it has refused (a full filesystem may still take a small
+    compressed batch into the last page of a segment before that); the client moves to the
+    other server at once (a refusal is an answer, not a timeout) and keeps delivering. Once the disk takes writes again the server does too
     (a direct Append succeeds, and the client uses it again). Every message logged is stored
     exactly once after dedup."""
     disk = fault()
@@ -122,7 +123,6 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
         assert scribe_log(victim) == TRY_LATER
         assert status(victim) == ("pong", "SERVING")
 
-        held = len(numbers_on(victim, "disk"))
         failovers = client.stats().failovers
         progress(client, 3000)
         wait_for(
@@ -130,6 +130,7 @@ def test_a_server_that_cannot_store_refuses_stays_up_and_the_client_moves_on(
             15,
             what="the client to try the victim and move on",
         )
+        held = len(numbers_on(victim, "disk"))
         progress(client, 1000)
         stall = watch.longest_stall
         assert len(numbers_on(victim, "disk")) == held

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import json
+import random
 import subprocess
 import sys
 import textwrap
@@ -14,6 +15,7 @@ import pytest
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage import AppendOutcome, StoragePolicy
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES
 from tests.storage.conftest import FaultyDisk, OpenStorage, messages, read_all, segment_files
 
 
@@ -89,7 +91,9 @@ def test_failed_cut_moves_writes_to_a_new_segment(
     assert len(segment_files(data_dir, "c")) == 2
     records = read_all(storage, "c")
     assert messages(records) == [b"before", b"after"]
-    assert records[1].position == segment_files(data_dir, "c")[0].stat().st_size
+    # The new segment starts where the old file ends; its first block after its header.
+    first = segment_files(data_dir, "c")[0].stat().st_size
+    assert records[1].position == first + SEGMENT_HEADER_BYTES
 
 
 def test_fsync_failure_is_not_acknowledged(open_storage: OpenStorage, data_dir: Path) -> None:
@@ -134,11 +138,12 @@ def test_new_category_on_a_full_disk_fails_cleanly(open_storage: OpenStorage) ->
 
 RLIMIT_CHILD = textwrap.dedent(
     """
-    import json, resource, signal, sys
+    import json, random, resource, signal, sys
     from pathlib import Path
     from logserver.errors import StorageUnavailableError
     from logserver.storage import Storage
 
+    BIG = random.Random(3).randbytes(300).hex().encode()  # compressed, still over 100 bytes
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # so a write past the limit fails with EFBIG
     data_dir = Path(sys.argv[1])
     seg = data_dir / "categories" / "c" / ("0" * 20 + ".seg")
@@ -151,13 +156,13 @@ RLIMIT_CHILD = textwrap.dedent(
         for limit in (size + 100, size):  # a write crossing the limit, then one starting at it
             resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
             try:
-                storage.append([("c", b"x" * 300)], "p", 2)
+                storage.append([("c", BIG)], "p", 2)
                 failures.append(None)
             except StorageUnavailableError as exc:
                 failures.append(exc.reason)
             failures.append(seg.stat().st_size)
         resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
-        outcome = storage.append([("c", b"x" * 300)], "p", 2)
+        outcome = storage.append([("c", BIG)], "p", 2)
         result = {
             "size_before": size,
             "failures": failures,
@@ -189,4 +194,4 @@ def test_real_write_failure_with_rlimit_fsize(data_dir: Path) -> None:
     assert reason_efbig and "too large" in reason_efbig.lower()
     assert size_after_partial == size_after_efbig == size
     assert result["stored_after"] == 1
-    assert result["messages"] == ["before", "x" * 300]
+    assert result["messages"] == ["before", random.Random(3).randbytes(300).hex()]

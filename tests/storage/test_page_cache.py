@@ -4,6 +4,7 @@ never bytes that are not durable yet, and reading still returns everything."""
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 from pathlib import Path
@@ -14,7 +15,9 @@ from logserver.storage import DiskIO, StoragePolicy
 from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
-BATCH = [("app", b"m" * 100)] * 500
+# Incompressible: the segment grows by about 50 KB a batch.
+_rng = random.Random(100)
+BATCH = [("app", _rng.randbytes(100)) for _ in range(500)]
 
 
 class RecordingDisk(DiskIO):

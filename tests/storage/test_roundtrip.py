@@ -21,7 +21,8 @@ def test_round_trip_keeps_order_fields_and_positions(
     open_storage: OpenStorage, data_dir: Path
 ) -> None:
     """Records come back in append order with their batch metadata; positions are byte
-    offsets in the category's stream and next_position is the end of the last record."""
+    offsets in the category's stream (the first block follows the segment's header; record i
+    of a block sits at its offset + i) and next_position is the end of the last block."""
     storage = open_storage()
     outcome = storage.append([("app", b"one"), ("app", "two"), ("app", b"")], "prod-1", 7)
     assert outcome == AppendOutcome(stored=3, duplicate=False)
@@ -34,7 +35,7 @@ def test_round_trip_keeps_order_fields_and_positions(
     assert [(r.index, r.count) for r in batch.records] == [(0, 3), (1, 3), (2, 3), (0, 1)]
     assert batch.records[3].producer == ""
     assert batch.records[3].sequence == -1
-    assert first.position == 0
+    assert [r.position for r in batch.records[:3]] == [32, 33, 34]
     positions = [r.position for r in batch.records]
     assert positions == sorted(positions) and len(set(positions)) == 4
     assert batch.end_of_log
@@ -81,12 +82,19 @@ def test_one_record_larger_than_max_bytes_is_still_returned(open_storage: OpenSt
 
 
 def test_positions_that_are_not_record_boundaries_are_refused(open_storage: OpenStorage) -> None:
-    """Inside a record, past the end, or negative: InvalidPositionError (an InvalidRequest)."""
+    """Inside the segment header, inside a block past its records, past the end, or
+    negative: InvalidPositionError (an InvalidRequest)."""
     storage = open_storage()
     storage.append([("c", b"a" * 50) for _ in range(3)])
+    storage.append([("c", b"b" * 50) for _ in range(3)])
     records = storage.read("c").records
     end = storage.read("c").next_position
-    for bad in (1, records[1].position - 1, records[1].position + 4, end + 1, end + 10_000, -1):
+    assert [r.position - records[0].position for r in records[:3]] == [0, 1, 2]
+    assert [messages(storage.read("c", r.position).records)[0] for r in records] == messages(
+        records
+    )
+    inside = (1, 31, records[2].position + 1, records[3].position - 1, end + 1, end + 10_000, -1)
+    for bad in inside:
         with pytest.raises(InvalidPositionError):
             storage.read("c", bad)
     with pytest.raises(InvalidPositionError):

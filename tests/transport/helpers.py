@@ -16,6 +16,7 @@ from thriftpy2.transport import TCyFramedTransportFactory
 from thriftpy2.transport.memory import TCyMemoryBuffer
 
 from logserver.tools.launcher import wait_for
+from logwire.compression import decompress
 from logwire.idl import log_thrift
 from logwire.packed import unpack_records
 
@@ -66,6 +67,20 @@ class RecordingHandler:
         return self.append_records(
             producer.encode() if isinstance(producer, str) else producer, batch.sequence, records
         )
+
+    def AppendCompressed(self, batch: Any) -> Any:
+        """AppendPacked with the columns compressed (what logclient sends); same behaviour."""
+        runs = [(run.category, run.count) for run in batch.runs or ()]
+        count = sum(n for _, n in runs)
+        columns = decompress(batch.codec, batch.columns or b"", batch.raw_bytes, 1 << 26)
+        packed = log_thrift.PackedBatch(
+            producer=batch.producer,
+            sequence=batch.sequence,
+            runs=batch.runs,
+            lengths=columns[: 4 * count],
+            messages=columns[4 * count :],
+        )
+        return self.AppendPacked(packed)
 
     def append_records(
         self, producer: bytes | None, sequence: int | None, records: list[tuple[bytes, bytes]]

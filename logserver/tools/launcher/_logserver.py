@@ -36,6 +36,8 @@ class LogServerProcess:
     session_timeout_s: float = 4.0
     extra_args: Sequence[str] = ()
     env: dict[str, str] = field(default_factory=dict)
+    #: Working directory (``python -m`` imports from it first: a checkout of other code).
+    cwd: Path | None = None
     log_path: Path | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     pid: int | None = None
@@ -78,7 +80,7 @@ class LogServerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
         env = {**os.environ, "LOGSERVER_LOG_FORMAT": "json", **self.env}
-        self.process = _process.spawn(self.command(), self._log_path, env)
+        self.process = _process.spawn(self.command(), self._log_path, env, cwd=self.cwd)
         self.pid = self.process.pid
         if wait:
             self.wait_ready(timeout)

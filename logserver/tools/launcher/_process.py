@@ -20,9 +20,10 @@ __all__ = ["kill", "log_tail", "spawn", "stop", "terminate"]
 
 
 def spawn(
-    command: Sequence[str], log_path: Path, env: Mapping[str, str]
+    command: Sequence[str], log_path: Path, env: Mapping[str, str], cwd: Path | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start ``command`` in a session of its own, stdout and stderr appended to ``log_path``."""
+    """Start ``command`` in a session of its own, stdout and stderr appended to ``log_path``
+    (in ``cwd``: ``python -m`` imports from its working directory first)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
@@ -31,6 +32,7 @@ def spawn(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env=dict(env),
+            cwd=cwd,
             start_new_session=True,
         )
 

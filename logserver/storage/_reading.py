@@ -1,0 +1,349 @@
+"""Reading one segment, in either format: records (for ``Read``) or blocks (for ``ReadBlocks``).
+
+A record's position is a byte offset in the category's stream in both formats
+(see :mod:`logserver.storage._blocks` for why that holds for blocks). Readers of
+records get :class:`SegmentRecord` objects, one per record; readers of blocks
+get each stored block whole (payload still compressed), which is what lets a
+reader work in columns without a Python object per record. A version-1
+segment's records are served as blocks too: the records of one write are
+gathered into an uncompressed block that lists each record's position.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from logserver.storage._blocks import Block, walk_blocks
+from logserver.storage._columns import IndexRuns, decode_messages, index_runs
+from logserver.storage._format import Damage, Frame, ReadAt, walk
+from logserver.storage._types import SegmentRecord, StoredBlock
+from logwire.compression import NONE, join_columns
+from logwire.packed import pack_lengths
+
+__all__ = [
+    "RECORD_OVERHEAD",
+    "BlockCursor",
+    "SegmentView",
+    "read_blocks",
+    "read_records",
+]
+
+#: What a record counts against a ``Read``'s ``max_bytes`` beyond its message: about
+#: what its fields cost on the wire.
+RECORD_OVERHEAD = 40
+
+Report = Callable[[Damage], None]
+
+
+@dataclass(frozen=True)
+class SegmentView:
+    """What reading needs to know of a segment: where it sits, its format and its marks."""
+
+    base: int
+    version: int
+    marker: bytes
+    data_start: int
+    marks: list[int]
+    """Known block (or record) starts, ascending; the first is ``data_start``."""
+
+
+class _Producers:
+    """Producer ids decoded once per read, not once per record."""
+
+    __slots__ = ("_known",)
+
+    def __init__(self) -> None:
+        self._known: dict[bytes, str] = {}
+
+    def text(self, producer: bytes) -> str:
+        known = self._known.get(producer)
+        if known is None:
+            known = self._known[producer] = producer.decode("utf-8", "replace")
+        return known
+
+
+class BlockCursor:
+    """Where a read starts in a version-2 segment: the block holding a position."""
+
+    @staticmethod
+    def locate(
+        read: ReadAt, view: SegmentView, offset: int, stop: int, report: Report
+    ) -> tuple[int, int] | None:
+        """``(block start, records to skip)`` for the record at ``offset``, or None when
+        no record starts there. Walks from the nearest mark: at most a mark spacing
+        plus one block."""
+        if offset in (0, view.data_start):
+            return view.data_start, 0
+        if offset < view.data_start:
+            return None  # inside the segment header
+        marks = view.marks
+        lo, hi = 0, len(marks)
+        while lo < hi:  # the last mark <= offset
+            mid = (lo + hi) // 2
+            if marks[mid] <= offset:
+                lo = mid + 1
+            else:
+                hi = mid
+        start = marks[max(0, lo - 1)]
+        for item in walk_blocks(read, view.marker, start, stop, chunk=1 << 17):
+            if isinstance(item, Damage):
+                if item.offset == offset:
+                    return offset, 0  # a reader resuming at damage skips it
+                report(item)
+                if item.end > offset:
+                    return None
+                continue
+            if item.offset > offset:
+                return None
+            if offset < item.offset + item.records:
+                return item.offset, offset - item.offset
+        return None
+
+
+def read_records(
+    read: ReadAt,
+    view: SegmentView,
+    category: str,
+    out: list[SegmentRecord],
+    offset: int,
+    stop: int,
+    limit: int,
+    max_bytes: int,
+    used: int,
+    report: Report,
+) -> tuple[int, int]:
+    """Append records from ``offset`` (a record position) up to ``stop`` to ``out`` until
+    ``limit`` records or ``max_bytes`` (the first record of a read always fits); return
+    (next offset, bytes used)."""
+    if view.version == 0:
+        return _unreadable(view, offset, stop, used, report)
+    if view.version == 1:
+        return _records_v1(read, view, category, out, offset, stop, limit, max_bytes, used, report)
+    located = BlockCursor.locate(read, view, offset, stop, report)
+    if located is None:
+        return offset, used
+    start, skip = located
+    if not skip:
+        offset = start  # from the first block on (past the header at position 0)
+    producers = _Producers()
+    base = view.base
+    for item in walk_blocks(read, view.marker, start, stop, _chunk(max_bytes - used, limit)):
+        if isinstance(item, Damage):
+            report(item)
+            offset = item.end
+            skip = 0
+            continue
+        messages = decode_messages(item.codec, item.payload, item.raw_bytes, item.records)
+        indexes = item.indexes()
+        producer = producers.text(item.producer)
+        k = skip
+        skip = 0
+        while k < item.records:
+            message = messages[k]
+            size = len(message) + RECORD_OVERHEAD
+            if out and used + size > max_bytes:
+                return item.offset + k, used
+            out.append(
+                SegmentRecord(
+                    category,
+                    message,
+                    producer,
+                    item.sequence,
+                    indexes[k],
+                    item.batch_count,
+                    item.received_ns,
+                    base + item.offset + k,
+                )
+            )
+            used += size
+            k += 1
+            if len(out) >= limit or used >= max_bytes:
+                return (item.offset + k if k < item.records else item.end), used
+        offset = item.end
+    return offset, used
+
+
+def _unreadable(
+    view: SegmentView, offset: int, stop: int, used: int, report: Report
+) -> tuple[int, int]:
+    """A segment whose first bytes are no format at all: all of it is damage."""
+    if offset < stop:
+        report(Damage(offset, stop))
+    return stop, used
+
+
+def _chunk(budget: int, limit: int) -> int:
+    """How much to read at a time: about what the request can take, not a whole segment."""
+    return max(4096, min(budget, limit * 512, 1 << 20))
+
+
+def _records_v1(
+    read: ReadAt,
+    view: SegmentView,
+    category: str,
+    out: list[SegmentRecord],
+    offset: int,
+    stop: int,
+    limit: int,
+    max_bytes: int,
+    used: int,
+    report: Report,
+) -> tuple[int, int]:
+    producers = _Producers()
+    base = view.base
+    for item in walk(read, offset, stop, _chunk(max_bytes - used, limit)):
+        if type(item) is Damage:
+            report(item)
+            offset = item.end
+            continue
+        assert isinstance(item, Frame)
+        size = item.end - item.offset
+        if out and used + size > max_bytes:
+            break
+        out.append(
+            SegmentRecord(
+                category,
+                item.message,
+                producers.text(item.producer),
+                item.sequence,
+                item.batch_index,
+                item.batch_count,
+                item.received_ns,
+                base + item.offset,
+            )
+        )
+        used += size
+        offset = item.end
+        if len(out) >= limit or used >= max_bytes:
+            break
+    return offset, used
+
+
+def read_blocks(
+    read: ReadAt,
+    view: SegmentView,
+    category: str,
+    out: list[StoredBlock],
+    offset: int,
+    stop: int,
+    max_bytes: int,
+    used: int,
+    report: Report,
+) -> tuple[int, int]:
+    """Append whole blocks from the one holding ``offset`` up to ``stop`` to ``out`` until
+    their payloads reach ``max_bytes`` (the first block of a read always fits); return
+    (next offset, bytes used). The first block may start before ``offset``: its
+    reader skips the records before it."""
+    if view.version == 0:
+        return _unreadable(view, offset, stop, used, report)
+    if view.version == 1:
+        return _blocks_v1(read, view, category, out, offset, stop, max_bytes, used, report)
+    located = BlockCursor.locate(read, view, offset, stop, report)
+    if located is None:
+        return offset, used
+    if not located[1]:
+        offset = located[0]
+    producers = _Producers()
+    for item in walk_blocks(read, view.marker, located[0], stop, _chunk(max_bytes - used, 1 << 20)):
+        if isinstance(item, Damage):
+            report(item)
+            offset = item.end
+            continue
+        size = len(item.payload)
+        if out and used + size > max_bytes:
+            break
+        out.append(_stored_block(category, view.base, item, producers))
+        used += size
+        offset = item.end
+        if used >= max_bytes:
+            break
+    return offset, used
+
+
+def _stored_block(category: str, base: int, block: Block, producers: _Producers) -> StoredBlock:
+    return StoredBlock(
+        category,
+        base + block.offset,
+        producers.text(block.producer),
+        block.sequence,
+        block.batch_count,
+        block.index_runs,
+        block.received_ns,
+        block.records,
+        block.codec,
+        block.raw_bytes,
+        bytes(block.payload),
+    )
+
+
+def _writes_v1(read: ReadAt, offset: int, stop: int) -> Iterator[list[Frame] | Damage]:
+    """Version-1 records grouped as blocks would hold them (consecutive records of one
+    batch within one write), and the damaged ranges between."""
+    group: list[Frame] = []
+    for item in walk(read, offset, stop, 1 << 20):
+        if isinstance(item, Damage):
+            if group:
+                yield group
+                group = []
+            yield item
+            continue
+        if group and (
+            item.producer != group[0].producer
+            or item.sequence != group[0].sequence
+            or item.received_ns != group[0].received_ns
+        ):
+            yield group
+            group = []
+        group.append(item)
+        if item.ends_write:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
+def _blocks_v1(
+    read: ReadAt,
+    view: SegmentView,
+    category: str,
+    out: list[StoredBlock],
+    offset: int,
+    stop: int,
+    max_bytes: int,
+    used: int,
+    report: Report,
+) -> tuple[int, int]:
+    producers = _Producers()
+    for frames in _writes_v1(read, offset, stop):
+        if isinstance(frames, Damage):
+            report(frames)
+            offset = frames.end
+            continue
+        messages = [f.message for f in frames]
+        columns = join_columns(pack_lengths(messages), messages)
+        if out and used + len(columns) > max_bytes:
+            return frames[0].offset, used
+        runs: IndexRuns = index_runs([f.batch_index for f in frames])
+        first = frames[0]
+        out.append(
+            StoredBlock(
+                category,
+                view.base + first.offset,
+                producers.text(first.producer),
+                first.sequence,
+                first.batch_count,
+                tuple(runs),
+                first.received_ns,
+                len(frames),
+                NONE,
+                len(columns),
+                columns,
+                tuple(view.base + f.offset for f in frames),
+            )
+        )
+        used += len(columns)
+        offset = frames[-1].end
+        if used >= max_bytes:
+            break
+    return offset, used

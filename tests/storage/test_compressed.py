@@ -1,0 +1,235 @@
+"""Storage in format 2: compressed batches stored as they came, whole blocks read back, old and
+new segments side by side, and damage that must not cost more than it hits."""
+
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+
+from logserver.errors import StorageUnavailableError
+from logserver.storage import (
+    BatchTooLargeError,
+    InvalidRequestError,
+    MessageTooLargeError,
+    StoragePolicy,
+    StoredBlock,
+)
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES
+from logwire.compression import NONE, ZSTD, CompressionPolicy, compress_columns, join_columns
+from logwire.packed import pack_lengths
+from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
+
+LINES = [
+    f"2026-12-06 02:11:{i % 60:02d} status half-configured pkg{i}:amd64".encode()
+    for i in range(3000)
+]
+
+
+def _compressed(msgs: list[bytes]) -> tuple[int, int, bytes]:
+    columns = join_columns(pack_lengths(msgs), msgs)
+    codec, payload = compress_columns(columns, CompressionPolicy())
+    return codec, len(columns), payload
+
+
+def _blocks(
+    storage, category: str, position: int = 0, max_bytes: int = 1 << 30
+) -> list[StoredBlock]:  # type: ignore[no-untyped-def]
+    out: list[StoredBlock] = []
+    while True:
+        batch = storage.read_blocks(category, position, max_bytes)
+        out.extend(batch.blocks)
+        if batch.end_of_log:
+            return out
+        position = batch.next_position
+
+
+def test_a_one_category_compressed_batch_is_stored_as_it_came(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """The client's payload is the block's payload, byte for byte; the records read back;
+    the same batch again is a duplicate."""
+    storage = open_storage()
+    codec, raw, payload = _compressed(LINES)
+    assert codec == ZSTD
+    outcome = storage.append_compressed([("app", len(LINES))], codec, raw, payload, "p", 0)
+    assert (outcome.stored, outcome.duplicate) == (len(LINES), False)
+    assert storage.append_compressed([("app", len(LINES))], codec, raw, payload, "p", 0).duplicate
+    (block,) = _blocks(storage, "app")
+    assert (block.payload, block.codec, block.raw_bytes) == (payload, codec, raw)
+    assert block.messages() == LINES
+    assert block.indexes() == list(range(len(LINES)))
+    assert messages(read_all(storage, "app")) == LINES
+    size = segment_files(data_dir, "app")[0].stat().st_size
+    assert size < sum(map(len, LINES)) * 0.2
+    assert storage.stats().message_bytes_stored == sum(map(len, LINES))
+
+
+def test_a_compressed_batch_of_several_categories_is_regrouped(open_storage: OpenStorage) -> None:
+    """Category runs are split per category with their batch indexes, as for AppendPacked."""
+    storage = open_storage()
+    msgs = LINES[:10]
+    runs = [("a", 3), ("b", 2), ("a", 4), ("b", 1)]
+    codec, raw, payload = _compressed(msgs)
+    assert storage.append_compressed(runs, codec, raw, payload, "p", 0).stored == 10
+    a = read_all(storage, "a")
+    b = read_all(storage, "b")
+    assert [(r.index, r.message) for r in a] == [(i, msgs[i]) for i in (0, 1, 2, 5, 6, 7, 8)]
+    assert [(r.index, r.message) for r in b] == [(i, msgs[i]) for i in (3, 4, 9)]
+    (block,) = _blocks(storage, "a")
+    assert block.index_runs == ((0, 3), (5, 4))
+
+
+def test_compressed_batches_that_would_not_read_back_are_refused(
+    open_storage: OpenStorage,
+) -> None:
+    """Nothing is written for a payload that lies about its size, does not decode, holds
+    columns that disagree with the runs, exceeds the cap, or holds an oversized message."""
+    storage = open_storage(StoragePolicy(max_batch_bytes=1 << 20, max_message_bytes=1000))
+    codec, raw, payload = _compressed(LINES[:100])
+    bad = [
+        ([("c", 100)], codec, raw + 1, payload),
+        ([("c", 100)], codec, raw, payload[:-3]),
+        ([("c", 99)], codec, raw, payload),
+        ([("c", 0)], codec, raw, payload),
+        ([("c", 100)], 7, raw, payload),
+    ]
+    for runs, c, r, p in bad:
+        with pytest.raises(InvalidRequestError):
+            storage.append_compressed(runs, c, r, p, "p", 0)
+    big = [b"\x00" * (2 << 20)]
+    with pytest.raises(BatchTooLargeError, match="over 1048576"):
+        storage.append_compressed([("c", 1)], *_compressed(big), "p", 0)
+    with pytest.raises(MessageTooLargeError):
+        storage.append_compressed([("c", 1)], *_compressed([b"x" * 1001]), "p", 0)
+    assert storage.categories() == []
+    assert storage.append_compressed([("c", 100)], codec, raw, payload, "p", 0).stored == 100
+
+
+def test_blocks_are_read_whole_from_any_record_position(open_storage: OpenStorage) -> None:
+    """read_blocks returns the block holding a position (its reader skips the records before
+    it), then whole blocks up to max_bytes (always one); following next_position visits each
+    block once; old-style reads of the same positions agree."""
+    storage = open_storage()
+    for sequence in range(6):
+        storage.append(
+            [("c", m) for m in LINES[sequence * 100 : (sequence + 1) * 100]], "p", sequence
+        )
+    blocks = _blocks(storage, "c", max_bytes=1)
+    assert len(blocks) == 6
+    assert [m for b in blocks for m in b.messages()] == LINES[:600]
+    target = blocks[3].position + 42
+    batch = storage.read_blocks("c", target, max_bytes=1)
+    assert [b.position for b in batch.blocks] == [blocks[3].position]
+    assert batch.next_position == blocks[4].position
+    record = storage.read("c", target, limit=1).records[0]
+    assert (record.message, record.position, record.index) == (LINES[342], target, 42)
+
+
+def test_a_data_directory_of_both_formats(open_storage: OpenStorage, data_dir: Path) -> None:
+    """Format-1 segments stay as they are and are served as before; new batches go to a new
+    format-2 segment; dedup is rebuilt from both; blocks read from format 1 list each
+    record's position, and reads from any of those positions work."""
+    old = open_storage(StoragePolicy(segment_format=1))
+    old.append([("c", m) for m in LINES[:50]], "p", 0)
+    old.append([("c", m) for m in LINES[50:60]], "q", 0)
+    old_records = read_all(old, "c")
+    old.close()
+    new = open_storage()
+    assert new.append([("c", b"again")], "p", 0).duplicate
+    new.append([("c", m) for m in LINES[60:100]], "p", 1)
+    files = segment_files(data_dir, "c")
+    assert [f.read_bytes()[:4] for f in files] == [b"\x9eLS\xb7", b"\x89LSE"]
+    records = read_all(new, "c")
+    assert messages(records) == LINES[:100]
+    assert records[:60] == old_records
+    blocks = _blocks(new, "c")
+    assert [b.records for b in blocks] == [50, 10, 40]
+    assert blocks[0].positions == tuple(r.position for r in old_records[:50])
+    assert blocks[0].codec == NONE and blocks[2].positions is None
+    assert [m for b in blocks for m in b.messages()] == LINES[:100]
+    assert messages(new.read("c", old_records[30].position, limit=2).records) == LINES[30:32]
+    new.close()
+    again = open_storage()
+    assert again.append([("c", b"again")], "p", 1).duplicate
+    assert again.append([("c", b"again")], "q", 0).duplicate
+
+
+def test_damage_in_a_segment_header_loses_nothing(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """The resync marker is found from the blocks when the header is damaged, in a closed
+    segment and in the last one (which must not be cut back to nothing)."""
+    storage = open_storage(StoragePolicy(segment_bytes=4096))
+    rng = random.Random(5)
+    batches = [[rng.randbytes(300) for _ in range(4)] for _ in range(8)]
+    for sequence, batch in enumerate(batches):
+        storage.append([("c", m) for m in batch], "p", sequence)
+    storage.close()
+    files = segment_files(data_dir, "c")
+    assert len(files) > 2
+    for f in (files[0], files[-1]):
+        data = bytearray(f.read_bytes())
+        data[3] ^= 0xFF
+        data[20] ^= 0xFF  # the marker itself
+        f.write_bytes(bytes(data))
+    again = open_storage(StoragePolicy(segment_bytes=4096))
+    assert messages(read_all(again, "c")) == [m for b in batches for m in b]
+    assert files[-1].stat().st_size > SEGMENT_HEADER_BYTES
+
+
+def test_a_segment_of_a_newer_format_stops_the_open_untouched(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    storage = open_storage()
+    storage.append([("c", b"x")])
+    storage.close()
+    (segment,) = segment_files(data_dir, "c")
+    data = bytearray(segment.read_bytes())
+    header = bytes(data[:8]) + struct.pack("<H", 3) + bytes(data[10:28])
+    data[:32] = header + struct.pack("<I", zlib.crc32(header))
+    segment.write_bytes(bytes(data))
+    with pytest.raises(StorageUnavailableError, match="segment format 3"):
+        open_storage()
+    assert segment.read_bytes() == bytes(data)
+
+
+def test_a_compressed_block_torn_anywhere_is_cut_and_the_batch_can_be_resent(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """A crash in the middle of a compressed write, at every byte: recovery keeps every
+    complete batch before it, removes the torn one, and a resend stores it once."""
+    storage = open_storage()
+    storage.append([("c", m) for m in LINES[:200]], "p", 0)
+    storage.close()
+    (segment,) = segment_files(data_dir, "c")
+    kept = segment.read_bytes()
+    again = open_storage()
+    again.append([("c", m) for m in LINES[200:400]], "p", 1)
+    again.close()
+    full = segment.read_bytes()
+    step = max(1, (len(full) - len(kept)) // 40)
+    for cut in range(len(kept), len(full), step):
+        segment.write_bytes(full[:cut])
+        storage = open_storage()
+        assert segment.stat().st_size == len(kept)
+        assert messages(read_all(storage, "c")) == LINES[:200]
+        assert not storage.append([("c", m) for m in LINES[200:400]], "p", 1).duplicate
+        assert storage.append([("c", m) for m in LINES[200:400]], "p", 1).duplicate
+        assert messages(read_all(storage, "c")) == LINES[:400]
+        storage.close()
+
+
+def test_the_format_1_writer_still_writes_what_old_servers_read(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """segment_format=1 writes records, no header; compressed batches are decoded for it."""
+    storage = open_storage(StoragePolicy(segment_format=1))
+    codec, raw, payload = _compressed(LINES[:20])
+    storage.append_compressed([("c", 20)], codec, raw, payload, "p", 0)
+    (segment,) = segment_files(data_dir, "c")
+    assert segment.read_bytes()[:4] == b"\x9eLS\xb7"
+    assert messages(read_all(storage, "c")) == LINES[:20]
