@@ -28,4 +28,8 @@ CASE_IDS: tuple[str, ...] = (
     "memory_client",
     "memory_server",
     "hostile_memory",
+    "compression_disk",
+    "compression_wire",
+    "compression_speed",
+    "compression_read",
 )

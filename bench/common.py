@@ -65,6 +65,7 @@ class Profile:
     hostile_frames: int
     hostile_frame_bytes: int
     hostile_probe_s: float
+    compression_records: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -95,6 +96,7 @@ class Profile:
             hostile_frames=200,
             hostile_frame_bytes=15 * 2**20,
             hostile_probe_s=3.0,
+            compression_records=200_000,
         )
 
     @classmethod
@@ -126,6 +128,7 @@ class Profile:
             hostile_frames=8,
             hostile_frame_bytes=2 * 2**20,
             hostile_probe_s=0.5,
+            compression_records=3_000,
         )
 
 

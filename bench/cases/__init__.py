@@ -7,6 +7,7 @@ from collections.abc import Callable
 from bench.cases import (
     agent,
     applog,
+    compression,
     discovery,
     failover,
     fleet,
@@ -37,4 +38,8 @@ CASES: dict[str, CaseFn] = {
     "memory_client": memory.client,
     "memory_server": memory.server,
     "hostile_memory": hostile.memory_flood,
+    "compression_disk": compression.compression_disk,
+    "compression_wire": compression.compression_wire,
+    "compression_speed": compression.compression_speed,
+    "compression_read": compression.compression_read,
 }
