@@ -14,13 +14,20 @@ never writes a block it could not read back.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from itertools import accumulate, pairwise
 from operator import add
 from typing import NamedTuple
 
-from logserver.errors import BatchTooLargeError, InvalidRequestError, MessageTooLargeError
+from logserver.errors import (
+    BatchTooLargeError,
+    InvalidRequestError,
+    MessageTooLargeError,
+    StorageUnavailableError,
+)
 from logwire.compression import (
     CompressionError,
     CompressionPolicy,
@@ -34,6 +41,7 @@ from logwire.packed import pack_lengths
 
 __all__ = [
     "BLOCK_TARGET_BYTES",
+    "DecodeBudget",
     "IndexRuns",
     "Payload",
     "check_payload",
@@ -63,6 +71,45 @@ class Payload(NamedTuple):
     @property
     def records(self) -> int:
         return sum(n for _, n in self.index_runs)
+
+
+class DecodeBudget:
+    """Bytes of compressed batches being decompressed and stored at once, server-wide.
+
+    The transport bounds the bytes of request frames in flight; a compressed
+    frame expands after that, up to ``max_batch_bytes`` each, so a thousand
+    small frames could otherwise ask for a thousand times that. A batch
+    reserves its declared size here before it is decompressed and gives it
+    back once stored; one that finds no room within ``wait_s`` is refused with
+    StorageUnavailableError (busy: the client tries again or elsewhere).
+    """
+
+    def __init__(self, limit: int, wait_s: float = 10.0) -> None:
+        self._limit = limit
+        self._wait_s = wait_s
+        self._used = 0
+        self._cond = threading.Condition(threading.Lock())
+
+    def __repr__(self) -> str:
+        return f"<DecodeBudget used={self._used} of {self._limit}>"
+
+    @contextlib.contextmanager
+    def reserve(self, nbytes: int) -> Iterator[None]:
+        """Hold ``nbytes`` (at most the limit) while the block runs."""
+        nbytes = min(max(nbytes, 0), self._limit)
+        with self._cond:
+            if not self._cond.wait_for(lambda: self._used + nbytes <= self._limit, self._wait_s):
+                raise StorageUnavailableError(
+                    f"busy: {self._used} bytes of compressed batches are being decoded "
+                    f"(limit {self._limit}); try again"
+                )
+            self._used += nbytes
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._used -= nbytes
+                self._cond.notify_all()
 
 
 def index_runs(indexes: Sequence[int]) -> IndexRuns:

@@ -20,7 +20,7 @@ from logserver.errors import (
 from logserver.storage._batch import BatchChecker, Checked, Group
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
-from logserver.storage._columns import Payload, payloads
+from logserver.storage._columns import DecodeBudget, Payload, payloads
 from logserver.storage._commit import GroupCommitter, Round
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._disk import DiskIO
@@ -84,6 +84,8 @@ class Storage:
         self._committer = committer
         self._counters = counters
         self._checker = BatchChecker(policy.max_message_bytes)
+        # Decompressed columns in memory at once: four of the largest batches.
+        self._decoding = DecodeBudget(4 * policy.max_batch_bytes)
         self._lock = threading.Lock()
         self._closed = False
         self._stop = threading.Event()
@@ -242,20 +244,23 @@ class Storage:
         Checked whole before anything is written (decompressed once, never past
         the policy's ``max_batch_bytes``); a one-category batch is stored as it
         came, without compressing it again. InvalidRequestError when the payload
-        does not decode to valid columns matching the runs.
+        does not decode to valid columns matching the runs; StorageUnavailableError
+        when four such batches' worth of columns are being decoded already and none
+        finished in 10 s (a flood of small frames that expand: see ``DecodeBudget``).
         """
         if self._closed:
             raise StorageUnavailableError("storage is closed")
-        checked = self._checker.check_compressed(
-            runs,
-            codec,
-            raw_bytes,
-            payload,
-            producer,
-            sequence,
-            cap=self._policy.max_batch_bytes,
-        )
-        return self._append(checked, producer, sequence)
+        with self._decoding.reserve(raw_bytes if isinstance(raw_bytes, int) else 0):
+            checked = self._checker.check_compressed(
+                runs,
+                codec,
+                raw_bytes,
+                payload,
+                producer,
+                sequence,
+                cap=self._policy.max_batch_bytes,
+            )
+            return self._append(checked, producer, sequence)
 
     def _append(self, checked: Checked, producer: str, sequence: int) -> AppendOutcome:
         """Dedup, then store a checked batch (see :meth:`append`)."""

@@ -19,6 +19,7 @@ from logserver.storage import (
     StoredBlock,
 )
 from logserver.storage._blocks import SEGMENT_HEADER_BYTES
+from logserver.storage._columns import DecodeBudget
 from logwire.compression import NONE, ZSTD, CompressionPolicy, compress_columns, join_columns
 from logwire.packed import pack_lengths
 from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
@@ -233,3 +234,19 @@ def test_the_format_1_writer_still_writes_what_old_servers_read(
     (segment,) = segment_files(data_dir, "c")
     assert segment.read_bytes()[:4] == b"\x9eLS\xb7"
     assert messages(read_all(storage, "c")) == LINES[:20]
+
+
+def test_decoding_is_bounded_server_wide() -> None:
+    """Compressed batches reserve their decoded size before they are decompressed; past the
+    budget a batch waits, then is refused as busy (StorageUnavailableError), never allocated."""
+    budget = DecodeBudget(1000, wait_s=0.05)
+    with budget.reserve(800):
+        with budget.reserve(200):
+            pass
+        with pytest.raises(StorageUnavailableError, match="busy"), budget.reserve(201):
+            pass
+    # Larger than the limit: it takes the whole budget, not more.
+    with budget.reserve(5000), pytest.raises(StorageUnavailableError), budget.reserve(1):
+        pass
+    with budget.reserve(1000):
+        pass
