@@ -16,6 +16,7 @@ from thriftpy2.thrift import TApplicationException
 from logserver.tools.launcher import wait_for
 from logserver.transport import ThriftServer
 from logwire.idl import log_thrift
+from tests.tcp_state import read_by_server
 from tests.transport.conftest import ServerFactory
 from tests.transport.helpers import (
     AppendBatch,
@@ -80,7 +81,12 @@ def test_huge_length_prefix_is_refused_without_allocating(
 
 
 def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
-    """Peers announcing max-size frames and sending little pin little memory."""
+    """Peers announcing max-size frames and sending little pin little memory.
+
+    Measured once the server has read every byte they sent: the first 4 bytes of
+    each frame's body included, which it reads into the frame's buffer, so every
+    buffer has been made by then.
+    """
     tracemalloc.start()
     socks = []
     try:
@@ -88,8 +94,12 @@ def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
             sock = connect(server.port)
             sock.sendall(struct.pack(">i", server.limits.max_frame_bytes) + b"\x80\x01\x00\x01")
             socks.append(sock)
-        wait_for(lambda: server.stats().connections_open == 20, 5.0)
-        time.sleep(0.2)  # let every connection thread reach its receive loop
+        wait_for(
+            lambda: all(read_by_server(server.port, s) for s in socks),
+            10.0,
+            what="the server to read every announced frame's first bytes",
+        )
+        assert server.stats().connections_open == 20
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from kazoo.handlers.threading import KazooTimeoutError
 from logclient import LogClient, SpoolPolicy, StaticServers, ZkTLSPolicy
 from logclient.discovery import ZooKeeperServers
 from logserver.registry import registration_acl
-from logserver.tools.launcher import ZooKeeperEnsemble, ZooKeeperTLS
+from logserver.tools.launcher import ZooKeeperEnsemble, ZooKeeperTLS, wait_for
 from logserver.tools.reader import read_server
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, make_certs, openssl_available
@@ -116,10 +115,15 @@ def test_zookeeper_tls_refuses_what_it_cannot_verify(
     tls_zookeeper: ZooKeeperEnsemble,
     zk_path: str,
     logserver_factory: ServerFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Plain TCP to the TLS port, a ZooKeeper certificate from another CA, and no client
     certificate where one is required: none of them ever gets a session. A server whose
-    CA is wrong keeps serving, unregistered, and its log says why."""
+    CA is wrong keeps serving, unregistered, and its log says why.
+
+    Checked once each watcher has been refused twice (a first try and a retry) and
+    the server once, as kazoo's and the server's logs say: not after a guessed time.
+    """
     secure = tls_zookeeper.secure_hosts
     plain = KazooClient(hosts=secure, connection_retry={"max_tries": 1})
     with pytest.raises(KazooTimeoutError):
@@ -145,8 +149,25 @@ def test_zookeeper_tls_refuses_what_it_cannot_verify(
             str(certs.client.key),
         ],
     )
+
+    def refused(reason: str) -> int:
+        return sum(
+            reason in r.getMessage()
+            for r in caplog.records
+            if r.name == "kazoo.client" and "Connection dropped" in r.getMessage()
+        )
+
     try:
-        time.sleep(3)  # a connect that succeeds takes milliseconds here
+        wait_for(
+            lambda: (
+                refused("CERTIFICATE_VERIFY_FAILED") >= 2  # the watcher with the wrong CA
+                and refused("ALERT_BAD_CERTIFICATE")
+                >= 2  # ZooKeeper refusing the one without a cert
+                and "CERTIFICATE_VERIFY_FAILED" in server.log_tail(10**6)
+            ),
+            30.0,
+            what="both watchers refused twice and the server once",
+        )
         for watcher in watchers:
             assert not watcher.stats().answered
             assert not watcher.stats().connected

@@ -1,0 +1,84 @@
+"""What the kernel knows about a server's TCP sockets: the events tests wait for instead of sleeping.
+
+A test that must know "the server has accepted this connection" or "the server
+has read what this peer sent" asks Linux (``/proc/net/tcp``, ``/proc/net/tcp6``),
+whatever process the server runs in:
+
+- a listening socket's receive queue is its accept queue: connections the
+  kernel completed and the server has not ``accept()``-ed yet;
+- an established socket's receive queue is the bytes that arrived and the
+  server has not read yet; its send queue, the bytes the other side has not
+  acknowledged yet (not arrived, as far as the sender knows).
+
+So "accepted, and everything the peer sent is read" is an event, not a guess
+at how long that takes.
+"""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["TcpSocket", "accept_queue", "read_by_server", "tcp_sockets"]
+
+_LISTEN, _ESTABLISHED = 0x0A, 0x01
+
+
+@dataclass(frozen=True)
+class TcpSocket:
+    """One line of /proc/net/tcp: ports, state, bytes not acknowledged, bytes not read."""
+
+    local_port: int
+    remote_port: int
+    state: int
+    unacknowledged: int
+    unread: int
+
+
+def tcp_sockets() -> list[TcpSocket]:
+    """Every TCP socket of this network namespace (IPv4 and IPv6)."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        path = Path(table)
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            local, remote, state, queues = fields[1], fields[2], fields[3], fields[4]
+            found.append(
+                TcpSocket(
+                    local_port=int(local.rsplit(":", 1)[1], 16),
+                    remote_port=int(remote.rsplit(":", 1)[1], 16),
+                    state=int(state, 16),
+                    unacknowledged=int(queues.split(":")[0], 16),
+                    unread=int(queues.split(":")[1], 16),
+                )
+            )
+    return found
+
+
+def accept_queue(port: int) -> int:
+    """Connections to ``port`` that the kernel holds for the server's next ``accept()``."""
+    listening = [s for s in tcp_sockets() if s.local_port == port and s.state == _LISTEN]
+    if not listening:
+        raise AssertionError(f"nothing listens on port {port}")
+    return sum(s.unread for s in listening)
+
+
+def read_by_server(port: int, peer: socket.socket) -> bool:
+    """True once the server on ``port`` has accepted ``peer``'s connection and read all it sent.
+
+    (An accepted connection and one still in the accept queue look alike here,
+    so callers that need "accepted" also check :func:`accept_queue`.)
+    """
+    peer_port = peer.getsockname()[1]
+    sockets = [s for s in tcp_sockets() if s.state == _ESTABLISHED]
+    server_side = [s for s in sockets if s.local_port == port and s.remote_port == peer_port]
+    peer_side = [s for s in sockets if s.local_port == peer_port and s.remote_port == port]
+    # Acknowledged by the server's kernel (so arrived there), and read from there.
+    return (
+        bool(server_side)
+        and all(s.unacknowledged == 0 for s in peer_side)
+        and all(s.unread == 0 for s in server_side)
+    )
