@@ -25,6 +25,8 @@ CASE_IDS: tuple[str, ...] = (
     "fleet_kill",
     "agent_join",
     "agent_fleet",
+    "guard_cost",
+    "hostile_load",
     "memory_client",
     "memory_server",
     "hostile_memory",

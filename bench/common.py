@@ -66,6 +66,12 @@ class Profile:
     hostile_frame_bytes: int
     hostile_probe_s: float
     compression_records: int
+    guard_repeats: int
+    guard_loops: int
+    hostile_pings: int
+    hostile_idle: int
+    hostile_trickling: int
+    hostile_bombs: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -97,6 +103,12 @@ class Profile:
             hostile_frame_bytes=15 * 2**20,
             hostile_probe_s=3.0,
             compression_records=200_000,
+            guard_repeats=5,
+            guard_loops=20,
+            hostile_pings=50,
+            hostile_idle=300,
+            hostile_trickling=100,
+            hostile_bombs=5,
         )
 
     @classmethod
@@ -129,6 +141,12 @@ class Profile:
             hostile_frame_bytes=2 * 2**20,
             hostile_probe_s=0.5,
             compression_records=3_000,
+            guard_repeats=2,
+            guard_loops=5,
+            hostile_pings=10,
+            hostile_idle=30,
+            hostile_trickling=10,
+            hostile_bombs=2,
         )
 
 

@@ -20,7 +20,14 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["TcpSocket", "accept_queue", "read_by_server", "tcp_sockets"]
+__all__ = [
+    "TcpSocket",
+    "accept_queue",
+    "connections_to",
+    "read_by_server",
+    "still_waiting",
+    "tcp_sockets",
+]
 
 _LISTEN, _ESTABLISHED = 0x0A, 0x01
 
@@ -66,19 +73,36 @@ def accept_queue(port: int) -> int:
     return sum(s.unread for s in listening)
 
 
-def read_by_server(port: int, peer: socket.socket) -> bool:
-    """True once the server on ``port`` has accepted ``peer``'s connection and read all it sent.
+def connections_to(port: int) -> int:
+    """The established connections the server on ``port`` holds (its side of each)."""
+    return sum(1 for s in tcp_sockets() if s.local_port == port and s.state == _ESTABLISHED)
+
+
+def read_by_server(port: int, *peers: socket.socket) -> bool:
+    """True once the server on ``port`` has read all that each of ``peers`` sent.
 
     (An accepted connection and one still in the accept queue look alike here,
     so callers that need "accepted" also check :func:`accept_queue`.)
     """
-    peer_port = peer.getsockname()[1]
-    sockets = [s for s in tcp_sockets() if s.state == _ESTABLISHED]
-    server_side = [s for s in sockets if s.local_port == port and s.remote_port == peer_port]
-    peer_side = [s for s in sockets if s.local_port == peer_port and s.remote_port == port]
-    # Acknowledged by the server's kernel (so arrived there), and read from there.
-    return (
-        bool(server_side)
-        and all(s.unacknowledged == 0 for s in peer_side)
-        and all(s.unread == 0 for s in server_side)
-    )
+    by_ports = {(s.local_port, s.remote_port): s for s in tcp_sockets() if s.state == _ESTABLISHED}
+    for peer in peers:
+        peer_port = peer.getsockname()[1]
+        server_side = by_ports.get((port, peer_port))
+        peer_side = by_ports.get((peer_port, port))
+        # Acknowledged by the server's kernel (so arrived there), and read from there.
+        if server_side is None or server_side.unread or (peer_side and peer_side.unacknowledged):
+            return False
+    return True
+
+
+def still_waiting(sock: socket.socket) -> bool:
+    """True while the server has neither answered nor closed ``sock`` (seen from the peer)."""
+    sock.setblocking(False)
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""  # data: an answer, not a wait
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.setblocking(True)

@@ -15,6 +15,7 @@ from bench.cases import (
     latency,
     memory,
     throughput,
+    wire,
 )
 from bench.common import BenchEnv, CaseResult
 
@@ -35,6 +36,8 @@ CASES: dict[str, CaseFn] = {
     "fleet_kill": fleet.fleet_kill,
     "agent_join": agent.agent_join,
     "agent_fleet": agent.agent_fleet,
+    "guard_cost": wire.guard_cost,
+    "hostile_load": wire.hostile_load,
     "memory_client": memory.client,
     "memory_server": memory.server,
     "hostile_memory": hostile.memory_flood,

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import statistics
 import struct
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from logserver.tools.launcher import wait_for
 from logwire.idl import log_thrift
+from tests.tcp_state import accept_queue, connections_to, read_by_server
 from tests.thrift_clients import append, connect, read_all
 
 
@@ -27,15 +27,10 @@ def rss_mb(pid: int) -> float:
     raise AssertionError("no VmRSS")
 
 
-def ping_latencies(endpoint: str, count: int) -> list[float]:
-    """Round trips of Ping on one connection, in seconds."""
-    out = []
+def pings(endpoint: str, count: int) -> int:
+    """How many of ``count`` Pings on one connection were answered ``pong``."""
     with connect(endpoint) as client:
-        for _ in range(count):
-            started = time.perf_counter()
-            assert client.Ping() == "pong"
-            out.append(time.perf_counter() - started)
-    return out
+        return sum(client.Ping() == "pong" for _ in range(count))
 
 
 @contextlib.contextmanager
@@ -58,19 +53,26 @@ def idle_and_trickling(port: int, idle: int, trickling: int) -> Iterator[list[so
 
 
 @pytest.mark.timeout(120)
-def test_hundreds_of_idle_and_trickling_connections_do_not_slow_a_good_client(logserver_factory):
-    """300 idle + 100 trickling connections: another client's median Ping stays within 50 ms of
-    normal, its batches are stored, and the server's RSS stays bounded."""
+def test_hundreds_of_idle_and_trickling_connections_do_not_stop_a_good_client(logserver_factory):
+    """300 idle + 100 trickling connections, all accepted and read by the server: another
+    client's Pings are answered and its batch stored while the server still holds all 400,
+    and the server's RSS stays bounded. (How fast that Ping stays is bench's hostile_load.)"""
     server = logserver_factory(extra_args=["--idle-timeout", "60"])
     assert server.pid is not None
-    normal = statistics.median(ping_latencies(server.endpoint, 50))
+    assert pings(server.endpoint, 50) == 50
     rss_before = rss_mb(server.pid)
-    with idle_and_trickling(server.port, idle=300, trickling=100):
-        under_attack = statistics.median(ping_latencies(server.endpoint, 50))
+    with idle_and_trickling(server.port, idle=300, trickling=100) as socks:
+        wait_for(
+            lambda: accept_queue(server.port) == 0 and read_by_server(server.port, *socks),
+            30,
+            what="the server to accept all 400 and read the half frames",
+        )
+        answered = pings(server.endpoint, 50)
         result = append(server.endpoint, "good", 0, [("busy", f"m{i}") for i in range(100)])
         rss_during = rss_mb(server.pid)
+        assert connections_to(server.port) >= 400  # none was dropped to make room
+    assert answered == 50
     assert result.code == log_thrift.ResultCode.OK
-    assert under_attack <= normal + 0.050, (normal, under_attack)
     assert rss_during < rss_before + 100, (rss_before, rss_during)
     assert len(read_all(server.endpoint, "busy")) == 100
 

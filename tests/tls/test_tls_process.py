@@ -21,7 +21,7 @@ from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy, TLSPo
 from logserver.tools.launcher import LogServerProcess, wait_for
 from logserver.tools.reader import connect, list_servers, read_server
 from logwire.serverset import Endpoint
-from tests.tcp_state import accept_queue, read_by_server
+from tests.tcp_state import accept_queue, read_by_server, still_waiting
 from tests.tls.certs import Certs
 from tests.tls.conftest import half_client_hello
 
@@ -77,19 +77,6 @@ def ping(endpoint: Endpoint, tls: TLSPolicy, timeout: float = 5.0) -> None:
     """A Ping over a new TLS connection is answered within ``timeout`` (else it raises)."""
     with connect(endpoint, timeout=timeout, tls=tls) as client:
         assert client.Ping() == "pong"
-
-
-def still_waiting(sock: socket.socket) -> bool:
-    """True while the server has neither answered nor closed ``sock``."""
-    sock.setblocking(False)
-    try:
-        return sock.recv(1, socket.MSG_PEEK) != b""  # data: an answer, not a wait
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    finally:
-        sock.setblocking(True)
 
 
 def test_records_go_over_tls_and_read_back_over_tls(

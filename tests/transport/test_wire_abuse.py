@@ -5,7 +5,6 @@ from __future__ import annotations
 import random
 import ssl
 import struct
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -95,7 +94,7 @@ def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
             sock.sendall(struct.pack(">i", server.limits.max_frame_bytes) + b"\x80\x01\x00\x01")
             socks.append(sock)
         wait_for(
-            lambda: all(read_by_server(server.port, s) for s in socks),
+            lambda: read_by_server(server.port, *socks),
             10.0,
             what="the server to read every announced frame's first bytes",
         )
@@ -143,22 +142,22 @@ def test_slightly_too_large_scribe_log_gets_a_clear_error(make_server: ServerFac
 
 
 def test_list_void_bomb_does_not_stall_the_server(server: ThriftServer) -> None:
-    """The 25-byte list<void> bomb is refused; another client's pings stay under a second."""
+    """The 25-byte list<void> bomb is refused by the guard (its "element type 1" error: thriftpy2,
+    which would spin for seconds skipping 2^31-1 voids, never sees it); another client's pings
+    go on being answered. (How fast they stay is bench's hostile_load.)"""
     bomb = list_void_bomb()
     assert len(bomb) == 25
     with PingMonitor(server.port) as pings:
         sock = connect(server.port)
-        started = time.monotonic()
         for _ in range(5):
             sock.sendall(framed(bomb))
             exc = read_exception(sock)
             assert exc.type == TApplicationException.PROTOCOL_ERROR
             assert "element type 1" in str(exc.message)
-        assert time.monotonic() - started < 1.0
         count_before = pings.count
         wait_for(lambda: pings.count > count_before + 3, 5.0, what="pings after the bomb")
         sock.close()
-    assert pings.errors == [] and pings.slowest < 1.0
+    assert pings.errors == []
     assert server.stats().protocol_errors == 5
 
 

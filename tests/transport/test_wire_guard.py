@@ -180,8 +180,10 @@ def test_fast_path_does_not_change_verdicts() -> None:
 # ---------------------------------------------------------------- the cost
 
 
-def test_guard_cost_per_1000_entry_batch(record_property: Any) -> None:
-    """The guard checks a 1,000 x 100-byte batch in well under the time thriftpy2 decodes it."""
+def test_guard_accepts_the_1000_entry_batches_bench_measures() -> None:
+    """The frames bench's guard_cost case times (1,000 x 100 bytes, Log and Append) are accepted,
+    and the guard's verdict is exactly what thriftpy2 reads. (Its cost against thriftpy2's
+    decode of the same frame is measured there, as a same-run ratio.)"""
     entries = [LogEntry(category="app.web", message="m" * 100) for _ in range(1000)]
     frames = {
         "Log": encode_call("Log", LogService.Log_args(messages=entries)),
@@ -193,15 +195,9 @@ def test_guard_cost_per_1000_entry_batch(record_property: Any) -> None:
         ),
     }
     for name, frame in frames.items():
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            for _ in range(20):
-                check_frame(frame)
-            best = min(best, (time.perf_counter() - started) / 20)
-        record_property(f"guard_ms_per_1000_{name}", round(best * 1000, 3))
-        # ~0.5 ms measured on 2 cores; the bound leaves room for a loaded CI machine.
-        assert best < 0.005, f"{name}: {best * 1000:.2f} ms per 1,000-entry frame"
+        message = assert_safe_verdict(frame)
+        assert message is not None, f"{name}: refused"
+        assert (message.name, message.end) == (name.encode(), len(frame))
 
 
 # ---------------------------------------------------------------- properties
