@@ -143,15 +143,13 @@ def client(port: int, timeout_s: float = 5.0) -> Any:
     )
 
 
-def ping_once(port: int, timeout_s: float = 5.0) -> float:
-    """Ping over a fresh connection; return the seconds it took."""
-    started = time.monotonic()
+def ping_once(port: int, timeout_s: float = 5.0) -> None:
+    """A Ping over a fresh connection is answered within ``timeout_s`` (else it raises)."""
     c = client(port, timeout_s)
     try:
         assert c.Ping() == "pong"
     finally:
         c.close()
-    return time.monotonic() - started
 
 
 def encode_call(name: str, args: Any, *, strict: bool = True, seqid: int = 1) -> bytes:
@@ -237,12 +235,15 @@ def ping_raw(sock: socket.socket, seqid: int = 7) -> str:
 
 
 class PingMonitor:
-    """Pings over one connection in a loop and records the slowest round trip."""
+    """Pings over one connection in a loop, counting answers and keeping any error.
+
+    A test waits for ``count`` to grow after its abuse: the server kept
+    answering. (How fast it kept answering is bench's hostile_load.)
+    """
 
     def __init__(self, port: int) -> None:
         self._client = client(port)
         self._stop = threading.Event()
-        self.slowest = 0.0
         self.count = 0
         self.errors: list[BaseException] = []
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -259,12 +260,10 @@ class PingMonitor:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            started = time.monotonic()
             try:
                 self._client.Ping()
             except BaseException as e:
                 self.errors.append(e)
                 return
-            self.slowest = max(self.slowest, time.monotonic() - started)
             self.count += 1
             self._stop.wait(0.005)
