@@ -150,7 +150,7 @@ def test_a_frame_that_finds_no_room_in_time_is_answered_busy(
     try:
         log_call = encode_call("Log", LogService.Log_args(messages=entries(600_000)), seqid=3)
         sock.sendall(framed(log_call))
-        assert ping_once(server.port) < 1.0  # while the Log frame waits
+        ping_once(server.port, timeout_s=1.0)  # answered while the Log frame waits
         name, mtype, seqid, payload = read_reply(sock)
         assert (name, mtype, seqid) == ("Log", TMessageType.REPLY, 3)
         assert reply_result(payload, "Log").success == log_thrift.ResultCode.TRY_LATER
@@ -210,4 +210,4 @@ def test_a_client_that_leaves_while_waiting_holds_no_room_afterwards(
     sock.close()
     handler.release.set()
     wait_for(lambda: "used=0 " in repr(server), 10.0, what="the budget to be free")
-    assert ping_once(server.port) < 5.0
+    ping_once(server.port)
