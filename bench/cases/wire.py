@@ -67,7 +67,8 @@ def hostile_load(env: BenchEnv) -> CaseResult:
         "hostile",
         zk_path=env.zk_path("hostile"),
         fsync="never",
-        extra_args=["--idle-timeout", "60"],
+        # Every peer is 127.0.0.1: let it hold them all (the default is 256 per address).
+        extra_args=["--idle-timeout", "60", "--max-connections-per-peer", "1000"],
     )
     host, port = server.host, server.port
     normal_ms: list[float] = []
