@@ -57,7 +57,7 @@ def python(venv: Path, code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_plain_install_brings_only_the_client_dependencies(client_venv: Path) -> None:
-    """thriftpy2 and kazoo come with it; structlog, prometheus-client, rich, matplotlib do not."""
+    """thriftpy2, kazoo (and zstandard) come with it; structlog, prometheus-client, rich, matplotlib do not."""
     listed = run(
         client_venv / "bin" / "python", "-m", "pip", "list", "--format=json", cwd=client_venv
     )
