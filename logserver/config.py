@@ -60,6 +60,9 @@ class ServerConfig:
     compression: str = "zstd"
     compression_level: int = 1
     segment_format: int = 2
+    max_batch_categories: int = 1000
+    max_categories: int = 10_000
+    max_open_segments: int = 1024
     max_connections: int = 1024
     max_connections_per_peer: int = 256
     max_inflight_bytes: int | None = None
@@ -92,6 +95,9 @@ class ServerConfig:
             raise ConfigError(f"--port out of range: {self.port}")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
+        for name in ("max_batch_categories", "max_categories", "max_open_segments"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{_flag(name)} must be >= 1")
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("--max-connections and --max-connections-per-peer must be >= 1")
         if self.max_inflight_bytes is not None and self.max_inflight_bytes < self.max_frame_bytes:
@@ -179,6 +185,18 @@ _FLAGS: list[tuple[str, Any, str]] = [
         int,
         "2: blocks, compressed (default); 1: what servers before compression write, "
         "for handing the data directory back to one. Both are read",
+    ),
+    (
+        "max_batch_categories",
+        int,
+        "distinct categories in one batch at most (BatchTooLarge: clients split the batch)",
+    ),
+    ("max_categories", int, "categories this server creates at most (InvalidCategory beyond)"),
+    (
+        "max_open_segments",
+        int,
+        "segment files held open at most, however many categories (least recently used "
+        "closed first)",
     ),
     (
         "max_connections",

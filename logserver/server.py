@@ -81,11 +81,14 @@ class LogServer:
             # A compressed batch may decode to what the server would take uncompressed.
             max_batch_bytes=cfg.max_frame_bytes,
             segment_format=cfg.segment_format,
+            max_batch_categories=cfg.max_batch_categories,
+            max_categories=cfg.max_categories,
+            max_open_segments=cfg.max_open_segments,
         )
         problem = keep_freed_memory()
         if problem is not None:
             log.info("malloc thresholds left as they are", reason=problem)
-        _raise_fd_limit(cfg.max_connections)
+        _raise_fd_limit(cfg.max_connections + cfg.max_open_segments)
         self._storage = Storage.open(cfg.data_dir, policy)
         log.info(
             "storage recovered",
@@ -170,17 +173,19 @@ class LogServer:
         return 0
 
 
-# Descriptors beyond the connections: segment files (storage keeps a bounded set open),
-# readers' files, ZooKeeper, the listening and wake-up sockets, the log.
-_FD_HEADROOM = 2048
+# Descriptors beyond connections and open segments: a reader's file per read in
+# flight (at most one per connection, counted in the connections' share), ZooKeeper,
+# the listening and wake-up sockets, the log, the data directory's lock.
+_FD_HEADROOM = 1024
 
 
-def _raise_fd_limit(max_connections: int) -> None:
+def _raise_fd_limit(planned: int) -> None:
     """Raise the soft limit on open files to the hard limit, and say what it is.
 
-    Every connection is a descriptor, and so are open segment files; the usual
-    soft limit (1024) is below ``--max-connections`` alone, and running out
-    makes ``accept()`` and segment creation fail.
+    Every connection is a descriptor, and so is every open segment file
+    (``planned``: ``--max-connections`` plus ``--max-open-segments``); the
+    usual soft limit (1024) is below the first alone, and running out makes
+    ``accept()`` and segment creation fail.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
@@ -190,13 +195,12 @@ def _raise_fd_limit(max_connections: int) -> None:
             soft = wanted
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open file limit", soft=soft, hard=hard, error=str(exc))
-    needed = max_connections + _FD_HEADROOM
+    needed = planned + _FD_HEADROOM
     if soft != resource.RLIM_INFINITY and soft < needed:
         log.warning(
-            "open file limit is low for --max-connections",
+            "open file limit is low for --max-connections and --max-open-segments",
             soft=soft,
             hard=hard,
-            max_connections=max_connections,
             needed=needed,
         )
     else:

@@ -115,12 +115,16 @@ def _message_bytes(message: object, index: int) -> bytes:
 class BatchChecker:
     """Validates batches; remembers valid category names so a hot category costs a dict lookup."""
 
-    def __init__(self, max_message_bytes: int) -> None:
+    def __init__(self, max_message_bytes: int, max_categories: int = 2**31) -> None:
         self._max_message_bytes = max_message_bytes
+        self._max_categories = max_categories
         self._names: dict[str | bytes, str] = {}
 
     def __repr__(self) -> str:
-        return f"<BatchChecker max_message_bytes={self._max_message_bytes}>"
+        return (
+            f"<BatchChecker max_message_bytes={self._max_message_bytes} "
+            f"max_categories={self._max_categories}>"
+        )
 
     def category(self, category: str | bytes) -> str:
         """The category's name, or InvalidCategoryError."""
@@ -155,7 +159,9 @@ class BatchChecker:
             raw_categories, raw_messages = zip(*entries, strict=True)
         except (TypeError, ValueError) as exc:
             raise TypeError("entries must be (category, message) pairs") from exc
-        names = {raw: self.category(raw) for raw in set(raw_categories)}
+        distinct = set(raw_categories)
+        self._check_categories(len(distinct))
+        names = {raw: self.category(raw) for raw in distinct}
         messages = self._messages(raw_messages)
         if len(set(names.values())) == 1:
             (name,) = set(names.values())
@@ -190,7 +196,7 @@ class BatchChecker:
         if count == 0:
             return Checked([], 0, encoded)
         _check_count(count)
-        names = [self.category(category) for category, _ in runs]
+        names = self._run_names(runs)
         return Checked(self._groups(names, runs, self._messages(messages), count), count, encoded)
 
     def check_compressed(
@@ -215,10 +221,10 @@ class BatchChecker:
         if count == 0:
             raise InvalidRequestError("a compressed batch needs at least one record")
         _check_count(count)
+        names = self._run_names(runs)
         columns = check_payload(
             codec, payload, raw_bytes, count, cap=cap, max_message_bytes=self._max_message_bytes
         )
-        names = [self.category(category) for category, _ in runs]
         if len(set(names)) == 1:
             whole = Payload([(0, count)], codec, raw_bytes, payload)
             group = Group(
@@ -250,6 +256,20 @@ class BatchChecker:
             Group(name, idx, msgs, runs=_merged(r))
             for name, (idx, msgs, r) in sorted(by_name.items())
         ]
+
+    def _run_names(self, runs: Sequence[tuple[str | bytes, int]]) -> list[str]:
+        """The category name of each run, checked (the distinct ones counted first)."""
+        if len(runs) > self._max_categories:
+            self._check_categories(len({category for category, _ in runs}))
+        return [self.category(category) for category, _ in runs]
+
+    def _check_categories(self, count: int) -> None:
+        """BatchTooLargeError for a batch naming more distinct categories than allowed
+        (checked before a name is validated: each costs a regex, and a new one a directory)."""
+        if count > self._max_categories:
+            raise BatchTooLargeError(
+                "too many categories in one batch", self._max_categories, count
+            )
 
     def _messages(self, raw: Sequence[bytes | str]) -> Sequence[bytes]:
         """The messages as bytes, each within the size limit (C-level passes when all are bytes)."""

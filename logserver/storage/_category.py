@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, TypeVar
 from logserver.errors import InvalidPositionError, StorageUnavailableError
 from logserver.storage._blocks import FORMAT_VERSION, new_marker, segment_header
 from logserver.storage._commit import GroupCommitter
+from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment, segment_name
@@ -65,6 +66,7 @@ class CategoryLog:
         policy: StoragePolicy,
         disk: DiskIO,
         committer: GroupCommitter,
+        descriptors: Descriptors,
         counters: Counters,
     ) -> None:
         self.name = name
@@ -79,6 +81,7 @@ class CategoryLog:
         self._policy = policy
         self._disk = disk
         self._committer = committer
+        self._descriptors = descriptors
         self._counters = counters
         # next_position values handed to readers: known boundaries, no need to verify them.
         self._recent: dict[int, None] = {}
@@ -109,15 +112,11 @@ class CategoryLog:
         policy: StoragePolicy,
         disk: DiskIO,
         committer: GroupCommitter,
+        descriptors: Descriptors,
         counters: Counters,
     ) -> CategoryLog:
-        """A new, empty category (its first segment is created by the first write)."""
-        try:
-            disk.mkdir(directory)
-            if policy.fsync != "never":
-                disk.sync_path(directory.parent)
-        except OSError as exc:
-            raise _unavailable(f"cannot create category {name!r}", exc) from exc
+        """A new, empty category whose directory exists (and whose name is durable, if the
+        policy syncs); its first segment is created by :meth:`prepare` or the first write."""
         return cls(
             name,
             directory,
@@ -125,8 +124,19 @@ class CategoryLog:
             policy=policy,
             disk=disk,
             committer=committer,
+            descriptors=descriptors,
             counters=counters,
         )
+
+    def prepare(self) -> None:
+        """Create the first segment of a category that has none, before a batch takes its
+        locks: the file's creation (and its directory's sync) then holds up no writer of the
+        batch's other categories."""
+        if self._snapshot[0]:
+            return
+        with self.lock:
+            if not self._snapshot[0]:
+                self._rotate(None, 0)
 
     # ------------------------------------------------------------------ writes
     # All of these run with ``self.lock`` held.
@@ -144,7 +154,8 @@ class CategoryLog:
             # empty or starts with a header (a torn one is cut back to nothing at open).
             data = segment_header(self.marker) + data
         try:
-            written = self._disk.pwrite(segment.fd, data, start)
+            with self._descriptors.writing(segment) as fd:
+                written = self._disk.pwrite(fd, data, start)
             if written != len(data):
                 raise OSError(0, f"short write ({written} of {len(data)} bytes)")
         except OSError as exc:
@@ -166,7 +177,8 @@ class CategoryLog:
 
     def _cut(self, segment: Segment, length: int) -> None:
         try:
-            self._disk.ftruncate(segment.fd, length)
+            with self._descriptors.writing(segment) as fd:
+                self._disk.ftruncate(fd, length)
         except OSError as exc:
             # The partial bytes stay in the file, past ``committed`` where nobody reads them;
             # retire the segment so the next write starts a new one after them.
@@ -181,7 +193,7 @@ class CategoryLog:
 
     def _writable(self, nbytes: int) -> Segment:
         """The segment the next ``nbytes`` go to: rotate when full, after a failure, or when
-        there is none yet; open the descriptor on the first write after a restart."""
+        there is none yet. Its descriptor is opened by the write (see ``Descriptors``)."""
         segments = self._snapshot[0]
         active = segments[-1] if segments else None
         if active is None:
@@ -197,11 +209,6 @@ class CategoryLog:
             or (active.committed and active.committed + nbytes > self._policy.segment_bytes)
         ):
             return self._rotate(active, self._end_of(active))
-        if active.fd < 0:
-            try:
-                active.fd = self._disk.open_segment(active.path, create=False)
-            except OSError as exc:
-                raise _unavailable(f"cannot open {active.path}", exc) from exc
         return active
 
     def _end_of(self, segment: Segment) -> int:
@@ -237,7 +244,7 @@ class CategoryLog:
             marker=self.marker if fmt >= FORMAT_VERSION else b"",
         )
         segment.marks = [segment.data_start]
-        segment.fd = fd
+        self._descriptors.adopt(segment, fd)
         if old is not None:
             old.modified = time.time()
             self._committer.retire(old)

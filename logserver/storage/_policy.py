@@ -39,6 +39,11 @@ class StoragePolicy:
     newest first, while the total stays within ``dedup_scan_bytes``. A retry
     older than all that is stored again: at least once, never lost.
 
+    What a client may cost in categories: at most ``max_batch_categories``
+    distinct ones per batch and ``max_categories`` in all (each is a directory
+    and a log kept in memory); at most ``max_open_segments`` segment files are
+    open at once, however many categories there are.
+
     ``drop_synced_pages``: once a sync made bytes durable, drop them from the
     page cache (``posix_fadvise(DONTNEED)``). A log server writes a stream that
     is rarely read back soon; cached, it would crowd out other programs' cache
@@ -73,6 +78,12 @@ class StoragePolicy:
     compression: CompressionPolicy = CompressionPolicy()  # noqa: RUF009 - frozen, safe to share
     max_batch_bytes: int = 16 * 2**20
     segment_format: int = FORMAT_VERSION
+    max_batch_categories: int = 1000
+    """Distinct categories in one batch at most (BatchTooLargeError: the client splits it)."""
+    max_categories: int = 10_000
+    """Categories this storage creates at most (InvalidCategoryError for a new one beyond)."""
+    max_open_segments: int = 1024
+    """Segment files held open for writing at most (least recently used closed first)."""
 
     def __post_init__(self) -> None:
         if self.fsync not in _FSYNC_MODES:
@@ -94,6 +105,9 @@ class StoragePolicy:
             raise ValueError("max_producers must be at least 1")
         if self.dedup_scan_bytes < 0:
             raise ValueError("dedup_scan_bytes must not be negative")
+        for name in ("max_batch_categories", "max_categories", "max_open_segments"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
         if not 1 <= self.max_message_bytes <= MAX_MESSAGE_BYTES:
             raise ValueError(f"max_message_bytes must be within 1..{MAX_MESSAGE_BYTES}")
         if not isinstance(self.compression, CompressionPolicy):

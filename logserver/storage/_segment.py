@@ -56,10 +56,12 @@ class Segment:
     holding ``marker``; the data starts at ``data_start``). A new version-2 segment
     is created empty: its header goes to disk with its first block, in one write.
 
-    Writers change a segment only under their category's lock; the group
-    committer changes ``fd``/``pins``/``readable``/``sync_failed`` under its own
-    lock, and ``cached_from`` as the one leader of a sync. Readers only read
-    ints, which are replaced atomically.
+    Writers change a segment only under their category's lock; ``fd`` and
+    ``pins`` (who uses the descriptor now) change only under the lock of
+    :class:`~logserver.storage._descriptors.Descriptors`; the group committer
+    changes ``readable``/``sync_failed`` under its own lock, and ``cached_from``
+    as the one leader of a sync. Readers only read ints, which are replaced
+    atomically.
     """
 
     __slots__ = (

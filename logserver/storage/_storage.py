@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from logserver.errors import (
+    InvalidCategoryError,
     InvalidPositionError,
     InvalidRequestError,
     StorageLockedError,
@@ -21,8 +22,9 @@ from logserver.storage._batch import BatchChecker, Checked, Group
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._columns import DecodeBudget, Payload, payloads
-from logserver.storage._commit import GroupCommitter, Round
+from logserver.storage._commit import WIDE, GroupCommitter, Round
 from logserver.storage._dedup import Claim, DedupIndex
+from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._format import encode_records
 from logserver.storage._offline import CATEGORIES_DIR
@@ -73,6 +75,7 @@ class Storage:
         logs: dict[str, CategoryLog],
         dedup: DedupIndex,
         committer: GroupCommitter,
+        descriptors: Descriptors,
         counters: Counters,
     ) -> None:
         self._data_dir = data_dir
@@ -82,8 +85,9 @@ class Storage:
         self._logs = logs  # replaced on change (copy-on-write): iterated without a lock
         self._dedup = dedup
         self._committer = committer
+        self._descriptors = descriptors
         self._counters = counters
-        self._checker = BatchChecker(policy.max_message_bytes)
+        self._checker = BatchChecker(policy.max_message_bytes, policy.max_batch_categories)
         # Decompressed columns in memory at once: four of the largest batches.
         self._decoding = DecodeBudget(4 * policy.max_batch_bytes)
         self._lock = threading.Lock()
@@ -123,9 +127,11 @@ class Storage:
             started = time.monotonic()
             recovered = recover(categories, policy, disk)
             counters = Counters()
+            descriptors = Descriptors(disk, policy.max_open_segments)
             committer = GroupCommitter(
                 disk,
                 counters,
+                descriptors,
                 publish_on_sync=policy.fsync == "always",
                 drop_synced_pages=policy.drop_synced_pages,
             )
@@ -139,6 +145,7 @@ class Storage:
                     policy=policy,
                     disk=disk,
                     committer=committer,
+                    descriptors=descriptors,
                     counters=counters,
                 )
                 for name, segments in recovered.segments.items()
@@ -164,6 +171,7 @@ class Storage:
             logs=logs,
             dedup=dedup,
             committer=committer,
+            descriptors=descriptors,
             counters=counters,
         )
 
@@ -174,7 +182,7 @@ class Storage:
             f"<Storage {str(self._data_dir)!r} {state} fsync={self._policy.fsync} "
             f"categories={len(self._logs)} records={c.records_stored} "
             f"batches={c.batches_stored} duplicates={c.duplicates} fsyncs={c.fsyncs} "
-            f"{self._dedup!r} {self._committer!r}>"
+            f"{self._dedup!r} {self._committer!r} {self._descriptors!r}>"
         )
 
     def __enter__(self) -> Storage:
@@ -284,15 +292,15 @@ class Storage:
     def _store(self, checked: Checked, sequence: int, stored_mask: int) -> int:
         """Encode, write every category's part under its lock, then wait for durability."""
         received_ns = time.time_ns()
+        categories = self._categories([group.name for group in checked.groups])
         parts: list[tuple[CategoryLog, bytes]] = []
         records = 0
         message_bytes = 0
-        for group in checked.groups:
+        for group, category in zip(checked.groups, categories, strict=True):
             if stored_mask:
                 group = group.without(stored_mask)
                 if not group.records:
                     continue
-            category = self._category(group.name)
             if self._policy.segment_format >= FORMAT_VERSION:
                 data = self._encode_blocks(category, checked, sequence, received_ns, group)
             else:
@@ -309,6 +317,7 @@ class Storage:
             message_bytes += group.message_bytes
         if not parts:
             return 0
+        wide = len(parts) > WIDE
         locks = [category.lock for category, _ in parts]  # in name order: no deadlock
         for lock in locks:
             lock.acquire()
@@ -325,11 +334,15 @@ class Storage:
                 raise
             for category, written in done:
                 category.publish(written)
-            current: Round = self._committer.join(written.segment for _, written in done)
+            alone = wide and self._policy.fsync == "always"
+            if not alone:
+                current: Round = self._committer.join(written.segment for _, written in done)
         finally:
             for lock in reversed(locks):
                 lock.release()
-        if self._policy.fsync == "always":
+        if alone:
+            self._committer.sync_alone(written.segment for _, written in done)
+        elif self._policy.fsync == "always":
             self._committer.wait(current)
         self._counters.stored(records, sum(w.end - w.start for _, w in done), message_bytes)
         return records
@@ -365,25 +378,69 @@ class Storage:
         ]
         return blocks[0] if len(blocks) == 1 else b"".join(blocks)
 
-    def _category(self, name: str) -> CategoryLog:
-        category = self._logs.get(name)
-        if category is not None:
-            return category
+    def _categories(self, names: list[str]) -> list[CategoryLog]:
+        """The logs of a batch's categories, creating the missing ones (see :meth:`_create`)."""
+        logs = self._logs
+        missing = [name for name in names if name not in logs]
+        if missing:
+            self._create(missing)
+            logs = self._logs
+        return [logs[name] for name in names]
+
+    def _create(self, names: list[str]) -> None:
+        """Create categories, within the per-server cap; InvalidCategoryError beyond it.
+
+        Neither the directories' creation nor their sync holds the storage lock
+        (which only guards the name table), so writers that create categories
+        do not wait for each other's fsyncs; the directories of one batch share
+        one sync of their parent. Each new category's first segment is made here
+        too, before the batch takes its categories' locks.
+        """
+        self._check_room(names)
+        root = self._data_dir / CATEGORIES_DIR
+        try:
+            for name in names:
+                self._disk.mkdir(root / name)
+            if self._policy.fsync != "never":
+                self._disk.sync_path(root)
+        except OSError as exc:
+            raise StorageUnavailableError(
+                f"cannot create category {names[0]!r}: {exc.strerror or exc}"
+            ) from exc
+        made = []
         with self._lock:
-            category = self._logs.get(name)
-            if category is None:
-                if self._closed:
-                    raise StorageUnavailableError("storage is closed")
-                category = CategoryLog.create(
-                    name,
-                    self._data_dir / CATEGORIES_DIR / name,
-                    policy=self._policy,
-                    disk=self._disk,
-                    committer=self._committer,
-                    counters=self._counters,
-                )
-                self._logs = {**self._logs, name: category}
-        return category
+            if self._closed:
+                raise StorageUnavailableError("storage is closed")
+            self._check_room([name for name in names if name not in self._logs])
+            logs = dict(self._logs)
+            for name in names:
+                if name not in logs:
+                    logs[name] = CategoryLog.create(
+                        name,
+                        root / name,
+                        policy=self._policy,
+                        disk=self._disk,
+                        committer=self._committer,
+                        descriptors=self._descriptors,
+                        counters=self._counters,
+                    )
+                    made.append(logs[name])
+            self._logs = logs
+        for category in made:
+            category.prepare()
+
+    def _check_room(self, names: list[str]) -> None:
+        """InvalidCategoryError naming the first of ``names`` (new categories, in name order)
+        past the per-server cap: a client that drops that category's records and tries
+        again stores the rest, down to what fits."""
+        cap = self._policy.max_categories
+        room = max(0, cap - len(self._logs))
+        if len(names) > room:
+            raise InvalidCategoryError(
+                names[room],
+                f"a new category would take the server past its limit of {cap} categories "
+                "(--max-categories)",
+            )
 
     # -------------------------------------------------------------------- read
 
