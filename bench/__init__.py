@@ -34,4 +34,5 @@ CASE_IDS: tuple[str, ...] = (
     "compression_wire",
     "compression_speed",
     "compression_read",
+    "hostile_categories",
 )

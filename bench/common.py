@@ -72,6 +72,7 @@ class Profile:
     hostile_idle: int
     hostile_trickling: int
     hostile_bombs: int
+    hostile_categories: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -109,6 +110,7 @@ class Profile:
             hostile_idle=300,
             hostile_trickling=100,
             hostile_bombs=5,
+            hostile_categories=20_000,
         )
 
     @classmethod
@@ -147,6 +149,7 @@ class Profile:
             hostile_idle=30,
             hostile_trickling=10,
             hostile_bombs=2,
+            hostile_categories=300,
         )
 
 

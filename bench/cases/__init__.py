@@ -45,4 +45,5 @@ CASES: dict[str, CaseFn] = {
     "compression_wire": compression.compression_wire,
     "compression_speed": compression.compression_speed,
     "compression_read": compression.compression_read,
+    "hostile_categories": hostile.category_bomb,
 }

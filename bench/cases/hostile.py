@@ -85,3 +85,90 @@ def memory_flood(env: BenchEnv) -> CaseResult:
         "vm_hwm": peak,
     }
     return result
+
+
+def _open_fds(pid: int) -> int:
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
+
+
+def category_bomb(env: BenchEnv) -> CaseResult:
+    """One Append naming N new categories, let in by raised caps, on a server with fsync
+    always: another client's slowest call meanwhile, and the server's descriptors."""
+    import threading
+
+    count = env.profile.hostile_categories
+    server = env.new_server(
+        "hostile-categories",
+        zk_path=env.zk_path("hostile-categories"),
+        extra_args=["--max-batch-categories", str(count), "--max-categories", str(10 * count)],
+    )
+    pid = server.pid
+    assert pid is not None
+    alone = _probe(env, server.endpoint, seconds=env.profile.hostile_probe_s)
+    stop = Path(env.workdir / "hostile-categories.stop")
+    prober = env.worker(
+        "prober", {"server": server.endpoint, "seconds": 600, "stop_file": str(stop)}
+    )
+    peak = [_open_fds(pid)]
+    sampling = threading.Event()
+
+    def sample() -> None:
+        while not sampling.wait(0.05):
+            peak[0] = max(peak[0], _open_fds(pid))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        bomb = env.run_worker(
+            "attacker",
+            {"kind": "categories", "port": server.port, "categories": count},
+            timeout=900,
+        )
+    finally:
+        sampling.set()
+        sampler.join(5)
+        stop.touch()
+    under_attack = prober.result(timeout=60)
+    result = CaseResult(
+        "hostile_categories", f"category bomb: one Append naming {count:,} categories"
+    )
+    result.rows.append(
+        Row(
+            label=f"another client's slowest Append during a {count:,}-category batch",
+            unit="s",
+            figure=summary([under_attack["max_s"]]),
+            judge="value",
+            baseline_label="its slowest call alone",
+            baseline=summary([alone["max_s"]]),
+            target="< 1 s",
+            op="<=",
+            limit=1.0,
+        ).evaluate()
+    )
+    result.rows.append(
+        Row(
+            label="server's open descriptors at most, meanwhile",
+            unit="fds",
+            figure=summary([peak[0]]),
+            judge="value",
+            target="< 4,096",
+            op="<=",
+            limit=4095.0,
+        ).evaluate()
+    )
+    result.rows.append(
+        Row(
+            label=f"  context: the {count:,}-category batch took (fsync always)",
+            unit="s",
+            figure=summary([bomb["elapsed_s"]]),
+            judge="value",
+            target="(info)",
+        )
+    )
+    result.details = {
+        "alone": alone,
+        "under_attack": under_attack,
+        "bomb": bomb,
+        "peak_fds": peak[0],
+    }
+    return result

@@ -8,6 +8,8 @@ client is not slowed by the attacker's threads). Used by the hostile cases and b
   (``frame``, hex; or ``log_bytes``: a ``Log`` call of about that many bytes of
   100-byte records in ``category``) at the same moment, then read the replies.
   Result: how many replies of each kind (``ok``, ``try_later``, or the error).
+- ``categories``: one ``Append`` naming ``categories`` distinct categories, one
+  record each (a category bomb). Result: the answer and how long it took.
 - ``idle``: hold ``connections`` connections from source address ``source``
   that never send a byte, re-opening each one the server closes, for
   ``duration_s`` (if given) or until stdin is closed. Prints ``READY`` once all
@@ -100,6 +102,30 @@ def frames(args: dict[str, Any]) -> dict[str, Any]:
     return {"outcomes": dict(outcomes), "elapsed_s": round(time.monotonic() - started, 2)}
 
 
+def categories(args: dict[str, Any]) -> dict[str, Any]:
+    from logserver.tools.reader import connect
+    from logwire.idl import log_thrift
+    from logwire.serverset import Endpoint
+
+    count = int(args["categories"])
+    prefix = args.get("prefix", "bomb")
+    batch = log_thrift.AppendBatch(
+        producer=f"{prefix}-attacker",
+        sequence=0,
+        entries=[
+            log_thrift.LogEntry(category=f"{prefix}-{i:06d}", message=b"x") for i in range(count)
+        ],
+    )
+    started = time.monotonic()
+    try:
+        with connect(Endpoint("127.0.0.1", int(args["port"])), timeout=600) as client:
+            result = client.Append(batch)
+        answer = f"stored {result.stored}"
+    except Exception as exc:  # the declared refusal is the expected answer with default flags
+        answer = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+    return {"answer": answer, "elapsed_s": round(time.monotonic() - started, 3)}
+
+
 def idle(args: dict[str, Any]) -> dict[str, Any]:
     port = int(args["port"])
     source = args.get("source", "127.0.0.1")
@@ -164,6 +190,7 @@ def main() -> None:
     args = config()
     attacks: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         "frames": frames,
+        "categories": categories,
         "idle": idle,
     }
     emit(attacks[args["kind"]](args))
