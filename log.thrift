@@ -29,13 +29,19 @@ struct LogEntry {
 
 /* ------------------------------------------------------------ exceptions */
 
-/** The category is empty, too long, or not a safe path component. */
+/**
+ * The category is empty, too long, or not a safe path component; or it is new
+ * and the server holds as many categories as it takes (--max-categories).
+ */
 exception InvalidCategory {
   1: string category,
   2: string reason
 }
 
-/** A message or the batch exceeds the server's limits; nothing was stored. */
+/**
+ * A message or the batch exceeds the server's limits (bytes, records, or distinct
+ * categories in one batch); nothing was stored. A client may split the batch.
+ */
 exception BatchTooLarge {
   1: string reason,
   2: i64 limit,
