@@ -34,6 +34,7 @@ def test_an_address_at_its_cap_makes_room_from_its_own_idle_connections(
     others = [connect_from("127.0.0.2", server.port) for _ in range(3)]
     for sock in others:
         assert ping_raw(sock) == "pong"
+        assert server.wait_idle(5.0)  # marked idle in this order
     fourth = connect_from("127.0.0.2", server.port)
     assert ping_raw(fourth) == "pong"
     assert closed_by_peer(others[0], 2.0)

@@ -219,6 +219,8 @@ def test_max_connections_closes_the_longest_idle_to_make_room(make_server: Serve
     clients = [client(server.port) for _ in range(3)]
     for c in clients:
         assert c.Ping() == "pong"
+        # Its thread marks it idle just after the reply: wait, so that the order is known.
+        assert server.wait_idle(5.0)
     newcomer = client(server.port)
     assert newcomer.Ping() == "pong"
     assert server.stats().connections_evicted == 1
