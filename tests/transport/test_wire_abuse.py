@@ -81,13 +81,15 @@ def test_huge_length_prefix_is_refused_without_allocating(
     ping_once(server.port)
 
 
-def test_announced_frames_cost_only_what_arrives(server: ThriftServer) -> None:
+def test_announced_frames_cost_only_what_arrives(make_server: ServerFactory) -> None:
     """Peers announcing max-size frames and sending little pin little memory.
 
-    Measured once the server has read every byte they sent: the first 4 bytes of
-    each frame's body included, which it reads into the frame's buffer, so every
-    buffer has been made by then.
+    Measured once the server has read every byte they sent, the first 4 bytes of
+    each frame's body included: into the frame's buffer, or, for a frame that
+    found no room in the in-flight budget, into nothing once it has waited (half
+    the frame timeout: 1 s here). So every buffer it made for them exists by then.
     """
+    server = make_server(frame_timeout_s=2.0)
     tracemalloc.start()
     socks = []
     try:
