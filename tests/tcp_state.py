@@ -24,6 +24,7 @@ __all__ = [
     "TcpSocket",
     "accept_queue",
     "connections_to",
+    "handled_by_server",
     "read_by_server",
     "still_waiting",
     "tcp_sockets",
@@ -91,6 +92,28 @@ def read_by_server(port: int, *peers: socket.socket) -> bool:
         peer_side = by_ports.get((peer_port, port))
         # Acknowledged by the server's kernel (so arrived there), and read from there.
         if server_side is None or server_side.unread or (peer_side and peer_side.unacknowledged):
+            return False
+    return True
+
+
+def handled_by_server(port: int, *peers: socket.socket) -> bool:
+    """True once the server on ``port`` has, for each of ``peers``, read all it sent or closed it.
+
+    For a test that must not look before the server has dealt with every peer,
+    whichever way: a connection the server cut after reading is done with too.
+    """
+    established = {
+        (s.local_port, s.remote_port): s for s in tcp_sockets() if s.state == _ESTABLISHED
+    }
+    for peer in peers:
+        peer_port = peer.getsockname()[1]
+        server_side = established.get((port, peer_port))
+        peer_side = established.get((peer_port, port))
+        if server_side is None:
+            if peer_side is not None:
+                return False  # not yet seen on the server's side
+            continue  # the server closed it
+        if server_side.unread or (peer_side is not None and peer_side.unacknowledged):
             return False
     return True
 
