@@ -277,23 +277,30 @@ class CategoryLog:
             while drop < closed and total > policy.retention_bytes:
                 total -= segments[drop].committed
                 drop += 1
+        if not drop:
+            return 0
+        # The new snapshot first, then the files: a reader holding the old snapshot that
+        # finds a file gone sees that the snapshot changed and starts again from the new
+        # one (see _retrying); the other order let it fail on a file already unlinked
+        # while the snapshot still listed it.
+        self._replace(segments[drop:])
         deleted = 0
         for segment in segments[:drop]:
             try:
                 segment.path.unlink(missing_ok=True)
             except OSError as exc:
+                # Out of the snapshot already: never read again; a restart finds the file
+                # and retention deletes it then.
                 log.error("category %s: cannot delete %s: %s", self.name, segment.path, exc)
-                break
+                continue
             deleted += 1
-        if deleted:
-            self._replace(segments[deleted:])
-            self._counters.add("segments_deleted", deleted)
-            log.info(
-                "category %s: retention deleted %d segment(s) up to position %d",
-                self.name,
-                deleted,
-                segments[deleted].base,
-            )
+        self._counters.add("segments_deleted", deleted)
+        log.info(
+            "category %s: retention deleted %d segment(s) up to position %d",
+            self.name,
+            deleted,
+            segments[drop].base,
+        )
         return deleted
 
     # ------------------------------------------------------------------- reads

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 from pathlib import Path
 
@@ -115,3 +116,30 @@ def test_age_of_recovered_segments_is_their_mtime(
     _append(again, 20, start=40)  # rotates, which applies retention
     assert not any(f.exists() for f in aged)
     assert messages(read_all(again, "c"))[-1] == RECORD + b"59"
+
+
+def test_reads_racing_retention_never_fail(open_storage: OpenStorage) -> None:
+    """A reader that starts from the oldest position while retention deletes segments under
+    it starts again from the newer snapshot; it never sees a deleted file's FileNotFoundError.
+    (Retention used to unlink files before publishing the snapshot without them.)"""
+    storage = open_storage(StoragePolicy(segment_bytes=4096, retention_bytes=8192))
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                storage.read("c", 0, 1000)
+            except BaseException as exc:  # the test reports any
+                errors.append(exc)
+                return
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+    try:
+        _append(storage, 600)  # about 40 rotations, each deleting the oldest segments
+    finally:
+        stop.set()
+        thread.join(10)
+    assert errors == []
+    assert messages(read_all(storage, "c"))[-1] == RECORD + b"599"
