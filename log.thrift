@@ -212,6 +212,11 @@ struct BlockReadResult {
 }
 
 struct ServerStatus {
+  /**
+   * The server's persistent id: made on the first start in its data directory and
+   * kept there, so a restart keeps it and a wiped directory is a new server.
+   * (Servers before it answered their process id here.)
+   */
   1: string server_id,
   2: string version,
   /** SERVING or DRAINING. */
@@ -220,7 +225,11 @@ struct ServerStatus {
   5: i64 records_stored,
   6: i64 batches_stored,
   7: i64 duplicates,
-  8: list<string> categories
+  8: list<string> categories,
+  /** A random id per start of the server process (the member's processId). */
+  9: string process_id,
+  /** The failure domain the server was given (--zone), or "". */
+  10: string zone
 }
 
 service LogService {

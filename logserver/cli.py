@@ -230,7 +230,11 @@ def _list(args: argparse.Namespace) -> int:
         elif s.member:
             m = s.member
             tls = "\ttls" if m.tls else ""
-            print(f"{s.node}\t{m.endpoint}\t{m.status}\tpid={m.pid}\tversion={m.version}{tls}")
+            zone = f"\tzone={m.zone}" if m.zone else ""
+            print(
+                f"{s.node}\t{m.endpoint}\t{m.status}\tid={m.server_id or '-'}\tpid={m.pid}"
+                f"\tversion={m.version}{zone}{tls}"
+            )
         else:
             print(f"{s.node}\tMALFORMED\t{s.error}")
     return EXIT_OK

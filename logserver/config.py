@@ -23,6 +23,7 @@ from typing import Any, Literal, get_args
 from logserver.errors import ConfigError
 from logserver.storage import FsyncMode
 from logwire.compression import CompressionPolicy
+from logwire.serverset import zone_problem
 
 __all__ = [
     "FIELD_OF_SETTING",
@@ -49,6 +50,7 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 9090
     advertise_host: str | None = None
+    zone: str | None = None
     fsync: FsyncMode = "always"
     fsync_interval_s: float = 1.0
     page_cache: PageCacheMode = "drop"
@@ -93,6 +95,8 @@ class ServerConfig:
             raise ConfigError(f"--page-cache must be one of {', '.join(_PAGE_CACHE)}")
         if not 0 <= self.port < 65536:
             raise ConfigError(f"--port out of range: {self.port}")
+        if self.zone is not None and zone_problem(self.zone) is not None:
+            raise ConfigError(f"--zone: {zone_problem(self.zone)}")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
         for name in ("max_batch_categories", "max_categories", "max_open_segments"):
@@ -160,6 +164,12 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("host", str, "address to listen on"),
     ("port", int, "port to listen on; 0 picks a free one and registers it"),
     ("advertise_host", str, "host name clients use (default: --host, or the FQDN for 0.0.0.0)"),
+    (
+        "zone",
+        str,
+        "the failure domain this server is in (an availability zone, a rack), registered "
+        "for clients: the copies of a batch go to different zones first",
+    ),
     ("data_dir", Path, "where the segments live (required)"),
     ("fsync", str, "always: acknowledge after fsync (default); interval; never"),
     ("fsync_interval", float, "seconds between syncs with --fsync interval"),

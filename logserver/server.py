@@ -92,13 +92,20 @@ class LogServer:
         self._storage = Storage.open(cfg.data_dir, policy)
         log.info(
             "storage recovered",
+            server_id=self._storage.server_id,
+            zone=cfg.zone or None,
             data_dir=str(cfg.data_dir),
             elapsed_s=round(time.monotonic() - started, 3),
         )
 
         metrics = Metrics()
         self._handler = LogServiceHandler(
-            self._storage, server_id=self.process_id, version=__version__, metrics=metrics
+            self._storage,
+            server_id=self._storage.server_id,
+            version=__version__,
+            metrics=metrics,
+            process_id=self.process_id,
+            zone=cfg.zone or "",
         )
         limits = WireLimits(
             max_frame_bytes=cfg.max_frame_bytes,
@@ -128,6 +135,8 @@ class LogServer:
             version=__version__,
             started_at=time.time(),
             tls=tls is not None,
+            server_id=self._storage.server_id,
+            zone=cfg.zone or "",
         )
         self._registration = Registration(
             cfg.zk,

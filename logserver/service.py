@@ -125,9 +125,13 @@ class LogServiceHandler:
         version: str,
         metrics: Metrics,
         limits: ServiceLimits | None = None,
+        process_id: str = "",
+        zone: str = "",
     ) -> None:
         self._storage = storage
         self._server_id = server_id
+        self._process_id = process_id
+        self._zone = zone
         self._version = version
         self._metrics = metrics
         self._limits = limits or ServiceLimits()
@@ -338,6 +342,8 @@ class LogServiceHandler:
             batches_stored=stats.batches_stored,
             duplicates=stats.duplicates,
             categories=self._storage.categories(),
+            process_id=self._process_id,
+            zone=self._zone,
         )
 
     def Ping(self) -> str:

@@ -4,17 +4,36 @@ Existing ServerSet tooling reads ``serviceEndpoint``, ``additionalEndpoints``
 and ``status``; our own fields sit beside them and are optional for readers.
 ``tls`` says whether the Thrift port speaks TLS; nothing about certificates or
 keys is ever written here (anyone who can read ZooKeeper can read it).
+``serverId`` is the server's persistent id (its data directory's: a wiped
+directory is a new server; ``processId`` changes with every start), ``zone``
+the failure domain an operator gave it (``logserver serve --zone``; clients
+spread a batch's copies across zones first). Both are empty for servers that
+predate them.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from logwire.errors import EndpointFormatError, MemberFormatError
 
-__all__ = ["Endpoint", "EndpointFormatError", "Member", "MemberFormatError"]
+__all__ = ["Endpoint", "EndpointFormatError", "Member", "MemberFormatError", "zone_problem"]
+
+_ZONE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}\Z")
+
+
+def zone_problem(zone: str) -> str | None:
+    """Why ``zone`` cannot name a zone (None when it can): 1-64 characters of letters,
+    digits and ``. _ : -``, starting with a letter or digit (``eu-west-1a``, ``rack-12``)."""
+    if not _ZONE.match(zone):
+        return (
+            "a zone is 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter "
+            f"or digit, not {zone[:80]!r}"
+        )
+    return None
 
 
 @dataclass(frozen=True, order=True)
@@ -49,6 +68,10 @@ class Member:
     started_at: float = 0.0
     #: The service endpoint speaks TLS (data written before this field existed: False).
     tls: bool = False
+    #: The server's persistent id (its data directory's; "" from servers before it existed).
+    server_id: str = ""
+    #: The failure domain the server registered in (``--zone``; "" when it gave none).
+    zone: str = ""
 
     def to_json(self) -> bytes:
         """The znode data: ServerSet fields first, ours after."""
@@ -63,6 +86,8 @@ class Member:
             "version": self.version,
             "startedAt": self.started_at,
             "tls": self.tls,
+            "serverId": self.server_id,
+            "zone": self.zone,
         }
         return json.dumps(doc, sort_keys=False).encode()
 
@@ -89,6 +114,14 @@ class Member:
                 started_at=float(doc.get("startedAt", 0.0)),
                 # Only a JSON true counts: a string "false" must not turn TLS on.
                 tls=doc.get("tls", False) is True,
+                server_id=_text_field(doc, "serverId"),
+                zone=_text_field(doc, "zone"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MemberFormatError(f"not a ServerSet member: {data[:200]!r}: {exc}") from exc
+
+
+def _text_field(doc: dict[str, Any], name: str) -> str:
+    """An optional string field: "" when absent or not a string (a reader never guesses)."""
+    value = doc.get(name, "")
+    return value if isinstance(value, str) else ""

@@ -30,6 +30,7 @@ from logserver.errors import (
     StorageUnavailableError,
 )
 from logserver.storage._disk import DiskIO
+from logserver.storage._identity import SERVER_ID_FILE, read_server_id, server_id_problem
 from logserver.storage._offline import list_categories_offline, read_category_offline
 from logserver.storage._policy import FsyncMode, StoragePolicy
 from logserver.storage._stats import StorageStats
@@ -43,6 +44,7 @@ from logserver.storage._types import (
 )
 
 __all__ = [
+    "SERVER_ID_FILE",
     "AppendOutcome",
     "BatchTooLargeError",
     "BlockBatch",
@@ -63,4 +65,6 @@ __all__ = [
     "StoredBlock",
     "list_categories_offline",
     "read_category_offline",
+    "read_server_id",
+    "server_id_problem",
 ]

@@ -27,6 +27,7 @@ from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._format import encode_records
+from logserver.storage._identity import server_id_of
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._recovery import recover
@@ -70,6 +71,7 @@ class Storage:
         data_dir: Path,
         policy: StoragePolicy,
         *,
+        server_id: str,
         disk: DiskIO,
         lock_fd: int,
         logs: dict[str, CategoryLog],
@@ -80,6 +82,7 @@ class Storage:
     ) -> None:
         self._data_dir = data_dir
         self._policy = policy
+        self._server_id = server_id
         self._disk = disk
         self._lock_fd = lock_fd
         self._logs = logs  # replaced on change (copy-on-write): iterated without a lock
@@ -108,7 +111,8 @@ class Storage:
         *,
         disk: DiskIO | None = None,
     ) -> Storage:
-        """Lock ``data_dir`` (creating it), recover it, and start serving.
+        """Lock ``data_dir`` (creating it), give it a server id on its first open
+        (:attr:`server_id`), recover it, and start serving.
 
         Raises StorageLockedError if another Storage holds the directory, and
         StorageUnavailableError if a torn tail cannot be repaired. ``disk`` is a
@@ -119,6 +123,9 @@ class Storage:
         data_dir.mkdir(parents=True, exist_ok=True)
         lock_fd = _lock(data_dir)
         try:
+            server_id, made = server_id_of(data_dir, durable=policy.fsync != "never")
+            if made:
+                log.info("storage %s: new server id %s", data_dir, server_id)
             categories = data_dir / CATEGORIES_DIR
             if not categories.is_dir():
                 categories.mkdir()
@@ -151,9 +158,10 @@ class Storage:
                 for name, segments in recovered.segments.items()
             }
             log.info(
-                "storage %s recovered in %.3f s: %d categories, %d producers remembered, "
-                "%d partial batches, %d bytes truncated",
+                "storage %s (server id %s) recovered in %.3f s: %d categories, "
+                "%d producers remembered, %d partial batches, %d bytes truncated",
                 data_dir,
+                server_id,
                 time.monotonic() - started,
                 len(logs),
                 len(recovered.stored),
@@ -166,6 +174,7 @@ class Storage:
         return cls(
             data_dir,
             policy,
+            server_id=server_id,
             disk=disk,
             lock_fd=lock_fd,
             logs=logs,
@@ -179,7 +188,7 @@ class Storage:
         c = self._counters
         state = "closed" if self._closed else "open"
         return (
-            f"<Storage {str(self._data_dir)!r} {state} fsync={self._policy.fsync} "
+            f"<Storage {str(self._data_dir)!r} id={self._server_id} {state} fsync={self._policy.fsync} "
             f"categories={len(self._logs)} records={c.records_stored} "
             f"batches={c.batches_stored} duplicates={c.duplicates} fsyncs={c.fsyncs} "
             f"{self._dedup!r} {self._committer!r} {self._descriptors!r}>"
@@ -195,6 +204,11 @@ class Storage:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    @property
+    def server_id(self) -> str:
+        """The data directory's persistent id (made on its first open; see ``_identity``)."""
+        return self._server_id
 
     @property
     def policy(self) -> StoragePolicy:
