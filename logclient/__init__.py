@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from logclient._client import ClientStats, LogClient
+from logclient._client import LogClient
 from logclient._handler import JsonFormatter, LogServerHandler
 from logclient._policies import (
     BatchPolicy,
@@ -38,6 +38,7 @@ from logclient._policies import (
     SpoolPolicy,
     TLSPolicy,
 )
+from logclient._stats import ClientStats
 from logclient._structlog import LogServerLogger, LogServerLoggerFactory
 from logclient.errors import (
     BatchRejectedError,

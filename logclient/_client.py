@@ -18,7 +18,6 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -37,6 +36,7 @@ from logclient._queue import RecordQueue
 from logclient._sender import Sender
 from logclient._servers import ServerPool
 from logclient._spool import Spool
+from logclient._stats import ClientStats
 from logclient.errors import (
     DiscoveryError,
     InvalidCategoryError,
@@ -59,66 +59,6 @@ logger = logging.getLogger(__name__)
 #: How long ``close()`` may take when the interpreter exits with the client open.
 ATEXIT_TIMEOUT_S = 5.0
 _CATEGORY_CACHE = 10_000
-
-
-@dataclass(frozen=True)
-class ClientStats:
-    """A snapshot of a client's state and counters (records unless said otherwise).
-
-    ``logged``: accepted by ``log()``. ``queued``: in memory, not yet in a batch.
-    ``in_flight``: in batches the sender holds in memory (being sent or waiting
-    for a server), not in the spool.
-    ``spooled``: in spool files (``spooled_batches`` files, ``spooled_bytes``).
-    ``sent``: records in ``Append`` calls made, resends included. ``acknowledged``:
-    records servers acknowledged (``duplicates``: batches a server already had).
-    ``failovers``: times a server was found unavailable and the batch moved on.
-    ``dropped``: records given up by policy (queue or spool full with
-    overflow="drop", a batch no server accepts, close without spool); always logged.
-    ``unsettled``: records logged and neither acknowledged nor dropped yet
-    (queued, in flight or only in the spool): what ``flush()`` waits for.
-    ``batches_retried``: batches that needed more than one ``Append`` call.
-    ``spilled``: records written to the spool by this client.
-    """
-
-    producer: str
-    current_server: str | None
-    known_servers: tuple[str, ...]
-    down_servers: tuple[str, ...]
-    queued: int
-    queued_bytes: int
-    in_flight: int
-    spooled: int
-    spooled_batches: int
-    spooled_bytes: int
-    logged: int
-    sent: int
-    acknowledged: int
-    duplicates: int
-    failovers: int
-    dropped: int
-    unsettled: int
-    batches_retried: int
-    spilled: int
-    spool_directory: str | None
-    closed: bool
-
-    def __repr__(self) -> str:
-        return (
-            f"ClientStats(server={self.current_server}, known={list(self.known_servers)}, "
-            f"down={list(self.down_servers)}, queued={self.queued}, "
-            f"in_flight={self.in_flight}, spooled={self.spooled}, "
-            f"logged={self.logged}, sent={self.sent}, acknowledged={self.acknowledged}, "
-            f"failovers={self.failovers}, dropped={self.dropped}, unsettled={self.unsettled}, "
-            f"batches_retried={self.batches_retried}, spilled={self.spilled})"
-        )
-
-    @property
-    def producer_id(self) -> str:
-        """Deprecated: the old name of :attr:`producer` (see docs/glossary.md)."""
-        warnings.warn(
-            "ClientStats.producer_id is now ClientStats.producer", DeprecationWarning, stacklevel=2
-        )
-        return self.producer
 
 
 class LogClient:
@@ -204,21 +144,24 @@ class LogClient:
             servers if servers is not None else _default_source(zk_hosts or "", zk_path, zk_tls)
         )
         self._spool = Spool.open(spool) if spool.enabled else None
-        self._sender = Sender(
-            queue=self._queue,
-            pool=self._pool,
-            transport=transport,
-            spool=self._spool,
-            batching=batching,
-            failover=failover,
-            spool_policy=spool,
-            producer=self.producer,
-        )
+        self._sender = self._new_sender()
         self._close_lock = threading.Lock()
         self._closed = False
         _forksafe.install()
         self._pid = os.getpid()
         self._start()
+
+    def _new_sender(self) -> Sender:
+        return Sender(
+            queue=self._queue,
+            pool=self._pool,
+            transport=self._transport,
+            spool=self._spool,
+            batching=self.batching,
+            failover=self.failover,
+            spool_policy=self.spool_policy,
+            producer=self.producer,
+        )
 
     def _start(self) -> None:
         try:
@@ -265,8 +208,9 @@ class LogClient:
             f"<LogClient {state} producer={self.producer[:8]} "
             f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
             f"queued={len(self._queue)} spooled={spool.records if spool is not None else 0} "
-            f"acked={self._sender.acked_records} failovers={self._sender.failovers} "
-            f"dropped={self._queue.dropped + self._sender.dropped_records}>"
+            f"acked={self._sender.ledger.acked_records} "
+            f"failovers={self._sender.dispatch.failovers} "
+            f"dropped={self._queue.dropped + self._sender.ledger.dropped_records}>"
         )
 
     def __enter__(self) -> LogClient:
@@ -409,6 +353,7 @@ class LogClient:
         if self._pid != os.getpid():
             self._enter_child()
         sender = self._sender
+        dispatch, ledger = sender.dispatch, sender.ledger
         spool = self._spool
         current = self._pool.current
         return ClientStats(
@@ -423,13 +368,13 @@ class LogClient:
             spooled_batches=spool.batches if spool is not None else 0,
             spooled_bytes=spool.bytes if spool is not None else 0,
             logged=self._queue.accepted,
-            sent=sender.sent_records,
-            acknowledged=sender.acked_records,
-            duplicates=sender.duplicates,
-            failovers=sender.failovers,
-            dropped=self._queue.dropped + sender.dropped_records,
+            sent=dispatch.sent_records,
+            acknowledged=ledger.acked_records,
+            duplicates=dispatch.duplicates,
+            failovers=dispatch.failovers,
+            dropped=self._queue.dropped + ledger.dropped_records,
             unsettled=sender.settlement.unsettled(self._queue.accepted),
-            batches_retried=sender.batches_retried,
+            batches_retried=dispatch.batches_retried,
             spilled=sender.spilled_records,
             spool_directory=str(spool.directory) if spool is not None else None,
             closed=self._closed,
@@ -470,16 +415,7 @@ class LogClient:
             if restart is not None:
                 restart()
             self._spool = self._child_spool()
-            self._sender = Sender(
-                queue=self._queue,
-                pool=self._pool,
-                transport=self._transport,
-                spool=self._spool,
-                batching=self.batching,
-                failover=self.failover,
-                spool_policy=self.spool_policy,
-                producer=self.producer,
-            )
+            self._sender = self._new_sender()
             self._pid = pid
             _follow_now(self._source, self._pool.update)
             self._sender.start()

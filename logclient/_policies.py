@@ -24,6 +24,7 @@ __all__ = [
     "ChoicePolicy",
     "FailoverPolicy",
     "QueuePolicy",
+    "ReplicationPolicy",
     "SpoolPolicy",
     "TLSPolicy",
 ]
@@ -182,6 +183,56 @@ class ChoicePolicy:
     def of(cls, value: ChoicePolicy | str) -> ChoicePolicy:
         """Accept a policy or a strategy name."""
         return value if isinstance(value, ChoicePolicy) else cls(value)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class ReplicationPolicy:
+    """How many servers store each batch, and how many must before it counts.
+
+    Each batch goes to ``copies`` distinct servers (endpoints); among the
+    live ones, copies spread over zones first (the ``--zone`` a server
+    registered), then over hosts. A batch is *acknowledged* (``flush()``
+    returns, ``stats().acknowledged`` counts it, its spool file goes) once
+    ``acks`` of them (default: all ``copies``) answered that they store it
+    durably. So with ``copies=2`` an acknowledged record survives the loss of
+    any one server and its disk.
+
+    While fewer than ``acks`` servers are live, new batches wait, in the
+    queue and then in the spool, as they do with no server at all (never
+    acknowledged with fewer copies); ``stats().servers_short`` says how many
+    servers are missing. Copies beyond ``acks`` are made as well, and one
+    that fails or finds no server is retried in the background (memory only,
+    up to ``max_waiting_bytes`` of batches; past that, and at ``close()``, the
+    oldest are given up and counted in ``stats().copies_given_up``:
+    ``logserver repair`` restores the count from the servers' side).
+
+    Each copy costs the servers its disk writes and the client a call: with
+    ``copies=2`` the client sends twice the bytes.
+    """
+
+    copies: int = 1
+    acks: int | None = None
+    max_waiting_bytes: int = 16 * MiB
+
+    def __post_init__(self) -> None:
+        for name in ("copies", "acks"):
+            value = getattr(self, name)
+            if value is None and name == "acks":
+                continue
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 16:
+                raise ValueError(
+                    f"ReplicationPolicy.{name} must be an int between 1 and 16, not {value!r}"
+                )
+        if self.acks is not None and self.acks > self.copies:
+            raise ValueError(
+                f"ReplicationPolicy.acks ({self.acks}) cannot exceed copies ({self.copies})"
+            )
+        _positive(self, max_waiting_bytes=self.max_waiting_bytes)
+
+    @property
+    def required(self) -> int:
+        """How many servers must hold a batch before it is acknowledged."""
+        return self.copies if self.acks is None else self.acks
 
 
 @dataclass(frozen=True)

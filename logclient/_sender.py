@@ -1,51 +1,45 @@
-"""The sender thread: batches, delivery, failover (spilling is in :mod:`logclient._spilling`).
+"""The sender thread: one loop that takes batches, sends them, reads answers and spills.
 
-Delivery order is the order records were logged. The sender sends batches on
-one connection at a time, up to ``BatchPolicy.max_in_flight`` of them before
-the oldest is answered (the *window*), and takes new ones from four ordered
-sources:
+Its collaborators each own their state (Kafka's producer is the model) and
+meet only through method calls:
 
-1. ``front``: batches to resend first (the window of a connection that failed,
-   or the halves of a batch a server found too large),
-2. the spool (oldest batches on disk, possibly from an earlier process),
-3. ``pending``: batches formed from memory that could not be spooled,
-4. the memory queue.
+- :class:`~logclient._accumulator.Accumulator`: where the next batch comes
+  from (batches that need another server, the spool, batches that could not
+  be spooled, the memory queue), oldest first;
+- :class:`~logclient._dispatch.Dispatcher`: which servers get a batch,
+  sending it, and what each answer or error means;
+- :class:`~logclient._inflight.InFlightRequests`: a connection per server
+  and its window of unanswered calls;
+- :class:`~logclient._ledger.Ledger`: the batches in hand, the copies still
+  owed, and what is settled for ``flush()``;
+- :class:`~logclient._spilling.Spiller`: when batches go to the spool.
 
-Why pipelining keeps order and dedup: a server answers one connection's calls
-one at a time, in order, so the replies come back in sending order and each
-must carry its call's sequence id. The window only ever grows on one
-connection; the sender switches servers only once the window is empty (when
-the choice policy picks another server it first waits for the answers). On
-*any* error the connection is thrown away and every unanswered batch of the
-window goes back to ``front``, in order, to be resent with the same
-``(producer, sequence)``: a server that stored one of them answers
-"duplicate". A hung server is given up ``rpc_timeout_s`` after the oldest
-unanswered send; a dead one as soon as the socket says so.
-
-A batch keeps its ``(producer, sequence)`` through every resend, failover,
-spill and restart. The sender spills only with an empty window (it collects
-the answers first), and always writes the oldest batch first (those to
-resend, then pending, then the queue), so the spool stays in logging order.
+One turn of the loop: spill if the policy says so (after collecting the
+answers in flight: writing to disk while an RPC clock runs would turn a
+slow fsync into a failover), send the next batch if the windows allow,
+otherwise read an answer, otherwise sleep until records, a server or a
+timer call for the sender. Delivery order, pipelining, failover and what a
+resend keeps are described in :mod:`logclient._dispatch` and
+:mod:`logclient._inflight`; spilling in :mod:`logclient._spilling`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
-from collections import deque
 
-from logclient._batch import Batch
-from logclient._connection import Acknowledgement, Connection, Transport
-from logclient._delivery import Delivery, pipelines
-from logclient._policies import BatchPolicy, FailoverPolicy, SpoolPolicy
-from logclient._queue import RateLimitedLog, RecordQueue
+from logclient._accumulator import Accumulator
+from logclient._connection import Transport
+from logclient._dispatch import Dispatcher, Step
+from logclient._inflight import InFlightRequests
+from logclient._ledger import Ledger
+from logclient._policies import BatchPolicy, FailoverPolicy, ReplicationPolicy, SpoolPolicy
+from logclient._queue import RecordQueue
 from logclient._servers import ServerPool
 from logclient._settlement import Settlement
-from logclient._spilling import Spilling
+from logclient._spilling import Spiller
 from logclient._spool import Spool
-from logwire.serverset import Endpoint
 
 __all__ = ["Sender"]
 
@@ -55,7 +49,7 @@ _NEVER = 1 << 62
 _IDLE_WAKE_S = 1.0
 
 
-class Sender(Delivery, Spilling):
+class Sender:
     """Owns the sender thread and everything only that thread touches."""
 
     def __init__(
@@ -69,10 +63,10 @@ class Sender(Delivery, Spilling):
         failover: FailoverPolicy,
         spool_policy: SpoolPolicy,
         producer: str,
+        replication: ReplicationPolicy = ReplicationPolicy(),  # noqa: B008 - frozen
     ) -> None:
         self._queue = queue
         self._pool = pool
-        self._transport = transport
         self._spool = spool
         self._batching = batching
         self._failover = failover
@@ -81,58 +75,36 @@ class Sender(Delivery, Spilling):
         self._thread = threading.Thread(
             target=self._run, name=f"logclient-sender-{producer[:8]}", daemon=True
         )
-        # The window: batches sent on ``_conn`` and not yet answered, oldest first,
-        # with their send times; ``_answers`` holds answers of a connection that
-        # cannot pipeline (its ``append`` answered at once).
-        self._window: deque[Batch] = deque()
-        self._sent_at: deque[float] = deque()
-        self._answers: deque[Acknowledgement] = deque()
-        self._conn: Connection | None = None
-        self._conn_reused = False
-        self._conn_answered = 0
-        # Set when the choice policy picked another server while the window was
-        # not empty: no more sends until the window is answered, then that server.
-        self._next_endpoint: Endpoint | None = None
-        self._switching = False
-        # A reused connection failed at once: one more try on a fresh one.
-        self._fresh_retry: Endpoint | None = None
-        self._front: deque[Batch] = deque()
-        self._pending: deque[Batch] = deque()
-        self._spool_mark = -1
-        self._conns: dict[Endpoint, Connection] = {}
-        self._inflight: Connection | None = None
-        self._pool_version = -1
-        self._sequence = 0
-        self._failing_since: float | None = None
-        self._announced = False
-        self._spilling = False
-        self._high_since: float | None = None
+        self.ledger = Ledger(spool, replication.max_waiting_bytes)
+        self.settlement: Settlement = self.ledger.settlement
+        self._accumulator = Accumulator(queue, spool, batching, self.settlement, producer)
+        self._links = InFlightRequests(transport, failover)
+        self._spiller = Spiller(
+            spool, spool_policy, batching, self._accumulator, self.ledger, self.ledger.roots_in_hand
+        )
+        self.dispatch = Dispatcher(
+            pool=pool,
+            links=self._links,
+            accumulator=self._accumulator,
+            ledger=self.ledger,
+            spiller=self._spiller,
+            batching=batching,
+            failover=failover,
+            replication=replication,
+        )
         self._stopping = False
         self._abort = False
-        self.settlement = Settlement()
-        self._flush_target = 0
-        self._drop_log = RateLimitedLog(logger)
-        self._spool_log = RateLimitedLog(logger)
-        # Counters: written by the sender thread only, read by stats().
-        self.sent_records = 0
-        self.sent_batches = 0
-        self.acked_records = 0
-        self.acked_batches = 0
-        self.duplicates = 0
-        self.failovers = 0
-        self.batches_retried = 0
-        self.dropped_records = 0
-        self.spilled_records = 0
-        self.split_batches = 0
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self.alive else "stopped")
-        conn = self._conn
-        where = f" on {conn.endpoint}" if conn is not None else ""
+        busy = self._links.busy()
+        where = f" on {','.join(str(link.endpoint) for link in busy)}" if busy else ""
+        acc = self._accumulator
         return (
-            f"<Sender {self.producer} {state} in_flight={len(self._window)}{where} "
-            f"front={len(self._front)} pending={len(self._pending)} "
-            f"failing={self._failing_since is not None} spilling={self._spilling}>"
+            f"<Sender {self.producer} {state} in_flight={sum(len(b.window) for b in busy)}"
+            f"{where} front={len(acc.front)} pending={len(acc.pending)} "
+            f"failing={self.dispatch.failing_since is not None} "
+            f"spilling={self._spiller.spilling}>"
         )
 
     # ------------------------------------------------------------ other threads
@@ -149,21 +121,19 @@ class Sender(Delivery, Spilling):
         """Every record up to this ordinal is acknowledged or dropped (see :mod:`._settlement`)."""
         return self.settlement.frontier
 
+    @property
+    def spilled_records(self) -> int:
+        return self._spiller.spilled_records
+
     def in_memory_records(self) -> int:
         """Records in batches the sender holds in memory only (not queued, not spooled)."""
         # list() copies a deque in one step under the GIL: safe from another thread.
-        total = sum(b.count for b in list(self._pending))
-        seen: set[int] = set()
-        for batch in list(self._window) + list(self._front):
-            root = batch.root
-            if id(root) not in seen and root.spool_id is None:
-                seen.add(id(root))
-                total += root.count
-        return total
+        pending = sum(b.count for b in list(self._accumulator.pending))
+        return pending + self.ledger.in_memory_records()
 
     @property
     def failing_since(self) -> float | None:
-        return self._failing_since
+        return self.dispatch.failing_since
 
     def flush(self, timeout: float | None, target: int | None = None) -> bool:
         """Wait until every record accepted so far (or up to ``target``) is settled.
@@ -175,27 +145,33 @@ class Sender(Delivery, Spilling):
         settlement = self.settlement
         if settlement.frontier >= target:
             return True
-        if target > self._flush_target:
-            # Read by the sender thread: a partial batch goes out now, without its linger.
-            self._flush_target = target
+        # Read by the sender thread: a partial batch goes out now, without its linger.
+        self._accumulator.note_flush(target)
         self._queue.doorbell.set()
         return settlement.wait(target, timeout, self._thread.is_alive)
 
     def stop(self, deadline: float) -> bool:
         """Deliver what was accepted until near ``deadline``, then spool the rest and stop.
 
-        The queue must be closed first. Returns True when the thread has exited.
+        Copies beyond ``ReplicationPolicy.acks`` still missing get the time
+        left before the reserve, then are given up. The queue must be closed
+        first. Returns True when the thread has exited.
         """
         now = time.monotonic()
         reserve = min(1.0, 0.2 * max(0.0, deadline - now))
         self._stopping = True
+        self._accumulator.stopping = True
         self._queue.doorbell.set()
         if self._thread.is_alive():
             self.flush(max(0.0, deadline - reserve - time.monotonic()))
+            while self.ledger.waiting() and self._thread.is_alive():
+                remaining = deadline - reserve - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._thread.join(min(remaining, 0.01))
         self._abort = True
-        conn = self._inflight
-        if conn is not None:
-            conn.abort()
+        self.dispatch.aborting = True
+        self._links.abort_busy()
         self._queue.doorbell.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
@@ -207,6 +183,14 @@ class Sender(Delivery, Spilling):
             return False
         return True
 
+    def forget_in_child(self) -> None:
+        """In a child after fork(): close the inherited sockets; the thread never came along.
+
+        Closing the child's copy of a descriptor leaves the parent's
+        connection as it is. Nothing here takes a lock.
+        """
+        self._links.forget_in_child()
+
     # ------------------------------------------------------------- the thread
 
     def _run(self) -> None:
@@ -216,15 +200,18 @@ class Sender(Delivery, Spilling):
                     if self._step():
                         break
                 except Exception:
-                    # A bug, not a network error (those are handled in _deliver).
+                    # A bug, not a network error (those are handled where they happen).
                     # Keep the records: drop connections, pause, carry on.
                     logger.exception("logclient sender: unexpected error; retrying")
-                    self._requeue_window()
-                    self._close_connections()
+                    self.dispatch.requeue_all()
+                    self._links.close_all()
                     self._queue.doorbell.wait(0.2)
         finally:
             try:
-                self._shutdown()
+                self._links.close_all()
+                for delivery in self.ledger.waiting():
+                    self.ledger.give_up_copies(delivery, "the client closed")
+                self._spiller.shutdown()
             except Exception:
                 logger.exception("logclient sender: error while spooling at shutdown")
             self.settlement.wake()
@@ -236,112 +223,36 @@ class Sender(Delivery, Spilling):
             self._stopping
             and self._queue.closed
             and self.settlement.frontier >= self._queue.accepted
+            and not self.ledger.waiting()
         ):
             return True
-        if self._pool.version != self._pool_version and not self._window:
-            self._prune_connections()
-        if self._window and self._spill_wanted():
+        dispatch = self.dispatch
+        dispatch.prune()
+        if dispatch.busy() and self._spiller.wanted(dispatch.failing_since):
             # Spilling takes a while (an fsync per batch): collect the answers first, so
-            # that the window's RPC clock never runs while this thread writes to disk.
-            self._receive()
+            # that no RPC clock runs while this thread writes to disk.
+            dispatch.receive()
             return False
-        self._maybe_spill()
-        if self._may_send():
-            batch = self._next_batch()
-            if batch is not None:
-                self._deliver(batch)
+        self._spiller.maybe_spill(dispatch.failing_since)
+        step = dispatch.send_next()
+        if step is Step.PROGRESS:
+            return False
+        if dispatch.busy():
+            dispatch.receive()
+            return False
+        if step is Step.NO_SERVER:
+            if self._stopping and self._spool is not None and self._pool.answered:
+                # Closing with nowhere to send: spool now rather than wait out the timeout.
+                # (Not while the source has yet to say which servers exist: a short-lived
+                # process, a forked worker say, must not spool what a server would take.)
+                self._abort = True
                 return False
-        if self._window:
-            self._receive()
+            self._wait_for_server()
             return False
         self._wait_idle()
         return False
 
-    def _may_send(self) -> bool:
-        if not self._window:
-            return True
-        return not self._switching and len(self._window) < self._limit()
-
-    def _limit(self) -> int:
-        conn = self._conn
-        if conn is None or not pipelines(conn):
-            return 1
-        return self._batching.max_in_flight
-
-    # ---------------------------------------------------------------- batches
-
-    def _next_batch(self) -> Batch | None:
-        if self._front:
-            return self._front.popleft()
-        if self._spool is not None and self._spool.batches:
-            batch = self._spool.head(after=self._spool_mark)
-            if batch is not None:
-                assert batch.spool_id is not None
-                self._spool_mark = batch.spool_id
-                return batch
-        if self._pending:
-            return self._pending.popleft()
-        if not len(self._queue) or self._lingering():
-            return None
-        return self._form_batch()
-
-    def _lingering(self) -> bool:
-        """True while the queue's partial batch should wait for more records."""
-        queue = self._queue
-        if self._stopping or self._flush_target > queue.taken or queue.batch_ready():
-            return False
-        return time.monotonic() < queue.first_at + self._batching.linger_s
-
-    def _form_batch(self) -> Batch:
-        categories, messages, nbytes, end = self._queue.take(
-            self._batching.max_records, self._batching.max_bytes
-        )
-        batch = Batch(self.producer, self._sequence, categories, messages, nbytes, end)
-        self._sequence += 1
-        if messages:
-            self.settlement.formed(end - len(messages), end)
-        return batch
-
-    # ------------------------------------------------------------- settlement
-
-    def _settle(self, batch: Batch) -> None:
-        """``batch`` is done (acknowledged or dropped); settle it and finished ancestors."""
-        node = batch
-        while node.parent is not None:
-            parent = node.parent
-            parent.children_left -= 1
-            if parent.children_left > 0:
-                return
-            node = parent
-        if node.spool_id is not None and self._spool is not None:
-            self._spool.remove(node)
-        self.settlement.settle(node.end_ordinal)
-
-    def _drop(self, batch: Batch, reason: str) -> None:
-        self._count_drop(batch.count, reason, batch)
-        self._settle(batch)
-
-    def _count_drop(self, records: int, reason: str, batch: Batch | None = None) -> None:
-        """Count ``records`` as given up (of ``batch``, for ``flush(require_acknowledged=True)``)."""
-        self.dropped_records += records
-        if batch is not None:
-            self.settlement.note_dropped(batch.root.start_ordinal)
-        self._drop_log.warning("logclient dropped %d records: %s", records, reason)
-
     # ----------------------------------------------------------------- waiting
-
-    def _note_failing(self, reason: str, announce: bool = False) -> None:
-        """Start the spill clock at the first failure; say so once no server is left to try."""
-        if self._failing_since is None:
-            self._failing_since = time.monotonic()
-            self._announced = False
-        if announce and not self._announced:
-            self._announced = True
-            logger.warning(
-                "logclient: no server takes batches right now (%s); %d records queued",
-                reason,
-                len(self._queue),
-            )
 
     def _wait_idle(self) -> None:
         queue = self._queue
@@ -358,12 +269,12 @@ class Sender(Delivery, Spilling):
         queue = self._queue
         wake_records, wake_bytes = _NEVER, _NEVER
         if self._spool is not None:
-            if self._spilling:
+            if self._spiller.spilling:
                 wake_records, wake_bytes = queue.batch_records, queue.batch_bytes
                 if len(queue):
                     timeout = min(timeout, queue.first_at + self._batching.linger_s - now)
             else:
-                held_until = self._high_water_wake()
+                held_until = self._spiller.high_water_wake()
                 if held_until is not None:
                     # Past high water already: wake when the hold ends, not on records.
                     timeout = min(timeout, held_until - now)
@@ -371,9 +282,9 @@ class Sender(Delivery, Spilling):
                     hw = self._spool_policy.high_water
                     wake_records = max(1, int(queue.max_records * hw))
                     wake_bytes = max(1, int(queue.max_bytes * hw))
-                if self._failing_since is not None:
-                    spill_at = self._failing_since + self._spool_policy.spill_after_s
-                    timeout = min(timeout, spill_at - now)
+                failing = self.dispatch.failing_since
+                if failing is not None:
+                    timeout = min(timeout, failing + self._spool_policy.spill_after_s - now)
         self._sleep(timeout, wake_records, wake_bytes)
 
     def _sleep(self, timeout: float, wake_records: int, wake_bytes: int) -> None:
@@ -383,31 +294,3 @@ class Sender(Delivery, Spilling):
             self._queue.doorbell.wait(max(timeout, 0.001))
         finally:
             self._queue.disarm()
-
-    def forget_in_child(self) -> None:
-        """In a child after fork(): close the inherited sockets; the thread never came along.
-
-        Closing the child's copy of a descriptor leaves the parent's
-        connection as it is. Nothing here takes a lock.
-        """
-        for conn in list(self._conns.values()):
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._conns = {}
-
-    # ------------------------------------------------------------- connections
-
-    def _discard(self, endpoint: Endpoint) -> None:
-        conn = self._conns.pop(endpoint, None)
-        if conn is not None:
-            conn.close()
-
-    def _prune_connections(self) -> None:
-        self._pool_version = self._pool.version
-        for endpoint in list(self._conns):
-            if not self._pool.is_known(endpoint):
-                self._discard(endpoint)
-
-    def _close_connections(self) -> None:
-        for endpoint in list(self._conns):
-            self._discard(endpoint)

@@ -65,6 +65,8 @@ class ServerPool:
         # The smallest batch (BatchPolicy bytes) each server refused as too large.
         self._too_large: dict[Endpoint, int] = {}
         self._current: Endpoint | None = None
+        # The other servers of the last several-copy pick (the sticky choice keeps them).
+        self._partners: tuple[Endpoint, ...] = ()
         self._rr = 0
         self._last_probe = -1e18
         #: The source has said which servers exist (False: it may not have answered yet).
@@ -159,26 +161,96 @@ class ServerPool:
         When every candidate is down, returns the one whose backoff ends first
         at most once per ``probe_interval_s`` (a probe), else None.
         """
+        picks = self.choose_copies(1, exclude, size)
+        return picks[0] if picks else None
+
+    def choose_copies(
+        self,
+        count: int,
+        exclude: frozenset[Endpoint] = frozenset(),
+        size: int = 0,
+        *,
+        avoid: frozenset[Endpoint] = frozenset(),
+        minimum: int = 1,
+        probe: bool = True,
+    ) -> tuple[Endpoint, ...]:
+        """Up to ``count`` distinct servers for copies of one batch, none in ``exclude``.
+
+        The first is the choice policy's pick, as :meth:`choose` makes it. The
+        others spread the copies over failure domains: a server in a zone none
+        of the picked ones is in comes first, then one on another host, then
+        any other, each tier in the policy's order (``sticky`` keeps the
+        servers it picked last time). Servers in ``avoid`` (slow right now)
+        are picked only when too few others are live. With ``probe`` and
+        fewer than ``minimum`` live servers found, a down server is added as a
+        probe (the one whose backoff ends first, at most once per
+        ``probe_interval_s``).
+        """
+        if count < 1:
+            return ()
         now = self._clock()
         with self._lock:
             live = [e for e in self._known if e not in exclude and not self._is_down(e, now)]
-            if not live:
-                return self._probe(now, exclude)
             if size:
                 fitting = [e for e in live if size < self._too_large.get(e, size + 1)]
                 live = fitting or live
-            strategy = self.choice.strategy
-            if strategy == "sticky" and self._current in live:
-                chosen = self._current
-            elif strategy == "leader":
-                chosen = next(e for e in self._by_order if e in live)
-            elif strategy == "round_robin":
-                chosen = live[self._rr % len(live)]
-                self._rr += 1
-            else:
-                chosen = self._rng.choice(live)
-            self._current = chosen
+            picks: list[Endpoint] = []
+            for group in ([e for e in live if e not in avoid], [e for e in live if e in avoid]):
+                while len(picks) < count:
+                    candidates = [e for e in group if e not in picks]
+                    if not candidates:
+                        break
+                    picks.append(
+                        self._spread(candidates, picks) if picks else self._first(candidates)
+                    )
+            if len(picks) < minimum and probe:
+                probed = self._probe(now, exclude | frozenset(picks))
+                if probed is not None:
+                    picks.append(probed)
+            if picks:
+                self._current = picks[0]
+                self._partners = tuple(picks[1:])
+            return tuple(picks)
+
+    def _first(self, live: list[Endpoint]) -> Endpoint:
+        """The choice policy's pick among ``live`` (the lock is held)."""
+        strategy = self.choice.strategy
+        if strategy == "sticky" and self._current in live:
+            return self._current
+        if strategy == "leader":
+            return next(e for e in self._by_order if e in live)
+        if strategy == "round_robin":
+            chosen = live[self._rr % len(live)]
+            self._rr += 1
             return chosen
+        return self._rng.choice(live)
+
+    def _spread(self, candidates: list[Endpoint], picks: list[Endpoint]) -> Endpoint:
+        """The next copy's server: another zone first, then another host (the lock is held)."""
+        zones = {self._zone(e) for e in picks}
+        hosts = {e.host for e in picks}
+
+        def tier(e: Endpoint) -> tuple[bool, bool]:
+            return (self._zone(e) in zones, e.host in hosts)
+
+        best = min(map(tier, candidates))
+        tiered = [e for e in candidates if tier(e) == best]
+        strategy = self.choice.strategy
+        if strategy == "sticky":
+            kept = [e for e in self._partners if e in tiered]
+            if kept:
+                return kept[0]
+        if strategy in ("leader", "sticky"):
+            return next(e for e in self._by_order if e in tiered)
+        if strategy == "round_robin":
+            chosen = tiered[self._rr % len(tiered)]
+            self._rr += 1
+            return chosen
+        return self._rng.choice(tiered)
+
+    def _zone(self, endpoint: Endpoint) -> str:
+        member = self._members.get(endpoint)
+        return member.zone if member is not None else ""
 
     def live(self, exclude: frozenset[Endpoint] = frozenset()) -> tuple[Endpoint, ...]:
         """Known servers outside their down backoff now, less ``exclude``."""

@@ -46,12 +46,15 @@ class KnownServer:
     lost session. ``order`` is the member's place in registration order
     (ZooKeeper's counter at the end of the node's name: lower registered
     earlier); None when the source cannot tell. Both are empty for a source
-    that lists endpoints only.
+    that lists endpoints only, and ``zone`` for a server that registered none.
     """
 
     endpoint: Endpoint
     node: str = ""
     order: int | None = None
+    #: The failure domain the server registered in ("" when it did not say). Copies of
+    #: a batch spread across zones first.
+    zone: str = ""
 
     def __str__(self) -> str:
         return f"{self.endpoint}" + (f" ({self.node})" if self.node else "")

@@ -1,0 +1,464 @@
+"""Which servers get a batch, sending it there, and what every answer and error means.
+
+**Placement.** A new batch goes to ``ReplicationPolicy.copies`` distinct
+servers picked by the :class:`~logclient._servers.ServerPool` (the choice
+policy's pick first, the other copies spread over zones and hosts); it is
+sent only when at least ``acks`` servers are there to take it, otherwise it
+waits (and with it everything logged after it) as it would with no server.
+A batch that lost a copy (its connection failed) gets one on another server;
+copies beyond ``acks`` that find no server wait in the ledger and are placed
+in the background, taking turns with new batches.
+
+**Order.** A server answers one connection's calls in order, so a batch sent
+after another on one connection is received after it. Across servers the
+dispatcher keeps the same property for the first copy of each batch: a batch
+goes to a server only if every older batch still waiting for its
+acknowledgement was sent to that server before it; otherwise (the choice
+policy picked other servers) the dispatcher first collects the answers in
+flight and then sends to the servers it picked. With one copy that is the
+old rule: the sender moves to another server only once its window is
+answered. Copies made later (after a failure, or in the background) may
+reach their server after newer batches; readers order by batch id.
+
+**Errors.** On *any* error the connection is thrown away and each batch of
+its window is filed anew: it goes back in front if it now has fewer servers
+than ``acks``, waits for copies if it has enough for ``acks`` but fewer than
+``copies``, and otherwise just waits for the answers still due. A connection
+that had served calls and then fails at once (the server closed it while
+idle, or restarted) gets one more try on a fresh connection before its
+server counts as down; so does one whose server asked for an older call.
+
+Runs on the sender thread only.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections.abc import Iterable
+
+from logclient._accumulator import Accumulator
+from logclient._connection import Acknowledgement
+from logclient._delivery import Delivery
+from logclient._inflight import InFlightRequests, Link
+from logclient._ledger import Ledger
+from logclient._policies import BatchPolicy, FailoverPolicy, ReplicationPolicy
+from logclient._servers import ServerPool
+from logclient._spilling import Spiller
+from logclient.errors import BatchRejectedError, ServerUnavailableError
+from logwire.serverset import Endpoint
+
+__all__ = ["Dispatcher", "Step"]
+
+logger = logging.getLogger("logclient._sender")
+
+
+class Step(enum.Enum):
+    """What :meth:`Dispatcher.send_next` did, for the sender's loop."""
+
+    #: Sent, settled or refiled something: look again at once.
+    PROGRESS = "progress"
+    #: Answers in flight must be read before anything more is sent.
+    BLOCKED = "blocked"
+    #: Too few servers to send the next batch to.
+    NO_SERVER = "no_server"
+    #: Nothing to send now.
+    IDLE = "idle"
+
+
+class Dispatcher:
+    """Places deliveries on servers, sends them, and files them after every outcome."""
+
+    def __init__(
+        self,
+        *,
+        pool: ServerPool,
+        links: InFlightRequests,
+        accumulator: Accumulator,
+        ledger: Ledger,
+        spiller: Spiller,
+        batching: BatchPolicy,
+        failover: FailoverPolicy,
+        replication: ReplicationPolicy,
+    ) -> None:
+        self._pool = pool
+        self._links = links
+        self._accumulator = accumulator
+        self._ledger = ledger
+        self._spiller = spiller
+        self._batching = batching
+        self._failover = failover
+        self._copies = replication.copies
+        self._acks = replication.required
+        # Set when the choice policy picked other servers while batches were in
+        # flight: no more sends until they are answered, then to those servers.
+        self._switch_to: tuple[Endpoint, ...] = ()
+        self._switching = False
+        # A reused connection failed at once (or asked for an older call): the next
+        # placement puts this server first, on a fresh connection.
+        self._retry_on: Endpoint | None = None
+        self._pool_version = -1
+        # Copies beyond acks take turns with new batches; after a turn that found no
+        # server, they wait for the server set to change or a probe interval to pass.
+        self._copies_turn = False
+        self._copies_retry_at = 0.0
+        self._copies_version = -1
+        #: When no server took a batch since (None: the last one was taken).
+        self.failing_since: float | None = None
+        self._announced = False
+        #: Set by the thread closing the client: no retries any more.
+        self.aborting = False
+        # Counters: written by the sender thread only, read by stats().
+        self.sent_records = 0
+        self.sent_batches = 0
+        self.duplicates = 0
+        self.failovers = 0
+        self.batches_retried = 0
+        self.split_batches = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<Dispatcher copies={self._copies} acks={self._acks} "
+            f"switching_to={[str(e) for e in self._switch_to] if self._switching else None} "
+            f"failing={self.failing_since is not None} {self._links!r}>"
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def busy(self) -> list[Link]:
+        """Connections with calls awaiting answers."""
+        return self._links.busy()
+
+    def prune(self) -> None:
+        """Close idle connections to servers that left (once nothing is in flight)."""
+        if self._pool.version != self._pool_version and not self._links.busy():
+            self._pool_version = self._pool.version
+            self._links.prune(self._pool.is_known)
+
+    def _common(self, excluding: Delivery | None = None) -> set[Endpoint] | None:
+        """The servers every batch in flight and not yet acknowledged was sent to
+        (None: there is no such batch, so a new one may go anywhere)."""
+        common: set[Endpoint] | None = None
+        for delivery in self._ledger.unacked():
+            if delivery is excluding or not delivery.trying:
+                continue
+            common = set(delivery.trying) if common is None else common & delivery.trying
+        return common
+
+    def _has_room(self, endpoint: Endpoint) -> bool:
+        link = self._links.get(endpoint)
+        return link is None or len(link.window) < link.limit(self._batching)
+
+    # ---------------------------------------------------------------- sending
+
+    def send_next(self) -> Step:
+        """Send the next delivery (or a missing copy), if the windows allow it."""
+        common = self._common()
+        if common is not None and (self._switching or not all(self._has_room(e) for e in common)):
+            return Step.BLOCKED
+        self._copies_turn = not self._copies_turn
+        if self._copies_turn and self._place_copies():
+            return Step.PROGRESS
+        delivery = self._accumulator.next()
+        if delivery is None:
+            return Step.PROGRESS if self._place_copies() else Step.IDLE
+        self._ledger.track(delivery)
+        return self._deliver(delivery)
+
+    def _deliver(self, delivery: Delivery) -> Step:
+        """Send ``delivery`` (the oldest that needs servers) to as many as it lacks."""
+        if delivery.done:
+            return Step.PROGRESS
+        placed = len(delivery.holders) + len(delivery.trying)
+        if placed >= self._acks:
+            self._file([delivery])  # only copies beyond acks are missing: background
+            return Step.PROGRESS
+        need = self._copies - placed
+        minimum = self._acks - placed
+        common = self._common(excluding=delivery)
+        if common is None:
+            return self._open_and_send(delivery, need, minimum)
+        batch = delivery.batch
+        targets = self._pool.choose_copies(need, delivery.excluded(), batch.nbytes, minimum=minimum)
+        if len(targets) >= minimum and all(t in common and self._has_room(t) for t in targets):
+            for endpoint in targets:
+                link = self._links.get(endpoint)
+                assert link is not None
+                self._send(link, delivery)
+            self._file([delivery])
+            return Step.PROGRESS
+        # Other servers for this batch: first collect the answers in flight.
+        self._accumulator.push_front(delivery)
+        self._switch_to = targets
+        self._switching = True
+        return Step.BLOCKED
+
+    def _open_and_send(self, delivery: Delivery, need: int, minimum: int) -> Step:
+        """Nothing unacknowledged in flight: pick servers, connect, send."""
+        fresh, self._retry_on = self._retry_on, None
+        switch_to, self._switch_to = self._switch_to, ()
+        self._switching = False
+        batch = delivery.batch
+        excluded = delivery.excluded()
+        picks: list[Endpoint] = []
+        for endpoint in (fresh, *switch_to):
+            if endpoint is not None and endpoint not in excluded and endpoint not in picks:
+                picks.append(endpoint)
+        del picks[need:]
+        if len(picks) < need:
+            picks += self._pool.choose_copies(
+                need - len(picks),
+                excluded | frozenset(picks),
+                batch.nbytes,
+                minimum=max(0, minimum - len(picks)),
+            )
+        if (
+            not picks
+            and batch.refused_by
+            and self._pool.live(frozenset(delivery.holders | delivery.trying))
+        ):
+            # Only servers that refused it as too large are up now: split it for them.
+            self._refused_everywhere(delivery)
+            return Step.PROGRESS
+        if len(picks) < minimum:
+            self._accumulator.push_front(delivery)
+            if picks or self._acks > 1:
+                live = len(self._pool.live())
+                reason = f"{live} servers live, {self._acks} needed (ReplicationPolicy.acks)"
+            else:
+                reason = "no server available"
+            self.note_failing(reason, announce=True)
+            return Step.NO_SERVER
+        for endpoint in picks:
+            try:
+                link = self._links.open(endpoint, fresh=endpoint == fresh)
+            except ServerUnavailableError as exc:
+                self._on_unavailable(endpoint, delivery, exc)
+                continue
+            self._send(link, delivery)
+        self._file([delivery])
+        return Step.PROGRESS
+
+    def _place_copies(self) -> bool:
+        """Send the oldest missing copy beyond ``acks``; False when there is none to send."""
+        waiting = self._ledger.waiting()
+        if not waiting:
+            return False
+        now = time.monotonic()
+        if self._pool.version == self._copies_version and now < self._copies_retry_at:
+            return False
+        delivery = waiting[0]
+        need = delivery.missing(self._copies)
+        if need <= 0 or delivery.done:
+            self._ledger.copies_placed(delivery)
+            self._file([delivery])
+            return True
+        targets = [
+            e
+            for e in self._pool.choose_copies(
+                need, delivery.excluded(), delivery.batch.nbytes, minimum=0, probe=False
+            )
+            if self._has_room(e)
+        ]
+        if not targets:
+            self._copies_version = self._pool.version
+            self._copies_retry_at = now + self._failover.probe_interval_s
+            return False
+        for endpoint in targets:
+            try:
+                link = self._links.open(endpoint)
+            except ServerUnavailableError as exc:
+                self._on_unavailable(endpoint, delivery, exc)
+                continue
+            self._send(link, delivery)
+        self._file([delivery])
+        return True
+
+    def _send(self, link: Link, delivery: Delivery) -> None:
+        batch = delivery.batch
+        delivery.trying.add(link.endpoint)
+        if delivery.first_sent_at is None:
+            delivery.first_sent_at = time.monotonic()
+        batch.attempts += 1
+        if batch.attempts == 2:
+            self.batches_retried += 1
+        self.sent_batches += 1
+        self.sent_records += batch.count
+        try:
+            link.send(delivery, self._failover)
+        except (ServerUnavailableError, BatchRejectedError) as exc:
+            self._on_link_error(link, exc)
+
+    def _file(self, deliveries: Iterable[Delivery]) -> None:
+        """After an outcome: where each delivery waits next (see the module docstring)."""
+        again = []
+        for delivery in deliveries:
+            if delivery.done:
+                continue
+            placed = len(delivery.holders) + len(delivery.trying)
+            if placed >= self._copies:
+                self._ledger.copies_placed(delivery)
+                if delivery.acked and not delivery.trying:
+                    delivery.done = True
+            elif placed >= self._acks:
+                self._ledger.wait_for_copies(delivery)
+            else:
+                self._ledger.copies_placed(delivery)
+                again.append(delivery)
+        self._accumulator.requeue(again)
+
+    # ---------------------------------------------------------------- answers
+
+    def receive(self) -> None:
+        """Read the answer to the oldest call on the connection that times out first."""
+        busy = self._links.busy()
+        if not busy:
+            return
+        link = min(busy, key=lambda b: b.deadline(self._failover))
+        try:
+            delivery, outcome, _sent_at = link.receive(self._failover)
+        except (ServerUnavailableError, BatchRejectedError) as exc:
+            self._on_link_error(link, exc)
+            return
+        self._on_answer(link.endpoint, delivery, outcome)
+
+    def _on_answer(self, endpoint: Endpoint, delivery: Delivery, outcome: Acknowledgement) -> None:
+        self._pool.mark_up(endpoint)
+        delivery.trying.discard(endpoint)
+        delivery.holders.add(endpoint)
+        if outcome.duplicate:
+            self.duplicates += 1
+        if self.failing_since is not None:
+            logger.info(
+                "logclient delivering again via %s after %.1fs",
+                endpoint,
+                time.monotonic() - self.failing_since,
+            )
+            self.failing_since = None
+            self._spiller.resume()
+        if delivery.done:
+            return
+        if not delivery.acked and len(delivery.holders) >= self._acks:
+            self._ledger.acknowledge(delivery)
+        self._file([delivery])
+
+    def _on_link_error(self, link: Link, exc: ServerUnavailableError | BatchRejectedError) -> None:
+        """Any error on a connection: discard it, file anew every batch of its window."""
+        endpoint = link.endpoint
+        reused = link.reused or link.answered > 0
+        deliveries = link.take_window()
+        self._links.discard(endpoint)
+        for delivery in deliveries:
+            delivery.trying.discard(endpoint)
+        self._switching = False
+        self._switch_to = ()
+        if isinstance(exc, BatchRejectedError):
+            # The answer to the oldest batch: a rejection of that one only.
+            self._file(deliveries[1:])
+            self._on_rejected(endpoint, deliveries[0], exc)
+            return
+        self._file(deliveries)
+        if exc.phase == "downgrade" and not self.aborting:
+            # The transport now speaks the older call to this server: retry at once.
+            logger.info("logclient: %s: %s", endpoint, exc.reason)
+            self._retry_on = endpoint
+            return
+        if reused and exc.phase == "call" and not exc.timeout and not self.aborting:
+            # The server may have closed an idle connection or restarted since we
+            # last used it: one more try on a fresh connection before calling it down.
+            logger.debug(
+                "resending %d batches to %s on a fresh connection after %s",
+                len(deliveries),
+                endpoint,
+                exc.reason,
+            )
+            self._retry_on = endpoint
+            return
+        self._on_unavailable(endpoint, deliveries[0] if deliveries else None, exc)
+
+    def requeue_all(self) -> None:
+        """After an unexpected error: every window emptied, every delivery in hand that
+        is not in flight filed anew (the connections are closed next)."""
+        for link in self._links.busy():
+            for delivery in link.take_window():
+                delivery.trying.discard(link.endpoint)
+        self._switching = False
+        self._switch_to = ()
+        self._file(d for d in self._ledger.unacked() if not d.trying)
+
+    def _on_unavailable(
+        self, endpoint: Endpoint, delivery: Delivery | None, exc: ServerUnavailableError
+    ) -> None:
+        backoff = self._pool.mark_down(endpoint, exc.reason)
+        self.failovers += 1
+        first = self._pool.failures(endpoint) == 1
+        (logger.warning if first else logger.debug)(
+            "logclient: server %s unavailable (%s, during %s); avoiding it for %.1fs and "
+            "resending %s elsewhere",
+            endpoint,
+            exc.reason,
+            exc.phase,
+            backoff,
+            delivery.batch if delivery is not None else None,
+        )
+        self.note_failing(exc.reason)
+
+    def note_failing(self, reason: str, announce: bool = False) -> None:
+        """Start the spill clock at the first failure; say so once no server is left to try."""
+        if self.failing_since is None:
+            self.failing_since = time.monotonic()
+            self._announced = False
+        if announce and not self._announced:
+            self._announced = True
+            logger.warning(
+                "logclient: no server takes batches right now (%s); %d records queued",
+                reason,
+                len(self._accumulator.queue),
+            )
+
+    # ------------------------------------------------------------ refusals
+
+    def _on_rejected(self, endpoint: Endpoint, delivery: Delivery, exc: BatchRejectedError) -> None:
+        """A batch ``endpoint`` will not take as it is: elsewhere, split, trimmed or dropped.
+
+        Too large: servers may have different frame limits, so the batch goes
+        whole to a live server that has not refused it; only when every live
+        server has, it is split in two (the halves may go anywhere), and a
+        single record every live server refused is dropped. Never loops: each
+        refusal removes a server or halves the batch.
+        """
+        batch = delivery.batch
+        if exc.kind == "too_large":
+            self._pool.note_too_large(endpoint, batch.nbytes)
+            batch.refused_by = batch.refused_by | {endpoint}
+            if self._pool.live(delivery.excluded()):
+                logger.info("logclient: %s; trying %s on another server", exc, batch)
+                self._accumulator.push_front(delivery)
+                return
+            self._refused_everywhere(delivery, exc)
+            return
+        if exc.kind == "invalid_category" and exc.category is not None:
+            child = batch.without_category(exc.category)
+            removed = batch.count - child.count
+            if removed and child.messages:
+                self._ledger.count_drop(removed, f"{exc} (records of that category only)", batch)
+                self._accumulator.push_front(*self._ledger.replace(delivery, [child]))
+                return
+        self._ledger.drop(delivery, str(exc))
+
+    def _refused_everywhere(
+        self, delivery: Delivery, exc: BatchRejectedError | None = None
+    ) -> None:
+        """Every live server refused the batch as too large: split it, or drop one record."""
+        batch = delivery.batch
+        refused = ", ".join(sorted(map(str, batch.refused_by)))
+        if batch.count > 1:
+            self.split_batches += 1
+            logger.warning("logclient: %s refused %s as too large; splitting it", refused, batch)
+            self._accumulator.push_front(*self._ledger.replace(delivery, list(batch.split())))
+            return
+        reason = str(exc) if exc is not None else "too large"
+        self._ledger.drop(
+            delivery, f"every live server refused it as too large ({refused}): {reason}"
+        )
