@@ -47,7 +47,7 @@ from typing import Literal, get_args
 
 import structlog
 
-from logserver.transport._budget import InflightBudget
+from logserver.transport._budget import SMALL_FRAME, InflightBudget
 from logserver.transport._connections import Connection, ConnectionTable, Eviction
 from logserver.transport._limits import (
     AddressInUseError,
@@ -522,7 +522,7 @@ class ThriftServer:
         the frame timeout (the other half is left to read the frame, or to read it into
         nothing and answer). False if no room was made."""
         budget = self._budget
-        if length > budget.limit - budget.used:
+        if length > SMALL_FRAME and length > budget.limit - budget.used:
             self._count("frames_waited")
         wait = deadline - self._limits.frame_timeout_s / 2 - time.monotonic()
         if not budget.acquire(conn.address, length, wait):
