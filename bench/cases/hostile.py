@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchEnv, CaseResult, Row, rss_bytes, summary
-from logserver.tools.launcher import LogServerProcess
+from logserver.tools.launcher import LogServerProcess, wait_for
 
 MiB = 2**20
 
@@ -56,9 +56,17 @@ def _attack(env: BenchEnv, server: LogServerProcess, attack: dict[str, Any]) -> 
         "prober", {"server": server.endpoint, "seconds": env.profile.hostile_probe_s}, timeout=600
     )
     stop = env.workdir / f"{server.data_dir.name}.stop"
+    ready = env.workdir / f"{server.data_dir.name}.probing"
     prober = env.worker(
-        "prober", {"server": server.endpoint, "seconds": 600, "stop_file": str(stop)}
+        "prober",
+        {
+            "server": server.endpoint,
+            "seconds": 600,
+            "stop_file": str(stop),
+            "ready_file": str(ready),
+        },
     )
+    wait_for(ready.exists, 60, what="the prober's first call")
     peak = [_open_fds(pid)]
     sampling = threading.Event()
 
