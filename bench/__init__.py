@@ -21,6 +21,8 @@ CASE_IDS: tuple[str, ...] = (
     "log_call",
     "failover_sigkill",
     "failover_sigstop",
+    "failover_sigkill_copies",
+    "copies_throughput",
     "discovery_join",
     "fleet_kill",
     "agent_join",

@@ -66,6 +66,7 @@ class Profile:
     hostile_frame_bytes: int
     hostile_probe_s: float
     compression_records: int
+    copies_records: int
     guard_repeats: int
     guard_loops: int
     hostile_pings: int
@@ -104,6 +105,7 @@ class Profile:
             hostile_frame_bytes=15 * 2**20,
             hostile_probe_s=3.0,
             compression_records=200_000,
+            copies_records=300_000,
             guard_repeats=5,
             guard_loops=20,
             hostile_pings=50,
@@ -143,6 +145,7 @@ class Profile:
             hostile_frame_bytes=2 * 2**20,
             hostile_probe_s=0.5,
             compression_records=3_000,
+            copies_records=5_000,
             guard_repeats=5,
             guard_loops=10,
             hostile_pings=10,

@@ -35,6 +35,7 @@ from logclient._policies import (
     ChoicePolicy,
     FailoverPolicy,
     QueuePolicy,
+    ReplicationPolicy,
     SpoolPolicy,
     TLSPolicy,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "MessageTooLargeError",
     "QueueFullError",
     "QueuePolicy",
+    "ReplicationPolicy",
     "ServerError",
     "ServerSource",
     "ServerUnavailableError",

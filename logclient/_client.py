@@ -29,6 +29,7 @@ from logclient._policies import (
     ChoicePolicy,
     FailoverPolicy,
     QueuePolicy,
+    ReplicationPolicy,
     SpoolPolicy,
     TLSPolicy,
 )
@@ -89,6 +90,11 @@ class LogClient:
     uncompressed batches from then on. (It applies to the client's own transport,
     not to one given as ``transport``.)
 
+    ``replication`` (a :class:`~logclient.ReplicationPolicy`): each batch is
+    stored on ``copies`` distinct servers (spread over zones, then hosts) and
+    acknowledged once ``acks`` of them hold it; with fewer live servers than
+    ``acks`` records wait and spool as with no server (``stats().servers_short``).
+
     ``zk_tls`` (a :class:`~logclient.ZkTLSPolicy`) connects to ZooKeeper's TLS
     client port, verifying its certificate. Discovery only reads, so no
     ZooKeeper credentials are needed even when the servers register under an
@@ -115,6 +121,7 @@ class LogClient:
         tls: TLSPolicy | None = None,
         zk_tls: ZkTLSPolicy | None = None,
         compression: CompressionPolicy = CompressionPolicy(),  # noqa: B008
+        replication: ReplicationPolicy = ReplicationPolicy(),  # noqa: B008
     ) -> None:
         if (zk_hosts is None) == (servers is None):
             raise TypeError("LogClient needs exactly one of zk_hosts or servers")
@@ -134,6 +141,7 @@ class LogClient:
         self.choice = ChoicePolicy.of(choice)
         self.queue_policy = queue
         self.spool_policy = spool
+        self.replication = replication
         self._max_message = batching.max_message_bytes
         self._categories: dict[str, None] = {}
         self._queue = RecordQueue(queue, batching)
@@ -161,6 +169,7 @@ class LogClient:
             failover=self.failover,
             spool_policy=self.spool_policy,
             producer=self.producer,
+            replication=self.replication,
         )
 
     def _start(self) -> None:
@@ -378,6 +387,9 @@ class LogClient:
             spilled=sender.spilled_records,
             spool_directory=str(spool.directory) if spool is not None else None,
             closed=self._closed,
+            servers_short=max(0, self.replication.required - len(self._pool.live())),
+            waiting_for_copies=ledger.waiting_records(),
+            copies_given_up=ledger.copies_given_up,
         )
 
     # ------------------------------------------------------------- after fork()

@@ -248,16 +248,19 @@ class Dispatcher:
         now = time.monotonic()
         if self._pool.version == self._copies_version and now < self._copies_retry_at:
             return False
-        delivery = waiting[0]
+        delivery = next((d for d in waiting if d.missing(self._copies) > 0), None)
+        if delivery is None:
+            return False  # every missing copy is on its way
         need = delivery.missing(self._copies)
-        if need <= 0 or delivery.done:
-            self._ledger.copies_placed(delivery)
-            self._file([delivery])
-            return True
         targets = [
             e
             for e in self._pool.choose_copies(
-                need, delivery.excluded(), delivery.batch.nbytes, minimum=0, probe=False
+                need,
+                delivery.excluded(),
+                delivery.batch.nbytes,
+                minimum=0,
+                probe=False,
+                remember=False,
             )
             if self._has_room(e)
         ]
@@ -297,10 +300,12 @@ class Dispatcher:
             if delivery.done:
                 continue
             placed = len(delivery.holders) + len(delivery.trying)
-            if placed >= self._copies:
+            if len(delivery.holders) >= self._copies:
                 self._ledger.copies_placed(delivery)
                 if delivery.acked and not delivery.trying:
                     delivery.done = True
+            elif placed >= self._copies:
+                pass  # the copies it lacks are on their way (one may wait for them, see below)
             elif placed >= self._acks:
                 self._ledger.wait_for_copies(delivery)
             else:

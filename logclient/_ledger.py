@@ -170,7 +170,8 @@ class Ledger:
         return list(self._waiting.values())
 
     def waiting_records(self) -> int:
-        """Records acknowledged or in flight that wait for copies beyond ``acks``."""
+        """Records stored on ``acks`` servers (or on their way there) that wait for their
+        copies beyond ``acks`` to be stored (to be sent, or answered)."""
         return sum(d.batch.count for d in list(self._waiting.values()))
 
     def give_up_copies(self, delivery: Delivery, reason: str) -> None:

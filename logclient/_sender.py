@@ -153,8 +153,9 @@ class Sender:
     def stop(self, deadline: float) -> bool:
         """Deliver what was accepted until near ``deadline``, then spool the rest and stop.
 
-        Copies beyond ``ReplicationPolicy.acks`` still missing get the time
-        left before the reserve, then are given up. The queue must be closed
+        Copies beyond ``ReplicationPolicy.acks`` on their way to a server get
+        the time left before the reserve; those that found no server, and any
+        still missing then, are given up (counted). The queue must be closed
         first. Returns True when the thread has exited.
         """
         now = time.monotonic()
@@ -164,7 +165,7 @@ class Sender:
         self._queue.doorbell.set()
         if self._thread.is_alive():
             self.flush(max(0.0, deadline - reserve - time.monotonic()))
-            while self.ledger.waiting() and self._thread.is_alive():
+            while self._thread.is_alive() and any(d.trying for d in self.ledger.waiting()):
                 remaining = deadline - reserve - time.monotonic()
                 if remaining <= 0:
                     break

@@ -173,6 +173,7 @@ class ServerPool:
         avoid: frozenset[Endpoint] = frozenset(),
         minimum: int = 1,
         probe: bool = True,
+        remember: bool = True,
     ) -> tuple[Endpoint, ...]:
         """Up to ``count`` distinct servers for copies of one batch, none in ``exclude``.
 
@@ -184,7 +185,8 @@ class ServerPool:
         are picked only when too few others are live. With ``probe`` and
         fewer than ``minimum`` live servers found, a down server is added as a
         probe (the one whose backoff ends first, at most once per
-        ``probe_interval_s``).
+        ``probe_interval_s``). ``remember=False`` leaves the pick out of
+        :attr:`current` and the sticky choice (a copy made in the background).
         """
         if count < 1:
             return ()
@@ -207,7 +209,7 @@ class ServerPool:
                 probed = self._probe(now, exclude | frozenset(picks))
                 if probed is not None:
                     picks.append(probed)
-            if picks:
+            if picks and remember:
                 self._current = picks[0]
                 self._partners = tuple(picks[1:])
             return tuple(picks)

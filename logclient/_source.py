@@ -17,11 +17,11 @@ the registration order.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from logwire.serverset import Endpoint
+from logwire.serverset import Endpoint, zone_problem
 
 __all__ = [
     "KnownServer",
@@ -52,8 +52,8 @@ class KnownServer:
     endpoint: Endpoint
     node: str = ""
     order: int | None = None
-    #: The failure domain the server registered in ("" when it did not say). Copies of
-    #: a batch spread across zones first.
+    #: The failure domain the server registered in (``logserver serve --zone``; "" when it
+    #: did not say). Copies of a batch spread across zones first.
     zone: str = ""
 
     def __str__(self) -> str:
@@ -134,14 +134,22 @@ class StaticServers:
 
     The list's order is the servers' registration order for ``choice="leader"``:
     the first live server listed leads. ``set()`` with an endpoint listed before
-    counts as its new registration only when ``restarted`` names it.
+    counts as its new registration only when ``restarted`` names it. ``zones``
+    maps endpoints to the zone each server is in (see
+    :class:`~logclient.ReplicationPolicy`); servers it leaves out have none.
     """
 
-    def __init__(self, servers: Iterable[Endpoint | str]) -> None:
+    def __init__(
+        self,
+        servers: Iterable[Endpoint | str],
+        *,
+        zones: Mapping[Endpoint | str, str] | None = None,
+    ) -> None:
         self._listeners: list[Listener] = []
         self._member_listeners: list[MemberListener] = []
         self._lock = threading.Lock()
         self._generation: dict[Endpoint, int] = {}
+        self._zones = {_endpoint(e): _zone(z) for e, z in (zones or {}).items()}
         self._members = self._number(servers, ())
 
     def __repr__(self) -> str:
@@ -154,7 +162,9 @@ class StaticServers:
         for endpoint in map(_endpoint, restarted):
             self._generation[endpoint] = self._generation.get(endpoint, 0) + 1
         return tuple(
-            KnownServer(e, f"static-{e}-{self._generation.get(e, 0)}", order)
+            KnownServer(
+                e, f"static-{e}-{self._generation.get(e, 0)}", order, self._zones.get(e, "")
+            )
             for order, e in enumerate(ordered)
         )
 
@@ -194,6 +204,13 @@ class StaticServers:
     def restart_in_child(self) -> None:
         """In a child after fork(): a fresh lock (a thread of the parent may have held it)."""
         self._lock = threading.Lock()
+
+
+def _zone(value: str) -> str:
+    problem = zone_problem(value) if isinstance(value, str) else "not a str"
+    if problem is not None:
+        raise ValueError(f"bad zone {value!r}: {problem}")
+    return value
 
 
 def _endpoint(value: Endpoint | str) -> Endpoint:

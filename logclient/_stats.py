@@ -26,6 +26,13 @@ class ClientStats:
     ``batches_retried``: batches that needed more than one ``Append`` call.
     ``spilled``: records written to the spool by this client.
 
+    Replication (see :class:`~logclient.ReplicationPolicy`): ``servers_short``:
+    how many more live servers the client needs to acknowledge a new batch
+    now (0: enough; while it is not, new records wait in the queue and the
+    spool). ``waiting_for_copies``: records stored on enough servers for
+    ``acks`` but not yet on ``copies``, whose missing copies the client still
+    tries to make. ``copies_given_up``: records whose missing copies it gave
+    up (memory limit, close); they are stored, on fewer servers.
     """
 
     producer: str
@@ -49,6 +56,9 @@ class ClientStats:
     spilled: int
     spool_directory: str | None
     closed: bool
+    servers_short: int = 0
+    waiting_for_copies: int = 0
+    copies_given_up: int = 0
 
     def __repr__(self) -> str:
         return (
@@ -57,7 +67,9 @@ class ClientStats:
             f"in_flight={self.in_flight}, spooled={self.spooled}, "
             f"logged={self.logged}, sent={self.sent}, acknowledged={self.acknowledged}, "
             f"failovers={self.failovers}, dropped={self.dropped}, unsettled={self.unsettled}, "
-            f"batches_retried={self.batches_retried}, spilled={self.spilled})"
+            f"batches_retried={self.batches_retried}, spilled={self.spilled}, "
+            f"servers_short={self.servers_short}, waiting_for_copies={self.waiting_for_copies}, "
+            f"copies_given_up={self.copies_given_up})"
         )
 
     @property

@@ -403,7 +403,7 @@ class ZooKeeperServers:
         if generation != self._generation:
             return
         alive = [
-            KnownServer(m.endpoint, name, node_order(name))
+            KnownServer(m.endpoint, name, node_order(name), m.zone)
             for name, m in self._cache.items()
             if m is not None and m.status == "ALIVE"
         ]

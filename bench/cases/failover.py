@@ -33,14 +33,19 @@ from logclient import BatchPolicy, FailoverPolicy, LogClient, LogClientError, Sp
 from logserver.tools.launcher import LogServerProcess, wait_for
 
 
-class _Cluster:
-    def __init__(self, env: BenchEnv) -> None:
+class FailoverCluster:
+    """``failover_servers`` logservers in ZooKeeper under ``name``, and one sticky client
+    (``linger_s=0.002``, default policies otherwise, ``client_options`` on top) logging
+    ~2,000 records/s into category ``name`` from a thread until the run ends."""
+
+    def __init__(self, env: BenchEnv, name: str = "failover", **client_options: Any) -> None:
         from logclient.discovery import ZooKeeperServers
 
-        path = env.zk_path("failover")
+        path = env.zk_path(name)
         count = env.profile.failover_servers
+        self.name = name
         self.servers = [
-            env.new_server(f"failover-{i}", zk_path=path, wait=False) for i in range(count)
+            env.new_server(f"{name}-{i}", zk_path=path, wait=False) for i in range(count)
         ]
         for server in self.servers:
             server.wait_ready()
@@ -53,29 +58,39 @@ class _Cluster:
             choice="sticky",
             batching=BatchPolicy(linger_s=0.002),
             failover=self.policy,
-            spool=SpoolPolicy(directory=env.workdir / "failover-spool"),
+            spool=SpoolPolicy(directory=env.workdir / f"{name}-spool"),
             transport=self.transport,
+            **client_options,
         )
         self._stop = threading.Event()
         self._producer = threading.Thread(
-            target=self._produce, name="failover-producer", daemon=True
+            target=self._produce, name=f"{name}-producer", daemon=True
         )
         env.on_close(self.close)
         wait_for(
             lambda: {str(e) for e in self.source.servers()} >= set(self.by_endpoint),
             30,
-            what="the client to discover every failover server",
+            what=f"the client to discover every {name} server",
         )
         self._producer.start()
         wait_for(lambda: self.transport.acks, 30, what="the first acknowledgement")
+
+    def healthy(self) -> bool:
+        """Every server up, known to the client and out of its down backoff."""
+        stats = self.client.stats()
+        return (
+            set(stats.known_servers) >= set(self.by_endpoint)
+            and not stats.down_servers
+            and all(s.alive() for s in self.servers)
+        )
 
     def _produce(self) -> None:
         message = b"x" * 100
         log = self.client.log
         while not self._stop.is_set():
             try:
-                log("failover", message)
-                log("failover", message)
+                log(self.name, message)
+                log(self.name, message)
             except LogClientError:
                 pass
             time.sleep(0.001)
@@ -111,14 +126,14 @@ class _Cluster:
             self.source.close(5)  # a source passed in is the caller's to close
 
 
-def _cluster(env: BenchEnv) -> _Cluster:
+def _cluster(env: BenchEnv) -> FailoverCluster:
     cluster = env.cache.get("failover_cluster")
     if cluster is None:
-        cluster = env.cache["failover_cluster"] = _Cluster(env)
+        cluster = env.cache["failover_cluster"] = FailoverCluster(env)
     return cluster
 
 
-def _hit(cluster: _Cluster, signum: int, timeout: float) -> dict[str, Any]:
+def _hit(cluster: FailoverCluster, signum: int, timeout: float) -> dict[str, Any]:
     endpoint = str(wait_for(cluster.target, 30, what="a steady sender and a healthy spare server"))
     server = cluster.by_endpoint[endpoint]
     reaped: list[float] = []

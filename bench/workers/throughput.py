@@ -4,7 +4,9 @@ Default policies (batching, failover, queue, spool: the spool lands under the
 suite's XDG_STATE_HOME); servers are given as a static list. The clock runs
 from the first ``log()`` until ``flush()`` reports every record acknowledged,
 so the figure is acknowledged (and, with ``--fsync always``, durable) records
-per second. With ``start_at`` several workers start together.
+per second. With ``start_at`` several workers start together; with
+``copies`` (and ``acks``) every batch is stored on that many servers
+(``ReplicationPolicy``), acknowledged once ``acks`` of them hold it.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import time
 
 from bench.workers import config, emit, sleep_until
-from logclient import BatchPolicy, LogClient, SpoolPolicy, StaticServers
+from logclient import BatchPolicy, LogClient, ReplicationPolicy, SpoolPolicy, StaticServers
 
 
 def main() -> None:
@@ -25,6 +27,11 @@ def main() -> None:
         options["batching"] = BatchPolicy(max_records=int(cfg["batch_records"]))
     if cfg.get("no_spool"):
         options["spool"] = SpoolPolicy.disabled()
+    if cfg.get("copies"):
+        acks = cfg.get("acks")
+        options["replication"] = ReplicationPolicy(
+            copies=int(cfg["copies"]), acks=int(acks) if acks else None
+        )
     client = LogClient(servers=StaticServers(cfg["servers"]), **options)  # type: ignore[arg-type]
     try:
         # Connect and warm up (imports, first batch) before the clock starts.
