@@ -17,12 +17,12 @@ import threading
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from logclient import _forksafe
+from logclient import _forksafe, _uwsgi
 from logclient._connection import ThriftTransport, Transport
 from logclient._policies import (
     BatchPolicy,
@@ -36,6 +36,7 @@ from logclient._policies import (
 from logclient._queue import RecordQueue
 from logclient._sender import Sender
 from logclient._servers import ServerPool
+from logclient._source import follow, follow_now
 from logclient._spool import Spool
 from logclient._stats import ClientStats
 from logclient.errors import (
@@ -74,7 +75,12 @@ class LogClient:
     instead and opens no ZooKeeper session (logged once per process). ``transport`` is the network seam
     (tests only). The client starts at once: it takes its spool directory (a
     spool left by an earlier process is delivered first), starts discovery and
-    its sender thread, and registers an ``atexit`` hook that closes it.
+    its sender thread, and registers an ``atexit`` hook that closes it. One
+    exception: in a uWSGI master that forks its workers from C it starts
+    nothing (see :mod:`logclient._uwsgi`); the workers do, on first use.
+
+    A client made before ``fork()`` works in the child: it starts afresh there
+    on first use (see :meth:`_enter_child`).
 
     ``tls`` turns on TLS to every server (see :class:`~logclient.TLSPolicy`: the
     server's certificate and host name are verified; a client certificate is
@@ -151,12 +157,21 @@ class LogClient:
         self._source: ServerSource = (
             servers if servers is not None else _default_source(zk_hosts or "", zk_path, zk_tls)
         )
-        self._spool = Spool.open(spool) if spool.enabled else None
+        _forksafe.install()
+        _uwsgi.check_once()
+        # Threads started here could deadlock the workers uWSGI forks: start none, take
+        # no spool slot (the worker that takes the slot delivers what is in it).
+        self._deferred = _uwsgi.master_forks_later()
+        self._spool = Spool.open(spool) if spool.enabled and not self._deferred else None
         self._sender = self._new_sender()
         self._close_lock = threading.Lock()
         self._closed = False
-        _forksafe.install()
-        self._pid = os.getpid()
+        # The process whose copy of the client this is, and the one it runs in: the same,
+        # or 0 while deferred (then every call takes the slow path, _here()).
+        self._home = os.getpid()
+        self._pid = self._home
+        # While deferred: lets the first process to start the client send what was logged.
+        self._inheritance: _forksafe.Inheritance | None = None
         self._start()
 
     def _new_sender(self) -> Sender:
@@ -175,8 +190,9 @@ class LogClient:
     def _start(self) -> None:
         try:
             # Before start(), so that the first servers are known when the sender starts.
-            _follow(self._source, self._on_servers)
-            self._source.start()
+            follow(self._source, self._on_servers)
+            if not self._deferred:
+                self._source.start()
         except LogClientError:
             self._release()
             raise
@@ -185,7 +201,11 @@ class LogClient:
             if self._owns_source:
                 self._source.close(1.0)
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
-        self._sender.start()
+        if self._deferred:
+            self._inheritance = _forksafe.Inheritance()
+            self._pid = 0
+        else:
+            self._sender.start()
         self._register_exit()
 
     def _register_exit(self) -> None:
@@ -198,6 +218,7 @@ class LogClient:
         registers its own.
         """
         atexit.register(self._atexit)
+        _uwsgi.on_exit(self._atexit)
         mp_util = sys.modules.get("multiprocessing.util")
         if mp_util is not None:
             mp_util.Finalize(None, self._atexit, exitpriority=10)
@@ -211,7 +232,7 @@ class LogClient:
             self._pool.update(servers, answered=answered)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._closed else ("deferred" if self._deferred else "open")
         spool = self._spool
         return (
             f"<LogClient {state} producer={self.producer[:8]} "
@@ -244,7 +265,7 @@ class LogClient:
         for "block" after ``block_timeout_s`` and for "raise").
         """
         if self._pid != _forksafe.STATE.pid:
-            self._enter_child()
+            self._here()
         if category not in self._categories:
             self._check_category(category)
         if isinstance(message, str):
@@ -288,9 +309,14 @@ class LogClient:
         record logged before the call (since the client started) was
         acknowledged; False as soon as all are settled and one of them (or a
         record in the same batch) was dropped. ``stats().dropped`` says how many.
+
+        In a uWSGI master that forks its workers from C the client sends
+        nothing (see :mod:`logclient._uwsgi`): ``flush()`` returns False at once.
         """
         if self._pid != os.getpid():
-            self._enter_child()
+            self._here()
+            if self._deferred:
+                return False
         target = self._queue.accepted
         if not self._sender.flush(timeout, target):
             return False
@@ -310,14 +336,18 @@ class LogClient:
         raises ClientClosedError.
         """
         if self._pid != os.getpid():
-            self._close_in_child()
-            return
+            if self._home != os.getpid():
+                self._close_in_child()
+                return
+            # A deferred client closed where it was made: it starts, to deliver, and stops.
+            self._here(start=True)
         with self._close_lock:
             if self._closed:
                 return
             self._closed = True
         deadline = time.monotonic() + timeout
         atexit.unregister(self._atexit)
+        _uwsgi.remove_on_exit(self._atexit)
         self._queue.close()
         stopped = self._sender.stop(deadline)
         if self._owns_source:
@@ -360,7 +390,7 @@ class LogClient:
     def stats(self) -> ClientStats:
         """Counters and state, for health checks, tests and debugging."""
         if self._pid != os.getpid():
-            self._enter_child()
+            self._here()
         sender = self._sender
         dispatch, ledger = sender.dispatch, sender.ledger
         spool = self._spool
@@ -392,9 +422,30 @@ class LogClient:
             copies_given_up=ledger.copies_given_up,
         )
 
-    # ------------------------------------------------------------- after fork()
+    # ------------------------------------------------- after fork(), and deferred
 
-    def _enter_child(self) -> None:
+    def _here(self, *, start: bool = False) -> None:
+        """The slow path of every call: the client does not run in this process (yet).
+
+        In a child of the process whose copy this is: start afresh here
+        (:meth:`_enter_child`). In the same process while deferred: start once
+        this is no longer a uWSGI process that forks workers later (worker 1
+        of a uWSGI without master loads the app, forks the others, then
+        serves), or when ``start`` (``close()`` delivers what it logged).
+        Also sets :data:`_forksafe.STATE.pid`, which no fork hook set when uWSGI
+        forked this process, so that ``log()`` takes the fast path again.
+        """
+        with _forksafe.process_lock():
+            pid = os.getpid()
+            _forksafe.STATE.pid = pid
+            if self._pid == pid:
+                return
+            if self._home != pid:
+                self._enter_child(pid)
+            elif self._deferred and (start or not _uwsgi.master_forks_later()):
+                self._renew(pid, in_child=False)
+
+    def _enter_child(self, pid: int) -> None:
         """First use in a child of the process that made this client: start afresh here.
 
         Nothing of the parent's client is touched beyond dropping references
@@ -403,44 +454,62 @@ class LogClient:
         ever. The child gets its own producer, queue, server pool (seeded with
         the servers the parent knew), spool slot, sender thread and, with
         ZooKeeper, session. What the parent had queued or in flight stays the
-        parent's: the child never sends it (no duplicates).
+        parent's: the child never sends it (no duplicates), except when the
+        parent was deferred (a uWSGI master, which never sends): then the
+        first of its children to start sends what it had queued.
         """
-        with _forksafe.process_lock():
-            pid = os.getpid()
-            if self._pid == pid:
-                return
-            inherited_spool, inherited_sender = self._spool, self._sender
-            known, answered = self._pool.members_unlocked(), self._pool.answered
-            self._close_lock = threading.Lock()
-            inherited_sender.forget_in_child()
-            if inherited_spool is not None:
-                inherited_spool.abandon_in_child()
-                self._spool = None
-            if self._closed:
-                self._pid = pid
-                return
-            self.producer = uuid.uuid4().hex
-            self._queue = RecordQueue(self.queue_policy, self.batching)
-            self._pool = ServerPool(self.failover, self.choice, on_change=self._queue.doorbell.set)
-            self._pool.update(known, answered=answered)
+        self._close_lock = threading.Lock()
+        self._sender.forget_in_child()
+        if self._spool is not None:
+            self._spool.abandon_in_child()
+            self._spool = None
+        if self._closed:
+            self._drop_inheritance()
+            self._home = self._pid = pid
+            return
+        self._renew(pid, in_child=True)
+
+    def _renew(self, pid: int, *, in_child: bool) -> None:
+        """Start the client in this process with state of its own (the process lock is held)."""
+        inherited: tuple[list[str], list[bytes]] = ([], [])
+        parent_deferred = self._deferred
+        if self._inheritance is not None and self._inheritance.claim():
+            inherited = self._queue.records_unlocked()
+        self._drop_inheritance()
+        known, answered = self._pool.members_unlocked(), self._pool.answered
+        self.producer = uuid.uuid4().hex
+        self._queue = RecordQueue(self.queue_policy, self.batching)
+        for category, message in zip(*inherited, strict=True):
+            self._queue.put(category, message)
+        self._pool = ServerPool(self.failover, self.choice, on_change=self._queue.doorbell.set)
+        self._pool.update(known, answered=answered)
+        if in_child:
             restart = getattr(self._source, "restart_in_child", None)
             if restart is not None:
                 restart()
-            self._spool = self._child_spool()
-            self._sender = self._new_sender()
-            self._pid = pid
-            _follow_now(self._source, self._pool.update)
-            self._sender.start()
-            self._register_exit()
+        if parent_deferred:
+            self._source.start()
+        self._spool = self._own_spool(main_slot_free=parent_deferred)
+        self._sender = self._new_sender()
+        self._deferred = False
+        self._home = self._pid = pid
+        follow_now(self._source, self._pool.update)
+        self._sender.start()
+        self._register_exit()
 
-    def _child_spool(self) -> Spool | None:
+    def _drop_inheritance(self) -> None:
+        if self._inheritance is not None:
+            self._inheritance.close()
+            self._inheritance = None
+
+    def _own_spool(self, *, main_slot_free: bool) -> Spool | None:
         if not self.spool_policy.enabled:
             return None
         try:
-            return Spool.open_in_child(self.spool_policy)
+            return Spool.open_anew(self.spool_policy, main_slot_free=main_slot_free)
         except SpoolError as exc:
             logger.warning(
-                "logclient in forked child %d: no spool (%s); undelivered records stay in memory",
+                "logclient in process %d: no spool (%s); undelivered records stay in memory",
                 os.getpid(),
                 exc,
             )
@@ -449,14 +518,16 @@ class LogClient:
     def _close_in_child(self) -> None:
         """``close()`` in a child that never used this client: nothing to deliver or start."""
         with _forksafe.process_lock():
-            if self._pid != os.getpid():
+            if self._home != os.getpid():
                 self._sender.forget_in_child()
                 if self._spool is not None:
                     self._spool.abandon_in_child()
                     self._spool = None
+                self._drop_inheritance()
                 self._close_lock = threading.Lock()
                 self._closed = True
-                self._pid = os.getpid()
+                self._deferred = False
+                self._home = self._pid = os.getpid()
                 atexit.unregister(self._atexit)
                 return
         self.close()
@@ -465,33 +536,6 @@ class LogClient:
     def spool_directory(self) -> Path | None:
         """The spool directory this client holds (None without a spool)."""
         return self._spool.directory if self._spool is not None else None
-
-
-_Update = Callable[..., None]
-
-
-def _follow(source: ServerSource, update: _Update) -> None:
-    """Subscribe ``update`` to ``source``, then give it the current servers.
-
-    In that order: a change published by the source's thread can then never
-    be overwritten by an older set. A source that tells registrations apart
-    (a :class:`~logclient._source.MemberSource`) passes them on.
-    """
-    from logclient._source import MemberSource
-
-    if isinstance(source, MemberSource):
-        source.subscribe_members(update)
-    else:
-        source.subscribe(update)
-    _follow_now(source, update)
-
-
-def _follow_now(source: ServerSource, update: _Update) -> None:
-    """Give ``update`` the servers ``source`` knows now (and whether it has answered yet)."""
-    from logclient._source import MemberSource
-
-    servers = source.members() if isinstance(source, MemberSource) else source.servers()
-    update(servers, answered=bool(getattr(source, "answered", True)))
 
 
 def _default_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:

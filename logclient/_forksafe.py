@@ -10,28 +10,29 @@ whether it runs in the process it was made in, and if not starts afresh (see
 
 The check on ``log()``'s path must cost next to nothing (``os.getpid()`` is a
 system call, a fifth of a ``log()``): it compares with :data:`STATE.pid`,
-which hooks keep current: ``os.register_at_fork(after_in_child=...)`` for
-every fork made through Python, and uWSGI's post-fork hook, because uWSGI
-forks its workers from C without running Python's fork hooks (unless
-``--py-call-uwsgi-fork-hooks`` or ``--py-call-osafterfork``). The hooks only
-store the new pid: a hook must not log or take a lock that another thread
-could have held at fork time (CPython resets ``logging``'s locks in the child,
-not ours), since a deadlocked child is worse than a lost line. The calls that
-are not on the hot path (``flush()``, ``close()``, ``stats()``) check the real
-pid, so a fork that ran no hook at all is still noticed there.
+which ``os.register_at_fork(after_in_child=...)`` keeps current for every fork
+made through Python. The hook only stores the new pid: a hook must not log or
+take a lock that another thread could have held at fork time (CPython resets
+``logging``'s locks in the child, not ours), since a deadlocked child is worse
+than a lost line. uWSGI forks its workers from C without running that hook
+(unless ``--py-call-uwsgi-fork-hooks``); a client in its master starts nothing
+there (see :mod:`logclient._uwsgi`) and so always takes the slow path, which
+reads the real pid. The calls that are not on the hot path (``flush()``,
+``close()``, ``stats()``) check the real pid too.
 """
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import os
-import sys
 import threading
 
-__all__ = ["STATE", "install", "process_lock"]
+__all__ = ["STATE", "Inheritance", "install", "process_lock"]
 
 
 class _State:
-    """The pid the hooks last saw (in the parent: this process's)."""
+    """The pid the hook last saw (in the parent: this process's)."""
 
     __slots__ = ("pid",)
 
@@ -40,7 +41,7 @@ class _State:
 
 
 STATE = _State()
-_installed_in: int | None = None
+_installed = False
 _locks: dict[int, threading.Lock] = {}
 
 
@@ -50,38 +51,24 @@ def _after_fork_in_child() -> None:
 
 
 def install() -> None:
-    """Set the hooks once per process (first client made); starts nothing."""
-    global _installed_in
-    pid = os.getpid()
-    if _installed_in is not None:
+    """Once per process, on the thread that makes the first client, before it starts a thread.
+
+    Sets the fork hook, and imports now what the client's threads would
+    otherwise import on first use: a ``fork()`` while a thread is importing a
+    module leaves the child with that module half made and its import lock
+    held for ever. ``socket.getaddrinfo`` encodes a host name with the
+    ``idna`` codec, whose module is imported on the first lookup: a child
+    forked while kazoo's connection thread made that first lookup got
+    ``LookupError: unknown encoding: idna``, and its ZooKeeper session never
+    started.
+    """
+    global _installed
+    STATE.pid = os.getpid()
+    if _installed:
         return
-    _installed_in = pid
-    STATE.pid = pid
+    _installed = True
+    codecs.lookup("idna")
     os.register_at_fork(after_in_child=_after_fork_in_child)
-    _install_uwsgi_hook()
-
-
-def _install_uwsgi_hook() -> None:
-    """Inside uWSGI: run the hook in every worker it forks (its fork bypasses Python's hooks)."""
-    uwsgi = sys.modules.get("uwsgi")
-    if uwsgi is None or not hasattr(uwsgi, "opt"):
-        return
-    try:
-        import uwsgidecorators  # the chain apps share
-    except Exception:
-        uwsgidecorators = None
-    chain = getattr(uwsgidecorators, "postfork_chain", None)
-    if isinstance(chain, list):
-        chain.append(_after_fork_in_child)
-        return
-    previous = getattr(uwsgi, "post_fork_hook", None)
-
-    def hook() -> None:
-        _after_fork_in_child()
-        if previous is not None:
-            previous()
-
-    setattr(uwsgi, "post_fork_hook", hook)  # noqa: B010 - a C module's attribute
 
 
 def process_lock() -> threading.Lock:
@@ -97,3 +84,40 @@ def process_lock() -> threading.Lock:
         for other in [p for p in _locks if p != pid]:
             _locks.pop(other, None)
     return lock
+
+
+class Inheritance:
+    """Lets exactly one child of this process claim something the parent leaves behind.
+
+    A pipe holding one byte, made in the parent: the children share it, and a
+    read of one byte is atomic, so the first child to :meth:`claim` gets it and
+    every other (later, or forked later) gets nothing. Nothing is written
+    after that, so a child forked hours later (a respawned worker) never
+    claims again. Costs the parent one descriptor while it holds the claim.
+    """
+
+    def __init__(self) -> None:
+        read, write = os.pipe()
+        os.write(write, b"\1")
+        os.close(write)
+        os.set_blocking(read, False)
+        self._read: int | None = read
+
+    def __repr__(self) -> str:
+        return f"<Inheritance fd={self._read}>"
+
+    def claim(self) -> bool:
+        """In a child: True for the first caller of all the parent's children."""
+        if self._read is None:
+            return False
+        try:
+            return os.read(self._read, 1) == b"\1"
+        except OSError:  # BlockingIOError: an earlier child took it
+            return False
+
+    def close(self) -> None:
+        """Drop this process's descriptor (in a child after :meth:`claim`, or when done)."""
+        fd, self._read = self._read, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)

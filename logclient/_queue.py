@@ -209,6 +209,11 @@ class RecordQueue:
     def closed(self) -> bool:
         return self._closed
 
+    def records_unlocked(self) -> tuple[list[str], list[bytes]]:
+        """Copies of the queued columns, read without the lock: for a child after fork(),
+        where a thread of the parent may have held it and no other thread runs yet."""
+        return list(self._cats), list(self._msgs)
+
     # ------------------------------------------------------------------- sender
 
     def batch_ready(self) -> bool:

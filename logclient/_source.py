@@ -30,6 +30,8 @@ __all__ = [
     "MemberSource",
     "ServerSource",
     "StaticServers",
+    "follow",
+    "follow_now",
     "node_order",
     "one_per_endpoint",
 ]
@@ -215,3 +217,26 @@ def _zone(value: str) -> str:
 
 def _endpoint(value: Endpoint | str) -> Endpoint:
     return value if isinstance(value, Endpoint) else Endpoint.parse(value)
+
+
+Update = Callable[..., None]
+
+
+def follow(source: ServerSource, update: Update) -> None:
+    """Subscribe ``update`` to ``source``, then give it the current servers.
+
+    In that order: a change published by the source's thread can then never
+    be overwritten by an older set. A source that tells registrations apart
+    (a :class:`MemberSource`) passes them on.
+    """
+    if isinstance(source, MemberSource):
+        source.subscribe_members(update)
+    else:
+        source.subscribe(update)
+    follow_now(source, update)
+
+
+def follow_now(source: ServerSource, update: Update) -> None:
+    """Give ``update`` the servers ``source`` knows now (and whether it has answered yet)."""
+    servers = source.members() if isinstance(source, MemberSource) else source.servers()
+    update(servers, answered=bool(getattr(source, "answered", True)))

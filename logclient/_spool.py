@@ -242,6 +242,18 @@ class Spool:
         return cls._first_free_slot(policy.base_directory(), policy)
 
     @classmethod
+    def open_anew(cls, policy: SpoolPolicy, *, main_slot_free: bool) -> Spool:
+        """The spool of a client started anew after ``fork()``: the policy's own slot when
+        its maker took none (a client deferred in a uWSGI master), unless another process
+        (another worker) took it first; else as :meth:`open_in_child`."""
+        if main_slot_free:
+            try:
+                return cls.open(policy)
+            except SpoolLockedError:
+                pass
+        return cls.open_in_child(policy)
+
+    @classmethod
     def _first_free_slot(cls, base: Path, policy: SpoolPolicy) -> Spool:
         for slot in range(MAX_SLOTS):
             directory = base / f"slot-{slot}"

@@ -2,7 +2,9 @@
 at import (so, under ``gunicorn --preload`` or uWSGI without ``lazy-apps``, in the parent that
 then forks the workers).
 
-Environment: ``APP_ZK_HOSTS``, ``APP_ZK_PATH``, ``APP_SPOOL`` (the spool directory).
+Environment: ``APP_ZK_HOSTS``, ``APP_ZK_PATH``; the spool is the default one (a free slot
+under ``$XDG_STATE_HOME``), which every worker can take, also when each imports the app
+(uWSGI ``--lazy-apps``).
 ``GET /r/<id>`` logs ``request <id>`` (category ``app``) and answers the worker's pid.
 """
 
@@ -11,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
-from pathlib import Path
 from typing import Any
 
 from logclient import BatchPolicy, LogServerHandler, SpoolPolicy
@@ -27,7 +28,7 @@ handler = LogServerHandler(
     zk_hosts=os.environ["APP_ZK_HOSTS"],
     zk_path=os.environ["APP_ZK_PATH"],
     batching=BatchPolicy(linger_s=0.01),
-    spool=SpoolPolicy(directory=Path(os.environ["APP_SPOOL"])),
+    spool=SpoolPolicy(),
 )
 log = logging.getLogger("app")
 log.setLevel(logging.INFO)

@@ -1,0 +1,115 @@
+"""ChoicePolicy("leader") with real processes: ZooKeeper, three ``logserver serve`` processes
+registered one after the other, several clients, the leader SIGKILLed and restarted."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+from kazoo.client import KazooClient
+
+from logclient import FailoverPolicy, LogClient
+from logserver.tools.launcher import LogServerProcess, wait_for
+from tests.conftest import ServerFactory
+from tests.delivery import Producer, messages, progress, wait_known, zk_client
+from tests.helpers import number_of
+from tests.readback import read_server
+
+# rpc_timeout_s well above a loaded machine's slowest answer: a client that gave up on a
+# slow (not dead) leader would send to the next server, and this test is about the choice.
+PATIENT = FailoverPolicy(
+    connect_timeout_s=1.0,
+    rpc_timeout_s=5.0,
+    down_backoff_s=0.5,
+    max_down_backoff_s=2.0,
+    probe_interval_s=0.2,
+)
+
+
+def _registered_in_order(
+    logserver_factory: ServerFactory, zk: KazooClient, zk_path: str, count: int
+) -> list[LogServerProcess]:
+    """Start ``count`` servers, each once the previous one is registered (so their member
+    nodes' numbers follow the list)."""
+    servers = []
+    for n in range(count):
+        servers.append(logserver_factory())
+        wait_for(
+            lambda n=n: zk.exists(zk_path) and len(zk.get_children(zk_path)) == n + 1,
+            30,
+            what=f"server {n + 1} registered",
+        )
+    return servers
+
+
+def _all_on(clients: list[LogClient], server: LogServerProcess) -> bool:
+    return all(c.stats().current_server == server.endpoint for c in clients)
+
+
+def test_every_client_follows_the_leader_and_a_restarted_leader_does_not_take_it_back(
+    logserver_factory: ServerFactory,
+    kazoo_factory: Callable[..., KazooClient],
+    zk_hosts: str,
+    zk_path: str,
+    clients: list[LogClient],
+    tmp_path: Path,
+) -> None:
+    """Three servers registered in turn, three clients with choice="leader" logging steadily:
+    all send to the first server registered (the others get nothing); once it is SIGKILLed
+    all move to the second; the first restarted on its port registers anew, with a higher
+    number, and gets nothing more. Read back from all three servers: every line logged is
+    stored, once."""
+    zk = kazoo_factory(zk_hosts)
+    first, second, third = _registered_in_order(logserver_factory, zk, zk_path, 3)
+    group = [
+        zk_client(clients, zk_hosts, zk_path, tmp_path, choice="leader", failover=PATIENT)
+        for _ in range(3)
+    ]
+    for client in group:
+        wait_known(client, 3)
+    producers = [Producer(c, f"c{n}", per_second=2000) for n, c in enumerate(group)]
+    for producer in producers:
+        producer.__enter__()
+    try:
+        for client in group:
+            progress(client, 500)
+        assert _all_on(group, first), [c.stats() for c in group]
+        for client in group:
+            assert client.flush(30)
+        assert read_server(second.endpoint, "app") == []
+        assert read_server(third.endpoint, "app") == []
+
+        first.kill()
+        logged_at_kill = [p.count for p in producers]
+        for client in group:
+            progress(client, 500)
+        wait_for(lambda: _all_on(group, second), 30, what="every client on the second server")
+
+        first.start()
+        for client in group:
+            # The pool (private) says which registration stands for each endpoint.
+            wait_for(
+                lambda c=client: any(
+                    str(m.endpoint) == first.endpoint and (m.order or 0) >= 3
+                    for m in c._pool.members()
+                ),
+                30,
+                what="the client to see the first server's new registration",
+            )
+            progress(client, 500)
+        assert _all_on(group, second), [c.stats() for c in group]
+    finally:
+        logged = [p.stop() for p in producers]
+    for client in group:
+        assert client.flush(30), client.stats()
+
+    # The restarted first server got nothing logged after it was killed.
+    for record in read_server(first.endpoint, "app"):
+        text = record.message.decode()
+        prefix = text.split("-")[0]
+        number = number_of(text, prefix)
+        assert number is not None and number < logged_at_kill[int(prefix[1:])], text
+    stored = Counter(messages([first.endpoint, second.endpoint, third.endpoint]))
+    expected = Counter(m for lines in logged for m in lines)
+    assert stored == expected
