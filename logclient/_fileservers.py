@@ -8,8 +8,9 @@ session per host and writes the live servers to a file; apps read the file.
 
 Import-light: this module loads neither kazoo nor thriftpy2, and a process
 that only reads the file opens no network connection for discovery at all.
-A child process after ``fork()`` keeps reading the file (the watcher restarts
-in the child) and needs no ZooKeeper session of its own.
+A child process after ``fork()`` keeps reading the file (on its first use
+there, the watcher restarts in the child) and needs no ZooKeeper session of
+its own.
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ class FileServers:
 
     Listeners run on the watcher thread and must not block. ``close()`` stops
     the shared thread when it was the last user. Safe across ``fork()``: in
-    the child the watching restarts by itself.
+    the child, the first call (a client's first use) replaces the locks and
+    restarts the watching; nothing runs in a fork hook.
     """
 
     def __init__(
@@ -114,6 +116,7 @@ class FileServers:
         self.zk_path = zk_path
         self._members = Membership(self.path)
         self._lock = threading.Lock()
+        self._pid = os.getpid()  # the process whose locks these are
         # Guarded by _lock:
         self._state = "NOT_STARTED"
         self._token: int | None = None
@@ -126,6 +129,7 @@ class FileServers:
         self._logged_mismatch: str | None = None
 
     def __repr__(self) -> str:
+        self._here()
         with self._lock:
             state, problem = self._state, self._problem
         extra = f" problem={problem!r}" if problem else ""
@@ -135,6 +139,7 @@ class FileServers:
 
     def start(self) -> None:
         """Read the file and start watching it (idempotent); never blocks on the network."""
+        self._here()
         with self._lock:
             if self._state == "CLOSED":
                 raise DiscoveryError("FileServers was closed; create a new one")
@@ -154,12 +159,12 @@ class FileServers:
 
     def servers(self) -> frozenset[Endpoint]:
         """The last good list (empty until a usable file was read)."""
-        file_watcher().check_fork()
+        self._here()
         return self._members.servers()
 
     def members(self) -> tuple[KnownServer, ...]:
         """The last good list with each server's registration (node, order) as the agent saw it."""
-        file_watcher().check_fork()
+        self._here()
         return self._members.members()
 
     @property
@@ -169,23 +174,28 @@ class FileServers:
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(servers)`` after every change, on the watcher thread."""
+        self._here()
         self._members.subscribe(listener)
 
     def subscribe_members(self, listener: MemberListener) -> None:
         """Call ``listener(members)`` after every change, a server registered anew included."""
+        self._here()
         self._members.subscribe_members(listener)
 
     def wait_for(self, predicate: Callable[[frozenset[Endpoint]], bool], timeout: float) -> bool:
         """Wait until ``predicate(servers())`` holds; False after ``timeout`` seconds."""
+        self._here()
         return self._members.wait_for(predicate, timeout)
 
     def document(self) -> ServersFile | None:
         """The last usable file's content (None before the first)."""
+        self._here()
         with self._lock:
             return self._document
 
     def stats(self) -> FileServersStats:
         """Counters and the list's freshness; ``age_s`` is measured now."""
+        self._here()
         with self._lock:
             state, token, document = self._state, self._token, self._document
             inode, mtime = self._inode, self._mtime
@@ -216,6 +226,7 @@ class FileServers:
 
         The last known servers stay readable through :meth:`servers`.
         """
+        self._here()
         with self._lock:
             if self._state == "CLOSED":
                 return
@@ -257,19 +268,34 @@ class FileServers:
             listed = [KnownServer(s.endpoint, s.node, s.order) for s in document.listed()]
             self._members.publish(listed, nodes=len(listed))
 
-    def reinit_after_fork(self) -> None:
-        """In a child after fork(), from the watcher's fork hook (no logging, no waiting)."""
-        self._lock = threading.Lock()
-        self._members.reinit_after_fork()
+    def _here(self) -> None:
+        """Every call's first step: in a child after fork(), start afresh (once).
 
-    def restart_in_child(self) -> None:
-        """What a client made before fork() calls in the child: nothing is left to do.
-
-        The shared watcher restarted in the child already (its fork hook, or the
-        pid check for a fork that ran no hooks), with this source's locks
-        replaced; the file is per host, so the child reads the same one.
+        The shared watcher restarts (and replaces the locks of every source it
+        serves); a source it does not serve (not started, or closed) replaces
+        its own.
         """
         file_watcher().check_fork()
+        if self._pid != os.getpid():
+            self.reinit_after_fork()
+
+    def reinit_after_fork(self) -> None:
+        """In a child after fork(), on first use: fresh locks, as a thread of the parent may
+        have held them (once per process; no waiting)."""
+        pid = os.getpid()
+        if self._pid == pid:
+            return
+        self._lock = threading.Lock()
+        self._members.reinit_after_fork()
+        self._pid = pid
+
+    def restart_in_child(self) -> None:
+        """What a client made before fork() calls in the child, before anything else.
+
+        Restarts the shared watcher here, with this source's locks replaced;
+        the file is per host, so the child reads the same one.
+        """
+        self._here()
 
 
 def _current_mtime(path: str, inode: tuple[int, int] | None, mtime: float | None) -> float | None:

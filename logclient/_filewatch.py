@@ -24,12 +24,14 @@ before :meth:`FileWatcher.watch` returns, so a client has its servers at once.
 **fork()**: the child gets a copy of this state but not the thread, and may
 get locks that the thread held at that moment; an inherited inotify
 descriptor is the parent's instance (reading it would steal the parent's
-events). After a fork the child replaces every lock, closes the inherited
-descriptors, and starts its own thread if anything is watched; without
-logging and without taking any lock another thread could hold (CPython resets
-its own locks, not ours). The hook is ``os.register_at_fork``; a fork that
-bypasses it (``fork()`` called from C) is caught by a pid check on every public
-call.
+events). So, like the client, the watcher starts afresh in the child on first
+use: every public call (and every call of a :class:`~logclient.FileServers`)
+compares the pid, and in a child replaces every lock, closes the inherited
+descriptors and starts its own thread if anything is watched. No fork hook:
+a hook must do the minimum (no logging, no lock another thread may hold, no
+thread that would run while later hooks are still resetting their state), and
+a pid check also catches a fork that ran no hooks (``fork()`` called from C,
+as uWSGI does).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from logclient._forksafe import process_lock
 from logclient._inotify import Inotify, InotifyEvent, open_inotify
 from logwire.serversfile import MAX_FILE_BYTES, ServersFile, ServersFileError, parse
 
@@ -83,7 +86,7 @@ class Subscriber(Protocol):
         ...
 
     def reinit_after_fork(self) -> None:
-        """In the child after fork(): replace locks; no logging, no waiting."""
+        """In the child after fork(), on first use: replace locks; no waiting."""
         ...
 
 
@@ -200,17 +203,18 @@ class FileWatcher:
             return "inotify" if entry is not None and entry.wd is not None else "poll"
 
     def check_fork(self) -> None:
-        """Re-initialise in a child whose fork() bypassed ``os.register_at_fork``."""
+        """In a child after fork(), on first use: start afresh (see :meth:`_enter_child`)."""
         if self._pid != os.getpid():
-            self.after_fork_in_child()
+            with process_lock("files"):
+                if self._pid != os.getpid():
+                    self._enter_child()
 
-    def after_fork_in_child(self) -> None:
-        """In the child after fork(): new locks, no inherited descriptors, a thread of its own.
+    def _enter_child(self) -> None:
+        """In a child after fork(): new locks, no inherited descriptors, a thread of its own.
 
-        Runs in ``os.register_at_fork(after_in_child=...)``: it must not log and
-        must not take a lock that a thread of the parent could have held.
+        Takes no lock that a thread of the parent could have held: those are
+        the ones it replaces.
         """
-        self._pid = os.getpid()
         self._lock = threading.Lock()
         self._wake_event = threading.Event()
         inotify, self._inotify = self._inotify, None
@@ -231,6 +235,7 @@ class FileWatcher:
             entry.retry = False
             for subscriber, _ in entry.subscribers.values():
                 subscriber.reinit_after_fork()
+        self._pid = os.getpid()
         if self._entries:
             self._start_thread()
 
@@ -468,25 +473,15 @@ def _read(path: str, key: _Key) -> tuple[Reading, _Key]:
 
 
 _WATCHER: FileWatcher | None = None
-_WATCHER_LOCK = threading.Lock()
 
 
 def file_watcher() -> FileWatcher:
-    """The process's one :class:`FileWatcher` (made, and its fork hook set, on first use)."""
+    """The process's one :class:`FileWatcher` (made on first use; a child uses its copy)."""
     global _WATCHER
     watcher = _WATCHER
     if watcher is not None:
         return watcher
-    with _WATCHER_LOCK:
+    with process_lock("files"):
         if _WATCHER is None:
             _WATCHER = FileWatcher()
-            if hasattr(os, "register_at_fork"):
-                os.register_at_fork(after_in_child=_after_fork_in_child)
         return _WATCHER
-
-
-def _after_fork_in_child() -> None:
-    global _WATCHER_LOCK
-    _WATCHER_LOCK = threading.Lock()
-    if _WATCHER is not None:
-        _WATCHER.after_fork_in_child()

@@ -42,7 +42,7 @@ class _State:
 
 STATE = _State()
 _installed = False
-_locks: dict[int, threading.Lock] = {}
+_locks: dict[tuple[int, str], threading.Lock] = {}
 
 
 def _after_fork_in_child() -> None:
@@ -71,17 +71,19 @@ def install() -> None:
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def process_lock() -> threading.Lock:
+def process_lock(name: str = "client") -> threading.Lock:
     """A lock of this process's own: never one a thread of a parent held at fork time.
 
+    One per ``name`` (the clients share one, the servers file watcher has its
+    own, as a client may restart the watcher while it holds its lock).
     ``dict.setdefault`` is atomic under the GIL, so two threads of a new child
     get the same new lock.
     """
-    pid = os.getpid()
-    lock = _locks.get(pid)
+    key = (os.getpid(), name)
+    lock = _locks.get(key)
     if lock is None:
-        lock = _locks.setdefault(pid, threading.Lock())
-        for other in [p for p in _locks if p != pid]:
+        lock = _locks.setdefault(key, threading.Lock())
+        for other in [k for k in list(_locks) if k[0] != key[0]]:
             _locks.pop(other, None)
     return lock
 

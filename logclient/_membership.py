@@ -132,7 +132,7 @@ class Membership:
     def reinit_after_fork(self) -> None:
         """In a child after fork(): fresh locks, as a thread of the parent may have held them.
 
-        Must not log or wait (it runs in an ``os.register_at_fork`` hook).
+        Must not log or wait: the caller may hold its own process lock.
         """
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)

@@ -22,6 +22,7 @@ __all__ = [
     "Producer",
     "messages",
     "progress",
+    "sized_client",
     "wait_known",
     "zk_client",
 ]
@@ -40,10 +41,16 @@ def zk_client(
     clients: list[LogClient], zk_hosts: str, zk_path: str, tmp_path: Path, **options: object
 ) -> LogClient:
     """A LogClient on ZooKeeper discovery with test-sized policies and a spool under tmp_path."""
+    return sized_client(clients, tmp_path, zk_hosts=zk_hosts, zk_path=zk_path, **options)
+
+
+def sized_client(clients: list[LogClient], tmp_path: Path, **options: object) -> LogClient:
+    """A LogClient (options name its discovery) with test-sized policies and a spool under
+    tmp_path, appended to ``clients`` (the fixture closes them)."""
     options.setdefault("failover", FAILOVER)
     options.setdefault("batching", BATCHING)
     options.setdefault("spool", SpoolPolicy(directory=tmp_path / f"spool-{len(clients)}"))
-    client = LogClient(zk_hosts, zk_path, **options)  # type: ignore[arg-type]
+    client = LogClient(**options)  # type: ignore[arg-type]
     clients.append(client)
     return client
 

@@ -1,18 +1,20 @@
 """ChoicePolicy("leader") with real processes: ZooKeeper, three ``logserver serve`` processes
-registered one after the other, several clients, the leader SIGKILLed and restarted."""
+registered one after the other, several clients (on ZooKeeper, or on the servers file of a
+real ``logserver discovery-agent``), the leader SIGKILLed and restarted."""
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from kazoo.client import KazooClient
 
-from logclient import FailoverPolicy, LogClient
-from logserver.tools.launcher import LogServerProcess, wait_for
+from logclient import FailoverPolicy, FileServers, LogClient
+from logserver.tools.launcher import DiscoveryAgentProcess, LogServerProcess, wait_for
 from tests.conftest import ServerFactory
-from tests.delivery import Producer, messages, progress, wait_known, zk_client
+from tests.delivery import Producer, messages, progress, sized_client, wait_known
 from tests.helpers import number_of
 from tests.readback import read_server
 
@@ -47,9 +49,39 @@ def _all_on(clients: list[LogClient], server: LogServerProcess) -> bool:
     return all(c.stats().current_server == server.endpoint for c in clients)
 
 
+Discovery = Callable[[], dict[str, object]]
+
+
+@pytest.fixture(params=["zookeeper", "agent-file"])
+def discovery(
+    request: pytest.FixtureRequest, zk_hosts: str, zk_path: str, tmp_path: Path
+) -> Iterator[Discovery]:
+    """What a client is given to find the servers: ZooKeeper, or the servers file a real
+    discovery agent keeps (its member nodes and order come through the file)."""
+    if request.param == "zookeeper":
+        yield lambda: {"zk_hosts": zk_hosts, "zk_path": zk_path}
+        return
+    agent = DiscoveryAgentProcess(
+        zk_hosts=zk_hosts, zk_path=zk_path, file=tmp_path / "agent" / "servers.json"
+    ).start()
+    sources: list[FileServers] = []
+
+    def file_source() -> dict[str, object]:
+        sources.append(FileServers(agent.file, zk_path=zk_path, poll_interval_s=0.05))
+        return {"servers": sources[-1]}
+
+    try:
+        yield file_source
+    finally:
+        for source in sources:
+            source.close(5)
+        agent.stop()
+
+
 def test_every_client_follows_the_leader_and_a_restarted_leader_does_not_take_it_back(
     logserver_factory: ServerFactory,
     kazoo_factory: Callable[..., KazooClient],
+    discovery: Discovery,
     zk_hosts: str,
     zk_path: str,
     clients: list[LogClient],
@@ -63,7 +95,7 @@ def test_every_client_follows_the_leader_and_a_restarted_leader_does_not_take_it
     zk = kazoo_factory(zk_hosts)
     first, second, third = _registered_in_order(logserver_factory, zk, zk_path, 3)
     group = [
-        zk_client(clients, zk_hosts, zk_path, tmp_path, choice="leader", failover=PATIENT)
+        sized_client(clients, tmp_path, choice="leader", failover=PATIENT, **discovery())
         for _ in range(3)
     ]
     for client in group:

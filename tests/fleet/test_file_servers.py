@@ -412,6 +412,42 @@ def test_a_fork_while_the_watcher_holds_its_locks_does_not_hang_the_child(
 
 
 @pytest.mark.process
+def test_nothing_runs_in_a_fork_hook_the_child_starts_afresh_on_first_use(
+    feeder: Feeder, file_servers: FileServersFactory
+) -> None:
+    """The at-fork hook must do the minimum (no thread, no lock, no logging): a child has no
+    watcher thread until its first call; that call (stats() here, with every lock held by a
+    parent thread at fork time) replaces the locks, restarts the watching, and the child sees
+    the next change. An unstarted source made before the fork gets locks of its own too."""
+    feeder.write([A])
+    source = file_servers(feeder.path)
+    idle = FileServers(feeder.path)
+    watcher = file_watcher()
+    (entry,) = watcher._entries.values()
+    held = [watcher._lock, entry.lock, source._members._lock, source._lock, idle._lock]
+    for lock in held:
+        lock.acquire()
+    try:
+
+        def child() -> bool:
+            if watcher_threads():
+                return False  # started by a fork hook
+            if source.stats().servers != 1 or len(watcher_threads()) != 1:
+                return False
+            if "NOT_STARTED" not in repr(idle):
+                return False
+            feeder.write([C])
+            return source.wait_for(lambda s: s == {C}, 10)
+
+        code = _in_child(child)
+    finally:
+        for lock in reversed(held):
+            lock.release()
+    assert code == 0
+    assert source.wait_for(lambda s: s == {C}, 10)
+
+
+@pytest.mark.process
 def test_a_fork_that_bypassed_the_hooks_is_caught_by_the_pid_check(
     feeder: Feeder, file_servers: FileServersFactory
 ) -> None:
