@@ -107,6 +107,7 @@ class Dispatcher:
         #: When no server took a batch since (None: the last one was taken).
         self.failing_since: float | None = None
         self._announced = False
+        self._failure_seen = False
         #: Set by the thread closing the client: no retries any more.
         self.aborting = False
         # Counters: written by the sender thread only, read by stats().
@@ -228,7 +229,7 @@ class Dispatcher:
                 reason = f"{live} servers live, {self._acks} needed (ReplicationPolicy.acks)"
             else:
                 reason = "no server available"
-            self.note_failing(reason, announce=True)
+            self.note_failing(reason, announce=True, failure=self._pool.answered)
             return Step.NO_SERVER
         for endpoint in picks:
             try:
@@ -335,11 +336,12 @@ class Dispatcher:
         if outcome.duplicate:
             self.duplicates += 1
         if self.failing_since is not None:
-            logger.info(
-                "logclient delivering again via %s after %.1fs",
-                endpoint,
-                time.monotonic() - self.failing_since,
-            )
+            if self._failure_seen:
+                logger.info(
+                    "logclient delivering again via %s after %.1fs",
+                    endpoint,
+                    time.monotonic() - self.failing_since,
+                )
             self.failing_since = None
             self._spiller.resume()
         if delivery.done:
@@ -409,12 +411,20 @@ class Dispatcher:
         )
         self.note_failing(exc.reason)
 
-    def note_failing(self, reason: str, announce: bool = False) -> None:
-        """Start the spill clock at the first failure; say so once no server is left to try."""
+    def note_failing(self, reason: str, announce: bool = False, failure: bool = True) -> None:
+        """Start the spill clock at the first failure; say so once no server is left to try.
+
+        ``failure=False``: no server is known only because the source has not
+        answered yet (a client just started). The clock runs, but nothing is
+        logged, now or when delivery starts: a thread writing to stderr just as
+        a pre-fork server forks leaves the child's stderr locked for ever.
+        """
         if self.failing_since is None:
             self.failing_since = time.monotonic()
             self._announced = False
-        if announce and not self._announced:
+            self._failure_seen = False
+        self._failure_seen = self._failure_seen or failure
+        if announce and failure and not self._announced:
             self._announced = True
             logger.warning(
                 "logclient: no server takes batches right now (%s); %d records queued",

@@ -203,10 +203,12 @@ def _uwsgi_workers(stats: Path) -> list[dict[str, object]]:
 
 def _idle(workers: list[dict[str, object]], recycle_after: int | None) -> bool:
     """Every worker alive and waiting for a request (and, when workers are recycled, none
-    about to end): uWSGI skips the atexit handlers of a worker stopped while busy."""
+    about to end): uWSGI skips the atexit handlers of a worker stopped while busy, and a
+    worker signalled before it is ready to accept may still run the master's handler."""
     return all(
         int(str(w["pid"])) > 0
         and w["status"] == "idle"
+        and w.get("accepting") == 1
         and (recycle_after is None or int(str(w["delta_requests"])) < recycle_after)
         for w in workers
     )

@@ -17,11 +17,14 @@ from typing import Any
 
 from logclient import BatchPolicy, LogServerHandler, SpoolPolicy
 
-# logclient's own lines go to stderr (the server's log), for a reader of a failed test.
+# logclient's warnings go to stderr (the server's log), for a reader of a failed test. Not its
+# INFO lines: a thread of the master writing to stderr just as the server forks leaves that
+# worker's stderr locked for ever (CPython resets logging's locks at fork, not io's), and
+# discovery's threads say at INFO when they connect, which is when the workers are forked.
 _own = logging.StreamHandler()
 _own.setFormatter(logging.Formatter("%(process)d %(name)s %(levelname)s %(message)s"))
 logging.getLogger("logclient").addHandler(_own)
-logging.getLogger("logclient").setLevel(logging.INFO)
+logging.getLogger("logclient").setLevel(logging.WARNING)
 
 handler = LogServerHandler(
     category="app",
