@@ -23,6 +23,8 @@ CASE_IDS: tuple[str, ...] = (
     "failover_sigstop",
     "failover_sigkill_copies",
     "copies_throughput",
+    "failover_restarted",
+    "fork_workers",
     "discovery_join",
     "fleet_kill",
     "agent_join",

@@ -74,6 +74,7 @@ class Profile:
     hostile_trickling: int
     hostile_bombs: int
     hostile_categories: int
+    fork_records: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -113,6 +114,7 @@ class Profile:
             hostile_trickling=100,
             hostile_bombs=5,
             hostile_categories=20_000,
+            fork_records=50_000,
         )
 
     @classmethod
@@ -153,6 +155,7 @@ class Profile:
             hostile_trickling=10,
             hostile_bombs=2,
             hostile_categories=300,
+            fork_records=2_000,
         )
 
 
