@@ -458,16 +458,20 @@ class LogClient:
         parent was deferred (a uWSGI master, which never sends): then the
         first of its children to start sends what it had queued.
         """
-        self._close_lock = threading.Lock()
-        self._sender.forget_in_child()
-        if self._spool is not None:
-            self._spool.abandon_in_child()
-            self._spool = None
+        self._let_go_of_parent()
         if self._closed:
             self._drop_inheritance()
             self._home = self._pid = pid
             return
         self._renew(pid, in_child=True)
+
+    def _let_go_of_parent(self) -> None:
+        """In a child: close our copies of the parent's descriptors, take none of its locks."""
+        self._close_lock = threading.Lock()
+        self._sender.forget_in_child()
+        if self._spool is not None:
+            self._spool.abandon_in_child()
+            self._spool = None
 
     def _renew(self, pid: int, *, in_child: bool) -> None:
         """Start the client in this process with state of its own (the process lock is held)."""
@@ -519,12 +523,8 @@ class LogClient:
         """``close()`` in a child that never used this client: nothing to deliver or start."""
         with _forksafe.process_lock():
             if self._home != os.getpid():
-                self._sender.forget_in_child()
-                if self._spool is not None:
-                    self._spool.abandon_in_child()
-                    self._spool = None
+                self._let_go_of_parent()
                 self._drop_inheritance()
-                self._close_lock = threading.Lock()
                 self._closed = True
                 self._deferred = False
                 self._home = self._pid = os.getpid()

@@ -13,6 +13,7 @@ import logging
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -45,8 +46,27 @@ def c_fork():
 """
 
 
-def _script(body: str, *, options: str = "", with_master: bool = True) -> str:
-    return _FAKE_UWSGI.format(options=options or "{}", with_master=with_master) + body
+def _run_in_fake_uwsgi(
+    endpoint: object,
+    body: str,
+    *,
+    spool: str = "SpoolPolicy.disabled()",
+    options: str = "{}",
+    with_master: bool = True,
+) -> None:
+    """Run ``body`` in a new process under the stand-in uWSGI, with ``client`` made (in the
+    master, or the loader without one) on a static list of ``endpoint``; it must pass."""
+    script = (
+        _FAKE_UWSGI.format(options=options, with_master=with_master)
+        + "import threading\n"
+        + "from logclient import LogClient, SpoolPolicy, StaticServers\n"
+        + f"client = LogClient(servers=StaticServers([{str(endpoint)!r}]), spool={spool})\n"
+        + body
+        + "\nprint('ok')\n"
+    )
+    result = run_python(script)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
 
 
 @pytest.fixture
@@ -70,20 +90,16 @@ def fake_uwsgi() -> Iterator[types.ModuleType]:
 
 @pytest.mark.process
 def test_a_master_that_forks_from_c_gets_no_thread_and_its_lines_go_out_once(
-    inproc: InProcFactory, tmp_path: object
+    inproc: InProcFactory, tmp_path: Path
 ) -> None:
     """In a uWSGI master without --py-call-uwsgi-fork-hooks the client starts no thread (one
     could deadlock the workers) and takes no spool slot; flush() says False at once. Of the
     workers forked from C, the first to use the client sends the master's lines besides its
     own, the others (a worker respawned later too) only their own: each line is stored once."""
     server = inproc()
-    result = run_python(
-        _script(
-            f"""
-import threading
-from logclient import LogClient, SpoolPolicy, StaticServers
-client = LogClient(servers=StaticServers(["{server.endpoint}"]),
-                   spool=SpoolPolicy(directory="{tmp_path}/spool"))
+    _run_in_fake_uwsgi(
+        server.endpoint,
+        """
 client.log("app", "master")
 assert threading.active_count() == 1, threading.enumerate()
 assert client.spool_directory is None
@@ -92,44 +108,33 @@ assert "deferred" in repr(client)
 for n in range(3):
     pid = c_fork()
     if pid == 0:
-        client.log("app", f"worker-{{n}}")
+        client.log("app", f"worker-{n}")
         assert client.flush(10)
         client.close()
         os._exit(0)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0, status
 assert threading.active_count() == 1, threading.enumerate()
-print("ok")
-"""
-        )
+""",
+        spool=f"SpoolPolicy(directory={str(tmp_path / 'spool')!r})",
     )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "ok"
     assert sorted(server.messages()) == [b"master", b"worker-0", b"worker-1", b"worker-2"]
 
 
 @pytest.mark.process
-def test_a_master_that_closes_its_client_delivers_what_it_logged(
-    inproc: InProcFactory, tmp_path: object
-) -> None:
+def test_a_master_that_closes_its_client_delivers_what_it_logged(inproc: InProcFactory) -> None:
     """close() in the master (no worker took its lines) starts the client just to deliver them,
     then stops every thread it started."""
     server = inproc()
-    result = run_python(
-        _script(
-            f"""
-import threading
-from logclient import LogClient, SpoolPolicy, StaticServers
-client = LogClient(servers=StaticServers(["{server.endpoint}"]), spool=SpoolPolicy.disabled())
+    _run_in_fake_uwsgi(
+        server.endpoint,
+        """
 client.log("app", "master")
 client.close()
 assert client.stats().acknowledged == 1, client.stats()
 assert threading.active_count() == 1, threading.enumerate()
-print("ok")
-"""
-        )
+""",
     )
-    assert result.returncode == 0, result.stderr
     assert server.messages() == [b"master"]
 
 
@@ -141,11 +146,9 @@ def test_without_a_master_the_loader_becomes_worker_1_and_lines_still_go_out_onc
     C, then serves: the client waits for worker 1's first call after loading, and the
     loading-time lines go out once (sent by whichever process claimed them first)."""
     server = inproc()
-    result = run_python(
-        _script(
-            f"""
-from logclient import LogClient, SpoolPolicy, StaticServers
-client = LogClient(servers=StaticServers(["{server.endpoint}"]), spool=SpoolPolicy.disabled())
+    _run_in_fake_uwsgi(
+        server.endpoint,
+        """
 client.log("app", "loaded")
 pid = c_fork()
 if pid == 0:
@@ -158,12 +161,9 @@ worker_1 = True
 client.log("app", "worker-1")
 assert client.flush(10)
 client.close()
-print("ok")
 """,
-            with_master=False,
-        )
+        with_master=False,
     )
-    assert result.returncode == 0, result.stderr
     assert sorted(server.messages()) == [b"loaded", b"worker-1", b"worker-2"]
 
 
@@ -172,20 +172,15 @@ def test_with_uwsgi_fork_hooks_the_master_runs_its_client(inproc: InProcFactory)
     """--py-call-uwsgi-fork-hooks: uWSGI forks as os.fork() does, so the master's client
     starts its thread and sends at once, like any other."""
     server = inproc()
-    result = run_python(
-        _script(
-            f"""
-from logclient import LogClient, SpoolPolicy, StaticServers
-client = LogClient(servers=StaticServers(["{server.endpoint}"]), spool=SpoolPolicy.disabled())
+    _run_in_fake_uwsgi(
+        server.endpoint,
+        """
 client.log("app", "master")
 assert client.flush(10)
 client.close()
-print("ok")
 """,
-            options='{"py-call-uwsgi-fork-hooks": True}',
-        )
+        options='{"py-call-uwsgi-fork-hooks": True}',
     )
-    assert result.returncode == 0, result.stderr
     assert server.messages() == [b"master"]
 
 

@@ -386,39 +386,11 @@ def test_a_fork_while_the_watcher_holds_its_locks_does_not_hang_the_child(
     feeder: Feeder, file_servers: FileServersFactory
 ) -> None:
     """If fork() happens while the watcher thread is in the middle of a look (holding the
-    watcher's, the file's and the membership's locks), the child still works: it replaced every
-    lock, and its own watcher delivers the next change."""
-    feeder.write([A])
-    source = file_servers(feeder.path)
-    watcher = file_watcher()
-    (entry,) = watcher._entries.values()
-    held = [watcher._lock, entry.lock, source._members._lock, source._lock]
-    for lock in held:
-        lock.acquire()
-    try:
-
-        def child() -> bool:
-            if source.servers() != {A} or source.stats().servers != 1:
-                return False
-            feeder.write([C])
-            return source.wait_for(lambda s: s == {C}, 10)
-
-        code = _in_child(child)
-    finally:
-        for lock in reversed(held):
-            lock.release()
-    assert code == 0
-    assert source.wait_for(lambda s: s == {C}, 10)  # and the parent carries on
-
-
-@pytest.mark.process
-def test_nothing_runs_in_a_fork_hook_the_child_starts_afresh_on_first_use(
-    feeder: Feeder, file_servers: FileServersFactory
-) -> None:
-    """The at-fork hook must do the minimum (no thread, no lock, no logging): a child has no
-    watcher thread until its first call; that call (stats() here, with every lock held by a
-    parent thread at fork time) replaces the locks, restarts the watching, and the child sees
-    the next change. An unstarted source made before the fork gets locks of its own too."""
+    watcher's, the file's and the membership's locks), the child still works. Nothing runs in
+    a fork hook (no thread, no lock, no logging): the child has no watcher thread until its
+    first call; that call (stats() here) replaces every lock, restarts the watching, and the
+    child sees the next change. An unstarted source made before the fork gets locks of its own
+    too; the parent carries on."""
     feeder.write([A])
     source = file_servers(feeder.path)
     idle = FileServers(feeder.path)
@@ -444,7 +416,7 @@ def test_nothing_runs_in_a_fork_hook_the_child_starts_afresh_on_first_use(
         for lock in reversed(held):
             lock.release()
     assert code == 0
-    assert source.wait_for(lambda s: s == {C}, 10)
+    assert source.wait_for(lambda s: s == {C}, 10)  # and the parent carries on
 
 
 @pytest.mark.process
