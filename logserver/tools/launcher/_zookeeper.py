@@ -120,6 +120,9 @@ class ZooKeeperNode:
             "admin.enableServer=false",
             "4lw.commands.whitelist=*",
             f"maxClientCnxns={self.max_client_cnxns}",
+            # ZooKeeper's default ceiling is 20 ticks (10 s with 500 ms ticks): a client asking
+            # for a longer session would silently get 10 s.
+            "maxSessionTimeout=60000",
             # Snapshots and logs of a test node are worthless; keep the disk clean.
             "autopurge.snapRetainCount=3",
             "autopurge.purgeInterval=1",
@@ -209,7 +212,7 @@ class ZooKeeperEnsemble:
     """A standalone ZooKeeper (``size=1``) or an ensemble on loopback, from Debian's jars.
 
     ``tick_ms`` defaults to 500 so that tests can use sessions as short as
-    1 s (ZooKeeper clamps session timeouts to 2..20 ticks). ``host`` is the
+    1 s (ZooKeeper's floor is 2 ticks; the ceiling is raised to 60 s). ``host`` is the
     address clients connect to (another local address than loopback lets
     processes in a test's network namespace reach it). With ``tls`` every
     node also offers a TLS client port: :attr:`secure_hosts`.
