@@ -21,6 +21,7 @@ CASE_IDS: tuple[str, ...] = (
     "log_call",
     "failover_sigkill",
     "failover_sigstop",
+    "hedged_share",
     "failover_sigkill_copies",
     "copies_throughput",
     "failover_restarted",

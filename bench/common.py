@@ -67,6 +67,7 @@ class Profile:
     hostile_probe_s: float
     compression_records: int
     copies_records: int
+    steady_s: float
     guard_repeats: int
     guard_loops: int
     hostile_pings: int
@@ -107,6 +108,7 @@ class Profile:
             hostile_probe_s=3.0,
             compression_records=200_000,
             copies_records=300_000,
+            steady_s=10.0,
             guard_repeats=5,
             guard_loops=20,
             hostile_pings=50,
@@ -148,6 +150,7 @@ class Profile:
             hostile_probe_s=0.5,
             compression_records=3_000,
             copies_records=5_000,
+            steady_s=1.0,
             guard_repeats=5,
             guard_loops=10,
             hostile_pings=10,

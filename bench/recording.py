@@ -4,7 +4,9 @@ It wraps the real :class:`~logclient._connection.ThriftTransport` through the
 client's documented network seam (``LogClient(transport=...)``), so the client
 under test runs its own sockets, timeouts and failover; the wrapper only
 timestamps each ``Append`` that a server acknowledged, on the sender thread,
-right after the reply was decoded.
+right after the reply was decoded. It passes the connection's ``fileno()`` on,
+so the client waits on several connections at once and hedges as it would
+without the wrapper.
 """
 
 from __future__ import annotations
@@ -65,6 +67,13 @@ class _RecordingConnection:
             self.last_used = self._inner.last_used
         self._owner.note(self.endpoint, batch.count)
         return outcome
+
+    def fileno(self) -> int:
+        """The inner connection's socket, so the client can wait on several at once."""
+        return int(self._inner.fileno())  # type: ignore[attr-defined]
+
+    def buffered(self) -> bool:
+        return bool(self._inner.buffered())  # type: ignore[attr-defined]
 
     def abort(self) -> None:
         self._inner.abort()

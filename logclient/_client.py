@@ -28,6 +28,7 @@ from logclient._policies import (
     BatchPolicy,
     ChoicePolicy,
     FailoverPolicy,
+    HedgePolicy,
     QueuePolicy,
     ReplicationPolicy,
     SpoolPolicy,
@@ -100,6 +101,9 @@ class LogClient:
     stored on ``copies`` distinct servers (spread over zones, then hosts) and
     acknowledged once ``acks`` of them hold it; with fewer live servers than
     ``acks`` records wait and spool as with no server (``stats().servers_short``).
+    ``hedging`` (a :class:`~logclient.HedgePolicy`, on by default): the batches
+    of a server that has not answered within the hedge delay (from recent round
+    trips, 50 ms to 1 s) also go to another live server.
 
     ``zk_tls`` (a :class:`~logclient.ZkTLSPolicy`) connects to ZooKeeper's TLS
     client port, verifying its certificate. Discovery only reads, so no
@@ -128,6 +132,7 @@ class LogClient:
         zk_tls: ZkTLSPolicy | None = None,
         compression: CompressionPolicy = CompressionPolicy(),  # noqa: B008
         replication: ReplicationPolicy = ReplicationPolicy(),  # noqa: B008
+        hedging: HedgePolicy = HedgePolicy(),  # noqa: B008
     ) -> None:
         if (zk_hosts is None) == (servers is None):
             raise TypeError("LogClient needs exactly one of zk_hosts or servers")
@@ -148,6 +153,7 @@ class LogClient:
         self.queue_policy = queue
         self.spool_policy = spool
         self.replication = replication
+        self.hedging = hedging
         self._max_message = batching.max_message_bytes
         self._categories: dict[str, None] = {}
         self._queue = RecordQueue(queue, batching)
@@ -185,6 +191,7 @@ class LogClient:
             spool_policy=self.spool_policy,
             producer=self.producer,
             replication=self.replication,
+            hedging=self.hedging,
         )
 
     def _start(self) -> None:
@@ -420,6 +427,8 @@ class LogClient:
             servers_short=max(0, self.replication.required - len(self._pool.live())),
             waiting_for_copies=ledger.waiting_records(),
             copies_given_up=ledger.copies_given_up,
+            hedged=dispatch.hedging.hedged_batches,
+            sent_batches=dispatch.sent_batches,
         )
 
     # ------------------------------------------------- after fork(), and deferred

@@ -89,7 +89,14 @@ class Connection(Protocol):
 
 
 class Pipelined(Protocol):
-    """The optional half of :class:`Connection` that lets calls overlap."""
+    """The optional half of :class:`Connection` that lets calls overlap.
+
+    A pipelined connection may also offer ``fileno() -> int`` (its socket, or -1
+    once closed) and ``buffered() -> bool`` (reply bytes already read off the
+    socket, as TLS does): the sender then waits on several connections at once
+    and can hedge (see :class:`~logclient.HedgePolicy`); without them it reads
+    one connection's answers at a time.
+    """
 
     def send(self, batch: Batch, deadline: float) -> None:
         """Write ``batch``'s call by ``deadline`` (``time.monotonic()``); do not wait."""
@@ -351,6 +358,19 @@ class ThriftConnection:
         if answer.code != log_thrift.ResultCode.OK:
             raise ServerUnavailableError(self._server, "answered TRY_LATER", phase="answer")
         return Acknowledgement(duplicate=bool(answer.duplicate), stored=int(answer.stored or 0))
+
+    def fileno(self) -> int:
+        """The socket's descriptor, so the sender can wait on several connections at once
+        (``poll``); -1 once closed."""
+        sock = self._sock
+        return sock.fileno() if sock is not None else -1
+
+    def buffered(self) -> bool:
+        """Reply bytes already read off the socket and waiting in TLS's buffer: ``poll``
+        on the descriptor would not see them."""
+        sock = self._sock
+        pending = getattr(sock, "pending", None)
+        return bool(pending is not None and pending())
 
     def abort(self) -> None:
         sock = self._sock

@@ -26,7 +26,16 @@ __all__ = ["Delivery"]
 class Delivery:
     """One batch on its way to the servers (see the module docstring)."""
 
-    __slots__ = ("acked", "batch", "done", "first_sent_at", "hedged", "holders", "order", "trying")
+    __slots__ = (
+        "acked",
+        "batch",
+        "done",
+        "first_sent_at",
+        "hedged_at",
+        "holders",
+        "order",
+        "trying",
+    )
 
     def __init__(self, batch: Batch, order: tuple[int, ...]) -> None:
         self.batch = batch
@@ -40,8 +49,9 @@ class Delivery:
         self.acked = False
         #: No longer followed: complete, dropped, or replaced by its halves or a child.
         self.done = False
-        #: Sent to one more server because no answer came in time (see _hedging).
-        self.hedged = False
+        #: When it was sent to one more server because no answer came in time (see
+        #: logclient._hedging); None: it was not.
+        self.hedged_at: float | None = None
         self.first_sent_at: float | None = None
 
     def __repr__(self) -> str:

@@ -28,6 +28,14 @@ that had served calls and then fails at once (the server closed it while
 idle, or restarted) gets one more try on a fresh connection before its
 server counts as down; so does one whose server asked for an older call.
 
+**Hedging.** When the oldest call on a connection has waited longer than the
+hedge delay (see :class:`~logclient.HedgePolicy`), the batches of that
+window not yet acknowledged are also sent to one other live server, oldest
+first, and the stalled server gets no new batches while it stays stalled.
+Answers are read from whichever connection has one (``poll`` on their
+sockets), so a frozen server holds up nothing but itself; it is still given
+up at the RPC timeout, and its late answers, if any, only add holders.
+
 Runs on the sender thread only.
 """
 
@@ -41,9 +49,12 @@ from collections.abc import Iterable
 from logclient._accumulator import Accumulator
 from logclient._connection import Acknowledgement
 from logclient._delivery import Delivery
+from logclient._hedging import Hedging
 from logclient._inflight import InFlightRequests, Link
 from logclient._ledger import Ledger
-from logclient._policies import BatchPolicy, FailoverPolicy, ReplicationPolicy
+from logclient._policies import BatchPolicy, FailoverPolicy, HedgePolicy, ReplicationPolicy
+from logclient._queue import RateLimitedLog
+from logclient._refusals import Refusals
 from logclient._servers import ServerPool
 from logclient._spilling import Spiller
 from logclient.errors import BatchRejectedError, ServerUnavailableError
@@ -81,6 +92,7 @@ class Dispatcher:
         batching: BatchPolicy,
         failover: FailoverPolicy,
         replication: ReplicationPolicy,
+        hedging: HedgePolicy,
     ) -> None:
         self._pool = pool
         self._links = links
@@ -91,6 +103,9 @@ class Dispatcher:
         self._failover = failover
         self._copies = replication.copies
         self._acks = replication.required
+        self.hedging = Hedging(hedging)
+        self._refusals = Refusals(pool, accumulator, ledger)
+        self._hedge_log = RateLimitedLog(logger)
         # Set when the choice policy picked other servers while batches were in
         # flight: no more sends until they are answered, then to those servers.
         self._switch_to: tuple[Endpoint, ...] = ()
@@ -116,7 +131,6 @@ class Dispatcher:
         self.duplicates = 0
         self.failovers = 0
         self.batches_retried = 0
-        self.split_batches = 0
 
     def __repr__(self) -> str:
         return (
@@ -181,7 +195,9 @@ class Dispatcher:
         if common is None:
             return self._open_and_send(delivery, need, minimum)
         batch = delivery.batch
-        targets = self._pool.choose_copies(need, delivery.excluded(), batch.nbytes, minimum=minimum)
+        targets = self._pool.choose_copies(
+            need, delivery.excluded(), batch.nbytes, avoid=self._stalled(), minimum=minimum
+        )
         if len(targets) >= minimum and all(t in common and self._has_room(t) for t in targets):
             for endpoint in targets:
                 link = self._links.get(endpoint)
@@ -212,6 +228,7 @@ class Dispatcher:
                 need - len(picks),
                 excluded | frozenset(picks),
                 batch.nbytes,
+                avoid=self._stalled(),
                 minimum=max(0, minimum - len(picks)),
             )
         if (
@@ -220,7 +237,7 @@ class Dispatcher:
             and self._pool.live(frozenset(delivery.holders | delivery.trying))
         ):
             # Only servers that refused it as too large are up now: split it for them.
-            self._refused_everywhere(delivery)
+            self._refusals.refused_everywhere(delivery)
             return Step.PROGRESS
         if len(picks) < minimum:
             self._accumulator.push_front(delivery)
@@ -259,6 +276,7 @@ class Dispatcher:
                 need,
                 delivery.excluded(),
                 delivery.batch.nbytes,
+                avoid=self._stalled(),
                 minimum=0,
                 probe=False,
                 remember=False,
@@ -279,8 +297,10 @@ class Dispatcher:
         self._file([delivery])
         return True
 
-    def _send(self, link: Link, delivery: Delivery) -> None:
+    def _send(self, link: Link, delivery: Delivery, *, hedge: bool = False) -> None:
         batch = delivery.batch
+        if not hedge:
+            self.hedging.note_sent()
         delivery.trying.add(link.endpoint)
         if delivery.first_sent_at is None:
             delivery.first_sent_at = time.monotonic()
@@ -316,18 +336,112 @@ class Dispatcher:
 
     # ---------------------------------------------------------------- answers
 
-    def receive(self) -> None:
-        """Read the answer to the oldest call on the connection that times out first."""
+    def owes_answers(self) -> bool:
+        """Some connection holds a batch still waiting for its acknowledgement."""
+        return any(not d.acked and not d.done for link in self._links.busy() for d in link.window)
+
+    def receive(self, max_wait: float | None = None) -> None:
+        """Read the answers that are there, waiting for one at most ``max_wait`` seconds
+        (None: until a connection's RPC timeout); first hedge a stalled connection's
+        batches when their delay has passed (see :class:`~logclient.HedgePolicy`).
+
+        With a connection that cannot say whether an answer is there (a transport
+        without ``fileno()``), the answer to the oldest call on the connection that
+        times out first is read, waiting as long as it takes.
+        """
         busy = self._links.busy()
         if not busy:
             return
-        link = min(busy, key=lambda b: b.deadline(self._failover))
+        failover = self._failover
+        now = time.monotonic()
+        hedge_at = self.hedging.due(busy)
+        if hedge_at is not None and hedge_at <= now:
+            self._hedge(busy, now)
+            return
+        if any(link.ready() is None for link in busy) or (
+            hedge_at is None and max_wait is None and len(busy) == 1
+        ):
+            self._read(min(busy, key=lambda b: b.deadline(failover)))
+            return
+        until = min(link.deadline(failover) for link in busy)
+        if hedge_at is not None:
+            until = min(until, hedge_at)
+        if max_wait is not None:
+            until = min(until, now + max_wait)
+        ready = self._links.wait(busy, until - now)
+        for link in ready:
+            self._read(link)
+        if not ready:
+            now = time.monotonic()
+            for link in busy:
+                if link.window and now >= link.deadline(failover):
+                    self._read(link)  # raises its timeout: the connection is given up
+
+    def _read(self, link: Link) -> None:
+        """The answer to ``link``'s oldest call (or its error)."""
         try:
-            delivery, outcome, _sent_at = link.receive(self._failover)
+            delivery, outcome, sent_at = link.receive(self._failover)
         except (ServerUnavailableError, BatchRejectedError) as exc:
             self._on_link_error(link, exc)
             return
+        hedged_at = delivery.hedged_at
+        if link.pipelined and (hedged_at is None or sent_at >= hedged_at):
+            self.hedging.note_round_trip(time.monotonic() - sent_at)
         self._on_answer(link.endpoint, delivery, outcome)
+
+    # ---------------------------------------------------------------- hedging
+
+    def _stalled(self) -> frozenset[Endpoint]:
+        """Servers whose oldest call has waited longer than the hedge delay."""
+        return self.hedging.stalled(self._links.busy(), time.monotonic())
+
+    def _hedge(self, busy: list[Link], now: float) -> None:
+        """Send the batches of every stalled connection to one other live server as well."""
+        hedging = self.hedging
+        avoid = hedging.stalled(busy, now)
+        for link, deliveries in hedging.due_windows(busy, now):
+            target: Link | None = None
+            sent = 0
+            for delivery in deliveries:
+                if not hedging.may_hedge():
+                    break
+                if (
+                    target is None
+                    or target.endpoint in delivery.excluded()
+                    or not self._has_room(target.endpoint)
+                    or self._links.get(target.endpoint) is not target
+                ):
+                    target = self._hedge_target(delivery, avoid)
+                    if target is None:
+                        break
+                hedging.note_hedged()
+                delivery.hedged_at = now
+                self._send(target, delivery, hedge=True)
+                self._file([delivery])
+                sent += 1
+            if sent:
+                self._hedge_log.warning(
+                    "logclient: no answer from %s for %.0f ms; sent its %d unacknowledged "
+                    "batches to %s as well",
+                    link.endpoint,
+                    (now - link.sent_at[0]) * 1000,
+                    sent,
+                    target.endpoint if target is not None else "another server",
+                )
+
+    def _hedge_target(self, delivery: Delivery, avoid: frozenset[Endpoint]) -> Link | None:
+        """A connection to a live server, not stalled, that may take ``delivery`` now."""
+        picks = self._pool.choose_copies(
+            1, delivery.excluded() | avoid, delivery.batch.nbytes, minimum=0, probe=False
+        )
+        for endpoint in picks:
+            if not self._has_room(endpoint):
+                continue
+            try:
+                return self._links.open(endpoint)
+            except ServerUnavailableError as exc:
+                self._on_unavailable(endpoint, delivery, exc)
+        return None
 
     def _on_answer(self, endpoint: Endpoint, delivery: Delivery, outcome: Acknowledgement) -> None:
         self._pool.mark_up(endpoint)
@@ -363,7 +477,7 @@ class Dispatcher:
         if isinstance(exc, BatchRejectedError):
             # The answer to the oldest batch: a rejection of that one only.
             self._file(deliveries[1:])
-            self._on_rejected(endpoint, deliveries[0], exc)
+            self._refusals.rejected(endpoint, deliveries[0], exc)
             return
         self._file(deliveries)
         if exc.phase == "downgrade" and not self.aborting:
@@ -431,49 +545,3 @@ class Dispatcher:
                 reason,
                 len(self._accumulator.queue),
             )
-
-    # ------------------------------------------------------------ refusals
-
-    def _on_rejected(self, endpoint: Endpoint, delivery: Delivery, exc: BatchRejectedError) -> None:
-        """A batch ``endpoint`` will not take as it is: elsewhere, split, trimmed or dropped.
-
-        Too large: servers may have different frame limits, so the batch goes
-        whole to a live server that has not refused it; only when every live
-        server has, it is split in two (the halves may go anywhere), and a
-        single record every live server refused is dropped. Never loops: each
-        refusal removes a server or halves the batch.
-        """
-        batch = delivery.batch
-        if exc.kind == "too_large":
-            self._pool.note_too_large(endpoint, batch.nbytes)
-            batch.refused_by = batch.refused_by | {endpoint}
-            if self._pool.live(delivery.excluded()):
-                logger.info("logclient: %s; trying %s on another server", exc, batch)
-                self._accumulator.push_front(delivery)
-                return
-            self._refused_everywhere(delivery, exc)
-            return
-        if exc.kind == "invalid_category" and exc.category is not None:
-            child = batch.without_category(exc.category)
-            removed = batch.count - child.count
-            if removed and child.messages:
-                self._ledger.count_drop(removed, f"{exc} (records of that category only)", batch)
-                self._accumulator.push_front(*self._ledger.replace(delivery, [child]))
-                return
-        self._ledger.drop(delivery, str(exc))
-
-    def _refused_everywhere(
-        self, delivery: Delivery, exc: BatchRejectedError | None = None
-    ) -> None:
-        """Every live server refused the batch as too large: split it, or drop one record."""
-        batch = delivery.batch
-        refused = ", ".join(sorted(map(str, batch.refused_by)))
-        if batch.count > 1:
-            self.split_batches += 1
-            logger.warning("logclient: %s refused %s as too large; splitting it", refused, batch)
-            self._accumulator.push_front(*self._ledger.replace(delivery, list(batch.split())))
-            return
-        reason = str(exc) if exc is not None else "too large"
-        self._ledger.drop(
-            delivery, f"every live server refused it as too large ({refused}): {reason}"
-        )

@@ -55,6 +55,8 @@ class Link:
         self.reused = False
         #: Answers read since this window opened.
         self.answered = 0
+        #: No hedging of this window's batches before this time (see logclient._hedging).
+        self.hold_hedges_until = 0.0
 
     def __repr__(self) -> str:
         return (
@@ -184,6 +186,8 @@ class InFlightRequests:
             try:
                 fd = link.conn.fileno()  # type: ignore[attr-defined]
             except (OSError, ValueError):
+                fd = -1
+            if fd < 0:
                 return [link]  # closed under us: reading it raises, and that is handled
             by_fd[fd] = link
             poller.register(fd, select.POLLIN | select.POLLPRI)

@@ -34,7 +34,13 @@ from logclient._connection import Transport
 from logclient._dispatch import Dispatcher, Step
 from logclient._inflight import InFlightRequests
 from logclient._ledger import Ledger
-from logclient._policies import BatchPolicy, FailoverPolicy, ReplicationPolicy, SpoolPolicy
+from logclient._policies import (
+    BatchPolicy,
+    FailoverPolicy,
+    HedgePolicy,
+    ReplicationPolicy,
+    SpoolPolicy,
+)
 from logclient._queue import RecordQueue
 from logclient._servers import ServerPool
 from logclient._settlement import Settlement
@@ -64,6 +70,7 @@ class Sender:
         spool_policy: SpoolPolicy,
         producer: str,
         replication: ReplicationPolicy = ReplicationPolicy(),  # noqa: B008 - frozen
+        hedging: HedgePolicy = HedgePolicy(),  # noqa: B008
     ) -> None:
         self._queue = queue
         self._pool = pool
@@ -91,9 +98,11 @@ class Sender:
             batching=batching,
             failover=failover,
             replication=replication,
+            hedging=hedging,
         )
         self._stopping = False
         self._abort = False
+        self._idle_poll_s = max(0.005, min(batching.linger_s, 0.05))
 
     def __repr__(self) -> str:
         state = "stopping" if self._stopping else ("running" if self.alive else "stopped")
@@ -239,7 +248,12 @@ class Sender:
         if step is Step.PROGRESS:
             return False
         if dispatch.busy():
-            dispatch.receive()
+            if step is Step.BLOCKED or dispatch.owes_answers():
+                dispatch.receive()
+            else:
+                # Only answers nobody waits for (a stalled server's, after its batches
+                # were hedged): look at the queue again soon.
+                dispatch.receive(max_wait=self._idle_poll_s)
             return False
         if step is Step.NO_SERVER:
             if self._stopping and self._spool is not None and self._pool.answered:

@@ -33,6 +33,9 @@ class ClientStats:
     ``acks`` but not yet on ``copies``, whose missing copies the client still
     tries to make. ``copies_given_up``: records whose missing copies it gave
     up (memory limit, close); they are stored, on fewer servers.
+    ``hedged``: batches also sent to another server because the first did not
+    answer within the hedge delay (see :class:`~logclient.HedgePolicy`), out
+    of ``sent_batches`` calls made (copies, resends and hedges included).
     """
 
     producer: str
@@ -59,6 +62,8 @@ class ClientStats:
     servers_short: int = 0
     waiting_for_copies: int = 0
     copies_given_up: int = 0
+    hedged: int = 0
+    sent_batches: int = 0
 
     def __repr__(self) -> str:
         return (
@@ -69,7 +74,7 @@ class ClientStats:
             f"failovers={self.failovers}, dropped={self.dropped}, unsettled={self.unsettled}, "
             f"batches_retried={self.batches_retried}, spilled={self.spilled}, "
             f"servers_short={self.servers_short}, waiting_for_copies={self.waiting_for_copies}, "
-            f"copies_given_up={self.copies_given_up})"
+            f"copies_given_up={self.copies_given_up}, hedged={self.hedged})"
         )
 
     @property

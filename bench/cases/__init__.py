@@ -34,6 +34,7 @@ CASES: dict[str, CaseFn] = {
     "log_call": latency.log_call,
     "failover_sigkill": failover.sigkill,
     "failover_sigstop": failover.sigstop,
+    "hedged_share": copies.hedged_share,
     "failover_sigkill_copies": copies.failover_sigkill_copies,
     "copies_throughput": copies.copies_throughput,
     "failover_restarted": failover.restarted_peer,

@@ -1,15 +1,17 @@
-"""Copies on several servers: what they cost, what they buy.
+"""Copies on several servers and hedged sends: what they cost, what they buy.
 
 - ``copies_throughput``: one client process (the ``throughput`` worker, default policies
   otherwise) logs as fast as it can to two ``--fsync always`` servers, with
   ``ReplicationPolicy(copies=2)`` and, as the baseline in the same repetition, with one
   copy to the same two servers; the figure is acknowledged records/s (two durable copies
-  each).
+  each). The runs also count hedged batches at full speed.
 - ``failover_sigkill_copies``: four servers in ZooKeeper and one client in the suite's
   process sending ~2,000 records/s with ``copies=2``, ``choice="sticky"`` and
   ``linger_s=0.002`` (as ``failover_sigkill``); the server it sends to first is SIGKILLed
   (restarted between kills): time from the signal until ``flush()`` says every record logged
   before it is on two servers. The baseline is the same ``flush()`` with no kill.
+- ``hedged_share``: the ``failover`` cluster's client (one copy, default ``HedgePolicy``)
+  logging steadily with every server healthy: hedged batches per batch sent.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import signal
 import time
 from typing import Any
 
-from bench.cases.failover import FailoverCluster
+from bench.cases.failover import FailoverCluster, healthy_failover_client
 from bench.common import BenchEnv, CaseResult, Row, summary
 from logclient import ReplicationPolicy
 from logserver.tools.launcher import wait_for
@@ -72,6 +74,17 @@ def copies_throughput(env: BenchEnv) -> CaseResult:
             limit=0.5,
         ).evaluate()
     )
+    every = runs["one"] + runs["two"]
+    hedged = sum(int(r.get("hedged", 0)) for r in every)
+    sent = sum(int(r.get("sent_batches", 0)) for r in every)
+    result.rows.append(
+        Row(
+            label="  context: hedged batches in these full-speed runs",
+            unit="%",
+            figure=summary([100.0 * hedged / sent if sent else 0.0]),
+            target=f"(info: {hedged} of {sent} calls)",
+        )
+    )
     result.details = {"runs": runs}
     return result
 
@@ -119,4 +132,33 @@ def failover_sigkill_copies(env: BenchEnv) -> CaseResult:
         ).evaluate()
     )
     result.details = {"kills_ms": kills, "steady_ms": steady, "client": repr(client.stats())}
+    return result
+
+
+# ------------------------------------------------------------------ hedging
+
+
+def hedged_share(env: BenchEnv) -> CaseResult:
+    client = healthy_failover_client(env)
+    before = client.stats()
+    time.sleep(env.profile.steady_s)
+    after = client.stats()
+    hedged = after.hedged - before.hedged
+    sent = after.sent_batches - before.sent_batches
+    share = 100.0 * hedged / sent if sent else 0.0
+    result = CaseResult(
+        "hedged_share",
+        "healthy servers, steady logging: batches also sent to a second server (hedged)",
+    )
+    result.rows.append(
+        Row(
+            label=f"hedged share, {env.profile.steady_s:.0f} s steady, ~2,000 rec/s, 4 servers",
+            unit="%",
+            figure=summary([share]),
+            target="<= 1 % of batches",
+            op="<=",
+            limit=1.0,
+        ).evaluate()
+    )
+    result.details = {"hedged": hedged, "sent_batches": sent, "client": repr(after)}
     return result

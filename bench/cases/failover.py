@@ -8,7 +8,10 @@ sending to" is one server, and ``BatchPolicy(linger_s=0.002)`` so that a call
 is nearly always in flight: the figure is failover time, not the 50 ms a
 record may wait for its batch with the default linger (that wait exists with
 or without a failure). Everything else is default, including
-``FailoverPolicy`` (RPC timeout 2 s, 5 s backoff for a failed server).
+``FailoverPolicy`` (RPC timeout 2 s, 5 s backoff for a failed server) and
+``HedgePolicy`` (a frozen server's unanswered batches also go to another
+server after the hedge delay; the SIGSTOP case also times ``flush()`` of
+what was logged before the freeze).
 
 A kill is only fired while the client has been sending to one server for
 0.2 s and at least one other server is up and not in the client's backoff;
@@ -168,6 +171,10 @@ def _hit(cluster: FailoverCluster, signum: int, timeout: float) -> dict[str, Any
         reaper.start()
     t0 = time.monotonic()
     server.signal(signum)
+    flushed = math.nan
+    if signum == signal.SIGSTOP:
+        # Everything logged before the freeze, acknowledged: hedged to another server.
+        flushed = time.monotonic() - t0 if cluster.client.flush(timeout) else math.inf
     ack = cluster.transport.wait_ack(t0, endpoint, timeout)
     seconds = ack[0] - t0 if ack is not None else math.inf
     failure = cluster.transport.first_failure(t0, endpoint)
@@ -186,6 +193,7 @@ def _hit(cluster: FailoverCluster, signum: int, timeout: float) -> dict[str, Any
         "seconds": seconds,
         "detected_after": detected,
         "dead_after": reaped[0] - t0 if reaped else math.nan,
+        "flushed_after": flushed,
         "failure": failure[2] if failure is not None else None,
     }
 
@@ -274,7 +282,23 @@ def sigstop(env: BenchEnv) -> CaseResult:
             limit=limit,
         ).evaluate()
     )
-    result.details = {"events": events}
+    flushed = [e["flushed_after"] * 1000 for e in events]
+    result.rows.append(
+        Row(
+            label=f"SIGSTOP x{len(flushed)}: flush() of what was logged before",
+            unit="ms",
+            figure=summary(flushed),
+            judge="max",
+            baseline_label="FailoverPolicy.rpc_timeout_s",
+            baseline=summary([rpc * 1000]),
+            ratio_def="flush / RPC timeout",
+            ratio=summary([f / (rpc * 1000) for f in flushed]),
+            target="max <= 300 ms (hedged to another server)",
+            op="<=",
+            limit=300.0,
+        ).evaluate()
+    )
+    result.details = {"events": events, "client": repr(cluster.client.stats())}
     return result
 
 
@@ -343,3 +367,10 @@ def restarted_peer(env: BenchEnv) -> CaseResult:
         "client": repr(cluster.client.stats()),
     }
     return result
+
+
+def healthy_failover_client(env: BenchEnv) -> LogClient:
+    """The failover cluster's client once every server is up and out of its backoff."""
+    cluster = _cluster(env)
+    wait_for(cluster.healthy, 60, what="every failover server up and out of the client's backoff")
+    return cluster.client

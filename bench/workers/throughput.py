@@ -63,6 +63,8 @@ def main() -> None:
             "dropped": stats.dropped,
             "failovers": stats.failovers,
             "spilled": stats.spilled,
+            "hedged": stats.hedged,
+            "sent_batches": stats.sent_batches,
         }
     )
 
