@@ -265,7 +265,7 @@ class FileServers:
         if log_mismatch:
             logger.error("refusing servers file %s: %s", self.path, mismatch)
         if document is not None:
-            listed = [KnownServer(s.endpoint, s.node, s.order) for s in document.listed()]
+            listed = [KnownServer(s.endpoint, s.node, s.order, s.zone) for s in document.listed()]
             self._members.publish(listed, nodes=len(listed))
 
     def _here(self) -> None:

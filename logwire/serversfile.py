@@ -25,7 +25,9 @@ is written down once (``docs/servers-file.md`` shows an example)::
   Each may name its registration: ``node``, the member's znode (a new node for
   a known endpoint is a restart, news for a client that had given up on it),
   and ``order``, its place in registration order (the sequential node's
-  counter: ``choice="leader"`` picks the lowest). Both are optional.
+  counter: ``choice="leader"`` picks the lowest), and ``zone``, the failure
+  domain it registered in (``logserver serve --zone``: clients spread a
+  batch's copies across zones). All three are optional.
 - ``state``: ``current`` (the agent is connected to ZooKeeper: the list is what
   ZooKeeper says now), ``stale`` (the agent lost ZooKeeper at ``stale_since``
   and keeps the last list it knew) or ``stopped`` (the agent exited cleanly;
@@ -60,7 +62,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from logwire.errors import ServersFileError
-from logwire.serverset import Endpoint
+from logwire.serverset import Endpoint, zone_problem
 
 __all__ = [
     "FORMAT",
@@ -100,6 +102,7 @@ class ListedServer:
     endpoint: Endpoint
     node: str = ""
     order: int | None = None
+    zone: str = ""
 
 
 @dataclass(frozen=True)
@@ -220,7 +223,9 @@ def parse(data: bytes) -> ServersFile:
         listed = tuple(_listed(e) for e in _list(doc, "servers"))
         return ServersFile(
             servers=frozenset(s.endpoint for s in listed),
-            registrations=listed if any(s.node or s.order is not None for s in listed) else (),
+            registrations=listed
+            if any(s.node or s.order is not None or s.zone for s in listed)
+            else (),
             zk_hosts=_str(source, "zk_hosts"),
             zk_path=_str(source, "zk_path"),
             state=_str(doc, "state"),
@@ -283,6 +288,8 @@ def _server_json(server: ListedServer) -> dict[str, Any]:
         entry["node"] = server.node
     if server.order is not None:
         entry["order"] = server.order
+    if server.zone:
+        entry["zone"] = server.zone
     return entry
 
 
@@ -294,7 +301,10 @@ def _listed(entry: Any) -> ListedServer:
         raise ServersFileError(f"bad server node {node!r}")
     if order is not None and (type(order) is not int or order < 0):
         raise ServersFileError(f"bad server order {order!r}")
-    return ListedServer(endpoint, node, order)
+    zone = entry.get("zone", "")
+    if zone != "" and (not isinstance(zone, str) or zone_problem(zone) is not None):
+        raise ServersFileError(f"bad server zone {zone!r}")
+    return ListedServer(endpoint, node, order, zone)
 
 
 def _endpoint(entry: Any) -> Endpoint:

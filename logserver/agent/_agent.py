@@ -245,7 +245,9 @@ class DiscoveryAgent:
                         self.writer.path,
                     )
                 continue
-            listed = tuple(ListedServer(m.endpoint, m.node, m.order) for m in watch.members())
+            listed = tuple(
+                ListedServer(m.endpoint, m.node, m.order, m.zone) for m in watch.members()
+            )
             self._update(listed, "current" if connected else "stale", previous)
 
     def _update(
@@ -281,7 +283,9 @@ class DiscoveryAgent:
             stale_since = now
         document = ServersFile(
             servers=servers,
-            registrations=listed if any(s.node or s.order is not None for s in listed) else (),
+            registrations=listed
+            if any(s.node or s.order is not None or s.zone for s in listed)
+            else (),
             zk_hosts=self.zk_hosts,
             zk_path=self.zk_path,
             state=state,

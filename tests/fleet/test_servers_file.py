@@ -79,6 +79,25 @@ def test_registrations_round_trip_and_are_optional() -> None:
         document(registrations=(ListedServer(a), ListedServer(a), ListedServer(b)))
 
 
+def test_a_zone_round_trips_and_a_bad_one_is_refused() -> None:
+    """A server's zone (its --zone) is listed with it, so a client reading the file spreads
+    copies as one watching ZooKeeper does; a zone the registration would refuse is refused."""
+    a, b = Endpoint("10.0.0.1", 9091), Endpoint("10.0.0.2", 9090)
+    doc = document(
+        registrations=(ListedServer(a, "member_0000000007", 7, "eu-1a"), ListedServer(b))
+    )
+    assert parse(doc.to_json()) == doc
+    assert json.loads(doc.to_json())["servers"][0]["zone"] == "eu-1a"
+    assert (
+        document(registrations=(ListedServer(a, zone="z1"), ListedServer(b))).listed()[0].zone
+        == "z1"
+    )
+    raw = json.loads(doc.to_json())
+    raw["servers"][0]["zone"] = "eu 1a"
+    with pytest.raises(ServersFileError, match="zone"):
+        parse(json.dumps(raw).encode())
+
+
 def test_an_ipv6_server_round_trips() -> None:
     """Hosts are written as they are: an IPv6 address needs no brackets or escaping."""
     doc = document(servers=frozenset({Endpoint("::1", 9090), Endpoint("fe80::2", 1)}))
