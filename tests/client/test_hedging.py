@@ -12,6 +12,11 @@ is measured in ``bench`` (``failover_sigstop``, ``hedged_share``).
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import pytest
 
 from logclient import BatchPolicy, FailoverPolicy, HedgePolicy, ReplicationPolicy
@@ -19,6 +24,8 @@ from logclient._hedging import Hedging
 from tests.helpers import numbered
 
 from .conftest import ClientFactory, InProcFactory
+
+ROOT = Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------ the rule
 
@@ -207,3 +214,70 @@ def test_the_budget_bounds_hedged_batches(
     assert client.stats().hedged == 1
     assert client.stats().failovers >= 1
     a.resume()
+
+
+@pytest.mark.process
+def test_a_client_inherited_through_fork_hedges_in_the_child(
+    inproc: InProcFactory, tmp_path: Path
+) -> None:
+    """A child of os.fork() starts its own sender on first use; that sender hedges too: with
+    the parent's leader hung (RPC timeout 30 s), the child's records reach the other server,
+    its flush() returns, nothing failed over; once the hung server answers, each server holds
+    each record once."""
+    a, b = inproc(), inproc()
+    code = f"""
+        import os, sys
+        from logclient import (BatchPolicy, FailoverPolicy, HedgePolicy, LogClient,
+                               SpoolPolicy, StaticServers)
+        client = LogClient(
+            servers=StaticServers(["{a.endpoint}", "{b.endpoint}"]),
+            choice="leader",
+            failover=FailoverPolicy(connect_timeout_s=0.5, rpc_timeout_s=30.0,
+                                    down_backoff_s=0.5, probe_interval_s=0.1),
+            hedging=HedgePolicy(min_delay_s=0.2, max_delay_s=0.2, min_samples=1),
+            batching=BatchPolicy(max_records=50, linger_s=0.0),
+            spool=SpoolPolicy(directory="{tmp_path / "spool"}"),
+        )
+        client.log("app", "parent-before")
+        assert client.flush(10)
+        print("ready", flush=True)
+        assert sys.stdin.readline() == "go\\n"
+        pid = os.fork()
+        if pid == 0:
+            for n in range(300):
+                client.log("app", f"child {{n}}")
+            ok = client.flush(20)
+            stats = client.stats()
+            print("child", ok, stats.hedged >= 1, stats.failovers, stats.current_server,
+                  flush=True)
+            os._exit(0 if ok else 1)
+        _, status = os.waitpid(pid, 0)
+        print("exit", os.waitstatus_to_exitcode(status), flush=True)
+        """
+    process = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline() == "ready\n"
+        a.behaviour.mode = "hang"
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        out, err = process.communicate(timeout=60)
+    finally:
+        a.resume()
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+    assert process.returncode == 0, err[-3000:]
+    assert out.splitlines() == [f"child True True 0 {b.endpoint}", "exit 0"], err[-3000:]
+    child = {f"child {n}".encode() for n in range(300)}
+    assert child <= set(b.messages())
+    assert set(a.messages()) | set(b.messages()) == child | {b"parent-before"}
+    for server in (a, b):
+        assert len(server.messages()) == len(set(server.messages()))
