@@ -261,7 +261,9 @@ def test_outage_that_keeps_the_session_does_not_re_register(
     assert registration.registered  # the node lives until the session expires
     own_zookeeper.nodes[0].start(own_zookeeper.jar)
     own_zookeeper.wait_ready()
-    wait_for(lambda: registration._client.state == "CONNECTED", 15.0, what="reconnect")
+    # kazoo gives one connection attempt up to the session timeout: one made while the JVM
+    # was still starting can take that long before the next attempt succeeds.
+    wait_for(lambda: registration._client.state == "CONNECTED", 45.0, what="reconnect")
 
     observer = kazoo_factory(own_zookeeper.hosts)
     assert only_node(observer, zk_path).owner == before[1]
