@@ -265,6 +265,8 @@ class CategoryLog:
             return self._retain(now)
 
     def _retain(self, now: float) -> int:
+        """Delete the oldest closed segments beyond the limits, stopping at the first one whose
+        bytes are not all durable yet (see :meth:`_deletable`); return how many."""
         policy = self._policy
         segments = self._snapshot[0]
         closed = len(segments) - 1  # the active (last) segment is never deleted
@@ -277,6 +279,9 @@ class CategoryLog:
             while drop < closed and total > policy.retention_bytes:
                 total -= segments[drop].committed
                 drop += 1
+        # Oldest first, up to the first segment whose round has not finished: a later pass
+        # (the next rotation, or the background check) deletes it and what follows.
+        drop = next((i for i in range(drop) if not self._deletable(segments[i])), drop)
         if not drop:
             return 0
         # The new snapshot first, then the files: a reader holding the old snapshot that
@@ -286,8 +291,9 @@ class CategoryLog:
         self._replace(segments[drop:])
         deleted = 0
         for segment in segments[:drop]:
+            segment.deleted = True
             try:
-                segment.path.unlink(missing_ok=True)
+                self._disk.unlink(segment.path)
             except OSError as exc:
                 # Out of the snapshot already: never read again; a restart finds the file
                 # and retention deletes it then.
@@ -302,6 +308,20 @@ class CategoryLog:
             segments[drop].base,
         )
         return deleted
+
+    def _deletable(self, segment: Segment) -> bool:
+        """Whether retention may delete a closed segment now: once its last commit round has
+        finished, so that no round counts a deleted file as synced and no batch is
+        acknowledged whose bytes are already gone (a ``retention_bytes`` below
+        ``segment_bytes`` makes every rotation want to delete the segment just retired, whose
+        batches may still wait for their fdatasync). A failed sync is final (its batches were
+        refused); with fsync="never" no round is waited for, so nothing holds deletion back.
+        """
+        return (
+            segment.synced >= segment.committed
+            or segment.sync_failed
+            or self._policy.fsync == "never"
+        )
 
     # ------------------------------------------------------------------- reads
 

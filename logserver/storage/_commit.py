@@ -92,6 +92,7 @@ class GroupCommitter:
         self._cond = threading.Condition(threading.Lock())
         self._open = Round()
         self._syncing = False
+        self._alone = 0  # syncs running in sync_alone
 
     def __repr__(self) -> str:
         return (
@@ -124,10 +125,14 @@ class GroupCommitter:
             raise StorageUnavailableError(f"fsync failed: {err.strerror or err}") from err
 
     def flush(self) -> None:
-        """Make everything written so far durable (Storage.sync, the interval thread, close)."""
+        """Make everything written so far durable (Storage.sync, the interval thread, close):
+        the open round, and the wide batches syncing alone right now."""
         with self._cond:
             current = self._open
         self.wait(current)
+        with self._cond:
+            while self._alone:
+                self._cond.wait()
 
     def sync_alone(self, segments: Iterable[Segment]) -> None:
         """Make ``segments`` durable in the calling thread, beside the shared rounds.
@@ -139,12 +144,14 @@ class GroupCommitter:
         alone = Round()
         with self._cond:
             targets = self._pin(alone, segments)
+            self._alone += 1
         outcome: tuple[OSError | None, int] = (OSError(errno.EINTR, "sync interrupted"), 0)
         try:
             outcome = self._sync(targets, drop=False)
         finally:
             with self._cond:
                 self._finish(alone, targets, *outcome)
+                self._alone -= 1
                 self._cond.notify_all()
         if alone.error is not None:
             err = alone.error
@@ -194,14 +201,15 @@ class GroupCommitter:
                 # After a failed fdatasync the kernel may have dropped the dirty pages and a
                 # later fdatasync can succeed without them: never trust this file again.
                 return OSError(errno.EIO, f"an earlier fdatasync of {segment.path} failed"), calls
+            if segment.deleted and fd < 0:
+                continue  # retention deleted it (fsync="never" only: see CategoryLog._retain)
             try:
                 if fd >= 0:
                     self._disk.fdatasync(fd)
                 else:
                     self._disk.sync_path(segment.path)
-            except FileNotFoundError:
-                continue  # deleted by retention: nothing left to make durable
             except OSError as exc:
+                # Also FileNotFoundError: a file someone else deleted holds no durable bytes.
                 return exc, calls
             calls += 1
             if drop and self._drop_synced_pages and fd >= 0:
@@ -250,8 +258,11 @@ class GroupCommitter:
         for segment, fd, size in targets:
             if error is not None:
                 segment.sync_failed = True
-            elif self._publish_on_sync and size > segment.readable:
-                segment.readable = size
+            else:
+                if size > segment.synced:
+                    segment.synced = size
+                if self._publish_on_sync and size > segment.readable:
+                    segment.readable = size
             if fd >= 0:
                 self._descriptors.unpin(segment)
         self._counters.add("fsyncs", calls)

@@ -45,6 +45,10 @@ class DiskIO:
             flags |= os.O_CREAT | os.O_EXCL
         return os.open(path, flags, 0o644)
 
+    def unlink(self, path: Path) -> None:
+        """Delete a file (retention deleting a segment); a missing file is not an error."""
+        path.unlink(missing_ok=True)
+
     def mkdir(self, path: Path) -> None:
         """Create a directory (its parent exists)."""
         path.mkdir(exist_ok=True)

@@ -34,10 +34,12 @@ class StoragePolicy:
 
     Deduplication remembers, per producer, the ``dedup_window`` highest batch
     sequences, for at most ``max_producers`` producers (least recently used
-    forgotten first). At open it is rebuilt from each category's last segment
-    (always read whole: it is the one a crash can tear) plus older segments,
-    newest first, while the total stays within ``dedup_scan_bytes``. A retry
-    older than all that is stored again: at least once, never lost.
+    forgotten first). At open it is rebuilt from the segments, newest first
+    across all categories, while the bytes read stay within
+    ``dedup_scan_bytes`` *in total* (after a crash, every category's last
+    segment is read whole besides: it is the one a crash can tear; after a
+    clean close it need not be). A retry older than all that is stored again:
+    at least once, never lost.
 
     What a client may cost in categories: at most ``max_batch_categories``
     distinct ones per batch and ``max_categories`` in all (each is a directory

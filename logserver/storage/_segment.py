@@ -50,7 +50,11 @@ class Segment:
     ``committed`` counts bytes of complete writes (a failed write is cut off
     before it is counted). ``readable`` is what readers may see: with
     fsync="always" it follows ``committed`` only once the bytes are durable, so
-    a reader never sees a record that a crash could take back.
+    a reader never sees a record that a crash could take back. ``synced``: the
+    bytes a sync made durable (all of a recovered segment's, which recovery
+    synced or found synced); retention deletes no segment with ``synced <
+    committed``, whose last commit round has not finished (see
+    ``CategoryLog``). ``deleted``: retention removed the file, on purpose.
 
     ``version`` is the segment's format (1: records, 2: blocks after a header
     holding ``marker``; the data starts at ``data_start``). A new version-2 segment
@@ -70,6 +74,7 @@ class Segment:
         "cached_from",
         "committed",
         "data_start",
+        "deleted",
         "fd",
         "marker",
         "marks",
@@ -79,6 +84,7 @@ class Segment:
         "readable",
         "retired",
         "sync_failed",
+        "synced",
         "version",
     )
 
@@ -101,6 +107,8 @@ class Segment:
         self.fd = -1
         self.committed = size
         self.readable = size
+        self.synced = size
+        self.deleted = False
         # Where the page cache may still hold this file's synced bytes (see the
         # group committer's drop_synced_pages): everything before is dropped.
         self.cached_from = 0
@@ -113,11 +121,15 @@ class Segment:
 
     def __repr__(self) -> str:
         flags = "".join(
-            (" retired" if self.retired else "", " sync-failed" if self.sync_failed else "")
+            (
+                " retired" if self.retired else "",
+                " sync-failed" if self.sync_failed else "",
+                " deleted" if self.deleted else "",
+            )
         )
         return (
             f"<Segment {self.path.name} v{self.version} committed={self.committed} "
-            f"readable={self.readable} fd={self.fd}{flags}>"
+            f"readable={self.readable} synced={self.synced} fd={self.fd}{flags}>"
         )
 
     def adopt_format(self, version: int, marker: bytes) -> None:

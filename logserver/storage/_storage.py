@@ -21,6 +21,7 @@ from logserver.errors import (
 from logserver.storage._batch import BatchChecker, Checked, Group
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
+from logserver.storage._clean import take_clean, write_clean
 from logserver.storage._columns import DecodeBudget, Payload, payloads
 from logserver.storage._commit import WIDE, GroupCommitter, Round
 from logserver.storage._dedup import Claim, DedupIndex
@@ -30,7 +31,7 @@ from logserver.storage._format import encode_records
 from logserver.storage._identity import server_id_of
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
-from logserver.storage._recovery import recover
+from logserver.storage._recovery import RecoveryReport, recover
 from logserver.storage._stats import Counters, StorageStats
 from logserver.storage._types import AppendOutcome, BlockBatch, ReadBatch
 
@@ -79,8 +80,11 @@ class Storage:
         committer: GroupCommitter,
         descriptors: Descriptors,
         counters: Counters,
+        recovery: RecoveryReport,
     ) -> None:
         self._data_dir = data_dir
+        self.recovery = recovery
+        """What the open found and did (read, synced, truncated): see ``_recovery``."""
         self._policy = policy
         self._server_id = server_id
         self._disk = disk
@@ -132,7 +136,13 @@ class Storage:
                 if policy.fsync != "never":
                     disk.sync_path(data_dir)
             started = time.monotonic()
-            recovered = recover(categories, policy, disk)
+            try:
+                clean = take_clean(data_dir, disk)
+            except OSError as exc:
+                raise StorageUnavailableError(
+                    f"cannot remove the clean-shutdown record in {data_dir}: {exc.strerror or exc}"
+                ) from exc
+            recovered = recover(categories, policy, disk, clean)
             counters = Counters()
             descriptors = Descriptors(disk, policy.max_open_segments)
             committer = GroupCommitter(
@@ -157,16 +167,23 @@ class Storage:
                 )
                 for name, segments in recovered.segments.items()
             }
+            report = recovered.report
             log.info(
-                "storage %s (server id %s) recovered in %.3f s: %d categories, "
-                "%d producers remembered, %d partial batches, %d bytes truncated",
+                "storage %s (server id %s) recovered in %.3f s (%s): %d categories, %d segments; "
+                "read %d segments (%d bytes), synced %d; %d producers remembered, "
+                "%d partial batches, %d bytes truncated",
                 data_dir,
                 server_id,
                 time.monotonic() - started,
-                len(logs),
-                len(recovered.stored),
-                len(recovered.partial),
-                recovered.truncated_bytes,
+                "clean shutdown" if clean is not None else "after a crash",
+                report.categories,
+                report.segments,
+                report.scanned_segments,
+                report.scanned_bytes,
+                report.synced_segments,
+                report.producers,
+                report.partial_batches,
+                report.truncated_bytes,
             )
         except BaseException:
             os.close(lock_fd)
@@ -182,6 +199,7 @@ class Storage:
             committer=committer,
             descriptors=descriptors,
             counters=counters,
+            recovery=recovered.report,
         )
 
     def __repr__(self) -> str:
@@ -556,12 +574,16 @@ class Storage:
         for category in logs:
             category.lock.acquire()
         try:
+            clean = True
             try:
                 self._committer.flush()
             except StorageUnavailableError as exc:
+                clean = False
                 log.error("final sync of %s failed: %s", self._data_dir, exc)
             for category in logs:
                 category.close()
+            if clean:
+                self._record_clean(logs)
         finally:
             for category in reversed(logs):
                 category.lock.release()
@@ -570,6 +592,26 @@ class Storage:
             finally:
                 os.close(self._lock_fd)
         log.info("storage %s closed", self._data_dir)
+
+    def _record_clean(self, logs: list[CategoryLog]) -> None:
+        """Leave the clean-shutdown record (``_clean``) if everything written is durable and
+        complete: no write or sync ever failed (a failed cut may have left bytes past a
+        segment's end; a failed sync, bytes that are not durable)."""
+        c = self._counters
+        if c.write_errors or c.sync_errors:
+            log.info(
+                "storage %s had write or sync errors: no clean-shutdown record", self._data_dir
+            )
+            return
+        lasts = {
+            category.name: (segments[-1].path.name, segments[-1].committed)
+            for category in logs
+            if (segments := category.segments)
+        }
+        try:
+            write_clean(self._data_dir, self._disk, lasts)
+        except OSError as exc:
+            log.warning("cannot write the clean-shutdown record in %s: %s", self._data_dir, exc)
 
     def _maintain(self) -> None:
         """Background thread: periodic sync (fsync="interval") and retention."""

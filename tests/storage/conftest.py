@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import errno
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -97,3 +99,50 @@ class FaultyDisk(DiskIO):
         if self.truncate_error is not None:
             raise OSError(self.truncate_error, "injected")
         super().ftruncate(fd, length)
+
+
+def fd_path(fd: int) -> str:
+    """The file a descriptor is open on (``... (deleted)`` once it was unlinked)."""
+    return os.readlink(f"/proc/self/fd/{fd}")
+
+
+class JournalDisk(DiskIO):
+    """Real I/O with a journal of what reached which file, in order: ``("write", path, end)``,
+    ``("sync", path, 0)`` once an fdatasync (by descriptor or by name) returned,
+    ``("unlink", path, 0)``. ``sync_delay_s`` makes every segment sync that much slower
+    (more batches pile up behind a round, as on a slow disk)."""
+
+    def __init__(self, sync_delay_s: float = 0.0) -> None:
+        self.lock = threading.Lock()
+        self.journal: list[tuple[str, str, int]] = []
+        self.sync_delay_s = sync_delay_s
+
+    def _note(self, kind: str, path: str, end: int = 0) -> None:
+        with self.lock:
+            self.journal.append((kind, path, end))
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        written = super().pwrite(fd, data, offset)
+        self._note("write", fd_path(fd), offset + written)
+        return written
+
+    def fdatasync(self, fd: int) -> None:
+        path = fd_path(fd)
+        if self.sync_delay_s:
+            time.sleep(self.sync_delay_s)
+        super().fdatasync(fd)
+        self._note("sync", path)
+
+    def sync_path(self, path: Path) -> None:
+        super().sync_path(path)
+        if not path.is_dir():
+            self._note("sync", os.path.realpath(path))
+
+    def unlink(self, path: Path) -> None:
+        real = os.path.realpath(path)
+        super().unlink(path)
+        self._note("unlink", real)
+
+    def calls(self, kind: str) -> list[tuple[str, str, int]]:
+        with self.lock:
+            return [call for call in self.journal if call[0] == kind]

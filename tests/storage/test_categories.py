@@ -159,3 +159,29 @@ def test_a_wide_batch_syncs_alone_and_holds_up_no_one(open_storage: OpenStorage)
         disk.gate.set()
         wide.join(10)
     assert messages(read_all(storage, "wide00000")) == [b"m0"]
+
+
+def test_sync_and_close_wait_for_a_wide_batch_syncing_alone(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """Storage.sync() (and so close(), which then records a clean shutdown) covers a wide
+    batch whose own syncs are still running: it returns only after them, so the clean
+    record never vouches for bytes that were not durable yet."""
+    disk = GatedDisk()
+    storage = open_storage(StoragePolicy(fsync="always"), disk=disk)
+    disk.block_fds = True
+    wide = threading.Thread(
+        target=storage.append, args=(spread(WIDE + 10, "wide"), "wide", 0), daemon=True
+    )
+    wide.start()
+    syncing = threading.Thread(target=storage.sync, daemon=True)
+    try:
+        assert disk.blocked.wait(10)
+        syncing.start()
+        syncing.join(0.2)
+        assert syncing.is_alive()  # the wide batch's fdatasyncs have not returned
+    finally:
+        disk.gate.set()
+        wide.join(10)
+        syncing.join(10)
+    assert not syncing.is_alive()

@@ -11,7 +11,13 @@ from pathlib import Path
 from logserver.storage import Storage, StoragePolicy
 from logserver.storage._blocks import SEGMENT_HEADER_BYTES
 from logserver.tools.launcher import wait_for
-from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
+from tests.storage.conftest import (
+    JournalDisk,
+    OpenStorage,
+    messages,
+    read_all,
+    segment_files,
+)
 
 # Incompressible, so that sizes on disk follow the records: about 270 bytes each.
 RECORD = random.Random(200).randbytes(200)
@@ -143,3 +149,44 @@ def test_reads_racing_retention_never_fail(open_storage: OpenStorage) -> None:
         thread.join(10)
     assert errors == []
     assert messages(read_all(storage, "c"))[-1] == RECORD + b"599"
+
+
+def test_retention_waits_for_a_segments_commit_round(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """With retention_bytes below segment_bytes every rotation wants to delete the segment
+    it just retired, whose batches may still wait for their fdatasync (8 threads append at
+    once, on a disk whose syncs are slow). Retention waits for that round: every deleted
+    segment was synced after its last write and before it was unlinked (the figure: 0
+    segments deleted early), no round failed, and the background pass deletes what a
+    rotation had to leave, down to the active segment."""
+    disk = JournalDisk(sync_delay_s=0.002)
+    policy = StoragePolicy(segment_bytes=4096, retention_bytes=1000, retention_check_s=0.05)
+    storage = open_storage(policy, disk=disk)
+
+    def write(t: int) -> None:
+        for i in range(40):
+            storage.append([("c", RECORD + f"{t}-{i}".encode())], f"w{t}", i)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert storage.stats().sync_errors == 0
+    deleted_early = []
+    synced_since_write: set[str] = set()
+    for kind, path, _ in list(disk.journal):
+        if ".seg" not in path:
+            continue
+        if kind == "write":
+            synced_since_write.discard(path)
+        elif kind == "sync" and path.endswith(" (deleted)"):
+            deleted_early.append(path)  # a round synced a file retention had deleted
+        elif kind == "sync":
+            synced_since_write.add(path)
+        elif path not in synced_since_write:  # unlink
+            deleted_early.append(path)
+    assert len([c for c in disk.calls("unlink") if c[1].endswith(".seg")]) >= 10
+    assert deleted_early == []
+    wait_for(lambda: len(segment_files(data_dir, "c")) == 1, 10.0)
