@@ -32,9 +32,12 @@ class StoragePolicy:
     category is writing to is never deleted, so a category always keeps its
     newest data whatever the limits say.
 
-    Deduplication remembers, per producer, the ``dedup_window`` highest batch
-    sequences, for at most ``max_producers`` producers (least recently used
-    forgotten first). At open it is rebuilt from the segments, newest first
+    Deduplication remembers, per producer, its batches among the
+    ``dedup_window`` sequence numbers below its highest (a bitmap:
+    ``dedup_window / 8`` bytes) and up to 16 ranges further down, for at most
+    ``max_producers`` producers (least recently used forgotten first): at
+    most about 2.5 KB a producer with the default window, a few hundred bytes
+    for one that counts up (so at most about 250 MB for 100,000). At open it is rebuilt from the segments, newest first
     across all categories, while the bytes read stay within
     ``dedup_scan_bytes`` *in total* (after a crash, every category's last
     segment is read whole besides: it is the one a crash can tear; after a

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage import AppendOutcome, StoragePolicy
-from logserver.storage._dedup import Claim, DedupIndex, SequenceWindow
+from logserver.storage._dedup import MAX_OLD_RANGES, Claim, DedupIndex, SequenceWindow
 from tests.storage.conftest import FaultyDisk, OpenStorage, messages, read_all, segment_files
 
 
@@ -133,40 +136,95 @@ def test_first_failure_releases_a_concurrent_waiter() -> None:
 
 
 def test_window_and_producer_bounds() -> None:
-    """Memory is bounded: per producer the highest ``window`` sequences, and at most
-    ``max_producers`` producers (least recently used forgotten first)."""
+    """Memory is bounded: per producer the sequences within ``window`` of its highest (and a
+    few ranges below), and at most ``max_producers`` producers (least recently used
+    forgotten first). A forgotten batch gets a claim: it is stored again, never lost."""
     index = DedupIndex(window=3, max_producers=2)
-    for sequence in range(5):
+    for sequence in (0, 10, 11, 12, 14):
         claim = index.begin("a", sequence)
         assert claim is not None
         index.finish(claim, stored=True)
-    assert index.begin("a", 4) is None and index.begin("a", 2) is None
-    old = index.begin("a", 1)  # fell out of the window: would be stored again
-    assert old is not None
-    index.finish(old, stored=False)
+    assert index.begin("a", 14) is None and index.begin("a", 12) is None
+    assert index.begin("a", 11) is None  # slid out of the bitmap into a range below it
+    assert index.held("a") == [(0, 0), (10, 12), (14, 14)]
+    never = index.begin("a", 13)  # never stored: a claim, whatever the window holds
+    assert never is not None
+    index.finish(never, stored=False)
     for producer in ("b", "c"):
         claim = index.begin(producer, 0)
         assert claim is not None
         index.finish(claim, stored=True)
     assert len(index) == 2
-    forgotten = index.begin("a", 4)
+    forgotten = index.begin("a", 14)
     assert forgotten is not None  # "a" was the least recently used producer
+    assert index.held("a") == []
 
 
 def test_sequence_window_ranges() -> None:
-    """SequenceWindow keeps the highest sequences as merged ranges, in any arrival order."""
+    """SequenceWindow keeps the sequences added, in any arrival order, and reports them as
+    merged ranges; below its bitmap it keeps the highest MAX_OLD_RANGES ranges."""
     window = SequenceWindow()
     for sequence in [5, 3, 4, 10, 1, 2, 11, 7]:
         window.add(sequence, capacity=100)
     assert [s for s in range(13) if s in window] == [1, 2, 3, 4, 5, 7, 10, 11]
     assert repr(window) == "<SequenceWindow 1..5, 7..7, 10..11>"
-    window.add(6, capacity=5)
-    assert [s for s in range(13) if s in window] == [5, 6, 7, 10, 11]
-    assert len(window) == 5
-    for sequence in range(100, 1100):
-        window.add(sequence, capacity=5)
-    assert [s for s in range(1090, 1100) if s in window] == list(range(1095, 1100))
-    assert len(window) == 5
+    assert len(window) == 8
+    for sequence in range(1000, 2000, 2):  # every other one: 500 ranges, far above
+        window.add(sequence, capacity=100)
+    ranges = window.ranges()
+    assert ranges[-50:] == [(s, s) for s in range(1900, 2000, 2)]
+    below = [r for r in ranges if r[1] < 1900]
+    assert len(below) == MAX_OLD_RANGES
+    assert below[0] == (1900 - 2 * MAX_OLD_RANGES, 1900 - 2 * MAX_OLD_RANGES)
+    assert 11 not in window and 1 not in window  # forgotten: stored again if retried
+
+
+def test_a_counting_producer_is_remembered_in_one_range() -> None:
+    """A producer whose every batch came here (sequences counting up) is remembered whole,
+    however long, in the bitmap plus one range; a producer spread over three servers
+    costs one fixed-size bitmap (the figure: at most capacity bits and 16 ranges)."""
+    counting = SequenceWindow()
+    for sequence in range(100_000):
+        counting.add(sequence, capacity=4096)
+    assert counting.ranges() == [(0, 99_999)]
+    assert 0 in counting and 99_999 in counting and 100_000 not in counting
+    spread = SequenceWindow()
+    for sequence in range(0, 300_000, 3):
+        spread.add(sequence, capacity=4096)
+    assert spread._bits.bit_length() <= 4096
+    assert len(spread._lo) <= MAX_OLD_RANGES
+    recent = range(300_000 - 4096, 300_000)
+    assert [s for s in recent if s in spread] == [s for s in recent if s % 3 == 0]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-50, 400),
+            st.integers(-(2**63), 2**63 - 1),
+        ),
+        max_size=300,
+    ),
+    st.integers(1, 64),
+)
+def test_a_window_never_claims_a_sequence_it_was_not_given(adds: list[int], capacity: int) -> None:
+    """The property that makes forgetting safe: a window contains only sequences that were
+    added (a "duplicate" answer is never wrong), and always those within ``capacity`` of
+    the highest (a retry of a recent batch is always recognised)."""
+    window = SequenceWindow()
+    for sequence in adds:
+        window.add(sequence, capacity)
+    added = set(adds)
+    probes = added | {s + d for s in adds for d in (-1, 1)} | set(range(-60, 410))
+    assert all(s in added for s in probes if s in window)
+    if adds:
+        high = max(adds)
+        assert all(s in window for s in added if high - s < capacity)
+    ranges = window.ranges()
+    assert all(lo <= hi < nxt - 1 for (lo, hi), (nxt, _) in itertools.pairwise(ranges))
+    assert all(lo in window and hi in window for lo, hi in ranges)
+    assert len(window._lo) <= MAX_OLD_RANGES
 
 
 def test_dedup_scan_budget_limits_what_is_remembered(open_storage: OpenStorage) -> None:
