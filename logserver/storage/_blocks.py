@@ -59,11 +59,15 @@ What the format guarantees:
   segment's 16-byte marker and accepted only if its header, lengths, index
   runs and check are valid. The marker comes from ``os.urandom`` and never
   leaves the server: ``ReadBlocks`` ships a block's fields and payload, not
-  its framing. A client that wants a block it wrote inside a message taken
-  for a real one after damage must guess 128 random bits (and a compressed
-  payload does not even hold its bytes verbatim). Version 1 segments, whose
-  record magic is public, only have their weaker guarantee (text messages
-  cannot contain that magic; arbitrary bytes can).
+  its framing, and segment files are readable by the server's user and group
+  only. A client can rebuild any block it can read byte for byte but for the
+  marker (``tests/storage/test_compressed.py`` stores such copies, made with
+  every marker a client could know, inside a message and damages the block
+  before them); to have one taken for a real block after damage it must guess
+  128 random bits. A damaged segment *header* is read with markers the server
+  wrote, never with one found in the data (:func:`probe_format`). Version 1
+  segments, whose record magic is public, only have their weaker guarantee
+  (text messages cannot contain that magic; arbitrary bytes can).
 - **Readable in the future.** The version in the header tells a reader which
   format follows; a segment of a version this code does not know is never
   repaired or truncated (see :func:`segment_format`).
@@ -171,23 +175,59 @@ def segment_format(first: bytes) -> SegmentFormat:
     return SegmentFormat(version, marker, SEGMENT_HEADER_BYTES)
 
 
-def probe_format(read: ReadAt, size: int, first: bytes) -> SegmentFormat:
+def probe_format(
+    read: ReadAt, size: int, first: bytes, siblings: Sequence[bytes] = ()
+) -> SegmentFormat:
     """The format of a segment whose first bytes are no valid header (:func:`segment_format`
     said 0), found from what follows: damage in a header must not cost a segment's blocks.
 
-    A version-2 segment's marker is taken from the damaged header or from its first
-    block, whichever finds a valid block; failing that, a valid version-1 record makes
-    it version 1; failing both it stays 0 (nothing in it can be read).
+    Only markers the server wrote are tried: ``siblings`` (the markers of the
+    category's intact version-2 segments: all of a category's segments share
+    one), the damaged header's own marker field, and the first block's (written
+    right after the header). Never a marker found in the data: a client can put a
+    block with any marker it likes inside a message. The first that finds a valid
+    block makes the segment version 2.
+
+    Failing that, the segment may be version 1, whose record magic is public: a
+    record forged inside a message of a version-2 segment whose header and first
+    block are damaged must not turn it into a version-1 segment (its real blocks
+    lost, the forged records served). So version 1 is believed only if valid
+    version-1 records are found and either the category has version-2 segments
+    whose marker occurs nowhere in this file (every version-2 block starts with it,
+    and no client knows it: this is no version-2 segment), or, with no marker to
+    look for, those records make up at least half of the bytes from the first one
+    on (a forger's message would have to outweigh everything written after it).
+    Otherwise the segment stays version 0: nothing in it is served, and the error
+    is logged.
     """
-    candidates = [first[12:28], read(SEGMENT_HEADER_BYTES, MARKER_BYTES)]
+    candidates = [*siblings, first[12:28], read(SEGMENT_HEADER_BYTES, MARKER_BYTES)]
     for marker in dict.fromkeys(c for c in candidates if len(c) == MARKER_BYTES):
         for item in walk_blocks(read, marker, SEGMENT_HEADER_BYTES, size):
             if isinstance(item, Block):
                 return SegmentFormat(FORMAT_VERSION, marker, SEGMENT_HEADER_BYTES)
+    if any(_occurs(read, size, marker) for marker in siblings):
+        return SegmentFormat(0)  # a version-2 segment whose every block is damaged
+    start, covered = -1, 0
     for record in walk(read, 0, size):
         if isinstance(record, Frame):
-            return SegmentFormat(1)
+            start = record.offset if start < 0 else start
+            covered += record.end - record.offset
+    if start >= 0 and (siblings or 2 * covered >= size - start):
+        return SegmentFormat(1)
     return SegmentFormat(0)
+
+
+def _occurs(read: ReadAt, size: int, needle: bytes, chunk: int = 1 << 20) -> bool:
+    """Whether ``needle`` occurs in the file's first ``size`` bytes."""
+    offset = 0
+    while offset < size:
+        data = read(offset, min(chunk, size - offset) + len(needle) - 1)
+        if needle in data:
+            return True
+        if len(data) < len(needle):
+            return False
+        offset += chunk
+    return False
 
 
 def _runs_bytes(runs: Sequence[tuple[int, int]]) -> bytes:

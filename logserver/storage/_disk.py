@@ -39,11 +39,15 @@ class DiskIO:
         os.ftruncate(fd, length)
 
     def open_segment(self, path: Path, *, create: bool) -> int:
-        """Open a segment for writing; ``create`` insists the file is new."""
+        """Open a segment for writing; ``create`` insists the file is new.
+
+        New segments are readable by their owner and group only (0640, less
+        what the umask takes): they hold the logs, and the resync marker that
+        must stay secret (see ``_blocks``)."""
         flags = os.O_RDWR | os.O_CLOEXEC
         if create:
             flags |= os.O_CREAT | os.O_EXCL
-        return os.open(path, flags, 0o644)
+        return os.open(path, flags, 0o640)
 
     def unlink(self, path: Path) -> None:
         """Delete a file (retention deleting a segment); a missing file is not an error."""

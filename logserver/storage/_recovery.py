@@ -53,6 +53,7 @@ from logserver.errors import StorageUnavailableError
 from logserver.storage._blocks import (
     FORMAT_VERSION,
     SEGMENT_HEADER_BYTES,
+    SegmentFormat,
     probe_format,
     segment_format,
 )
@@ -71,23 +72,24 @@ log = logging.getLogger(__name__)
 _SEGMENT_FILE = re.compile(r"(\d{20})\.seg\Z")
 
 
-def _format_of(path: Path, size: int) -> tuple[int, bytes]:
+def _header_of(path: Path) -> SegmentFormat:
+    """What a segment's first bytes say (version 0: no valid header)."""
+    with open(path, "rb") as f:
+        return segment_format(f.read(SEGMENT_HEADER_BYTES))
+
+
+def _probe(path: Path, size: int, siblings: list[bytes]) -> SegmentFormat:
+    """The format of a segment whose header is damaged, from what follows (see
+    ``_blocks.probe_format``), trying the markers of the category's other segments too."""
     with open(path, "rb") as f:
         first = f.read(SEGMENT_HEADER_BYTES)
-        found = segment_format(first)
-        if found.version == 0 and size > SEGMENT_HEADER_BYTES:
-            found = probe_format(pread_at(f.fileno()), size, first)
-            log.error(
-                "segment %s: its first bytes are no valid header; read as format %d",
-                path,
-                found.version,
-            )
-    if found.version > FORMAT_VERSION:
-        raise StorageUnavailableError(
-            f"{path} has segment format {found.version}; this server reads formats 1 to "
-            f"{FORMAT_VERSION}: run a newer server on this directory (it is left untouched)"
-        )
-    return found.version, found.marker
+        found = probe_format(pread_at(f.fileno()), size, first, siblings)
+    log.error(
+        "segment %s: its first bytes are no valid header; read as format %d",
+        path,
+        found.version,
+    )
+    return found
 
 
 def load_segments(directory: Path, category: str) -> list[Segment]:
@@ -95,22 +97,36 @@ def load_segments(directory: Path, category: str) -> list[Segment]:
 
     Raises StorageUnavailableError for a segment of a format this code does not know.
     """
-    segments = []
+    found: list[tuple[int, Path, os.stat_result, SegmentFormat]] = []
     for entry in os.scandir(directory):
         match = _SEGMENT_FILE.match(entry.name)
         if match is None or not entry.is_file(follow_symlinks=False):
             continue
         st = entry.stat(follow_symlinks=False)
-        version, marker = _format_of(Path(entry.path), st.st_size) if st.st_size else (0, b"")
+        path = Path(entry.path)
+        header = _header_of(path) if st.st_size else SegmentFormat(0)
+        if header.version > FORMAT_VERSION:
+            raise StorageUnavailableError(
+                f"{path} has segment format {header.version}; this server reads formats 1 to "
+                f"{FORMAT_VERSION}: run a newer server on this directory (it is left untouched)"
+            )
+        found.append((int(match[1]), path, st, header))
+    # The markers of the category's intact version-2 headers: what a damaged header's
+    # segment is probed with, besides what its own first bytes may still hold.
+    siblings = list(dict.fromkeys(h.marker for *_, h in found if h.version == FORMAT_VERSION))
+    segments = []
+    for base, path, st, header in found:
+        if header.version == 0 and st.st_size > SEGMENT_HEADER_BYTES:
+            header = _probe(path, st.st_size, siblings)
         segments.append(
             Segment(
-                int(match[1]),
-                Path(entry.path),
+                base,
+                path,
                 st.st_size,
                 modified=st.st_mtime,
                 marks=None,
-                version=version,
-                marker=marker,
+                version=header.version,
+                marker=header.marker,
             )
         )
     segments.sort(key=lambda s: s.base)

@@ -18,8 +18,9 @@ from logserver.storage import (
     StoragePolicy,
     StoredBlock,
 )
-from logserver.storage._blocks import SEGMENT_HEADER_BYTES
+from logserver.storage._blocks import BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_block
 from logserver.storage._columns import DecodeBudget
+from logserver.storage._format import encode_records
 from logwire.compression import NONE, ZSTD, CompressionPolicy, compress_columns, join_columns
 from logwire.packed import pack_lengths
 from tests.storage.conftest import OpenStorage, messages, read_all, segment_files
@@ -182,6 +183,122 @@ def test_damage_in_a_segment_header_loses_nothing(
     assert files[-1].stat().st_size > SEGMENT_HEADER_BYTES
 
 
+def _forger(storage, rng: random.Random) -> list[bytes]:  # type: ignore[no-untyped-def]
+    """Store a real first batch, then a client's message made of forged version-1 records
+    of producer 'victim' (public magic, valid checks: 60% of it), stored uncompressed as
+    the client sent it, then more real batches; return the real messages."""
+    real = [rng.randbytes(200) for _ in range(4)]
+    storage.append([("c", real[0])], "p", 0)
+    forged = b"".join(
+        encode_records(b"victim", 7 + k, 1, 1, [0], [b"forged " * 40]) for k in range(10)
+    )
+    message = b"x" * (len(forged) // 2) + forged
+    codec, raw, payload = NONE, len(message) + 4, join_columns(pack_lengths([message]), [message])
+    storage.append_compressed([("c", 1)], codec, raw, payload, "attacker", 0)
+    for sequence, m in enumerate(real[1:], start=1):
+        storage.append([("c", m)], "p", sequence)
+    return [real[0], message, *real[1:]]
+
+
+def _damage_start(path: Path) -> None:
+    """Zero a segment's header and first block, up to the attacker's block (a lost page)."""
+    data = bytearray(path.read_bytes())
+    nbytes = data.index(b"attacker") - BLOCK_HEADER_BYTES
+    data[:nbytes] = bytes(nbytes)
+    path.write_bytes(bytes(data))
+
+
+def test_forged_version_1_records_cannot_make_a_damaged_segment_version_1(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """A version-2 segment whose header and first block are both damaged is probed with the
+    markers the server wrote (here the category's other segments'), never a marker or a
+    magic found in the data: its real blocks after the damage are served, the message
+    holding forged version-1 records is served as the message it is, and no record of
+    'victim' ever is."""
+    storage = open_storage(StoragePolicy(segment_bytes=8192))
+    stored = _forger(storage, random.Random(3))
+    for sequence in range(40):  # more segments after it: siblings with the same marker
+        storage.append([("c", LINES[sequence])], "q", sequence)
+    storage.close()
+    first = segment_files(data_dir, "c")[0]
+    assert len(segment_files(data_dir, "c")) >= 2
+    _damage_start(first)
+    again = open_storage(StoragePolicy(segment_bytes=8192))
+    records = read_all(again, "c")
+    assert {r.producer for r in records} == {"p", "attacker", "q"}
+    assert messages(records) == stored[1:] + LINES[:40]
+
+
+def test_forged_records_in_a_lone_segment_with_a_damaged_start_are_not_served(
+    open_storage: OpenStorage, data_dir: Path
+) -> None:
+    """With no other segment to take the marker from, a segment whose header and first block
+    are damaged cannot be read at all; the forged version-1 records in it are a minority
+    of what follows the first of them, so it is not taken for version 1 either: nothing of
+    it is served (and, as the last segment, it is cut back: no record there can be read)."""
+    storage = open_storage()
+    rng = random.Random(4)
+    _forger(storage, rng)
+    for sequence in range(10, 40):
+        storage.append([("c", rng.randbytes(300))], "p", sequence)
+    storage.close()
+    (segment,) = segment_files(data_dir, "c")
+    _damage_start(segment)
+    again = open_storage()
+    assert not [r for r in read_all(again, "c") if r.producer == "victim"]
+
+
+def test_a_copy_of_a_real_block_inside_a_message_is_never_served(
+    open_storage: OpenStorage, data_dir: Path, tmp_path: Path
+) -> None:
+    """What a client can learn of a stored block (every field ReadBlocks returns: the marker
+    and the check never leave the server) lets it rebuild the block byte for byte but for
+    its marker. A message holding such copies, made with every marker the client could
+    know (zeros, one of its own server's, even another category's of this server), is
+    read as the one message it is; after the header of its block is damaged, the reader
+    resynchronises past the copies to the next real block: the victim's record is
+    served once, the copies never."""
+    storage = open_storage(StoragePolicy(segment_bytes=1 << 20))
+    storage.append([("c", b"the victim's record")], "victim", 1)
+    storage.append([("d", b"another category")], "p", 1)
+    (real,) = _blocks(storage, "c")
+    marker = segment_files(data_dir, "c")[0].read_bytes()[12:28]
+    assert not any(marker in bytes(v) for v in (real.payload, real.producer.encode()))
+    own = open_storage(path=tmp_path / "attackers-own-server")
+    own.append([("c", b"x")], "a", 1)
+    own_marker = segment_files(tmp_path / "attackers-own-server", "c")[0].read_bytes()[12:28]
+    d_marker = segment_files(data_dir, "d")[0].read_bytes()[12:28]
+    copies = b"".join(
+        encode_block(
+            m,
+            producer=real.producer.encode(),
+            sequence=real.sequence,
+            batch_count=real.batch_count,
+            received_ns=real.received_ns,
+            index_runs=real.index_runs,
+            codec=real.codec,
+            raw_bytes=real.raw_bytes,
+            payload=real.payload,
+            end=True,
+        )
+        for m in (bytes(16), own_marker, d_marker)
+    )
+    message = b"copies:" + copies * 3
+    payload = join_columns(pack_lengths([message]), [message])
+    storage.append_compressed([("c", 1)], NONE, len(payload), payload, "attacker", 0)
+    storage.append([("c", b"after")], "p", 2)
+    assert messages(read_all(storage, "c")) == [b"the victim's record", message, b"after"]
+    storage.close()
+    (segment,) = segment_files(data_dir, "c")
+    data = bytearray(segment.read_bytes())
+    attackers = data.index(b"attacker") - BLOCK_HEADER_BYTES
+    data[attackers + 20] ^= 0xFF  # its check: the block is damage, resync starts inside it
+    segment.write_bytes(bytes(data))
+    again = open_storage(StoragePolicy(segment_bytes=1 << 20))
+    assert messages(read_all(again, "c")) == [b"the victim's record", b"after"]
+
+
 def test_a_segment_of_a_newer_format_stops_the_open_untouched(
     open_storage: OpenStorage, data_dir: Path
 ) -> None:
@@ -250,3 +367,11 @@ def test_decoding_is_bounded_server_wide() -> None:
         pass
     with budget.reserve(1000):
         pass
+
+
+def test_segment_files_are_not_world_readable(open_storage: OpenStorage, data_dir: Path) -> None:
+    """A segment holds the logs and the category's secret marker: owner and group only."""
+    storage = open_storage()
+    storage.append([("c", b"x")])
+    (segment,) = segment_files(data_dir, "c")
+    assert segment.stat().st_mode & 0o007 == 0
