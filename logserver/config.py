@@ -65,6 +65,8 @@ class ServerConfig:
     max_batch_categories: int = 1000
     max_categories: int = 10_000
     max_open_segments: int = 1024
+    dedup_scan_bytes: int = 512 * 2**20
+    max_producers: int = 100_000
     max_connections: int = 1024
     max_connections_per_peer: int = 256
     max_inflight_bytes: int | None = None
@@ -99,9 +101,16 @@ class ServerConfig:
             raise ConfigError(f"--zone: {zone_problem(self.zone)}")
         if self.max_message_bytes > self.max_frame_bytes:
             raise ConfigError("--max-message-bytes cannot exceed --max-frame-bytes")
-        for name in ("max_batch_categories", "max_categories", "max_open_segments"):
+        for name in (
+            "max_batch_categories",
+            "max_categories",
+            "max_open_segments",
+            "max_producers",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{_flag(name)} must be >= 1")
+        if self.dedup_scan_bytes < 0:
+            raise ConfigError("--dedup-scan-bytes must be >= 0")
         if self.max_connections < 1 or self.max_connections_per_peer < 1:
             raise ConfigError("--max-connections and --max-connections-per-peer must be >= 1")
         if self.max_inflight_bytes is not None and self.max_inflight_bytes < self.max_frame_bytes:
@@ -207,6 +216,18 @@ _FLAGS: list[tuple[str, Any, str]] = [
         int,
         "segment files held open at most, however many categories (least recently used "
         "closed first)",
+    ),
+    (
+        "dedup_scan_bytes",
+        int,
+        "on start, read at most this many bytes of the newest segments (all categories "
+        "together) to rebuild deduplication; older batches resent are stored again",
+    ),
+    (
+        "max_producers",
+        int,
+        "producers deduplication remembers at most (least recently used forgotten: "
+        "a batch of theirs resent is stored again)",
     ),
     (
         "max_connections",

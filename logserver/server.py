@@ -84,18 +84,29 @@ class LogServer:
             max_batch_categories=cfg.max_batch_categories,
             max_categories=cfg.max_categories,
             max_open_segments=cfg.max_open_segments,
+            dedup_scan_bytes=cfg.dedup_scan_bytes,
+            max_producers=cfg.max_producers,
         )
         problem = keep_freed_memory()
         if problem is not None:
             log.info("malloc thresholds left as they are", reason=problem)
         _raise_fd_limit(cfg.max_connections + cfg.max_open_segments)
         self._storage = Storage.open(cfg.data_dir, policy)
+        recovery = self._storage.recovery
         log.info(
             "storage recovered",
             server_id=self._storage.server_id,
             zone=cfg.zone or None,
             data_dir=str(cfg.data_dir),
             elapsed_s=round(time.monotonic() - started, 3),
+            categories=recovery.categories,
+            segments=recovery.segments,
+            clean_categories=recovery.clean_categories,
+            scanned_segments=recovery.scanned_segments,
+            scanned_bytes=recovery.scanned_bytes,
+            synced_segments=recovery.synced_segments,
+            truncated_bytes=recovery.truncated_bytes,
+            producers=recovery.producers,
         )
 
         metrics = Metrics()
