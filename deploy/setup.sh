@@ -16,6 +16,7 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_apt+=(python3-venv)
 command -v gcc >/dev/null 2>&1 || need_apt+=(gcc python3-dev)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)        # network-namespace fault tests
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)    # TLS tests make certificates
+command -v strace >/dev/null 2>&1 || need_apt+=(strace)      # durability tests watch a server's syscalls
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)             # the benchmark's syslog comparison
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "setup: installing ${need_apt[*]}" >&2
