@@ -40,4 +40,5 @@ CASE_IDS: tuple[str, ...] = (
     "compression_speed",
     "compression_read",
     "hostile_categories",
+    "restart",
 )

@@ -76,6 +76,11 @@ class Profile:
     hostile_bombs: int
     hostile_categories: int
     fork_records: int
+    restart_bytes: int
+    restart_categories: int
+    restart_producers: int
+    restart_segment_bytes: int
+    restart_scan_bytes: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -117,6 +122,11 @@ class Profile:
             hostile_bombs=5,
             hostile_categories=20_000,
             fork_records=50_000,
+            restart_bytes=128 * 2**20,
+            restart_categories=200,
+            restart_producers=20_000,
+            restart_segment_bytes=8 * 2**20,
+            restart_scan_bytes=32 * 2**20,
         )
 
     @classmethod
@@ -159,6 +169,11 @@ class Profile:
             hostile_bombs=2,
             hostile_categories=300,
             fork_records=2_000,
+            restart_bytes=4 * 2**20,
+            restart_categories=200,
+            restart_producers=2_000,
+            restart_segment_bytes=256 * 2**10,
+            restart_scan_bytes=2**20,
         )
 
 
@@ -368,12 +383,19 @@ class BenchEnv:
         return server
 
     def new_server(
-        self, name: str, *, zk_path: str, wait: bool = True, **kwargs: Any
+        self,
+        name: str,
+        *,
+        zk_path: str,
+        wait: bool = True,
+        data_dir: Path | None = None,
+        **kwargs: Any,
     ) -> LogServerProcess:
-        """A logserver process of the run (stopped by :meth:`close`)."""
+        """A logserver process of the run (stopped by :meth:`close`), on ``data_dir``
+        (default: a directory of its own under the run's scratch space)."""
         server = LogServerProcess(
             zk_hosts=self.zk_hosts,
-            data_dir=self.workdir / "servers" / name,
+            data_dir=data_dir or self.workdir / "servers" / name,
             zk_path=zk_path,
             **kwargs,
         )

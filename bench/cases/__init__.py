@@ -16,6 +16,7 @@ from bench.cases import (
     hostile,
     latency,
     memory,
+    restart,
     throughput,
     wire,
 )
@@ -53,4 +54,5 @@ CASES: dict[str, CaseFn] = {
     "compression_speed": compression.compression_speed,
     "compression_read": compression.compression_read,
     "hostile_categories": hostile.category_bomb,
+    "restart": restart.restart,
 }
