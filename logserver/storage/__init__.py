@@ -11,8 +11,10 @@ still read, and written when the policy says so.
 Promises: an ``append`` that returned has its whole batch on disk (as durable
 as the policy's ``fsync`` says; never lost to a killed process); a failed
 ``append`` left nothing behind; a batch retried with the same
-(producer, sequence) is stored once, across restarts too. Storage knows
-nothing of Thrift or ZooKeeper.
+(producer, sequence) is stored once, across restarts too, and is answered
+"duplicate" only from bytes that are durable (a restart after a crash syncs
+what it read first); a batch the bounded index forgot is stored again, never
+lost. Storage knows nothing of Thrift or ZooKeeper.
 
 Its errors are the :class:`~logserver.errors.StorageError` branch of
 logserver's one exception tree (:mod:`logserver.errors`, which imports
