@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import BenchEnv, CaseResult, Row, rss_bytes, summary
+from logserver.tools.launcher import LogServerProcess
 
 MiB = 2**20
 
@@ -55,21 +56,25 @@ def _recovered(log_path: Path) -> dict[str, Any]:
 def _start(env: BenchEnv, name: str, data_dir: Path, scan_bytes: int) -> dict[str, Any]:
     """Start a server on ``data_dir`` (cache dropped first), measure, SIGKILL it."""
     _drop_cache(data_dir)
-    log_path = env.logs / f"{name}.log"
     started = time.monotonic()
-    server = env.new_server(
+    server = _server(env, name, data_dir, scan_bytes)
+    ready_s = time.monotonic() - started
+    assert server.pid is not None and server.log_path is not None
+    peak = rss_bytes(server.pid, "VmHWM")
+    event = _recovered(server.log_path)
+    server.kill()
+    return {"ready_s": ready_s, "vm_hwm": peak, **event}
+
+
+def _server(env: BenchEnv, name: str, data_dir: Path, scan_bytes: int) -> LogServerProcess:
+    """A listening server on ``data_dir`` (its log in the run's log directory)."""
+    return env.new_server(
         name,
         zk_path=env.zk_path(name),
         data_dir=data_dir,
-        log_path=log_path,
+        log_path=env.logs / f"{name}.log",
         extra_args=["--dedup-scan-bytes", str(scan_bytes)],
     )
-    ready_s = time.monotonic() - started
-    assert server.pid is not None
-    peak = rss_bytes(server.pid, "VmHWM")
-    event = _recovered(log_path)
-    server.kill()
-    return {"ready_s": ready_s, "vm_hwm": peak, **event}
 
 
 def restart(env: BenchEnv) -> CaseResult:
@@ -178,12 +183,4 @@ def restart(env: BenchEnv) -> CaseResult:
 
 def _stop_cleanly(env: BenchEnv, shape: str, data_dir: Path, scan_bytes: int) -> None:
     """Start once more and stop with SIGTERM: the next repetition starts after a clean stop."""
-    name = f"restart-{shape}-settle"
-    server = env.new_server(
-        name,
-        zk_path=env.zk_path(name),
-        data_dir=data_dir,
-        log_path=env.logs / f"{name}.log",
-        extra_args=["--dedup-scan-bytes", str(scan_bytes)],
-    )
-    server.terminate()
+    _server(env, f"restart-{shape}-settle", data_dir, scan_bytes).terminate()
