@@ -1,4 +1,4 @@
-"""The ``logserver`` command: serve, list, cat, discovery-agent (and the operator's cluster and demo commands)."""
+"""The ``logserver`` command: serve, list, cat, forget, discovery-agent (and the operator's cluster and demo commands)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from logserver.errors import LogServerError
 
 if TYPE_CHECKING:
     from logclient import TLSPolicy
+    from logserver.tools.inventory import ClusterView
     from logwire.zktls import ZkTLSPolicy
 
 __all__ = ["add_zk_tls_arguments", "main", "zk_tls_policy"]
@@ -46,6 +48,11 @@ def _parser() -> argparse.ArgumentParser:
     lst.add_argument("--zk", required=True, help="ZooKeeper connection string")
     lst.add_argument("--zk-path", default="/logservers")
     lst.add_argument("--json", action="store_true", help="one JSON object per server")
+    lst.add_argument(
+        "--inventory",
+        action="store_true",
+        help="also the data inventory: every server that holds data, registered or not",
+    )
     add_zk_tls_arguments(lst)
 
     cat = sub.add_parser(
@@ -65,15 +72,22 @@ def _parser() -> argparse.ArgumentParser:
         help="read a server's files directly, e.g. of a server that is down (repeatable)",
     )
     cat.add_argument("--json", action="store_true", help="one JSON object per record")
+    cat.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a server that holds data of the category could not be read "
+        "(it is always reported on stderr)",
+    )
     add_zk_tls_arguments(cat)
     _add_tls_arguments(cat)
 
     from logserver import agent
-    from logserver.tools import cluster, demo
+    from logserver.tools import cluster, demo, inventory
 
     agent.add_arguments(sub)
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
+    inventory.add_arguments(sub)
     return parser
 
 
@@ -216,10 +230,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from logserver.tools.reader import list_servers
+    from logserver.tools.inventory import read_cluster
 
-    servers = list_servers(args.zk, args.zk_path, tls=zk_tls_policy(args))
-    for s in servers:
+    view = read_cluster(args.zk, args.zk_path, tls=zk_tls_policy(args))
+    for s in view.members:
         if args.json:
             doc = {"node": s.node, "owner_session": hex(s.owner_session)}
             if s.member:
@@ -237,17 +251,41 @@ def _list(args: argparse.Namespace) -> int:
             )
         else:
             print(f"{s.node}\tMALFORMED\t{s.error}")
+    if args.inventory:
+        _list_inventory(args, view)
     return EXIT_OK
 
 
+def _list_inventory(args: argparse.Namespace, view: ClusterView) -> None:
+    """The inventory's records: one line (or JSON object) per server id."""
+    registered = view.registered_ids()
+    for record in view.inventory:
+        state = (
+            "registered"
+            if record.server_id in registered
+            else "stopped"
+            if record.stopped
+            else "NOT-REGISTERED"
+        )
+        if args.json:
+            doc = json.loads(record.to_json())
+            print(json.dumps({"inventory": doc, "state": state}))
+            continue
+        categories = ",".join(sorted(record.categories)) or "-"
+        seen = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.last_seen))
+        zone = f"\tzone={record.zone}" if record.zone else ""
+        print(
+            f"inventory\t{record.server_id}\t{record.endpoint}\t{state}\tlast_seen={seen}"
+            f"\tcategories={categories}{zone}"
+        )
+    for node, error in view.malformed:
+        print(f"inventory\t{node}\tMALFORMED\t{error}")
+
+
 def _cat(args: argparse.Namespace) -> int:
-    from logserver.tools.reader import (
-        list_servers,
-        merge_unique,
-        read_data_dir,
-        read_server,
-        record_json,
-    )
+    from logserver.storage import read_server_id
+    from logserver.tools.inventory import EXIT_INCOMPLETE, Coverage, read_cluster
+    from logserver.tools.reader import merge_unique, read_data_dir, read_server, record_json
     from logwire.serverset import Endpoint
 
     try:
@@ -256,9 +294,10 @@ def _cat(args: argparse.Namespace) -> int:
         print(f"logserver cat: {exc}", file=sys.stderr)
         return EXIT_USAGE
     endpoints = {Endpoint.parse(s) for s in args.server}
+    incomplete = False
     if args.zk:
-        registered = list_servers(args.zk, args.zk_path, tls=zk_tls_policy(args))
-        endpoints |= {s.member.endpoint for s in registered if s.member}
+        view = read_cluster(args.zk, args.zk_path, tls=zk_tls_policy(args))
+        registered = view.members
         with_tls = sorted(str(s.member.endpoint) for s in registered if s.member and s.member.tls)
         if with_tls and tls is None:
             print(
@@ -267,6 +306,17 @@ def _cat(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
+        # Who holds data of the category but cannot be read: said before any record.
+        coverage = Coverage.of(
+            view,
+            args.category,
+            tls=tls,
+            data_dir_ids=filter(None, (_data_dir_id(d, read_server_id) for d in args.data_dir)),
+        )
+        endpoints |= set(coverage.readable)
+        for missing in coverage.unreachable(view):
+            incomplete = True
+            print(f"logserver cat: warning: {missing.describe(args.category)}", file=sys.stderr)
     if not endpoints and not args.data_dir:
         print("logserver cat: give --zk, --server or --data-dir", file=sys.stderr)
         return EXIT_USAGE
@@ -285,4 +335,12 @@ def _cat(args: argparse.Namespace) -> int:
         print(f"logserver cat: reading failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
     out.flush()
-    return EXIT_OK
+    return EXIT_INCOMPLETE if incomplete and args.strict else EXIT_OK
+
+
+def _data_dir_id(data_dir: Path, read: Callable[[Path], str | None]) -> str | None:
+    """The server id of a data directory given to ``cat`` (None if it has none or a bad one)."""
+    try:
+        return read(data_dir)
+    except LogServerError:
+        return None

@@ -72,6 +72,7 @@ class ServerConfig:
     max_inflight_bytes: int | None = None
     idle_timeout_s: float = 60.0
     session_timeout_s: float = 10.0
+    inventory_interval_s: float = 30.0
     drain_timeout_s: float = 10.0
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
@@ -131,6 +132,8 @@ class ServerConfig:
             CompressionPolicy(self.compression, self.compression_level)  # type: ignore[arg-type]
         except ValueError as exc:
             raise ConfigError(f"--compression/--compression-level: {exc}") from None
+        if not 2.0 <= self.inventory_interval_s <= 3600:
+            raise ConfigError("--inventory-interval must be within 2..3600 seconds")
         if self.segment_format not in (1, 2):
             raise ConfigError(f"--segment-format must be 1 or 2, not {self.segment_format}")
         if self.segment_bytes < 4096:
@@ -247,6 +250,12 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ),
     ("idle_timeout", float, "close a connection idle this many seconds"),
     ("session_timeout", float, "ZooKeeper session timeout, seconds"),
+    (
+        "inventory_interval",
+        float,
+        "seconds between updates of this server's record in the data inventory in ZooKeeper "
+        "(what it holds, last seen); a new category is written within about 2.5 s",
+    ),
     ("drain_timeout", float, "on SIGTERM, wait this long for in-flight batches"),
     ("metrics_port", int, "serve Prometheus metrics on this port (off by default)"),
     ("metrics_host", str, "address for the metrics endpoint"),
@@ -273,6 +282,7 @@ FIELD_OF_SETTING: dict[str, str] = {
     "fsync_interval": "fsync_interval_s",
     "idle_timeout": "idle_timeout_s",
     "session_timeout": "session_timeout_s",
+    "inventory_interval": "inventory_interval_s",
     "drain_timeout": "drain_timeout_s",
     "tls_cert": "tls_cert_file",
     "tls_key": "tls_key_file",

@@ -26,11 +26,12 @@ from logserver.config import ServerConfig
 from logserver.errors import ConfigError, RegistrationError
 from logserver.memory import keep_freed_memory
 from logserver.metrics import Metrics
-from logserver.registry import Registration, read_auth_file
+from logserver.registry import InventoryPublisher, Registration, read_auth_file
 from logserver.service import LogServiceHandler
 from logserver.storage import Storage, StoragePolicy
 from logserver.transport import ServerTLS, ThriftServer, WireLimits
 from logwire.compression import CompressionPolicy
+from logwire.inventory import InventoryRecord
 from logwire.serverset import Endpoint, Member
 from logwire.zktls import ZkTLSPolicy
 
@@ -49,6 +50,7 @@ class LogServer:
         self._storage: Storage | None = None
         self._transport: ThriftServer | None = None
         self._registration: Registration | None = None
+        self._inventory: InventoryPublisher | None = None
         self._handler: LogServiceHandler | None = None
 
     def __repr__(self) -> str:
@@ -158,6 +160,14 @@ class LogServer:
             tls=zk_tls,
         )
         self._registration.start()
+        self._inventory = InventoryPublisher(
+            self._registration.client,
+            cfg.zk_path,
+            lambda: self._inventory_record(member),
+            acl=self._registration.acl,
+            interval_s=cfg.inventory_interval_s,
+        )
+        self._inventory.start()
         if cfg.ready_file is not None:
             _write_ready_file(cfg.ready_file, cfg.advertised, port)
 
@@ -176,10 +186,26 @@ class LogServer:
                 raise
         return self._shutdown()
 
+    def _inventory_record(self, member: Member) -> InventoryRecord:
+        """What this server holds now, for its record in the data inventory."""
+        assert self._storage is not None
+        return InventoryRecord(
+            server_id=member.server_id,
+            endpoint=member.endpoint,
+            categories=self._storage.category_sizes(),
+            last_seen=time.time(),
+            started_at=member.started_at,
+            zone=member.zone,
+            data_dir=str(Path(self.config.data_dir).resolve()),
+        )
+
     def _shutdown(self) -> int:
         """Deregister, refuse new batches, finish in-flight ones, sync, close."""
         cfg = self.config
         assert self._registration and self._handler and self._transport and self._storage
+        if self._inventory is not None:
+            # Its last record says "stopped"; bounded, so deregistering is never held up long.
+            self._inventory.stop(timeout=1.0)
         self._registration.deregister(timeout=5.0)
         log.info("deregistered")
         self._handler.drain()

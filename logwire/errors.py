@@ -7,6 +7,7 @@
     ├── CompressionError     compressed columns that cannot (or may not) be decoded
     ├── BlockError           a stored block from ReadBlocks that does not hold together
     ├── MemberFormatError    a znode's data is not a ServerSet member we can use
+    ├── InventoryFormatError a data inventory record (ZooKeeper) we cannot use
     ├── EndpointFormatError  a string is not ``host:port``
     └── ServersFileError     the discovery agent's file cannot be used (torn, garbage, newer)
 
@@ -22,6 +23,7 @@ __all__ = [
     "BlockError",
     "CompressionError",
     "EndpointFormatError",
+    "InventoryFormatError",
     "LogWireError",
     "MemberFormatError",
     "PackedError",
@@ -49,6 +51,17 @@ class BlockError(LogWireError, ValueError):
 
 class MemberFormatError(LogWireError, ValueError):
     """A znode's data is not a ServerSet member we can use."""
+
+
+class InventoryFormatError(LogWireError, ValueError):
+    """A data inventory record (``logwire.inventory``) we cannot use; ``node`` names its znode."""
+
+    def __init__(self, message: str, node: str = "") -> None:
+        super().__init__(message)
+        self.node = node
+
+    def __reduce__(self) -> tuple[type[InventoryFormatError], tuple[str, str]]:
+        return type(self), (str(self), self.node)
 
 
 class EndpointFormatError(LogWireError, ValueError):

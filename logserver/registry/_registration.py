@@ -51,6 +51,7 @@ import time
 from typing import Any
 
 import structlog
+from kazoo.client import KazooClient
 from kazoo.exceptions import AuthFailedError, ConnectionClosedError, KazooException, NoNodeError
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.hosts import collect_hosts
@@ -218,6 +219,17 @@ class Registration:
                     return False
                 self._registered_cond.wait(remaining)
             return True
+
+    @property
+    def client(self) -> KazooClient:
+        """The kazoo client of our session, for other records this server keeps in ZooKeeper
+        (the data inventory): one session per server. Its owner stops it (:meth:`deregister`)."""
+        return self._client
+
+    @property
+    def acl(self) -> list[ACL] | None:
+        """The ACL our nodes get (None without digest auth): for the server's other records."""
+        return self._acl
 
     @property
     def node_path(self) -> str | None:

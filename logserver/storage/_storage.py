@@ -529,6 +529,10 @@ class Storage:
         """The categories that hold (or held) records, sorted."""
         return sorted(name for name, c in self._logs.items() if c.segments)
 
+    def category_sizes(self) -> dict[str, int]:
+        """The bytes stored of each category that holds records (its segments' sizes)."""
+        return {name: c.disk_bytes() for name, c in sorted(self._logs.items()) if c.segments}
+
     def stats(self) -> StorageStats:
         """Counters since open, and the current size of the store."""
         c = self._counters

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from kazoo.client import KazooClient
 from kazoo.exceptions import NoNodeError
 from thriftpy2.protocol import TCyBinaryProtocolFactory
 from thriftpy2.rpc import make_client
@@ -48,6 +49,8 @@ __all__ = [
     "merge_unique",
     "read_data_dir",
     "read_server",
+    "registered_servers",
+    "start_zookeeper",
 ]
 
 
@@ -89,35 +92,56 @@ def list_servers(
     Reading needs no credentials (the registration ACL lets anyone read);
     ``tls`` connects to ZooKeeper's TLS client port.
     """
-    zk = new_client(zk_hosts, session_timeout_s=timeout, read_only=True, tls=tls)
+    zk = start_zookeeper(zk_hosts, timeout, tls=tls)
+    try:
+        return registered_servers(zk, zk_path)
+    finally:
+        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-list-stop")
+
+
+def registered_servers(zk: KazooClient, zk_path: str) -> list[RegisteredServer]:
+    """The nodes under ``zk_path`` read with a started client (see :func:`list_servers`)."""
+    try:
+        children = sorted(zk.get_children(zk_path))
+    except NoNodeError:
+        return []
+    found = []
+    for child in children:
+        try:
+            data, stat = zk.get(f"{zk_path}/{child}")
+        except NoNodeError:
+            continue
+        try:
+            found.append(RegisteredServer(child, Member.from_json(data), stat.ephemeralOwner))
+        except MemberFormatError as exc:
+            found.append(RegisteredServer(child, None, stat.ephemeralOwner, str(exc)))
+    return found
+
+
+def start_zookeeper(
+    zk_hosts: str,
+    timeout: float = 10.0,
+    *,
+    tls: ZkTLSPolicy | None = None,
+    auth: tuple[str, str] | None = None,
+    read_only: bool = True,
+) -> KazooClient:
+    """A started kazoo client for a tool; LogServerError when ZooKeeper does not answer in time.
+
+    The caller stops it with ``logwire.zkclient.stop_client``.
+    """
+    zk = new_client(zk_hosts, session_timeout_s=timeout, read_only=read_only, tls=tls, auth=auth)
     try:
         zk.start(timeout=timeout)
     except Exception as exc:
-        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-list-stop")
+        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-tool-stop")
         hint = (
             " (over TLS: is it the secureClientPort, and did --zk-tls-ca sign its certificate?)"
             if tls is not None
             else ""
         )
         raise LogServerError(f"cannot reach ZooKeeper at {zk_hosts}: {exc}{hint}") from exc
-    try:
-        try:
-            children = sorted(zk.get_children(zk_path))
-        except NoNodeError:
-            return []
-        found = []
-        for child in children:
-            try:
-                data, stat = zk.get(f"{zk_path}/{child}")
-            except NoNodeError:
-                continue
-            try:
-                found.append(RegisteredServer(child, Member.from_json(data), stat.ephemeralOwner))
-            except MemberFormatError as exc:
-                found.append(RegisteredServer(child, None, stat.ephemeralOwner, str(exc)))
-        return found
-    finally:
-        stop_client(zk, deadline=time.monotonic() + timeout, name="logserver-list-stop")
+    return zk
 
 
 @contextmanager
