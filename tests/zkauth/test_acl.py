@@ -326,3 +326,45 @@ def test_a_registration_never_shows_its_password(caplog: pytest.LogCaptureFixtur
         kazoo_logger.setLevel(level)
     assert "hunter2" not in caplog.text
     assert "GetData" in caplog.text
+
+
+def test_the_data_inventory_gets_the_acl_and_forget_needs_the_credentials(
+    zk_hosts: str,
+    zk_path: str,
+    credentials: Credentials,
+    admin: KazooClient,
+    anonymous: KazooClient,
+    logserver_factory: ServerFactory,
+) -> None:
+    """The inventory path and each server's record carry the registration's ACL: anyone reads
+    them, only the servers' identity deletes one (forget without --zk-auth-file is refused)."""
+    from logserver.storage import read_server_id
+    from logwire.inventory import inventory_path
+
+    server = logserver_factory(extra_args=credentials.args())
+    server_id = read_server_id(server.data_dir)
+    record = f"{inventory_path(zk_path)}/{server_id}"
+    wait_for(lambda: anonymous.exists(record), 20, what="the inventory record")
+    digest = make_digest_acl_credential(credentials.user, credentials.password)
+    expected = {(Permissions.ALL, "digest", digest), (Permissions.READ, "world", "anyone")}
+    for path in (record, inventory_path(zk_path)):
+        acls, _stat = admin.get_acls(path)
+        assert acl_set(acls) == expected, path
+    server.terminate()
+
+    def forget(*extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                *(sys.executable, "-m", "logserver", "forget", str(server_id), "--yes"),
+                *("--zk", zk_hosts, "--zk-path", zk_path, *extra),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    refused = forget()
+    assert refused.returncode == 1 and "NoAuth" in refused.stderr
+    assert anonymous.exists(record)
+    assert forget(*credentials.args()).returncode == 0
+    assert not anonymous.exists(record)
