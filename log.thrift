@@ -211,6 +211,42 @@ struct BlockReadResult {
   3: bool end_of_log
 }
 
+/* ----------------------------------------------- copies (logserver repair) */
+
+/**
+ * One producer's batches that a server holds records of in one category, as
+ * spans: `spans` is big-endian i64 quintuples (first sequence, last sequence,
+ * records, first position, last position), ascending and disjoint; every
+ * sequence from first to last is held (logwire/holdings.py).
+ */
+struct ProducerHoldings {
+  1: string producer,
+  2: binary spans
+}
+
+struct HoldingsPage {
+  /** In producer order, from the first after the `after` asked for. */
+  1: list<ProducerHoldings> producers,
+  /** True when no producer follows the last one here; else ask again with it as `after`. */
+  2: bool complete,
+  /** Records of the category without a batch id (Scribe's Log): counted, never copied. */
+  3: i64 unidentified_records
+}
+
+/** Sequences of one producer, as big-endian i64 pairs (first, last), inclusive. */
+struct WantedBatches {
+  1: string producer,
+  2: binary ranges
+}
+
+struct RestoreResult {
+  /** Batch parts stored by this call. */
+  1: i32 stored,
+  /** Batch parts the server held already (nothing written for them). */
+  2: i32 duplicates,
+  3: i64 records
+}
+
 struct ServerStatus {
   /**
    * The server's persistent id: made on the first start in its data directory and
@@ -286,6 +322,44 @@ service LogService {
             3: StorageUnavailable unavailable),
 
   list<string> Categories(),
+
+  /**
+   * What the server holds of `category`, per producer (see ProducerHoldings),
+   * at most `limit` producers after `after` ("" for the first page). Answered
+   * from an index of block headers: no record is read to answer it.
+   */
+  HoldingsPage Holdings(1: string category, 2: string after, 3: i32 limit)
+    throws (1: InvalidCategory invalid_category,
+            2: InvalidRequest invalid_request,
+            3: StorageUnavailable unavailable),
+
+  /**
+   * The stored blocks of the `wanted` batches of `category` between byte
+   * `position` and `stop_position` (exclusive), payloads as stored; other
+   * blocks are skipped by their headers. A batch's blocks always come
+   * together. Pass next_position back until end_of_log.
+   */
+  BlockReadResult ReadBatches(1: string category, 2: list<WantedBatches> wanted,
+                              3: i64 position, 4: i64 stop_position, 5: i32 max_bytes)
+    throws (1: InvalidCategory invalid_category,
+            2: InvalidRequest invalid_request,
+            3: StorageUnavailable unavailable),
+
+  /**
+   * Store copies of batch parts another server holds (what ReadBatches
+   * shipped), with their original producer, sequence, indexes, batch size and
+   * receive time; parts the server holds already are left alone, so a copy
+   * made twice is stored once. A batch's blocks come together, in order.
+   * Blocks without a producer are refused (InvalidRequest): they have no batch
+   * id. With mutual TLS only the client identities the server lists
+   * (--repair-identity) may call it.
+   */
+  RestoreResult Restore(1: string category, 2: list<StoredBlock> blocks)
+    throws (1: InvalidCategory invalid_category,
+            2: BatchTooLarge too_large,
+            3: ServerDraining draining,
+            4: StorageUnavailable unavailable,
+            5: InvalidRequest invalid_request),
 
   ServerStatus Status(),
 

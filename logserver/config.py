@@ -82,6 +82,7 @@ class ServerConfig:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     tls_handshake_timeout_s: float = 5.0
+    repair_identity: str | None = None
     zk_auth_file: Path | None = None
     zk_tls_ca_file: Path | None = None
     zk_tls_cert_file: Path | None = None
@@ -142,6 +143,8 @@ class ServerConfig:
             raise ConfigError("--tls-cert and --tls-key go together")
         if self.tls_client_ca_file is not None and self.tls_cert_file is None:
             raise ConfigError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if self.repair_identity is not None and self.tls_client_ca_file is None:
+            raise ConfigError("--repair-identity needs mutual TLS (--tls-client-ca)")
         if (self.zk_tls_cert_file is None) != (self.zk_tls_key_file is None):
             raise ConfigError("--zk-tls-cert and --zk-tls-key go together")
         for name in (
@@ -156,6 +159,11 @@ class ServerConfig:
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
                 raise ConfigError(f"{_flag(name)}: no such file: {path}")
+
+    @property
+    def repair_identities(self) -> frozenset[str]:
+        """The client identities ``--repair-identity`` lists."""
+        return frozenset(i.strip() for i in (self.repair_identity or "").split(",") if i.strip())
 
     @property
     def advertised(self) -> str:
@@ -265,6 +273,12 @@ _FLAGS: list[tuple[str, Any, str]] = [
     ("tls_key", Path, "PEM private key for --tls-cert"),
     ("tls_client_ca", Path, "PEM CA bundle: require client certificates signed by it (mutual TLS)"),
     ("tls_handshake_timeout", float, "seconds a client has to finish the TLS handshake"),
+    (
+        "repair_identity",
+        str,
+        "with mutual TLS: the client certificate identities (comma-separated) that may store "
+        "copies with their original batch ids (logserver repair's Restore); nobody else may",
+    ),
     (
         "zk_auth_file",
         Path,

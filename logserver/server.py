@@ -119,6 +119,7 @@ class LogServer:
             metrics=metrics,
             process_id=self.process_id,
             zone=cfg.zone or "",
+            repair_identities=cfg.repair_identities,
         )
         limits = WireLimits(
             max_frame_bytes=cfg.max_frame_bytes,

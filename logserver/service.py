@@ -30,11 +30,12 @@ from logserver.errors import (
     StorageUnavailableError,
 )
 from logserver.metrics import Metrics
-from logserver.storage import AppendOutcome, Storage
+from logserver.storage import AppendOutcome, CopiedBlock, Storage, StoredBlock
 from logserver.transport import client_identity
 from logwire.batchid import producer_problem
-from logwire.blocks import pack_positions, pack_runs
-from logwire.errors import LogWireError, PackedError
+from logwire.blocks import pack_positions, pack_runs, unpack_runs
+from logwire.errors import BlockError, HoldingsError, LogWireError, PackedError
+from logwire.holdings import pack_spans, unpack_ranges
 from logwire.idl import log_thrift
 from logwire.packed import record_count, unpack_messages
 
@@ -48,7 +49,7 @@ TRY_LATER = log_thrift.ResultCode.TRY_LATER
 #: Why a batch was refused: the ``reason`` label of ``logserver_rejected_batches``.
 Rejection = Literal["draining", "unavailable", "invalid_category", "too_large", "invalid_request"]
 #: A call of ``log.thrift`` that stores (the ``call`` label of the batch counters).
-Call = Literal["log", "append", "append_packed", "append_compressed"]
+Call = Literal["log", "append", "append_packed", "append_compressed", "restore"]
 
 
 def declared(exc: LogServerError | LogWireError) -> tuple[Rejection, Exception] | None:
@@ -70,6 +71,8 @@ def declared(exc: LogServerError | LogWireError) -> tuple[Rejection, Exception] 
         return "invalid_request", log_thrift.InvalidRequest(reason=str(exc))
     if isinstance(exc, PackedError):
         return "invalid_request", log_thrift.InvalidRequest(reason=f"malformed packed batch: {exc}")
+    if isinstance(exc, BlockError | HoldingsError):
+        return "invalid_request", log_thrift.InvalidRequest(reason=str(exc))
     return None
 
 
@@ -81,9 +84,21 @@ class ServiceLimits:
     max_read_records: int = 10_000
     #: What one ``ReadBlocks`` answer carries at most (stored bytes; one block always).
     max_read_bytes: int = 8 * 2**20
+    #: Producers in one ``Holdings`` answer at most, and about how many bytes of spans.
+    max_holdings_producers: int = 10_000
+    max_holdings_bytes: int = 4 * 2**20
 
     def __post_init__(self) -> None:
-        if self.max_batch_records < 1 or self.max_read_records < 1 or self.max_read_bytes < 1:
+        if (
+            min(
+                self.max_batch_records,
+                self.max_read_records,
+                self.max_read_bytes,
+                self.max_holdings_producers,
+                self.max_holdings_bytes,
+            )
+            < 1
+        ):
             raise ValueError("limits must be positive")
 
 
@@ -114,6 +129,52 @@ def _text(value: str | bytes) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
+def _thrift_blocks(blocks: Sequence[StoredBlock]) -> list[Any]:
+    """Storage's blocks as ``log.thrift``'s ``StoredBlock``."""
+    return [
+        log_thrift.StoredBlock(
+            position=b.position,
+            producer=b.producer,
+            sequence=b.sequence,
+            received_ns=b.received_ns,
+            count=b.records,
+            batch_count=b.batch_count,
+            index_runs=pack_runs(b.index_runs),
+            codec=b.codec,
+            raw_bytes=b.raw_bytes,
+            columns=b.payload,
+            positions=pack_positions(b.positions) if b.positions is not None else b"",
+        )
+        for b in blocks
+    ]
+
+
+def _copied_block(block: Any) -> CopiedBlock:
+    """A ``StoredBlock`` to restore, its small columns checked (its payload is storage's to check)."""
+    count = block.count if isinstance(block.count, int) else 0
+    if count < 1:
+        raise InvalidRequestError(f"a block of {count} records")
+    for name in ("sequence", "received_ns", "batch_count", "codec", "raw_bytes"):
+        if not isinstance(getattr(block, name), int):
+            raise InvalidRequestError(f"a copied block needs its {name}")
+    producer = block.producer or ""
+    if isinstance(producer, bytes):
+        try:
+            producer = producer.decode("ascii")
+        except UnicodeDecodeError:
+            raise InvalidRequestError("producer must be printable ASCII") from None
+    return CopiedBlock(
+        producer=producer,
+        sequence=block.sequence,
+        received_ns=block.received_ns,
+        batch_count=block.batch_count,
+        index_runs=unpack_runs(block.index_runs or b"", count),
+        codec=block.codec,
+        raw_bytes=block.raw_bytes,
+        payload=block.columns or b"",
+    )
+
+
 class LogServiceHandler:
     """Implements every method of ``LogService``; thread-safe (one thread per connection)."""
 
@@ -127,8 +188,10 @@ class LogServiceHandler:
         limits: ServiceLimits | None = None,
         process_id: str = "",
         zone: str = "",
+        repair_identities: frozenset[str] = frozenset(),
     ) -> None:
         self._storage = storage
+        self._repair_identities = repair_identities
         self._server_id = server_id
         self._process_id = process_id
         self._zone = zone
@@ -308,24 +371,91 @@ class LogServiceHandler:
             batch = self._storage.read_blocks(
                 name, position, min(max_bytes, self._limits.max_read_bytes)
             )
-        blocks = [
-            log_thrift.StoredBlock(
-                position=b.position,
-                producer=b.producer,
-                sequence=b.sequence,
-                received_ns=b.received_ns,
-                count=b.records,
-                batch_count=b.batch_count,
-                index_runs=pack_runs(b.index_runs),
-                codec=b.codec,
-                raw_bytes=b.raw_bytes,
-                columns=b.payload,
-                positions=pack_positions(b.positions) if b.positions is not None else b"",
-            )
-            for b in batch.blocks
-        ]
         return log_thrift.BlockReadResult(
-            blocks=blocks, next_position=batch.next_position, end_of_log=batch.end_of_log
+            blocks=_thrift_blocks(batch.blocks),
+            next_position=batch.next_position,
+            end_of_log=batch.end_of_log,
+        )
+
+    # ---------------------------------------------------- copies (logserver repair)
+
+    def Holdings(self, category: str | bytes, after: str | bytes, limit: int) -> Any:
+        """What the server holds of ``category``, per producer, a page at a time."""
+        name = _text(category or "")
+        with self._declared("read"):
+            if limit is None or limit < 1:
+                raise InvalidRequestError("limit must be >= 1")
+            view = self._storage.holdings(name)
+        start = _text(after or "")
+        limit = min(limit, self._limits.max_holdings_producers)
+        names = sorted(p for p in view.producers if p > start)
+        page: list[Any] = []
+        size = 0
+        for producer in names:
+            if len(page) >= limit or (page and size >= self._limits.max_holdings_bytes):
+                break
+            spans = pack_spans(view.producers[producer].spans())
+            page.append(log_thrift.ProducerHoldings(producer=producer, spans=spans))
+            size += len(spans) + len(producer)
+        return log_thrift.HoldingsPage(
+            producers=page,
+            complete=len(page) == len(names),
+            unidentified_records=view.unidentified,
+        )
+
+    def ReadBatches(
+        self,
+        category: str | bytes,
+        wanted: Sequence[Any],
+        position: int,
+        stop_position: int,
+        max_bytes: int,
+    ) -> Any:
+        """The stored blocks of the wanted batches (see ``log.thrift``)."""
+        name = _text(category or "")
+        with self._declared("read"):
+            if position is None or stop_position is None or not 0 <= position <= stop_position:
+                raise InvalidRequestError("need 0 <= position <= stop_position")
+            if max_bytes is None or max_bytes < 1:
+                raise InvalidRequestError("max_bytes must be >= 1")
+            ranges: dict[str, list[tuple[int, int]]] = {}
+            for item in wanted or ():
+                ranges.setdefault(_text(item.producer or ""), []).extend(
+                    unpack_ranges(item.ranges or b"")
+                )
+            found = self._storage.read_batches(
+                name,
+                ranges,
+                position,
+                stop_position,
+                min(max_bytes, self._limits.max_read_bytes),
+            )
+        return log_thrift.BlockReadResult(
+            blocks=_thrift_blocks(found.blocks),
+            next_position=found.next_position,
+            end_of_log=found.done,
+        )
+
+    def Restore(self, category: str | bytes, blocks: Sequence[Any]) -> Any:
+        """Store copies of batch parts with their original identity (see ``log.thrift``)."""
+        if self._draining.is_set():
+            self._metrics.rejected.labels("draining").inc()
+            raise log_thrift.ServerDraining(reason="server is shutting down; use another")
+        name = _text(category or "")
+        with self._declared("restore"):
+            identity = client_identity()
+            if identity and identity not in self._repair_identities:
+                raise InvalidRequestError(
+                    f"client identity {identity} may not restore copies (the server's "
+                    "--repair-identity lists who may)"
+                )
+            copied = [_copied_block(b) for b in blocks or ()]
+            self._check_count(sum(b.records for b in copied))
+            outcome = self._storage.restore(name, copied)
+        self._metrics.batches.labels("restore").inc(outcome.stored)
+        self._metrics.records.labels("restore").inc(outcome.records)
+        return log_thrift.RestoreResult(
+            stored=outcome.stored, duplicates=outcome.duplicates, records=outcome.records
         )
 
     def Categories(self) -> list[str]:

@@ -6,6 +6,7 @@
     ├── PackedError          a packed batch's columns disagree with each other
     ├── CompressionError     compressed columns that cannot (or may not) be decoded
     ├── BlockError           a stored block from ReadBlocks that does not hold together
+    ├── HoldingsError        spans (Holdings) or ranges (ReadBatches) that do not add up
     ├── MemberFormatError    a znode's data is not a ServerSet member we can use
     ├── InventoryFormatError a data inventory record (ZooKeeper) we cannot use
     ├── EndpointFormatError  a string is not ``host:port``
@@ -23,6 +24,7 @@ __all__ = [
     "BlockError",
     "CompressionError",
     "EndpointFormatError",
+    "HoldingsError",
     "InventoryFormatError",
     "LogWireError",
     "MemberFormatError",
@@ -47,6 +49,10 @@ class CompressionError(LogWireError, ValueError):
 class BlockError(LogWireError, ValueError):
     """A stored block from ``ReadBlocks`` whose small columns (index runs, positions, count)
     do not hold together."""
+
+
+class HoldingsError(LogWireError, ValueError):
+    """Spans (``Holdings``) or sequence ranges (``ReadBatches``) that do not hold together."""
 
 
 class MemberFormatError(LogWireError, ValueError):

@@ -31,10 +31,13 @@ from logserver.errors import (
     StorageLockedError,
     StorageUnavailableError,
 )
+from logserver.storage._batches import WantedBlocks
 from logserver.storage._disk import DiskIO
+from logserver.storage._holdings import HoldingsView, Spans
 from logserver.storage._identity import SERVER_ID_FILE, read_server_id, server_id_problem
 from logserver.storage._offline import list_categories_offline, read_category_offline
 from logserver.storage._policy import FsyncMode, StoragePolicy
+from logserver.storage._restore import CopiedBlock, RestoreOutcome
 from logserver.storage._stats import StorageStats
 from logserver.storage._storage import Storage
 from logserver.storage._types import (
@@ -50,14 +53,18 @@ __all__ = [
     "AppendOutcome",
     "BatchTooLargeError",
     "BlockBatch",
+    "CopiedBlock",
     "DiskIO",
     "FsyncMode",
+    "HoldingsView",
     "InvalidCategoryError",
     "InvalidPositionError",
     "InvalidRequestError",
     "MessageTooLargeError",
     "ReadBatch",
+    "RestoreOutcome",
     "SegmentRecord",
+    "Spans",
     "Storage",
     "StorageError",
     "StorageLockedError",
@@ -65,6 +72,7 @@ __all__ = [
     "StorageStats",
     "StorageUnavailableError",
     "StoredBlock",
+    "WantedBlocks",
     "list_categories_offline",
     "read_category_offline",
     "read_server_id",

@@ -21,6 +21,7 @@ from logserver.storage._blocks import FORMAT_VERSION, new_marker, segment_header
 from logserver.storage._commit import GroupCommitter
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
+from logserver.storage._holdings import CategoryHoldings
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment, segment_name
 from logserver.storage._stats import Counters
@@ -85,6 +86,8 @@ class CategoryLog:
         self._counters = counters
         # next_position values handed to readers: known boundaries, no need to verify them.
         self._recent: dict[int, None] = {}
+        #: Which batches the category holds (built on first use; see ``_holdings``).
+        self.holdings = CategoryHoldings()
 
     def __repr__(self) -> str:
         segments = self._snapshot[0]
@@ -289,6 +292,7 @@ class CategoryLog:
         # one (see _retrying); the other order let it fail on a file already unlinked
         # while the snapshot still listed it.
         self._replace(segments[drop:])
+        self.holdings.invalidate()  # the batches of the deleted segments are held no more
         deleted = 0
         for segment in segments[:drop]:
             segment.deleted = True

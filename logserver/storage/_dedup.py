@@ -29,10 +29,20 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 
-__all__ = ["MAX_OLD_RANGES", "Claim", "DedupIndex", "ProducerState", "SequenceWindow"]
+__all__ = [
+    "MAX_OLD_RANGES",
+    "MAX_PARTIAL_PER_PRODUCER",
+    "Claim",
+    "DedupIndex",
+    "ProducerState",
+    "SequenceWindow",
+]
 
 #: Ranges a window keeps below its bitmap at most (the lowest are forgotten first).
 MAX_OLD_RANGES = 16
+
+#: Batches partly on disk remembered per producer (recovered ones, or parts copied by repair).
+MAX_PARTIAL_PER_PRODUCER = 100_000
 
 
 def _runs(bits: int, top: int, limit: int) -> list[tuple[int, int]]:
@@ -263,6 +273,29 @@ class DedupIndex:
                 state.window.add(claim.sequence, self._window)
                 if state.partial:
                     state.partial.pop(claim.sequence, None)
+            if self._waiting:
+                self._cond.notify_all()
+
+    def finish_restored(self, claim: Claim, bits: int, batch_count: int) -> None:
+        """Release a claim whose batch got the records of ``bits`` (bit i: index i) from a copy
+        (``Storage.restore``): a later append of the batch writes only the records still
+        missing, and once all ``batch_count`` are on disk the batch counts as stored."""
+        with self._cond:
+            self._inflight.discard((claim.producer, claim.sequence))
+            state = self._state(claim.producer)
+            if claim.sequence not in state.window:
+                if state.partial is None:
+                    state.partial = {}
+                mask = state.partial.get(claim.sequence, 0) | claim.stored_mask | bits
+                if mask.bit_count() >= batch_count:
+                    state.window.add(claim.sequence, self._window)
+                    state.partial.pop(claim.sequence, None)
+                else:
+                    state.partial[claim.sequence] = mask
+                    if len(state.partial) > MAX_PARTIAL_PER_PRODUCER:
+                        # Forgetting one only costs a copy on disk if the client sends the
+                        # batch again (readers show each record once).
+                        del state.partial[next(iter(state.partial))]
             if self._waiting:
                 self._cond.notify_all()
 

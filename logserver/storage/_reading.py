@@ -24,9 +24,13 @@ from logwire.packed import pack_lengths
 __all__ = [
     "RECORD_OVERHEAD",
     "BlockCursor",
+    "Producers",
     "SegmentView",
     "read_blocks",
     "read_records",
+    "stored_block",
+    "v1_block",
+    "writes_v1",
 ]
 
 #: What a record counts against a ``Read``'s ``max_bytes`` beyond its message: about
@@ -48,7 +52,7 @@ class SegmentView:
     """Known block (or record) starts, ascending; the first is ``data_start``."""
 
 
-class _Producers:
+class Producers:
     """Producer ids decoded once per read, not once per record."""
 
     __slots__ = ("_known",)
@@ -126,7 +130,7 @@ def read_records(
     start, skip = located
     if not skip:
         offset = start  # from the first block on (past the header at position 0)
-    producers = _Producers()
+    producers = Producers()
     base = view.base
     for item in walk_blocks(read, view.marker, start, stop, _chunk(max_bytes - used, limit)):
         if isinstance(item, Damage):
@@ -190,7 +194,7 @@ def _records_v1(
     used: int,
     report: Report,
 ) -> tuple[int, int]:
-    producers = _Producers()
+    producers = Producers()
     base = view.base
     for item in walk(read, offset, stop, _chunk(max_bytes - used, limit)):
         if type(item) is Damage:
@@ -244,7 +248,7 @@ def read_blocks(
         return offset, used
     if not located[1]:
         offset = located[0]
-    producers = _Producers()
+    producers = Producers()
     for item in walk_blocks(read, view.marker, located[0], stop, _chunk(max_bytes - used, 1 << 20)):
         if isinstance(item, Damage):
             report(item)
@@ -253,7 +257,7 @@ def read_blocks(
         size = len(item.payload)
         if out and used + size > max_bytes:
             break
-        out.append(_stored_block(category, view.base, item, producers))
+        out.append(stored_block(category, view.base, item, producers))
         used += size
         offset = item.end
         if used >= max_bytes:
@@ -261,7 +265,7 @@ def read_blocks(
     return offset, used
 
 
-def _stored_block(category: str, base: int, block: Block, producers: _Producers) -> StoredBlock:
+def stored_block(category: str, base: int, block: Block, producers: Producers) -> StoredBlock:
     return StoredBlock(
         category,
         base + block.offset,
@@ -277,7 +281,7 @@ def _stored_block(category: str, base: int, block: Block, producers: _Producers)
     )
 
 
-def _writes_v1(read: ReadAt, offset: int, stop: int) -> Iterator[list[Frame] | Damage]:
+def writes_v1(read: ReadAt, offset: int, stop: int) -> Iterator[list[Frame] | Damage]:
     """Version-1 records grouped as blocks would hold them (consecutive records of one
     batch within one write), and the damaged ranges between."""
     group: list[Frame] = []
@@ -314,36 +318,41 @@ def _blocks_v1(
     used: int,
     report: Report,
 ) -> tuple[int, int]:
-    producers = _Producers()
-    for frames in _writes_v1(read, offset, stop):
+    producers = Producers()
+    for frames in writes_v1(read, offset, stop):
         if isinstance(frames, Damage):
             report(frames)
             offset = frames.end
             continue
-        messages = [f.message for f in frames]
-        columns = join_columns(pack_lengths(messages), messages)
-        if out and used + len(columns) > max_bytes:
+        block = v1_block(category, view.base, frames, producers)
+        if out and used + block.raw_bytes > max_bytes:
             return frames[0].offset, used
-        runs: IndexRuns = index_runs([f.batch_index for f in frames])
-        first = frames[0]
-        out.append(
-            StoredBlock(
-                category,
-                view.base + first.offset,
-                producers.text(first.producer),
-                first.sequence,
-                first.batch_count,
-                tuple(runs),
-                first.received_ns,
-                len(frames),
-                NONE,
-                len(columns),
-                columns,
-                tuple(view.base + f.offset for f in frames),
-            )
-        )
-        used += len(columns)
+        out.append(block)
+        used += block.raw_bytes
         offset = frames[-1].end
         if used >= max_bytes:
             break
     return offset, used
+
+
+def v1_block(category: str, base: int, frames: list[Frame], producers: Producers) -> StoredBlock:
+    """Version-1 records of one batch and write (see :func:`writes_v1`) as an uncompressed
+    block that lists each record's position."""
+    messages = [f.message for f in frames]
+    columns = join_columns(pack_lengths(messages), messages)
+    runs: IndexRuns = index_runs([f.batch_index for f in frames])
+    first = frames[0]
+    return StoredBlock(
+        category,
+        base + first.offset,
+        producers.text(first.producer),
+        first.sequence,
+        first.batch_count,
+        tuple(runs),
+        first.received_ns,
+        len(frames),
+        NONE,
+        len(columns),
+        columns,
+        tuple(base + f.offset for f in frames),
+    )

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -19,21 +19,25 @@ from logserver.errors import (
     StorageUnavailableError,
 )
 from logserver.storage._batch import BatchChecker, Checked, Group
+from logserver.storage._batches import Wanted, WantedBlocks, read_wanted
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._clean import take_clean, write_clean
 from logserver.storage._columns import DecodeBudget, Payload, payloads
-from logserver.storage._commit import WIDE, GroupCommitter, Round
+from logserver.storage._commit import GroupCommitter
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._format import encode_records
+from logserver.storage._holdings import HoldingsView
 from logserver.storage._identity import server_id_of
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._recovery import RecoveryReport, recover
+from logserver.storage._restore import CopiedBlock, RestoreOutcome, check_parts, store_parts
 from logserver.storage._stats import Counters, StorageStats
 from logserver.storage._types import AppendOutcome, BlockBatch, ReadBatch
+from logserver.storage._write import write_durably
 
 __all__ = ["Storage"]
 
@@ -314,18 +318,19 @@ class Storage:
                 return AppendOutcome(0, True)
         stored = False
         try:
-            records = self._store(checked, sequence, claim.stored_mask if claim else 0)
+            records = self._store(checked, producer, sequence, claim.stored_mask if claim else 0)
             stored = True
         finally:
             if claim is not None:
                 self._dedup.finish(claim, stored=stored)
         return AppendOutcome(records, False)
 
-    def _store(self, checked: Checked, sequence: int, stored_mask: int) -> int:
-        """Encode, write every category's part under its lock, then wait for durability."""
+    def _store(self, checked: Checked, producer: str, sequence: int, stored_mask: int) -> int:
+        """Encode, write every category's part under its lock, then wait for durability;
+        then tell each category's holdings what it holds now."""
         received_ns = time.time_ns()
         categories = self._categories([group.name for group in checked.groups])
-        parts: list[tuple[CategoryLog, bytes]] = []
+        parts: list[tuple[CategoryLog, bytes, tuple[Group, int]]] = []
         records = 0
         message_bytes = 0
         for group, category in zip(checked.groups, categories, strict=True):
@@ -334,7 +339,9 @@ class Storage:
                 if not group.records:
                     continue
             if self._policy.segment_format >= FORMAT_VERSION:
-                data = self._encode_blocks(category, checked, sequence, received_ns, group)
+                data, last_offset = self._encode_blocks(
+                    category, checked, sequence, received_ns, group
+                )
             else:
                 data = encode_records(
                     checked.producer_bytes,
@@ -344,38 +351,26 @@ class Storage:
                     group.indexes,
                     group.messages,
                 )
-            parts.append((category, data))
+                last_offset = len(data) - 1  # within the last record
+            parts.append((category, data, (group, last_offset)))
             records += group.records
             message_bytes += group.message_bytes
         if not parts:
             return 0
-        wide = len(parts) > WIDE
-        locks = [category.lock for category, _ in parts]  # in name order: no deadlock
-        for lock in locks:
-            lock.acquire()
-        try:
-            if self._closed:
-                raise StorageUnavailableError("storage is closed")
-            done: list[tuple[CategoryLog, Written]] = []
-            try:
-                for category, data in parts:
-                    done.append((category, category.write(data)))
-            except BaseException:
-                for category, written in done:
-                    category.undo(written)
-                raise
-            for category, written in done:
-                category.publish(written)
-            alone = wide and self._policy.fsync == "always"
-            if not alone:
-                current: Round = self._committer.join(written.segment for _, written in done)
-        finally:
-            for lock in reversed(locks):
-                lock.release()
-        if alone:
-            self._committer.sync_alone(written.segment for _, written in done)
-        elif self._policy.fsync == "always":
-            self._committer.wait(current)
+        done = write_durably(
+            [(category, data) for category, data, _ in parts],
+            committer=self._committer,
+            policy=self._policy,
+            closed=lambda: self._closed,
+        )
+        for (category, written), (_, data, (group, last_offset)) in zip(done, parts, strict=True):
+            # Where the part went: the first block or record, and the last (past a new
+            # segment's header, which the write put in front of the data).
+            at = written.segment.base + written.end - len(data)
+            if producer:
+                category.holdings.note([(producer, sequence, group.records, at, at + last_offset)])
+            else:
+                category.holdings.note([], unidentified=group.records)
         self._counters.stored(records, sum(w.end - w.start for _, w in done), message_bytes)
         return records
 
@@ -386,8 +381,9 @@ class Storage:
         sequence: int,
         received_ns: int,
         group: Group,
-    ) -> bytes:
-        """One write's blocks: the client's payload as it came, or payloads made here."""
+    ) -> tuple[bytes, int]:
+        """One write's blocks: the client's payload as it came, or payloads made here; and
+        the offset of the last block in them."""
         made: list[Payload] = (
             [group.payload]
             if group.payload is not None
@@ -408,7 +404,9 @@ class Storage:
             )
             for last, part in ((k == len(made) - 1, p) for k, p in enumerate(made))
         ]
-        return blocks[0] if len(blocks) == 1 else b"".join(blocks)
+        if len(blocks) == 1:
+            return blocks[0], 0
+        return b"".join(blocks), sum(map(len, blocks[:-1]))
 
     def _categories(self, names: list[str]) -> list[CategoryLog]:
         """The logs of a batch's categories, creating the missing ones (see :meth:`_create`)."""
@@ -524,6 +522,95 @@ class Storage:
                 return BlockBatch([], 0, True)
             raise InvalidPositionError(name, position, "the category has no records")
         return log_.read_blocks(position, max_bytes)
+
+    # ----------------------------------------------------------- copies (repair)
+
+    def holdings(self, category: str | bytes) -> HoldingsView:
+        """Which batches ``category`` holds (see ``_holdings``): built from the block headers on
+        first use (a scan of the category, no decompression), kept current after."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        log_ = self._logs.get(name)
+        if log_ is None:
+            return HoldingsView({}, 0)
+        try:
+            return log_.holdings.view(lambda: log_.segments)
+        except FileNotFoundError as exc:
+            raise StorageUnavailableError(f"category {name!r} changes too fast: {exc}") from exc
+
+    def read_batches(
+        self,
+        category: str | bytes,
+        wanted: Mapping[str, Sequence[tuple[int, int]]],
+        position: int = 0,
+        stop: int = 2**63 - 1,
+        max_bytes: int = 4 * 2**20,
+        max_scan_bytes: int = 256 * 2**20,
+    ) -> WantedBlocks:
+        """The stored blocks of the ``wanted`` batches (producer -> sequence ranges) between
+        ``position`` and ``stop`` (see ``_batches``)."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        if not isinstance(position, int) or position < 0 or stop < position:
+            raise InvalidPositionError(name, position, "must be 0 <= position <= stop")
+        if max_bytes < 1 or max_scan_bytes < 1:
+            raise InvalidRequestError("max_bytes and max_scan_bytes must be positive")
+        log_ = self._logs.get(name)
+        if log_ is None or not wanted:
+            return WantedBlocks([], position, True)
+        for _ in range(8):
+            segments = log_.segments
+            try:
+                return read_wanted(
+                    name, segments, Wanted(wanted), position, stop, max_bytes, max_scan_bytes
+                )
+            except FileNotFoundError:
+                if log_.segments is segments:
+                    raise
+        raise StorageUnavailableError(f"category {name!r} changes too fast to read")
+
+    def restore(self, category: str | bytes, blocks: Sequence[CopiedBlock]) -> RestoreOutcome:
+        """Store copies of batch parts made by another server, with their original identity
+        (see ``_restore``); parts the category holds already are left alone, so a copy made
+        twice is stored once. Checked whole first: InvalidRequestError (and its leaves) for
+        anything a reader could not rely on, InvalidCategoryError, StorageUnavailableError."""
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        largest = max((b.raw_bytes for b in blocks), default=0)
+        with self._decoding.reserve(largest if isinstance(largest, int) else 0):
+            parts = list(
+                check_parts(
+                    blocks,
+                    cap=self._policy.max_batch_bytes,
+                    max_message_bytes=self._policy.max_message_bytes,
+                )
+            )
+        if not parts:
+            return RestoreOutcome(0, 0, 0)
+        (log_,) = self._categories([name])
+        outcome = store_parts(
+            log_,
+            parts,
+            dedup=self._dedup,
+            write=self._write_one,
+            segment_format=self._policy.segment_format,
+        )
+        if outcome.stored:
+            message_bytes = sum(p.message_bytes for p in parts)
+            self._counters.stored(outcome.records, 0, message_bytes)
+        return outcome
+
+    def _write_one(self, category: CategoryLog, data: bytes) -> Written:
+        ((_, written),) = write_durably(
+            [(category, data)],
+            committer=self._committer,
+            policy=self._policy,
+            closed=lambda: self._closed,
+        )
+        return written
 
     def categories(self) -> list[str]:
         """The categories that hold (or held) records, sorted."""
