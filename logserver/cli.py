@@ -1,4 +1,4 @@
-"""The ``logserver`` command: serve, list, cat, forget, discovery-agent (and the operator's cluster and demo commands)."""
+"""The ``logserver`` command: serve, list, cat, forget, repair, discovery-agent (and the operator's cluster and demo commands)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from logserver.tools.inventory import ClusterView
     from logwire.zktls import ZkTLSPolicy
 
-__all__ = ["add_zk_tls_arguments", "main", "zk_tls_policy"]
+__all__ = ["add_tls_arguments", "add_zk_tls_arguments", "main", "tls_policy", "zk_tls_policy"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -79,19 +79,20 @@ def _parser() -> argparse.ArgumentParser:
         "(it is always reported on stderr)",
     )
     add_zk_tls_arguments(cat)
-    _add_tls_arguments(cat)
+    add_tls_arguments(cat)
 
     from logserver import agent
-    from logserver.tools import cluster, demo, inventory
+    from logserver.tools import cluster, demo, inventory, repair
 
     agent.add_arguments(sub)
     cluster.add_arguments(sub)
     demo.add_arguments(sub)
     inventory.add_arguments(sub)
+    repair.add_arguments(sub)
     return parser
 
 
-def _add_tls_arguments(parser: argparse.ArgumentParser) -> None:
+def add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     """TLS to the servers' Thrift port, as logclient's TLSPolicy does it."""
     group = parser.add_argument_group(
         "TLS to the servers", "any of these turns TLS on; certificate and host name are verified"
@@ -106,7 +107,7 @@ def _add_tls_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _tls_policy(args: argparse.Namespace) -> TLSPolicy | None:
+def tls_policy(args: argparse.Namespace) -> TLSPolicy | None:
     """logclient's TLSPolicy from the flags, or None when none of them is given."""
     if not (args.tls or args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name):
         return None
@@ -289,7 +290,7 @@ def _cat(args: argparse.Namespace) -> int:
     from logwire.serverset import Endpoint
 
     try:
-        tls = _tls_policy(args)
+        tls = tls_policy(args)
     except ValueError as exc:
         print(f"logserver cat: {exc}", file=sys.stderr)
         return EXIT_USAGE
