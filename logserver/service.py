@@ -385,7 +385,7 @@ class LogServiceHandler:
         with self._declared("read"):
             if limit is None or limit < 1:
                 raise InvalidRequestError("limit must be >= 1")
-            view = self._storage.holdings(name)
+            view = self._storage.copies.holdings(name)
         start = _text(after or "")
         limit = min(limit, self._limits.max_holdings_producers)
         names = sorted(p for p in view.producers if p > start)
@@ -423,7 +423,7 @@ class LogServiceHandler:
                 ranges.setdefault(_text(item.producer or ""), []).extend(
                     unpack_ranges(item.ranges or b"")
                 )
-            found = self._storage.read_batches(
+            found = self._storage.copies.read_batches(
                 name,
                 ranges,
                 position,
@@ -451,7 +451,7 @@ class LogServiceHandler:
                 )
             copied = [_copied_block(b) for b in blocks or ()]
             self._check_count(sum(b.records for b in copied))
-            outcome = self._storage.restore(name, copied)
+            outcome = self._storage.copies.restore(name, copied)
         self._metrics.batches.labels("restore").inc(outcome.stored)
         self._metrics.records.labels("restore").inc(outcome.records)
         return log_thrift.RestoreResult(

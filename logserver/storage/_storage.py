@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -19,22 +19,20 @@ from logserver.errors import (
     StorageUnavailableError,
 )
 from logserver.storage._batch import BatchChecker, Checked, Group
-from logserver.storage._batches import Wanted, WantedBlocks, read_wanted
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._clean import take_clean, write_clean
 from logserver.storage._columns import DecodeBudget, Payload, payloads
 from logserver.storage._commit import GroupCommitter
+from logserver.storage._copies import Copies
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._format import encode_records
-from logserver.storage._holdings import HoldingsView
 from logserver.storage._identity import server_id_of
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._recovery import RecoveryReport, recover
-from logserver.storage._restore import CopiedBlock, RestoreOutcome, check_parts, store_parts
 from logserver.storage._stats import Counters, StorageStats
 from logserver.storage._types import AppendOutcome, BlockBatch, ReadBatch
 from logserver.storage._write import write_durably
@@ -103,6 +101,17 @@ class Storage:
         self._decoding = DecodeBudget(4 * policy.max_batch_bytes)
         self._lock = threading.Lock()
         self._closed = False
+        self._copies = Copies(
+            logs=lambda: self._logs,
+            categories=self._categories,
+            checker=self._checker,
+            dedup=dedup,
+            decoding=self._decoding,
+            policy=policy,
+            counters=counters,
+            write=self._write_one,
+            closed=lambda: self._closed,
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if policy.fsync == "interval" or policy.retention_enabled:
@@ -523,85 +532,10 @@ class Storage:
             raise InvalidPositionError(name, position, "the category has no records")
         return log_.read_blocks(position, max_bytes)
 
-    # ----------------------------------------------------------- copies (repair)
-
-    def holdings(self, category: str | bytes) -> HoldingsView:
-        """Which batches ``category`` holds (see ``_holdings``): built from the block headers on
-        first use (a scan of the category, no decompression), kept current after."""
-        if self._closed:
-            raise StorageUnavailableError("storage is closed")
-        name = self._checker.category(category)
-        log_ = self._logs.get(name)
-        if log_ is None:
-            return HoldingsView({}, 0)
-        try:
-            return log_.holdings.view(lambda: log_.segments)
-        except FileNotFoundError as exc:
-            raise StorageUnavailableError(f"category {name!r} changes too fast: {exc}") from exc
-
-    def read_batches(
-        self,
-        category: str | bytes,
-        wanted: Mapping[str, Sequence[tuple[int, int]]],
-        position: int = 0,
-        stop: int = 2**63 - 1,
-        max_bytes: int = 4 * 2**20,
-        max_scan_bytes: int = 256 * 2**20,
-    ) -> WantedBlocks:
-        """The stored blocks of the ``wanted`` batches (producer -> sequence ranges) between
-        ``position`` and ``stop`` (see ``_batches``)."""
-        if self._closed:
-            raise StorageUnavailableError("storage is closed")
-        name = self._checker.category(category)
-        if not isinstance(position, int) or position < 0 or stop < position:
-            raise InvalidPositionError(name, position, "must be 0 <= position <= stop")
-        if max_bytes < 1 or max_scan_bytes < 1:
-            raise InvalidRequestError("max_bytes and max_scan_bytes must be positive")
-        log_ = self._logs.get(name)
-        if log_ is None or not wanted:
-            return WantedBlocks([], position, True)
-        for _ in range(8):
-            segments = log_.segments
-            try:
-                return read_wanted(
-                    name, segments, Wanted(wanted), position, stop, max_bytes, max_scan_bytes
-                )
-            except FileNotFoundError:
-                if log_.segments is segments:
-                    raise
-        raise StorageUnavailableError(f"category {name!r} changes too fast to read")
-
-    def restore(self, category: str | bytes, blocks: Sequence[CopiedBlock]) -> RestoreOutcome:
-        """Store copies of batch parts made by another server, with their original identity
-        (see ``_restore``); parts the category holds already are left alone, so a copy made
-        twice is stored once. Checked whole first: InvalidRequestError (and its leaves) for
-        anything a reader could not rely on, InvalidCategoryError, StorageUnavailableError."""
-        if self._closed:
-            raise StorageUnavailableError("storage is closed")
-        name = self._checker.category(category)
-        largest = max((b.raw_bytes for b in blocks), default=0)
-        with self._decoding.reserve(largest if isinstance(largest, int) else 0):
-            parts = list(
-                check_parts(
-                    blocks,
-                    cap=self._policy.max_batch_bytes,
-                    max_message_bytes=self._policy.max_message_bytes,
-                )
-            )
-        if not parts:
-            return RestoreOutcome(0, 0, 0)
-        (log_,) = self._categories([name])
-        outcome = store_parts(
-            log_,
-            parts,
-            dedup=self._dedup,
-            write=self._write_one,
-            segment_format=self._policy.segment_format,
-        )
-        if outcome.stored:
-            message_bytes = sum(p.message_bytes for p in parts)
-            self._counters.stored(outcome.records, 0, message_bytes)
-        return outcome
+    @property
+    def copies(self) -> Copies:
+        """What ``logserver repair`` asks of storage: holdings, chosen batches, storing copies."""
+        return self._copies
 
     def _write_one(self, category: CategoryLog, data: bytes) -> Written:
         ((_, written),) = write_durably(

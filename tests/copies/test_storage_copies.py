@@ -33,14 +33,14 @@ def copied(block: StoredBlock, **change: object) -> CopiedBlock:
 
 
 def all_batches(storage: Storage, category: str) -> list[StoredBlock]:
-    wanted = {p: [(0, 2**62)] for p in storage.holdings(category).producers}
-    found = storage.read_batches(category, wanted)
+    wanted = {p: [(0, 2**62)] for p in storage.copies.holdings(category).producers}
+    found = storage.copies.read_batches(category, wanted)
     assert found.done
     return found.blocks
 
 
 def spans(storage: Storage, category: str) -> dict[str, list[tuple[int, int, int]]]:
-    view = storage.holdings(category)
+    view = storage.copies.holdings(category)
     return {
         p: [(s.first, s.last, s.records) for s in spans.spans()]
         for p, spans in view.producers.items()
@@ -59,8 +59,8 @@ def test_holdings_list_each_producers_batches_per_category(tmp_path: Path) -> No
         storage.append([("a", b"scribe1"), ("a", b"scribe2")])
         assert spans(storage, "a") == {"p": [(0, 4, 10), (6, 6, 1)], "q": [(9, 9, 1)]}
         assert spans(storage, "b") == {"p": [(5, 6, 2)]}
-        assert storage.holdings("a").unidentified == 2
-        assert storage.holdings("nothing-here").producers == {}
+        assert storage.copies.holdings("a").unidentified == 2
+        assert storage.copies.holdings("nothing-here").producers == {}
 
 
 def test_holdings_built_from_headers_after_a_restart_equal_the_ones_kept_live(
@@ -71,18 +71,18 @@ def test_holdings_built_from_headers_after_a_restart_equal_the_ones_kept_live(
     data = tmp_path / "d"
     policy = StoragePolicy(segment_bytes=4096)
     with Storage.open(data, policy) as storage:
-        storage.holdings("a")  # built now, then kept current by the writes
+        storage.copies.holdings("a")  # built now, then kept current by the writes
         for seq in range(200):
             storage.append([("a", b"x" * 50), ("a", b"y" * 50)], producer="p", sequence=seq)
             if seq % 3 == 0:
                 storage.append([("a", f"r{seq}".encode())], producer="r", sequence=seq)
-        live = storage.holdings("a")
+        live = storage.copies.holdings("a")
     with Storage.open(data, StoragePolicy(segment_bytes=4096, segment_format=1)) as storage:
         storage.append([("a", b"v1")], producer="p", sequence=200)
-        with_v1 = storage.holdings("a")
+        with_v1 = storage.copies.holdings("a")
     with Storage.open(data, policy) as storage:
-        rebuilt = storage.holdings("a")
-        assert len(storage.holdings("a").producers["r"]) == 67
+        rebuilt = storage.copies.holdings("a")
+        assert len(storage.copies.holdings("a").producers["r"]) == 67
     assert {p: s.spans() for p, s in rebuilt.producers.items()} == {
         p: s.spans() for p, s in with_v1.producers.items()
     }
@@ -106,23 +106,25 @@ def test_a_write_during_a_build_is_not_missed(tmp_path: Path) -> None:
         writer = threading.Thread(target=write)
         writer.start()
         try:
-            storage.holdings("a")
+            storage.copies.holdings("a")
         finally:
             stop.set()
             writer.join(30)
         last = max(r.sequence for r in read_all(storage, "a"))
-        assert [s[:2] for s in storage.holdings("a").producers["p"].spans()] == [(0, last)]
+        assert [s[:2] for s in storage.copies.holdings("a").producers["p"].spans()] == [(0, last)]
 
 
 def test_retention_drops_what_it_deleted_from_the_holdings(tmp_path: Path) -> None:
     policy = StoragePolicy(segment_bytes=4096, retention_bytes=8192)
     with Storage.open(tmp_path / "d", policy) as storage:
-        storage.holdings("a")
+        storage.copies.holdings("a")
         for seq in range(100):
             storage.append([("a", b"x" * 200)], producer="p", sequence=seq)
         first_kept = read_all(storage, "a")[0].sequence
         assert first_kept > 0
-        assert [s[:2] for s in storage.holdings("a").producers["p"].spans()] == [(first_kept, 99)]
+        assert [s[:2] for s in storage.copies.holdings("a").producers["p"].spans()] == [
+            (first_kept, 99)
+        ]
 
 
 def test_read_batches_ships_only_the_batches_asked_for_whole(tmp_path: Path) -> None:
@@ -138,7 +140,7 @@ def test_read_batches_ships_only_the_batches_asked_for_whole(tmp_path: Path) -> 
         found = []
         position = 0
         for _ in range(100):
-            page = storage.read_batches("a", wanted, position, max_bytes=1)
+            page = storage.copies.read_batches("a", wanted, position, max_bytes=1)
             found += page.blocks
             position = page.next_position
             if page.done:
@@ -155,9 +157,9 @@ def test_restore_keeps_the_original_identity_and_receive_time(tmp_path: Path) ->
     with Storage.open(tmp_path / "src") as source, Storage.open(tmp_path / "dst") as target:
         source.append([("a", b"0"), ("b", b"1"), ("a", b"2")], producer="p", sequence=7)
         blocks = all_batches(source, "a")
-        outcome = target.restore("a", [copied(b) for b in blocks])
+        outcome = target.copies.restore("a", [copied(b) for b in blocks])
         assert (outcome.stored, outcome.duplicates, outcome.records) == (1, 0, 2)
-        again = target.restore("a", [copied(b) for b in blocks])
+        again = target.copies.restore("a", [copied(b) for b in blocks])
         assert (again.stored, again.duplicates) == (0, 1)
         original = [
             (r.message, r.producer, r.sequence, r.index, r.count, r.received_ns)
@@ -185,7 +187,7 @@ def test_an_append_after_a_copy_stores_only_what_is_missing(tmp_path: Path) -> N
     with Storage.open(tmp_path / "src") as source, Storage.open(tmp_path / "dst") as target:
         batch = [("a", b"0"), ("b", b"1"), ("a", b"2")]
         source.append(batch, producer="p", sequence=1)
-        target.restore("a", [copied(b) for b in all_batches(source, "a")])
+        target.copies.restore("a", [copied(b) for b in all_batches(source, "a")])
         outcome = target.append(batch, producer="p", sequence=1)
         assert (outcome.stored, outcome.duplicate) == (1, False)
         assert target.append(batch, producer="p", sequence=1).duplicate
@@ -202,7 +204,7 @@ def test_a_restored_part_survives_a_restart_and_counts_towards_its_batch(tmp_pat
         parts = {c: all_batches(source, c) for c in ("a", "b")}
     with Storage.open(tmp_path / "dst") as target:
         for category, blocks in parts.items():
-            target.restore(category, [copied(b) for b in blocks])
+            target.copies.restore(category, [copied(b) for b in blocks])
     with Storage.open(tmp_path / "dst") as target:
         assert target.append(batch, producer="p", sequence=3).duplicate
         assert spans(target, "b") == {"p": [(3, 3, 1)]}
@@ -214,7 +216,7 @@ def test_restore_into_a_format_1_segment_keeps_everything_readers_see(tmp_path: 
         Storage.open(tmp_path / "dst", StoragePolicy(segment_format=1)) as target,
     ):
         source.append([("a", b"x"), ("c", b"-"), ("a", b"y")], producer="p", sequence=0)
-        target.restore("a", [copied(b) for b in all_batches(source, "a")])
+        target.copies.restore("a", [copied(b) for b in all_batches(source, "a")])
         got = [(r.message, r.index, r.count, r.received_ns) for r in read_all(target, "a")]
         want = [(r.message, r.index, r.count, r.received_ns) for r in read_all(source, "a")]
         assert got == want
@@ -243,7 +245,7 @@ def test_restore_refuses_blocks_a_reader_could_not_rely_on(
         source.append([("a", b"0"), ("a", b"1")], producer="p", sequence=0)
         (block,) = all_batches(source, "a")
         with pytest.raises(InvalidRequestError, match=match or None):
-            target.restore("a", [copied(block, **change)])
+            target.copies.restore("a", [copied(block, **change)])
         assert target.categories() == []
 
 
@@ -253,9 +255,9 @@ def test_restore_refuses_a_batch_in_two_pieces_or_overlapping(tmp_path: Path) ->
         source.append([("a", b"1")], producer="p", sequence=1)
         one, two = all_batches(source, "a")
         with pytest.raises(InvalidRequestError, match="not together"):
-            target.restore("a", [copied(one), copied(two), copied(one)])
+            target.copies.restore("a", [copied(one), copied(two), copied(one)])
         with pytest.raises(InvalidRequestError, match="overlap"):
-            target.restore("a", [copied(one), copied(one)])
+            target.copies.restore("a", [copied(one), copied(one)])
         assert read_all(target, "a") == []
 
 

@@ -61,6 +61,12 @@ def walk(client: KazooClient, path: str) -> list[tuple[str, bytes]]:
     return found
 
 
+def registration_acl_set(credentials: Credentials) -> set[tuple[int, str, str]]:
+    """ "The servers' identity: all, anyone: read", as :func:`acl_set` shows an ACL."""
+    digest = make_digest_acl_credential(credentials.user, credentials.password)
+    return {(Permissions.ALL, "digest", digest), (Permissions.READ, "world", "anyone")}
+
+
 def test_a_server_with_credentials_registers_under_an_acl_only_it_may_change(
     zk_base: str,
     zk_path: str,
@@ -74,8 +80,7 @@ def test_a_server_with_credentials_registers_under_an_acl_only_it_may_change(
     server = logserver_factory(extra_args=credentials.args())
     [node] = wait_registered(anonymous, zk_path)
 
-    digest = make_digest_acl_credential(credentials.user, credentials.password)
-    expected = {(Permissions.ALL, "digest", digest), (Permissions.READ, "world", "anyone")}
+    expected = registration_acl_set(credentials)
     for path in (node, zk_path, f"{zk_base}/secure"):
         acls, _stat = admin.get_acls(path)
         assert acl_set(acls) == expected, path
@@ -345,8 +350,7 @@ def test_the_data_inventory_gets_the_acl_and_forget_needs_the_credentials(
     server_id = read_server_id(server.data_dir)
     record = f"{inventory_path(zk_path)}/{server_id}"
     wait_for(lambda: anonymous.exists(record), 20, what="the inventory record")
-    digest = make_digest_acl_credential(credentials.user, credentials.password)
-    expected = {(Permissions.ALL, "digest", digest), (Permissions.READ, "world", "anyone")}
+    expected = registration_acl_set(credentials)
     for path in (record, inventory_path(zk_path)):
         acls, _stat = admin.get_acls(path)
         assert acl_set(acls) == expected, path
