@@ -41,4 +41,5 @@ CASE_IDS: tuple[str, ...] = (
     "compression_read",
     "hostile_categories",
     "restart",
+    "repair",
 )

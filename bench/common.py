@@ -81,6 +81,7 @@ class Profile:
     restart_producers: int
     restart_segment_bytes: int
     restart_scan_bytes: int
+    repair_records: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -127,6 +128,7 @@ class Profile:
             restart_producers=20_000,
             restart_segment_bytes=8 * 2**20,
             restart_scan_bytes=32 * 2**20,
+            repair_records=1_000_000,
         )
 
     @classmethod
@@ -174,6 +176,7 @@ class Profile:
             restart_producers=2_000,
             restart_segment_bytes=256 * 2**10,
             restart_scan_bytes=2**20,
+            repair_records=20_000,
         )
 
 

@@ -450,7 +450,11 @@ class LogServiceHandler:
                     "--repair-identity lists who may)"
                 )
             copied = [_copied_block(b) for b in blocks or ()]
-            self._check_count(sum(b.records for b in copied))
+            parts: dict[tuple[str, int], int] = {}
+            for block in copied:  # each batch within the limit, as when it was first sent
+                key = (block.producer, block.sequence)
+                parts[key] = parts.get(key, 0) + block.records
+            self._check_count(max(parts.values(), default=0))
             outcome = self._storage.copies.restore(name, copied)
         self._metrics.batches.labels("restore").inc(outcome.stored)
         self._metrics.records.labels("restore").inc(outcome.records)

@@ -16,6 +16,7 @@ from bench.cases import (
     hostile,
     latency,
     memory,
+    repair,
     restart,
     throughput,
     wire,
@@ -55,4 +56,5 @@ CASES: dict[str, CaseFn] = {
     "compression_read": compression.compression_read,
     "hostile_categories": hostile.category_bomb,
     "restart": restart.restart,
+    "repair": repair.repair,
 }

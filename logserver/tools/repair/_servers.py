@@ -30,8 +30,10 @@ _HOLDINGS_PAGE = 5000
 #: Sequence ranges per ``ReadBatches`` call, and payload bytes per answer.
 _RANGES_PER_READ = 2000
 _READ_BYTES = 4 * 2**20
-#: Payload bytes per ``Restore`` call (a batch part is never split; one larger goes alone).
+#: Payload bytes and records per ``Restore`` call at most (a batch part is never split; one
+#: larger goes alone: a server takes every batch it took once).
 _RESTORE_BYTES = 8 * 2**20
+_RESTORE_RECORDS = 50_000
 
 
 @dataclass
@@ -135,19 +137,23 @@ class ServerCalls:
     def _restore(client: Any, category: str, blocks: list[Any], result: CopyResult) -> None:
         """Store ``blocks`` in calls of about ``_RESTORE_BYTES``, a batch part never split."""
         call: list[Any] = []
-        size = 0
+        size = records = 0
         for k, block in enumerate(blocks):
             call.append(block)
             size += len(block.columns or b"")
+            records += int(block.count or 0)
             nxt = blocks[k + 1] if k + 1 < len(blocks) else None
             same = nxt is not None and (nxt.producer, nxt.sequence) == (
                 block.producer,
                 block.sequence,
             )
-            if nxt is None or (size >= _RESTORE_BYTES and not same):
+            full = size >= _RESTORE_BYTES or (
+                nxt is not None and records + int(nxt.count or 0) > _RESTORE_RECORDS
+            )
+            if nxt is None or (full and not same):
                 answer = client.Restore(category, call)
                 result.stored += int(answer.stored)
                 result.duplicates += int(answer.duplicates)
                 result.records += int(answer.records)
                 result.bytes += size
-                call, size = [], 0
+                call, size, records = [], 0, 0
