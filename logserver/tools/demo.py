@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from logserver.tools.demo_disk import LostDisk, lose_disk, repair_after_loss
 from logserver.tools.demo_files import write_outputs
 
 __all__ = ["add_arguments", "run_demo"]
@@ -47,13 +48,22 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
     p.add_argument(
         "--restart-after", type=float, default=1.5, help="seconds before a killed server restarts"
     )
+    p.add_argument("--copies", type=int, default=1, help="copies of each batch the app stores (1)")
+    p.add_argument(
+        "--lose-disk",
+        action="store_true",
+        help="the first SIGKILL also deletes the server's data directory (it comes back "
+        "empty); then forget and repair run. Needs --copies 2 or more",
+    )
     p.add_argument("--out", type=Path, help="write report.json and timeline.png here")
     p.add_argument("--no-live", action="store_true", help="no live display (plain event lines)")
     p.set_defaults(handler=run_demo)
 
 
-#: What the demo did to a server.
-EventKind = Literal["kill", "stop", "cont", "term", "restart"]
+#: What the demo did to a server (or, for forget and repair, to the cluster).
+EventKind = Literal[
+    "kill", "stop", "cont", "term", "restart", "lose-disk", "forget", "repair", "repaired"
+]
 
 
 @dataclass
@@ -69,6 +79,10 @@ class Event:
             "cont": "SIGCONT",
             "term": "SIGTERM",
             "restart": "restart",
+            "lose-disk": "SIGKILL + disk deleted",
+            "forget": "forget",
+            "repair": "repair",
+            "repaired": "repaired",
         }[self.kind]
 
 
@@ -82,6 +96,7 @@ class DemoState:
     samples: list[tuple[float, str, int]] = field(default_factory=list)  # (t, server, stored)
     acked: list[tuple[float, int]] = field(default_factory=list)  # (t, acknowledged to the app)
     rates: dict[str, float] = field(default_factory=dict)
+    lost: LostDisk = field(default_factory=LostDisk)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def event(self, kind: EventKind, server: str) -> None:
@@ -97,6 +112,19 @@ def run_demo(args: argparse.Namespace) -> int:
         zookeeper_from_env,
     )
 
+    if args.lose_disk and args.copies < 2:
+        print(
+            "logserver demo: --lose-disk needs --copies 2 or more (with one copy a lost "
+            "disk loses what only it held)",
+            file=sys.stderr,
+        )
+        return 2
+    if not 1 <= args.copies <= args.servers:
+        print(
+            f"logserver demo: --copies must be within 1..--servers ({args.servers})",
+            file=sys.stderr,
+        )
+        return 2
     workdir = Path(tempfile.mkdtemp(prefix="logserver-demo-"))
     zk = ExistingZooKeeper(args.zk) if args.zk else zookeeper_from_env(workdir=workdir / "zk")
     zk_path = f"/demo/{uuid.uuid4().hex[:8]}/logservers"
@@ -125,11 +153,16 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         # Whatever happened to the files and the text report, the summary is the last line.
         print(json.dumps(report["summary"]), flush=True)
-    return (
-        0
-        if report["summary"]["lost"] == 0 and report["summary"]["duplicates_after_dedup"] == 0
-        else 1
-    )
+    return 0 if _passed(report["summary"]) else 1
+
+
+def _passed(s: dict[str, Any]) -> bool:
+    """Nothing lost, nothing shown twice; with a lost disk, repair complete and every record
+    back to its copies."""
+    ok = s["lost"] == 0 and s["duplicates_after_dedup"] == 0
+    if s.get("disks_lost"):
+        ok = ok and s["repair_complete"] and s["min_copies"] >= s["copies"]
+    return bool(ok)
 
 
 def _run(
@@ -155,6 +188,8 @@ def _run(
             str(args.duration),
             "--spool-dir",
             str(workdir / "spool"),
+            "--copies",
+            str(args.copies),
         ],
         stdout=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -196,6 +231,13 @@ def _run(
             with contextlib.suppress(ProcessLookupError):
                 s.signal(signal.SIGCONT)
     threads[1].join(5)
+    if args.lose_disk:
+        # The operator's part: the lost disk is gone for good; make the copies again.
+        for s in servers:
+            s.wait_ready()
+        repair_after_loss(
+            zk_hosts, zk_path, args.copies, state.lost, lambda kind: state.event(kind, "-")
+        )
     return _verify(args, servers, state, final)
 
 
@@ -211,7 +253,12 @@ def _chaos(
     """SIGKILL the current server every --kill-every seconds; once a SIGSTOP, once a SIGTERM."""
     start = time.monotonic()
     step = 0
-    plan: list[EventKind] = ["kill", "stop", "kill", "term"]
+    plan: list[EventKind] = [
+        "lose-disk" if args.lose_disk else "kill",
+        "stop",
+        "kill",
+        "term",
+    ]
     while not done.wait(0.05):
         if time.monotonic() - start < args.kill_every * (step + 1):
             continue
@@ -222,9 +269,12 @@ def _chaos(
             continue
         action = plan[step % len(plan)] if step < len(plan) else "kill"
         step += 1
-        if action == "kill":
-            victim.kill()
-            state.event("kill", victim.endpoint)
+        if action in ("kill", "lose-disk"):
+            if action == "lose-disk":
+                lose_disk(victim, state.lost)
+            else:
+                victim.kill()
+            state.event(action, victim.endpoint)
             threading.Timer(args.restart_after, _restart, (victim, state)).start()
         elif action == "stop":
             victim.signal(signal.SIGSTOP)
@@ -290,6 +340,9 @@ def _verify(
     counts: Counter[int] = Counter()
     streams = [list(read_server(Endpoint.parse(s.endpoint), "demo")) for s in servers]
     raw_copies = sum(len(st) for st in streams)
+    holders: Counter[tuple[str, int, int]] = Counter()
+    for stream in streams:  # on how many servers each record is
+        holders.update({r.key for r in stream if r.key is not None})
     for record in merge_unique(streams):
         text = record.message.decode(errors="replace")
         if text.startswith("demo-"):
@@ -305,20 +358,32 @@ def _verify(
         "lost": sent - len(present),
         "duplicates_after_dedup": sum(c - 1 for c in counts.values() if c > 1),
         "copies_before_dedup": raw_copies - len(present),
-        "kills": sum(e.kind == "kill" for e in events),
+        "kills": sum(e.kind in ("kill", "lose-disk") for e in events),
         "sigstops": sum(e.kind == "stop" for e in events),
         "sigterms": sum(e.kind == "term" for e in events),
         "failovers": int(final.get("failovers", 0)),
         "dropped": int(final.get("dropped", 0)),
-        "max_stall_ms": stall_by_kind.get("kill", 0.0),
+        "max_stall_ms": max(stall_by_kind.get("kill", 0.0), stall_by_kind.get("lose-disk", 0.0)),
         "max_stall_sigstop_ms": stall_by_kind.get("stop", 0.0),
         "max_stall_sigterm_ms": stall_by_kind.get("term", 0.0),
         "longest_stall_ms": float(final.get("max_stall_ms", -1)),
         "duration_s": args.duration,
         "rate": args.rate,
+        "copies": args.copies,
+        "min_copies": min(holders.values(), default=0),
     }
+    if args.lose_disk:
+        lost = state.lost
+        summary |= {
+            "disks_lost": len(lost.lost_ids),
+            "repair_complete": lost.repair_status == 0 and bool(lost.repair.get("complete")),
+            "repair_copied_batches": int(lost.repair.get("copied_batches", 0)),
+            "repair_copied_records": int(lost.repair.get("copied_records", 0)),
+            "repair_seconds": float(lost.repair.get("seconds", 0.0)),
+        }
     return {
         "summary": summary,
+        "lost_disk": state.lost.to_json() if args.lose_disk else None,
         "events": [{"t": e.t - state.started, "kind": e.kind, "server": e.server} for e in events],
         "servers": [s.endpoint for s in servers],
         "app_final": final,
@@ -333,7 +398,7 @@ def _stalls_by_signal(events: list[Event], stalls: list[list[float]]) -> dict[st
     """
     longest: dict[str, float] = {}
     for e in events:
-        if e.kind not in ("kill", "stop", "term"):
+        if e.kind not in ("kill", "stop", "term", "lose-disk"):
             continue
         around = [d for start, d in stalls if e.t - 0.2 <= start <= e.t + 3.0]
         if around:
@@ -343,7 +408,7 @@ def _stalls_by_signal(events: list[Event], stalls: list[list[float]]) -> dict[st
 
 def _print_report(report: dict[str, Any]) -> None:
     s = report["summary"]
-    ok = s["lost"] == 0 and s["duplicates_after_dedup"] == 0
+    ok = _passed(s)
     print()
     print(
         f"{'PASS' if ok else 'FAIL'}: {s['sent']} messages sent, {s['stored_unique']} stored once, "
@@ -358,10 +423,23 @@ def _print_report(report: dict[str, Any]) -> None:
         f" around a SIGKILL, {s['max_stall_sigterm_ms']:.0f} ms around the SIGTERM,"
         f" {s['max_stall_sigstop_ms']:.0f} ms around the SIGSTOP (a frozen server costs one RPC timeout)."
     )
-    print(
-        f"  {s['copies_before_dedup']} records were stored on two servers (re-sent after an ambiguous"
-        " failure) and removed when read."
-    )
+    if s["copies"] == 1:
+        print(
+            f"  {s['copies_before_dedup']} records were stored on two servers (re-sent after an "
+            "ambiguous failure) and removed when read."
+        )
+    else:
+        print(
+            f"  Each batch was stored on {s['copies']} servers; every record is now on at "
+            f"least {s['min_copies']} (readers show each once)."
+        )
+    if s.get("disks_lost"):
+        print(
+            f"  {s['disks_lost']} data directory deleted with its server (SIGKILL + rm -r), "
+            "the server back empty; then `logserver forget` and `logserver repair` copied "
+            f"{s['repair_copied_batches']} batches ({s['repair_copied_records']} records) in "
+            f"{s['repair_seconds']:.2f} s: repair {'complete' if s['repair_complete'] else 'INCOMPLETE'}."
+        )
 
 
 def _display(

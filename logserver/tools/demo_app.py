@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from logclient import LogClient, SpoolPolicy
+from logclient import LogClient, ReplicationPolicy, SpoolPolicy
 
 __all__ = ["main"]
 
@@ -33,9 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2000.0)
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--spool-dir", type=Path, required=True)
+    parser.add_argument("--copies", type=int, default=1)
     args = parser.parse_args(argv)
 
-    client = LogClient(args.zk, args.zk_path, spool=SpoolPolicy(directory=args.spool_dir))
+    client = LogClient(
+        args.zk,
+        args.zk_path,
+        spool=SpoolPolicy(directory=args.spool_dir),
+        replication=ReplicationPolicy(copies=args.copies),
+    )
     stop = threading.Event()
     max_stall = 0.0
     stall_at = 0.0

@@ -95,11 +95,15 @@ def _plot_timeline(
         "cont": ("o", "SIGCONT"),
         "term": ("v", "SIGTERM"),
         "restart": ("^", "restart"),
+        "lose-disk": ("X", "SIGKILL + disk deleted"),
+        "forget": ("P", "forget"),
+        "repair": ("D", "repair starts"),
+        "repaired": ("d", "repair done"),
     }
     seen = set()
     for e in report["events"]:
         marker, label = styles[e["kind"]]
-        colour = colours.get(e["server"], "black")
+        colour = colours.get(e["server"], "dimgray")
         ax.axvline(
             e["t"],
             color=colour,
@@ -116,9 +120,9 @@ def _plot_timeline(
             label=None if e["kind"] in seen else label,
         )
         seen.add(e["kind"])
-        if e["kind"] in ("kill", "stop", "term"):
+        if e["kind"] in ("kill", "stop", "term", "lose-disk", "repair"):
             ax.annotate(
-                f"{label} :{e['server'].rsplit(':', 1)[-1]}",
+                f"{label} :{e['server'].rsplit(':', 1)[-1]}" if e["server"] != "-" else label,
                 xy=(e["t"], 1.0),
                 xycoords=("data", "axes fraction"),
                 rotation=90,
@@ -128,11 +132,17 @@ def _plot_timeline(
                 color=colour,
             )
     s = report["summary"]
-    ax.set_title(
+    title = (
         f"Failover demo: {s['sent']} sent, {s['lost']} lost, "
         f"{s['duplicates_after_dedup']} duplicated; longest stall at a SIGKILL {s['max_stall_ms']:.0f} ms, "
         f"at the SIGSTOP {s['max_stall_sigstop_ms']:.0f} ms"
     )
+    if s.get("disks_lost"):
+        title += (
+            f"\n{s['copies']} copies per batch; a disk lost; repair copied "
+            f"{s['repair_copied_records']} records, every record on >= {s['min_copies']} servers"
+        )
+    ax.set_title(title, fontsize=10)
     ax.set_xlabel("seconds since start")
     ax.set_ylabel("records per second (1 s window)")
     ax.set_ylim(bottom=-max(1.0, ax.get_ylim()[1] * 0.04))

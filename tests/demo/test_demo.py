@@ -59,3 +59,48 @@ def test_short_demo_loses_nothing_and_duplicates_nothing(zk_hosts: str, tmp_path
     assert report["summary"] == summary
     png = (out / "timeline.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_demo_with_two_copies_survives_a_lost_disk_and_repairs_it(zk_hosts: str, tmp_path: Path):
+    """`logserver demo --copies 2 --lose-disk`: a server SIGKILLed and its data directory
+    deleted mid-run comes back empty; forget and repair run; lost 0, duplicates 0, every
+    record back on two servers, and the report and timeline say so."""
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [
+            *(sys.executable, "-m", "logserver", "demo", "--zk", zk_hosts),
+            *("--copies", "2", "--lose-disk", "--duration", "12", "--kill-every", "2.5"),
+            *("--rate", "1500", "--out", str(out), "--no-live"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert lines, proc.stderr[-3000:]
+    summary = json.loads(lines[-1])
+    assert proc.returncode == 0, (summary, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert (summary["lost"], summary["duplicates_after_dedup"]) == (0, 0)
+    assert summary["disks_lost"] == 1 and summary["repair_complete"]
+    assert summary["min_copies"] >= 2 == summary["copies"]
+    assert summary["repair_copied_batches"] > 0
+    report = json.loads((out / "report.json").read_text())
+    kinds = [e["kind"] for e in report["events"]]
+    assert kinds.count("lose-disk") == 1 and "forget" in kinds and "repaired" in kinds
+    assert report["lost_disk"]["forgotten"] == report["lost_disk"]["lost_ids"]
+    assert "disk deleted" in proc.stdout and "repair complete" in proc.stdout
+    assert (out / "timeline.png").read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.process
+def test_losing_a_disk_needs_two_copies() -> None:
+    """With one copy a lost disk loses records: the demo refuses to pretend otherwise."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "logserver", "demo", "--lose-disk"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--copies 2" in proc.stderr
