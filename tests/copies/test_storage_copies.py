@@ -195,6 +195,31 @@ def test_an_append_after_a_copy_stores_only_what_is_missing(tmp_path: Path) -> N
         assert [r.message for r in read_all(target, "b")] == [b"1"]
 
 
+def test_copies_of_old_batches_count_towards_them_below_the_dedup_window(tmp_path: Path) -> None:
+    """Repair copies one category of batches far below the producer's newest sequence (outside
+    the deduplication window's recent sequences, between batches the target lacks whole): the
+    app's late copy of each writes only the missing category, one never copied is written
+    whole, and every record is on disk once."""
+    batches = {s: [("a", f"a{s}".encode()), ("b", f"b{s}".encode())] for s in range(40)}
+    with (
+        Storage.open(tmp_path / "src") as source,
+        Storage.open(tmp_path / "dst", StoragePolicy(dedup_window=8)) as target,
+    ):
+        for seq, batch in batches.items():
+            source.append(batch, producer="p", sequence=seq)
+        for seq in range(20, 40):
+            target.append(batches[seq], producer="p", sequence=seq)
+        old = [b for b in all_batches(source, "a") if b.sequence < 20 and b.sequence % 2 == 0]
+        outcome = target.copies.restore("a", [copied(b) for b in old])
+        assert (outcome.stored, outcome.duplicates, outcome.records) == (10, 0, 10)
+        stored = {s: target.append(batches[s], producer="p", sequence=s).stored for s in range(20)}
+        assert stored == {s: 1 if s % 2 == 0 else 2 for s in range(20)}
+        for category in ("a", "b"):
+            on_disk = sorted(r.message for r in read_all(target, category))
+            assert on_disk == sorted(f"{category}{s}".encode() for s in range(40))
+        assert [s[:3] for s in target.copies.holdings("b").producers["p"].spans()] == [(0, 39, 40)]
+
+
 def test_a_restored_part_survives_a_restart_and_counts_towards_its_batch(tmp_path: Path) -> None:
     """After a restart, recovery counts restored parts like any block: the batch whose every
     category was restored is a duplicate to its producer's retry."""
