@@ -6,6 +6,7 @@ Real files in a temporary directory, storage opened and closed as a server does.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -193,6 +194,52 @@ def test_an_append_after_a_copy_stores_only_what_is_missing(tmp_path: Path) -> N
         assert target.append(batch, producer="p", sequence=1).duplicate
         assert [r.message for r in read_all(target, "a")] == [b"0", b"2"]
         assert [r.message for r in read_all(target, "b")] == [b"1"]
+
+
+def test_a_copy_and_the_apps_own_send_of_a_batch_at_once_store_each_record_once(
+    tmp_path: Path,
+) -> None:
+    """Repair restores one category of each batch while the app sends the same batches whole
+    (a late copy, a spool replayed) on other threads: whichever comes first, every record is
+    on disk once, and every batch counts as stored."""
+    batches = {s: [("a", f"a{s}".encode()), ("b", f"b{s}".encode())] for s in range(300)}
+    with Storage.open(tmp_path / "src") as source, Storage.open(tmp_path / "dst") as target:
+        for seq, batch in batches.items():
+            source.append(batch, producer="p", sequence=seq)
+        parts = all_batches(source, "a")
+        errors: list[BaseException] = []
+
+        def run(work: Callable[[], None]) -> None:
+            try:
+                work()
+            except BaseException as exc:
+                errors.append(exc)
+
+        def send(first: int) -> None:
+            for seq in range(first, 300, 2):
+                target.append(batches[seq], producer="p", sequence=seq)
+
+        def restore() -> None:
+            # Newest first: it meets the sends somewhere in the middle (here about a third
+            # of the parts were restored before their batch came), so both orders happen.
+            for block in reversed(parts):
+                target.copies.restore("a", [copied(block)])
+
+        threads = [
+            threading.Thread(target=run, args=(work,))
+            for work in (restore, lambda: send(0), lambda: send(1))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert errors == []
+        for category in ("a", "b"):
+            on_disk = sorted(r.message for r in read_all(target, category))
+            assert on_disk == sorted(f"{category}{s}".encode() for s in range(300))
+        assert all(
+            target.append(batches[s], producer="p", sequence=s).duplicate for s in range(300)
+        )
 
 
 def test_copies_of_old_batches_count_towards_them_below_the_dedup_window(tmp_path: Path) -> None:
