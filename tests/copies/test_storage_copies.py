@@ -246,7 +246,7 @@ def test_copies_of_old_batches_count_towards_them_below_the_dedup_window(tmp_pat
     """Repair copies one category of batches far below the producer's newest sequence (outside
     the deduplication window's recent sequences, between batches the target lacks whole): the
     app's late copy of each writes only the missing category, one never copied is written
-    whole, and every record is on disk once."""
+    whole, every record is on disk once, and a retry of any of them is then a duplicate."""
     batches = {s: [("a", f"a{s}".encode()), ("b", f"b{s}".encode())] for s in range(40)}
     with (
         Storage.open(tmp_path / "src") as source,
@@ -265,6 +265,9 @@ def test_copies_of_old_batches_count_towards_them_below_the_dedup_window(tmp_pat
             on_disk = sorted(r.message for r in read_all(target, category))
             assert on_disk == sorted(f"{category}{s}".encode() for s in range(40))
         assert [s[:3] for s in target.copies.holdings("b").producers["p"].spans()] == [(0, 39, 40)]
+        # Completed, they are stored batches like any other (kept below the window's bitmap
+        # as a range): the producer's retry of one is a duplicate.
+        assert all(target.append(batches[s], producer="p", sequence=s).duplicate for s in range(20))
 
 
 def test_a_restored_part_survives_a_restart_and_counts_towards_its_batch(tmp_path: Path) -> None:
