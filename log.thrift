@@ -66,6 +66,16 @@ exception InvalidRequest {
   1: string reason
 }
 
+/**
+ * A read position that is no record's: beyond the end of the category's data, or
+ * inside a record (the server's data directory changed since the position was
+ * handed out). Start again without a position (-1), from a time.
+ */
+exception InvalidPosition {
+  1: string reason,
+  2: i64 position
+}
+
 /* ------------------------------------------------------------- our API */
 
 /**
@@ -211,6 +221,72 @@ struct BlockReadResult {
   3: bool end_of_log
 }
 
+/**
+ * What QueryBlocks reads of a category: ReadBlocks with the filters applied on the
+ * server (only what passes crosses the network), a start found from a time or a
+ * count through the server's time index, and a wait for records yet to come.
+ */
+struct BlockQuery {
+  1: string category,
+  /**
+   * A position from an earlier answer (its next_position); -1: start where the
+   * filters say (the first block received at or after since_ns, or the last `last`
+   * records), which the server finds through its per-segment time index.
+   */
+  2: i64 position,
+  /** Stored bytes of blocks to return at most (one block always comes when one is there). */
+  3: i32 max_bytes,
+  /** Only blocks received at or after this, ns since the Unix epoch; 0: no lower bound. */
+  4: i64 since_ns,
+  /** Only blocks received before this; 0: no upper bound. */
+  5: i64 until_ns,
+  /**
+   * Only records whose message matches this RE2 pattern (linear time whatever the
+   * pattern; RE2 syntax: no backreferences or look-around); empty: every record. A
+   * block whose records do not all match comes uncompressed, with only the
+   * matching records and their positions.
+   */
+  6: string grep,
+  /**
+   * With position -1: start at the last `last` records (those before them are not
+   * read); 0: no. Ignored with until_ns or grep, which the server cannot count
+   * backwards from: the range is read, and the reader keeps the last N itself.
+   */
+  7: i64 last,
+  /**
+   * When there is nothing to return yet (the end of the log), wait up to this long for
+   * new records before answering (a long poll; the server caps it). 0: answer at once.
+   */
+  8: i32 wait_ms
+}
+
+struct BlockQueryResult {
+  1: list<StoredBlock> blocks,
+  /** Pass this back (as position) to read what follows. */
+  2: i64 next_position,
+  /** True when next_position is the current end of the category. */
+  3: bool end_of_log,
+  /**
+   * Where this answer started: the position asked for (or found, for -1); a larger
+   * one when retention deleted the records in between (the reader says so).
+   */
+  4: i64 start_position,
+  /** The server's clock when it answered, ns since the Unix epoch. */
+  5: i64 server_ns
+}
+
+/** One category on one server, from its time index (CategoryStats). */
+struct CategoryInfo {
+  1: string category,
+  /** Records stored (each stored copy of a batch counts). */
+  2: i64 records,
+  /** Bytes of its segments on disk. */
+  3: i64 bytes,
+  /** Receive time of its oldest and newest block, ns since the Unix epoch (0: none). */
+  4: i64 first_ns,
+  5: i64 last_ns
+}
+
 /* ----------------------------------------------- copies (logserver repair) */
 
 /**
@@ -321,7 +397,21 @@ service LogService {
             2: InvalidRequest invalid_request,
             3: StorageUnavailable unavailable),
 
+  /**
+   * ReadBlocks with server-side filters, a start from a time or a count, and a
+   * long poll (see BlockQuery). A server that predates it answers UNKNOWN_METHOD:
+   * use ReadBlocks and filter on the reader.
+   */
+  BlockQueryResult QueryBlocks(1: BlockQuery query)
+    throws (1: InvalidCategory invalid_category,
+            2: InvalidRequest invalid_request,
+            3: StorageUnavailable unavailable,
+            4: InvalidPosition invalid_position),
+
   list<string> Categories(),
+
+  /** Every category with its record count, bytes and first and last receive time. */
+  list<CategoryInfo> CategoryStats(),
 
   /**
    * What the server holds of `category`, per producer (see ProducerHoldings),

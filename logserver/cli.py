@@ -1,4 +1,4 @@
-"""The ``logserver`` command: serve, list, cat, forget, repair, discovery-agent (and the operator's cluster and demo commands)."""
+"""The ``logserver`` command: serve, list, cat, categories, forget, repair, discovery-agent (and the operator's cluster and demo commands)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from logserver.errors import LogServerError
 
@@ -33,10 +33,17 @@ _SERVER_MODULES = ("structlog", "prometheus_client")
 _EXTRA_OF_COMMAND = {"serve": "server", "cluster start": "server", "demo": "demo"}
 
 
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments are one line on stderr (which command, what is wrong) and exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
     from logserver.config import add_serve_arguments
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="logserver", description="A highly available, Scribe-compatible log service."
     )
     sub = parser.add_subparsers(dest="command", required=True)
@@ -55,31 +62,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_zk_tls_arguments(lst)
 
-    cat = sub.add_parser(
-        "cat", help="every record of a category from all servers, merged by time, de-duplicated"
-    )
-    cat.add_argument("category")
-    cat.add_argument("--zk", help="read from every registered server")
-    cat.add_argument("--zk-path", default="/logservers")
-    cat.add_argument(
-        "--server", action="append", default=[], help="host:port of a server to read (repeatable)"
-    )
-    cat.add_argument(
-        "--data-dir",
-        action="append",
-        default=[],
-        type=Path,
-        help="read a server's files directly, e.g. of a server that is down (repeatable)",
-    )
-    cat.add_argument("--json", action="store_true", help="one JSON object per record")
-    cat.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 3 when a server that holds data of the category could not be read "
-        "(it is always reported on stderr)",
-    )
-    add_zk_tls_arguments(cat)
-    add_tls_arguments(cat)
+    from logserver.reader import _cli as reader_cli
+
+    reader_cli.add_arguments(sub, add_zk_tls_arguments, add_tls_arguments)
 
     from logserver import agent
     from logserver.tools import cluster, demo, inventory, repair
@@ -165,10 +150,25 @@ def missing_extra(command: str) -> str | None:
     )
 
 
+def _subparser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the (innermost) subcommand ``args`` came from."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                return _subparser(chosen, args)
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        # Said by the subcommand's parser, so the line names it (logserver cat: ...).
+        _subparser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
     problem = missing_extra(command)
     if problem is not None:
@@ -184,8 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _serve(args)
         if args.command == "list":
             return _list(args)
-        if args.command == "cat":
-            return _cat(args)
+        if args.command in ("cat", "categories"):
+            return _read(args)
         handler = getattr(args, "handler", None)
         if handler is not None:
             return int(handler(args))
@@ -283,65 +283,16 @@ def _list_inventory(args: argparse.Namespace, view: ClusterView) -> None:
         print(f"inventory\t{node}\tMALFORMED\t{error}")
 
 
-def _cat(args: argparse.Namespace) -> int:
-    from logserver.storage import read_server_id
-    from logserver.tools.inventory import EXIT_INCOMPLETE, Coverage, read_cluster
-    from logserver.tools.reader import merge_unique, read_data_dir, read_server, record_json
-    from logwire.serverset import Endpoint
+def _read(args: argparse.Namespace) -> int:
+    from logserver.errors import ConfigError
+    from logserver.reader import _cli as reader_cli
 
     try:
         tls = tls_policy(args)
-    except ValueError as exc:
-        print(f"logserver cat: {exc}", file=sys.stderr)
+        zk_tls = zk_tls_policy(args)
+    except (ValueError, ConfigError) as exc:
+        print(f"logserver {args.command}: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    endpoints = {Endpoint.parse(s) for s in args.server}
-    incomplete = False
-    if args.zk:
-        view = read_cluster(args.zk, args.zk_path, tls=zk_tls_policy(args))
-        registered = view.members
-        with_tls = sorted(str(s.member.endpoint) for s in registered if s.member and s.member.tls)
-        if with_tls and tls is None:
-            print(
-                f"logserver cat: {', '.join(with_tls)} speak TLS: give --tls-ca "
-                "(or --tls to trust the system's CAs)",
-                file=sys.stderr,
-            )
-            return EXIT_USAGE
-        # Who holds data of the category but cannot be read: said before any record.
-        coverage = Coverage.of(
-            view,
-            args.category,
-            tls=tls,
-            data_dir_ids=filter(None, (_data_dir_id(d, read_server_id) for d in args.data_dir)),
-        )
-        endpoints |= set(coverage.readable)
-        for missing in coverage.unreachable(view):
-            incomplete = True
-            print(f"logserver cat: warning: {missing.describe(args.category)}", file=sys.stderr)
-    if not endpoints and not args.data_dir:
-        print("logserver cat: give --zk, --server or --data-dir", file=sys.stderr)
-        return EXIT_USAGE
-    streams = [read_server(ep, args.category, tls=tls) for ep in sorted(endpoints)]
-    streams += [read_data_dir(d, args.category) for d in args.data_dir]
-    out = sys.stdout.buffer
-    try:
-        for record in merge_unique(streams):
-            if args.json:
-                out.write(json.dumps(record_json(record)).encode() + b"\n")
-            else:
-                out.write(record.message + b"\n")
-    except Exception as exc:  # a server vanished mid-read: say which, not a traceback
-        if isinstance(exc, LogServerError | BrokenPipeError):
-            raise
-        print(f"logserver cat: reading failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_FAILED
-    out.flush()
-    return EXIT_INCOMPLETE if incomplete and args.strict else EXIT_OK
-
-
-def _data_dir_id(data_dir: Path, read: Callable[[Path], str | None]) -> str | None:
-    """The server id of a data directory given to ``cat`` (None if it has none or a bad one)."""
-    try:
-        return read(data_dir)
-    except LogServerError:
-        return None
+    if args.command == "cat":
+        return reader_cli.run_cat(args, tls, zk_tls)
+    return reader_cli.run_categories(args, tls, zk_tls)

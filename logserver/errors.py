@@ -18,6 +18,7 @@
     ├── ListenError
     │   └── AddressInUseError
     ├── DiscoveryAgentError          the agent's file is another agent's, or cannot be written
+    ├── TLSMismatchError             a reader and a server disagree on TLS (handshake, certificate)
     └── LaunchError                  a launched process did not start (tools only)
 
 The leaves live here, not in the packages that raise them, so that this one
@@ -56,6 +57,7 @@ __all__ = [
     "StorageError",
     "StorageLockedError",
     "StorageUnavailableError",
+    "TLSMismatchError",
 ]
 
 
@@ -239,4 +241,11 @@ class LaunchError(LogServerError, RuntimeError):
 
     Raised by :mod:`logserver.tools.launcher` only; also a ``RuntimeError``, as
     it was before it joined this tree.
+    """
+
+
+class TLSMismatchError(LogServerError):
+    """A reader and a server do not agree on TLS: the handshake or the certificate failed.
+
+    Trying again changes nothing: a one-off read gives up on that server at once.
     """

@@ -16,7 +16,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
@@ -25,11 +25,13 @@ from thriftpy2.thrift import TApplicationException
 from logserver.errors import (
     BatchTooLargeError,
     InvalidCategoryError,
+    InvalidPositionError,
     InvalidRequestError,
     LogServerError,
     StorageUnavailableError,
 )
 from logserver.metrics import Metrics
+from logserver.querying import Query, QueryLimits, run_query
 from logserver.storage import AppendOutcome, CopiedBlock, Storage, StoredBlock
 from logserver.transport import client_identity
 from logwire.batchid import producer_problem
@@ -84,6 +86,8 @@ class ServiceLimits:
     max_read_records: int = 10_000
     #: What one ``ReadBlocks`` answer carries at most (stored bytes; one block always).
     max_read_bytes: int = 8 * 2**20
+    #: What one ``QueryBlocks`` may cost (its bytes, work and long poll).
+    query: QueryLimits = field(default_factory=QueryLimits)
     #: Producers in one ``Holdings`` answer at most, and about how many bytes of spans.
     max_holdings_producers: int = 10_000
     max_holdings_bytes: int = 4 * 2**20
@@ -206,8 +210,13 @@ class LogServiceHandler:
         return f"<LogServiceHandler {self._server_id} {state} {self._storage!r}>"
 
     def drain(self) -> None:
-        """From now on refuse new batches (clients move to another server)."""
+        """From now on refuse new batches (clients move to another server); readers waiting
+        for new records are answered now."""
         self._draining.set()
+        self._storage.wake_readers()
+
+    def draining_now(self) -> bool:
+        return self._draining.is_set()
 
     @property
     def draining(self) -> bool:
@@ -377,6 +386,23 @@ class LogServiceHandler:
             end_of_log=batch.end_of_log,
         )
 
+    def QueryBlocks(self, query: Any) -> Any:
+        """``ReadBlocks`` with filters, a start from a time or a count, and a long poll
+        (see ``BlockQuery`` in ``log.thrift`` and :mod:`logserver.querying`)."""
+        with self._declared("read"):
+            checked = Query.check(query, self._limits.query)
+            try:
+                batch = run_query(self._storage, checked, self._limits.query, self.draining_now)
+            except InvalidPositionError as exc:
+                raise log_thrift.InvalidPosition(reason=str(exc), position=exc.position) from exc
+        return log_thrift.BlockQueryResult(
+            blocks=_thrift_blocks(batch.blocks),
+            next_position=batch.next_position,
+            end_of_log=batch.end_of_log,
+            start_position=batch.start_position,
+            server_ns=time.time_ns(),
+        )
+
     # ---------------------------------------------------- copies (logserver repair)
 
     def Holdings(self, category: str | bytes, after: str | bytes, limit: int) -> Any:
@@ -464,6 +490,21 @@ class LogServiceHandler:
 
     def Categories(self) -> list[str]:
         return self._storage.categories()
+
+    def CategoryStats(self) -> list[Any]:
+        """Every category with its records, bytes and first and last receive time."""
+        with self._declared("read"):
+            stats = self._storage.category_stats()
+        return [
+            log_thrift.CategoryInfo(
+                category=c.category,
+                records=c.records,
+                bytes=c.bytes,
+                first_ns=c.first_ns,
+                last_ns=c.last_ns,
+            )
+            for c in stats
+        ]
 
     def Status(self) -> Any:
         stats = self._storage.stats()

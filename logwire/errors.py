@@ -10,7 +10,8 @@
     ├── MemberFormatError    a znode's data is not a ServerSet member we can use
     ├── InventoryFormatError a data inventory record (ZooKeeper) we cannot use
     ├── EndpointFormatError  a string is not ``host:port``
-    └── ServersFileError     the discovery agent's file cannot be used (torn, garbage, newer)
+    ├── ServersFileError     the discovery agent's file cannot be used (torn, garbage, newer)
+    └── GrepError            a --grep pattern that cannot be compiled (or needs RE2 that is missing)
 
 Each leaf is also a ``ValueError`` (as it was before this tree existed), so
 callers that catch ``ValueError`` keep working. logserver and logclient map
@@ -24,6 +25,7 @@ __all__ = [
     "BlockError",
     "CompressionError",
     "EndpointFormatError",
+    "GrepError",
     "HoldingsError",
     "InventoryFormatError",
     "LogWireError",
@@ -76,3 +78,7 @@ class EndpointFormatError(LogWireError, ValueError):
 
 class ServersFileError(LogWireError, ValueError):
     """The servers file is not one this reader can use: torn, garbage, or a newer version."""
+
+
+class GrepError(LogWireError, ValueError):
+    """A ``--grep`` pattern that cannot be compiled, or a linear-time engine that is missing."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from logserver.tools import reader
+from logserver import reader
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
@@ -41,7 +41,7 @@ def read_server(endpoint: Endpoint | str, category: str, page: int = 5000) -> li
     ep = endpoint if isinstance(endpoint, Endpoint) else Endpoint.parse(endpoint)
     try:
         return [
-            Stored(r.category, r.message, r.producer, r.sequence, r.index, r.received_ns, r.source)
+            Stored(r.category, r.message, r.producer, r.sequence, r.index, r.received_ns, r.server)
             for r in reader.read_server(ep, category, page=page)
         ]
     except log_thrift.InvalidCategory:

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from logserver.tools.reader import connect as reader_connect
+from logserver.reader import connect as reader_connect
 from logwire.idl import IDL_PATH, log_thrift
 from logwire.serverset import Endpoint
 

@@ -12,7 +12,7 @@ server ``--compression none``); throughput runs alternate the two.
 - ``compression_speed``: one client's records/s and the server's CPU seconds
   per record (from ``/proc/<pid>/stat``), compressed vs uncompressed, on real
   log lines.
-- ``compression_read``: reading a category back (``logserver.tools.reader``)
+- ``compression_read``: reading a category back (``logserver.reader``)
   stored compressed (``ReadBlocks``) against the same records stored as a
   server before format 2 stored them (``--segment-format 1``) read with
   ``Read``: today's path.

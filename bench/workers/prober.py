@@ -20,7 +20,7 @@ from logwire.serverset import Endpoint
 
 
 def main() -> None:
-    from logserver.tools.reader import connect
+    from logserver.reader import connect
 
     cfg = config()
     endpoint = Endpoint.parse(cfg["server"])

@@ -2,7 +2,7 @@
 
 ``method``: ``blocks`` (``ReadBlocks``, the records decoded from stored blocks),
 ``records`` (``Read``: today's path, one Thrift struct per record), both through
-:func:`logserver.tools.reader.read_server`, which makes one ``Record`` per record
+:func:`logserver.reader.read_server`, which makes one ``Record`` per record
 either way, so the figures compare what a reader program gets.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from bench.workers import config, emit
-from logserver.tools.reader import read_server
+from logserver.reader import read_server
 from logwire.serverset import Endpoint
 
 

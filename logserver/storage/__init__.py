@@ -35,7 +35,11 @@ from logserver.storage._batches import WantedBlocks
 from logserver.storage._disk import DiskIO
 from logserver.storage._holdings import HoldingsView, Spans
 from logserver.storage._identity import SERVER_ID_FILE, read_server_id, server_id_problem
-from logserver.storage._offline import list_categories_offline, read_category_offline
+from logserver.storage._offline import (
+    list_categories_offline,
+    read_blocks_offline,
+    read_category_offline,
+)
 from logserver.storage._policy import FsyncMode, StoragePolicy
 from logserver.storage._restore import CopiedBlock, RestoreOutcome
 from logserver.storage._stats import StorageStats
@@ -43,6 +47,8 @@ from logserver.storage._storage import Storage
 from logserver.storage._types import (
     AppendOutcome,
     BlockBatch,
+    CategoryStats,
+    QueryBatch,
     ReadBatch,
     SegmentRecord,
     StoredBlock,
@@ -53,6 +59,7 @@ __all__ = [
     "AppendOutcome",
     "BatchTooLargeError",
     "BlockBatch",
+    "CategoryStats",
     "CopiedBlock",
     "DiskIO",
     "FsyncMode",
@@ -61,6 +68,7 @@ __all__ = [
     "InvalidPositionError",
     "InvalidRequestError",
     "MessageTooLargeError",
+    "QueryBatch",
     "ReadBatch",
     "RestoreOutcome",
     "SegmentRecord",
@@ -74,6 +82,7 @@ __all__ = [
     "StoredBlock",
     "WantedBlocks",
     "list_categories_offline",
+    "read_blocks_offline",
     "read_category_offline",
     "read_server_id",
     "server_id_problem",

@@ -83,6 +83,7 @@ from typing import NamedTuple
 
 from logserver.storage._format import MAGIC as V1_MAGIC
 from logserver.storage._format import Damage, Frame, ReadAt, Scan, _Window, walk
+from logserver.storage._timeindex import IndexBuilder
 from logwire.blocks import run_indexes
 from logwire.compression import CODEC_NAMES, NONE
 
@@ -495,8 +496,7 @@ def scan_blocks(
     write. The payloads are checked, never decompressed: their check was
     verified against what the writer had validated.
     """
-    marks = [start]
-    next_mark = start + mark_spacing
+    builder = IndexBuilder(start, mark_spacing)
     damages: list[Damage] = []
     pending: list[BlockRun] = []
     complete_end = start
@@ -504,9 +504,7 @@ def scan_blocks(
         if isinstance(item, Damage):
             damages.append(item)
             continue
-        if item.offset >= next_mark:
-            marks.append(item.offset)
-            next_mark = item.offset + mark_spacing
+        builder.add(item.offset, item.end, item.received_ns, item.records)
         if item.producer:
             pending.append(item.run())
         if item.ends_write:
@@ -514,4 +512,6 @@ def scan_blocks(
                 on_write(pending)
                 pending = []
             complete_end = item.end
-    return Scan(complete_end, damages, marks, pending)
+            builder.commit()
+    marks = list(builder.build(with_tail=True).offsets)
+    return Scan(complete_end, damages, marks, pending, builder)

@@ -18,13 +18,16 @@ from typing import Any, NamedTuple, TypeVar
 
 from logserver.errors import InvalidPositionError, StorageUnavailableError
 from logserver.storage._blocks import FORMAT_VERSION, new_marker, segment_header
+from logserver.storage._changes import Changes
 from logserver.storage._commit import GroupCommitter
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._holdings import CategoryHoldings
 from logserver.storage._policy import StoragePolicy
+from logserver.storage._reading import TimeRange
 from logserver.storage._segment import Segment, segment_name
 from logserver.storage._stats import Counters
+from logserver.storage._timeindex import SegmentIndex, index_path
 from logserver.storage._types import BlockBatch, ReadBatch, SegmentRecord, StoredBlock
 
 __all__ = ["CategoryLog", "Written"]
@@ -41,6 +44,9 @@ class Written(NamedTuple):
     segment: Segment
     start: int
     end: int
+    received_ns: int = 0
+    records: int = 0
+    latest_ns: int = 0
 
 
 def _unavailable(what: str, exc: OSError) -> StorageUnavailableError:
@@ -69,6 +75,7 @@ class CategoryLog:
         committer: GroupCommitter,
         descriptors: Descriptors,
         counters: Counters,
+        changes: Changes | None = None,
     ) -> None:
         self.name = name
         self.directory = directory
@@ -84,6 +91,7 @@ class CategoryLog:
         self._committer = committer
         self._descriptors = descriptors
         self._counters = counters
+        self._changes = changes or Changes()
         # next_position values handed to readers: known boundaries, no need to verify them.
         self._recent: dict[int, None] = {}
         #: Which batches the category holds (built on first use; see ``_holdings``).
@@ -117,6 +125,7 @@ class CategoryLog:
         committer: GroupCommitter,
         descriptors: Descriptors,
         counters: Counters,
+        changes: Changes | None = None,
     ) -> CategoryLog:
         """A new, empty category whose directory exists (and whose name is durable, if the
         policy syncs); its first segment is created by :meth:`prepare` or the first write."""
@@ -129,6 +138,7 @@ class CategoryLog:
             committer=committer,
             descriptors=descriptors,
             counters=counters,
+            changes=changes,
         )
 
     def prepare(self) -> None:
@@ -144,8 +154,12 @@ class CategoryLog:
     # ------------------------------------------------------------------ writes
     # All of these run with ``self.lock`` held.
 
-    def write(self, data: bytes) -> Written:
-        """Write ``data`` at the end of the active segment (rotating first if needed).
+    def write(
+        self, data: bytes, received_ns: int = 0, records: int = 0, latest_ns: int = 0
+    ) -> Written:
+        """Write ``data`` (``records`` records received at ``received_ns``, or from then to
+        ``latest_ns`` for copies of several batches) at the end of the active segment
+        (rotating first if needed).
 
         On failure the file is cut back to where it was and StorageUnavailableError
         is raised: nothing of ``data`` remains.
@@ -165,7 +179,9 @@ class CategoryLog:
             self._counters.add("write_errors")
             self._cut(segment, start)
             raise _unavailable(f"writing to category {self.name!r} failed", exc) from exc
-        return Written(segment, start, start + len(data))
+        return Written(
+            segment, start, start + len(data), received_ns, records, max(latest_ns, received_ns)
+        )
 
     def undo(self, written: Written) -> None:
         """Remove a write that succeeded because a later part of its batch failed."""
@@ -174,9 +190,12 @@ class CategoryLog:
     def publish(self, written: Written) -> None:
         """Make a write visible (with fsync="always", readers see it once it is durable)."""
         segment = written.segment
-        segment.note_write(written.start, written.end)
+        segment.note_write(
+            written.start, written.end, written.received_ns, written.records, written.latest_ns
+        )
         if self._policy.fsync != "always":
             segment.readable = written.end
+            self._changes.published()
 
     def _cut(self, segment: Segment, length: int) -> None:
         try:
@@ -242,15 +261,16 @@ class CategoryLog:
             path,
             0,
             modified=time.time(),
-            marks=None,
+            index=None,
             version=fmt,
             marker=self.marker if fmt >= FORMAT_VERSION else b"",
         )
-        segment.marks = [segment.data_start]
+        segment.index = SegmentIndex(segment.data_start)
         self._descriptors.adopt(segment, fd)
         if old is not None:
             old.modified = time.time()
             self._committer.retire(old)
+            old.save_index()  # closed: its index is final
             log.info("category %s: rotated to %s", self.name, path.name)
         self._replace([*self._snapshot[0], segment])
         if old is not None:
@@ -298,6 +318,7 @@ class CategoryLog:
             segment.deleted = True
             try:
                 self._disk.unlink(segment.path)
+                index_path(segment.path).unlink(missing_ok=True)
             except OSError as exc:
                 # Out of the snapshot already: never read again; a restart finds the file
                 # and retention deletes it then.
@@ -343,13 +364,16 @@ class CategoryLog:
         )
         return ReadBatch(records, next_position, end_of_log)
 
-    def read_blocks(self, position: int, max_bytes: int) -> BlockBatch:
+    def read_blocks(
+        self, position: int, max_bytes: int, times: TimeRange | None = None
+    ) -> BlockBatch:
         """Whole stored blocks from the one holding ``position`` (a record boundary, as for
-        :meth:`read`) until their payloads reach about ``max_bytes`` (at least one)."""
+        :meth:`read`) until their payloads reach about ``max_bytes`` (at least one); with
+        ``times``, only blocks received in that range (the index skips the rest)."""
         blocks: list[StoredBlock] = []
 
         def fill(segment: Segment, off: int, stop: int, used: int) -> tuple[int, int]:
-            return segment.blocks_into(self.name, blocks, off, stop, max_bytes, used)
+            return segment.blocks_into(self.name, blocks, off, stop, max_bytes, used, times)
 
         next_position, end_of_log = self._retrying(
             position,
@@ -425,6 +449,57 @@ class CategoryLog:
         recent[next_position] = None
         return next_position, end_of_log
 
+    def oldest_position(self) -> int:
+        """Where the oldest kept segment starts (a read from before it starts there)."""
+        segments = self._snapshot[0]
+        return segments[0].base if segments else 0
+
+    def end_position(self) -> int:
+        """Where the readable data ends now."""
+        segments = self._snapshot[0]
+        if not segments:
+            return 0
+        last = segments[-1]
+        return last.base + last.readable
+
+    def tail_position(self, n: int) -> int:
+        """The position of the ``n``-th last record (the oldest one's when there are fewer):
+        from the segments' record counts, then a walk of at most one stretch."""
+        segments = self._snapshot[0]
+        remaining = n
+        for segment in reversed(segments):
+            index = segment.ensure_index(self.name)
+            total = index.records
+            if total < remaining:
+                remaining -= total
+                continue
+            k = bisect_right(index.before, total - remaining) - 1
+            skip = total - index.before[k] - remaining
+            found = segment.record_after(self.name, index.offsets[k], skip)
+            position = min(segment.base + found, segment.base + segment.readable)
+            if len(self._recent) >= _RECENT_POSITIONS:
+                self._recent.clear()
+            self._recent[position] = None
+            return position
+        return self.oldest_position()
+
+    def stats(self) -> tuple[int, int, int, int]:
+        """(records, bytes, first receive time, last receive time) from the indexes."""
+        records = size = first = last = 0
+        for segment in self._snapshot[0]:
+            index = segment.ensure_index(self.name)
+            records += index.records
+            size += segment.committed
+            if index.first_ns and (not first or index.first_ns < first):
+                first = index.first_ns
+            last = max(last, index.last_ns)
+        return records, size, first, last
+
     def close(self) -> None:
-        """Close descriptors (storage is closing: synced, no writer left)."""
-        self._committer.close_all(self._snapshot[0])
+        """Close descriptors and save the indexes not saved yet (storage is closing:
+        synced, no writer left)."""
+        segments = self._snapshot[0]
+        self._committer.close_all(segments)
+        for segment in segments:
+            if segment.readable == segment.committed:
+                segment.save_index()

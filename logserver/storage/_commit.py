@@ -37,6 +37,7 @@ import threading
 from collections.abc import Iterable
 
 from logserver.errors import StorageUnavailableError
+from logserver.storage._changes import Changes
 from logserver.storage._descriptors import Descriptors
 from logserver.storage._disk import DiskIO
 from logserver.storage._segment import Segment
@@ -83,8 +84,10 @@ class GroupCommitter:
         *,
         publish_on_sync: bool,
         drop_synced_pages: bool = False,
+        changes: Changes | None = None,
     ) -> None:
         self._disk = disk
+        self._changes = changes
         self._counters = counters
         self._descriptors = descriptors
         self._publish_on_sync = publish_on_sync
@@ -265,6 +268,8 @@ class GroupCommitter:
                     segment.readable = size
             if fd >= 0:
                 self._descriptors.unpin(segment)
+        if self._publish_on_sync and error is None and self._changes is not None:
+            self._changes.published()
         self._counters.add("fsyncs", calls)
         self._counters.add("sync_rounds")
         if error is not None:

@@ -25,6 +25,7 @@ from logserver.storage._holdings import HoldingsView
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._restore import CopiedBlock, RestoreOutcome, check_parts, store_parts
 from logserver.storage._stats import Counters
+from logserver.storage._write import WritePart
 
 __all__ = ["Copies"]
 
@@ -42,7 +43,7 @@ class Copies:
         decoding: DecodeBudget,
         policy: StoragePolicy,
         counters: Counters,
-        write: Callable[[CategoryLog, bytes], Written],
+        write: Callable[[WritePart], Written],
         closed: Callable[[], bool],
     ) -> None:
         self._logs = logs

@@ -51,6 +51,8 @@ from itertools import repeat
 from operator import add, xor
 from typing import NamedTuple, Protocol
 
+from logserver.storage._timeindex import IndexBuilder
+
 __all__ = [
     "FLAG_END",
     "MAGIC",
@@ -322,6 +324,9 @@ class Scan(NamedTuple):
     """Record starts at least MARK_SPACING apart, starting with 0."""
     tail: Sequence[WriteRun]
     """Records with a producer after the last END record: an unfinished write."""
+    builder: IndexBuilder
+    """The segment's time index (``marks`` are its marks); ``build(with_tail=...)``
+    with or without the unfinished write."""
 
 
 def scan_writes(
@@ -343,8 +348,8 @@ def scan_writes(
     unpack = _HEAD.unpack_from
     crc32 = _crc32
     head, fixed_end = _HEADER.size, _HEAD.size
-    marks = [0]
-    next_mark = mark_spacing
+    builder = IndexBuilder(0, mark_spacing)
+    add = builder.add
     damages: list[Damage] = []
     pending: list[Run] = []
     run: Run | None = None
@@ -373,9 +378,7 @@ def scan_writes(
             if crc32(mv[p + head : end]) ^ index != check:
                 bad = True
                 break
-            if base + p >= next_mark:
-                marks.append(base + p)
-                next_mark = base + p + mark_spacing
+            add(base + p, base + end, ns, 1)
             if plen:
                 if (
                     run is not None
@@ -394,6 +397,7 @@ def scan_writes(
                     pending = []
                 run = None
                 complete_end = base + end
+                builder.commit()
             p = end
         off = base + p
         if off >= stop:
@@ -404,4 +408,5 @@ def scan_writes(
         damages.append(Damage(off, resume))
         off = resume
         run = None
-    return Scan(complete_end, damages, marks, pending)
+    marks = list(builder.build(with_tail=True).offsets)
+    return Scan(complete_end, damages, marks, pending, builder)

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from logserver.storage._blocks import Block, walk_blocks
 from logserver.storage._columns import IndexRuns, decode_messages, index_runs
 from logserver.storage._format import Damage, Frame, ReadAt, walk
+from logserver.storage._timeindex import SegmentIndex
 from logserver.storage._types import SegmentRecord, StoredBlock
 from logwire.compression import NONE, join_columns
 from logwire.packed import pack_lengths
@@ -26,6 +28,7 @@ __all__ = [
     "BlockCursor",
     "Producers",
     "SegmentView",
+    "TimeRange",
     "read_blocks",
     "read_records",
     "stored_block",
@@ -50,6 +53,20 @@ class SegmentView:
     data_start: int
     marks: list[int]
     """Known block (or record) starts, ascending; the first is ``data_start``."""
+    index: SegmentIndex | None = None
+    """The segment's time index (``marks`` are its marks), when the reader has one."""
+
+
+class TimeRange(NamedTuple):
+    """Receive times a read keeps: ``since_ns <= t < until_ns`` (None: open)."""
+
+    since_ns: int | None
+    until_ns: int | None
+
+    def admits(self, received_ns: int) -> bool:
+        if self.since_ns is not None and received_ns < self.since_ns:
+            return False
+        return self.until_ns is None or received_ns < self.until_ns
 
 
 class Producers:
@@ -234,15 +251,21 @@ def read_blocks(
     max_bytes: int,
     used: int,
     report: Report,
+    times: TimeRange | None = None,
 ) -> tuple[int, int]:
     """Append whole blocks from the one holding ``offset`` up to ``stop`` to ``out`` until
     their payloads reach ``max_bytes`` (the first block of a read always fits); return
     (next offset, bytes used). The first block may start before ``offset``: its
-    reader skips the records before it."""
+    reader skips the records before it. With ``times``, only blocks received in that
+    range are appended, and the index's stretches that hold none are skipped unread."""
     if view.version == 0:
         return _unreadable(view, offset, stop, used, report)
     if view.version == 1:
-        return _blocks_v1(read, view, category, out, offset, stop, max_bytes, used, report)
+        return _blocks_v1(read, view, category, out, offset, stop, max_bytes, used, report, times)
+    if times is not None and view.index is not None:
+        return _blocks_in_range(
+            read, view, view.index, category, out, offset, stop, max_bytes, used, report, times
+        )
     located = BlockCursor.locate(read, view, offset, stop, report)
     if located is None:
         return offset, used
@@ -317,12 +340,16 @@ def _blocks_v1(
     max_bytes: int,
     used: int,
     report: Report,
+    times: TimeRange | None = None,
 ) -> tuple[int, int]:
     producers = Producers()
     for frames in writes_v1(read, offset, stop):
         if isinstance(frames, Damage):
             report(frames)
             offset = frames.end
+            continue
+        if times is not None and not times.admits(frames[0].received_ns):
+            offset = frames[-1].end
             continue
         block = v1_block(category, view.base, frames, producers)
         if out and used + block.raw_bytes > max_bytes:
@@ -332,6 +359,64 @@ def _blocks_v1(
         offset = frames[-1].end
         if used >= max_bytes:
             break
+    return offset, used
+
+
+def _blocks_in_range(
+    read: ReadAt,
+    view: SegmentView,
+    index: SegmentIndex,
+    category: str,
+    out: list[StoredBlock],
+    offset: int,
+    stop: int,
+    max_bytes: int,
+    used: int,
+    report: Report,
+    times: TimeRange,
+) -> tuple[int, int]:
+    """:func:`read_blocks` of a version-2 segment for a time range: stretch by stretch of
+    the index, skipping those that hold nothing of it, block by block within the others."""
+    since, until = times
+    offsets = index.offsets
+    marks = len(offsets)
+    k = index.stretch_of(offset)
+    producers = Producers()
+    chunk = _chunk(max_bytes - used, 1 << 20)
+    while offset < stop:
+        # Past the stretches that hold nothing of the range, without reading them.
+        first = k
+        if since is not None:
+            first = max(first, index.first_stretch(since))
+        while first < marks and index.misses(first, since, until):
+            first += 1
+        if first >= marks or offsets[first] >= stop:
+            return stop, used
+        if first > k or offsets[first] > offset:
+            k, offset = first, offsets[first]
+        end = offsets[k + 1] if k + 1 < marks and offsets[k + 1] < stop else stop
+        located = BlockCursor.locate(read, view, offset, end, report)
+        if located is None:
+            return offset, used
+        start, skip = located
+        if not skip:
+            offset = start
+        for item in walk_blocks(read, view.marker, start, end, chunk):
+            if isinstance(item, Damage):
+                report(item)
+                offset = item.end
+                continue
+            if times.admits(item.received_ns):
+                size = len(item.payload)
+                if out and used + size > max_bytes:
+                    return offset, used
+                out.append(stored_block(category, view.base, item, producers))
+                used += size
+            offset = item.end
+            if used >= max_bytes:
+                return offset, used
+        offset = max(offset, end)
+        k += 1
     return offset, used
 
 

@@ -63,6 +63,7 @@ from logserver.storage._disk import DiskIO
 from logserver.storage._format import Damage, WriteRun, pread_at
 from logserver.storage._policy import StoragePolicy
 from logserver.storage._segment import Segment
+from logserver.storage._timeindex import SegmentIndex
 from logwire.categories import category_problem
 
 __all__ = ["Recovered", "RecoveryReport", "load_segments", "recover"]
@@ -118,17 +119,18 @@ def load_segments(directory: Path, category: str) -> list[Segment]:
     for base, path, st, header in found:
         if header.version == 0 and st.st_size > SEGMENT_HEADER_BYTES:
             header = _probe(path, st.st_size, siblings)
-        segments.append(
-            Segment(
-                base,
-                path,
-                st.st_size,
-                modified=st.st_mtime,
-                marks=None,
-                version=header.version,
-                marker=header.marker,
-            )
+        segment = Segment(
+            base,
+            path,
+            st.st_size,
+            modified=st.st_mtime,
+            index=None,
+            version=header.version,
+            marker=header.marker,
         )
+        if header.version in (1, 2):
+            segment.load_index()
+        segments.append(segment)
     segments.sort(key=lambda s: s.base)
     for before, after in itertools.pairwise(segments):
         if before.base + before.committed > after.base:
@@ -255,19 +257,28 @@ def _scan(segment: Segment, tally: _Tally, *, last: bool) -> tuple[int, list[Dam
     Returns the end of the last complete write and the damaged ranges.
     """
     if segment.version == 0:  # empty, or not even a whole header: nothing to trust
-        segment.marks = [0]
+        segment.index = SegmentIndex(0)
         return 0, [Damage(0, segment.committed)] if segment.committed else []
     fd = os.open(segment.path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         scan = segment.scan(pread_at(fd), segment.committed, tally.feed)
     finally:
         os.close(fd)
-    marks = scan.marks
-    if last:  # the tail after the last complete write is about to be cut off
-        marks = [m for m in marks if m < scan.complete_end] or [segment.data_start]
-    elif scan.tail:
-        tally.feed(scan.tail)  # a closed segment's tail is final; count what is there
-    segment.marks = marks
+    if last:
+        # The tail after the last complete write is about to be cut off: the index of
+        # the last segment keeps complete writes only.
+        index = scan.builder.build(with_tail=False)
+        index.covered = scan.complete_end
+        segment.index = index
+        segment.index_saved = False
+    else:
+        if scan.tail:
+            tally.feed(scan.tail)  # a closed segment's tail is final; count what is there
+        if segment.index is None:  # no valid sidecar: this scan made the index
+            index = scan.builder.build(with_tail=True)
+            index.covered = segment.committed
+            segment.index = index
+            segment.save_index()
     return scan.complete_end, scan.damages
 
 
@@ -364,6 +375,13 @@ def recover(
         scanned.append(segment)
         if name not in trusted:
             unsynced.append(segment)
+    for name in trusted:
+        last = found[name][-1]
+        if last.index is None:
+            # Vouched for, past the budget and without a valid sidecar: appends go on in
+            # it, and its time index must hold every write before them (a later first-use
+            # index would miss the writes made meanwhile). One read of this segment.
+            last.ensure_index(name)
     synced = _sync_read(unsynced, disk) if policy.fsync != "never" else 0
     stored, partial = tally.stored(), tally.partial()
     report = RecoveryReport(

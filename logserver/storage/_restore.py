@@ -31,6 +31,7 @@ from logserver.storage._category import CategoryLog, Written
 from logserver.storage._columns import check_payload, decode_messages
 from logserver.storage._dedup import Claim, DedupIndex
 from logserver.storage._format import MAX_PRODUCER_BYTES, encode_records
+from logserver.storage._write import WritePart
 from logwire.blocks import run_indexes
 
 __all__ = ["CopiedBlock", "Part", "RestoreOutcome", "check_parts", "encode_part", "store_parts"]
@@ -228,7 +229,7 @@ def store_parts(
     parts: list[Part],
     *,
     dedup: DedupIndex,
-    write: Callable[[CategoryLog, bytes], Written],
+    write: Callable[[WritePart], Written],
     segment_format: int,
 ) -> RestoreOutcome:
     """Write the parts the category does not hold, in one write, and account for them.
@@ -252,7 +253,12 @@ def store_parts(
             if not holdings.holds(part.producer, part.sequence)
         ]
         encoded = [encode_part(part, category.marker, segment_format) for part, _ in new]
-        written = write(category, b"".join(data for data, _ in encoded)) if new else None
+        written = None
+        if new:
+            times = [part.received_ns for part, _ in new]
+            records = sum(part.records for part, _ in new)
+            data = b"".join(data for data, _ in encoded)
+            written = write(WritePart(category, data, records, min(times), max(times)))
     except BaseException:
         for _, claim in claims:
             if claim is not None:

@@ -9,9 +9,16 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from logserver.storage._blocks import SEGMENT_HEADER_BYTES, scan_blocks
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES, scan_blocks, walk_blocks
 from logserver.storage._format import Damage, ReadAt, Scan, WriteRun, pread_at, scan_writes, walk
-from logserver.storage._reading import BlockCursor, SegmentView, read_blocks, read_records
+from logserver.storage._reading import (
+    BlockCursor,
+    SegmentView,
+    TimeRange,
+    read_blocks,
+    read_records,
+)
+from logserver.storage._timeindex import MARK_SPACING, SegmentIndex, index_path
 from logserver.storage._types import SegmentRecord, StoredBlock
 
 __all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
@@ -19,9 +26,6 @@ __all__ = ["MARK_SPACING", "SEGMENT_SUFFIX", "Segment", "segment_name"]
 log = logging.getLogger(__name__)
 
 SEGMENT_SUFFIX = ".seg"
-MARK_SPACING = 64 * 1024
-"""A known record boundary is kept at least every this many bytes, so checking that a
-read position is a boundary decodes at most this much."""
 
 
 def _ignore(runs: Sequence[WriteRun]) -> None:
@@ -76,8 +80,9 @@ class Segment:
         "data_start",
         "deleted",
         "fd",
+        "index",
+        "index_saved",
         "marker",
-        "marks",
         "modified",
         "path",
         "pins",
@@ -95,7 +100,7 @@ class Segment:
         size: int,
         *,
         modified: float,
-        marks: list[int] | None,
+        index: SegmentIndex | None,
         version: int = 1,
         marker: bytes = b"",
     ) -> None:
@@ -113,7 +118,9 @@ class Segment:
         # group committer's drop_synced_pages): everything before is dropped.
         self.cached_from = 0
         self.modified = modified
-        self.marks = marks
+        # Built on first use (or loaded from its sidecar): see _timeindex.
+        self.index = index
+        self.index_saved = False
         self.retired = False
         self.pins = 0
         self.sync_failed = False
@@ -138,7 +145,7 @@ class Segment:
         self.version = version
         self.marker = marker if version >= 2 else b""
         self.data_start = SEGMENT_HEADER_BYTES if version >= 2 else 0
-        self.marks = [self.data_start]
+        self.index = SegmentIndex(self.data_start)
 
     @property
     def sealed(self) -> bool:
@@ -148,13 +155,35 @@ class Segment:
         after a failed sync."""
         return self.retired and (self.readable >= self.committed or self.sync_failed)
 
-    def note_write(self, start: int, end: int) -> None:
-        """Publish a complete write ``[start, end)`` (the writer holds the category lock)."""
+    def note_write(
+        self, start: int, end: int, received_ns: int = 0, records: int = 0, latest_ns: int = 0
+    ) -> None:
+        """Publish a complete write ``[start, end)`` of ``records`` records received at
+        ``received_ns`` (up to ``latest_ns``: copies of several batches) (the writer holds
+        the category lock): per write, never per record."""
         self.committed = end
-        marks = self.marks
-        start = max(start, self.data_start)  # a first write carries the segment header
-        if marks is not None and start - marks[-1] >= MARK_SPACING:
-            marks.append(start)
+        index = self.index
+        if index is not None:
+            # A first write carries the segment header.
+            index.note(max(start, self.data_start), end, received_ns, records, latest_ns)
+            self.index_saved = False
+
+    def save_index(self) -> None:
+        """Write the index's sidecar if it changed since (a closed segment, or shutdown)."""
+        index = self.index
+        if index is None or self.index_saved:
+            return
+        if index.save(index_path(self.path), self.marker):
+            self.index_saved = True
+        else:
+            log.warning("cannot write the index of %s; it is rebuilt when needed", self.path)
+
+    def load_index(self) -> None:
+        """Take the index from the sidecar when it describes this segment as it is."""
+        loaded = SegmentIndex.load(index_path(self.path), self.marker, self.committed)
+        if loaded is not None:
+            self.index = loaded
+            self.index_saved = True
 
     def report(self, category: str, damage: Damage) -> None:
         """Log a damaged range once: records after it are still served."""
@@ -169,9 +198,15 @@ class Segment:
             )
 
     def view(self, category: str) -> SegmentView:
-        """What a reader needs: format, marker and known boundaries (indexed on first use)."""
-        marks = self.marks if self.marks is not None else self._index(category)
-        return SegmentView(self.base, self.version, self.marker, self.data_start, marks)
+        """What a reader needs: format, marker and the index (built on first use)."""
+        index = self.index if self.index is not None else self._index(category)
+        return SegmentView(
+            self.base, self.version, self.marker, self.data_start, index.offsets, index
+        )
+
+    def ensure_index(self, category: str) -> SegmentIndex:
+        """The index, built (by a scan of the segment) if need be."""
+        return self.index if self.index is not None else self._index(category)
 
     def reporter(self, category: str) -> Callable[[Damage], None]:
         return lambda damage: self.report(category, damage)
@@ -194,6 +229,27 @@ class Segment:
                     return item.offset == offset
         return False
 
+    def record_after(self, category: str, mark: int, skip: int) -> int:
+        """The offset of the record ``skip`` records after the one at ``mark`` (a mark of the
+        index), or the end of the readable data when there are not that many."""
+        stop = self.readable
+        with _reader(self.path) as read:
+            if self.version >= 2:
+                for item in walk_blocks(read, self.marker, mark, stop, chunk=1 << 18):
+                    if isinstance(item, Damage):
+                        continue
+                    if skip < item.records:
+                        return item.offset + skip
+                    skip -= item.records
+            elif self.version == 1:
+                for frame in walk(read, mark, stop, chunk=1 << 18):
+                    if isinstance(frame, Damage):
+                        continue
+                    if not skip:
+                        return frame.offset
+                    skip -= 1
+        return stop
+
     def scan(self, read: ReadAt, stop: int, on_write: Callable[[Sequence[WriteRun]], None]) -> Scan:
         """Verify the segment up to ``stop`` (see ``scan_writes`` and ``scan_blocks``)."""
         if self.version >= 2:
@@ -202,14 +258,20 @@ class Segment:
             )
         return scan_writes(read, stop, on_write, mark_spacing=MARK_SPACING)
 
-    def _index(self, category: str) -> list[int]:
-        """Find record boundaries in a segment recovery did not scan (first use only)."""
+    def _index(self, category: str) -> SegmentIndex:
+        """Index a segment that has none yet (first use; saved once the segment is closed)."""
+        readable = self.readable
         with _reader(self.path) as read:
-            scan = self.scan(read, self.readable, _ignore)
+            scan = self.scan(read, readable, _ignore)
         for damage in scan.damages:
             self.report(category, damage)
-        self.marks = scan.marks
-        return scan.marks
+        index = scan.builder.build(with_tail=True)
+        index.covered = readable
+        if self.index is None:
+            self.index = index
+            if self.sealed and readable == self.committed:
+                self.save_index()
+        return self.index
 
     def read_into(
         self,
@@ -246,13 +308,24 @@ class Segment:
         stop: int,
         max_bytes: int,
         used: int,
+        times: TimeRange | None = None,
     ) -> tuple[int, int]:
         """Append whole blocks from the one holding ``offset`` up to ``stop`` to ``out`` until
-        their payloads reach ``max_bytes``; return (next offset, bytes used)."""
+        their payloads reach ``max_bytes`` (only those received in ``times``, skipping the
+        stretches that hold none without reading them); return (next offset, bytes used)."""
         view = self.view(category)
         with _reader(self.path) as read:
             return read_blocks(
-                read, view, category, out, offset, stop, max_bytes, used, self.reporter(category)
+                read,
+                view,
+                category,
+                out,
+                offset,
+                stop,
+                max_bytes,
+                used,
+                self.reporter(category),
+                times,
             )
 
 

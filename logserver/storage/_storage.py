@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -21,6 +21,7 @@ from logserver.errors import (
 from logserver.storage._batch import BatchChecker, Checked, Group
 from logserver.storage._blocks import FORMAT_VERSION, encode_block
 from logserver.storage._category import CategoryLog, Written
+from logserver.storage._changes import Changes
 from logserver.storage._clean import take_clean, write_clean
 from logserver.storage._columns import DecodeBudget, Payload, payloads
 from logserver.storage._commit import GroupCommitter
@@ -32,10 +33,17 @@ from logserver.storage._format import encode_records
 from logserver.storage._identity import server_id_of
 from logserver.storage._offline import CATEGORIES_DIR
 from logserver.storage._policy import StoragePolicy
+from logserver.storage._reading import TimeRange
 from logserver.storage._recovery import RecoveryReport, recover
 from logserver.storage._stats import Counters, StorageStats
-from logserver.storage._types import AppendOutcome, BlockBatch, ReadBatch
-from logserver.storage._write import write_durably
+from logserver.storage._types import (
+    AppendOutcome,
+    BlockBatch,
+    CategoryStats,
+    QueryBatch,
+    ReadBatch,
+)
+from logserver.storage._write import WritePart, write_durably
 
 __all__ = ["Storage"]
 
@@ -83,6 +91,7 @@ class Storage:
         descriptors: Descriptors,
         counters: Counters,
         recovery: RecoveryReport,
+        changes: Changes | None = None,
     ) -> None:
         self._data_dir = data_dir
         self.recovery = recovery
@@ -96,6 +105,7 @@ class Storage:
         self._committer = committer
         self._descriptors = descriptors
         self._counters = counters
+        self._changes = changes or Changes()
         self._checker = BatchChecker(policy.max_message_bytes, policy.max_batch_categories)
         # Decompressed columns in memory at once: four of the largest batches.
         self._decoding = DecodeBudget(4 * policy.max_batch_bytes)
@@ -158,12 +168,14 @@ class Storage:
             recovered = recover(categories, policy, disk, clean)
             counters = Counters()
             descriptors = Descriptors(disk, policy.max_open_segments)
+            changes = Changes()
             committer = GroupCommitter(
                 disk,
                 counters,
                 descriptors,
                 publish_on_sync=policy.fsync == "always",
                 drop_synced_pages=policy.drop_synced_pages,
+                changes=changes,
             )
             dedup = DedupIndex(policy.dedup_window, policy.max_producers)
             dedup.restore(recovered.stored, recovered.partial)
@@ -177,6 +189,7 @@ class Storage:
                     committer=committer,
                     descriptors=descriptors,
                     counters=counters,
+                    changes=changes,
                 )
                 for name, segments in recovered.segments.items()
             }
@@ -212,6 +225,7 @@ class Storage:
             committer=committer,
             descriptors=descriptors,
             counters=counters,
+            changes=changes,
             recovery=recovered.report,
         )
 
@@ -367,7 +381,10 @@ class Storage:
         if not parts:
             return 0
         done = write_durably(
-            [(category, data) for category, data, _ in parts],
+            [
+                WritePart(category, data, group.records, received_ns)
+                for category, data, (group, _) in parts
+            ],
             committer=self._committer,
             policy=self._policy,
             closed=lambda: self._closed,
@@ -462,6 +479,7 @@ class Storage:
                         committer=self._committer,
                         descriptors=self._descriptors,
                         counters=self._counters,
+                        changes=self._changes,
                     )
                     made.append(logs[name])
             self._logs = logs
@@ -537,14 +555,78 @@ class Storage:
         """What ``logserver repair`` asks of storage: holdings, chosen batches, storing copies."""
         return self._copies
 
-    def _write_one(self, category: CategoryLog, data: bytes) -> Written:
+    def _write_one(self, part: WritePart) -> Written:
         ((_, written),) = write_durably(
-            [(category, data)],
+            [part],
             committer=self._committer,
             policy=self._policy,
             closed=lambda: self._closed,
         )
         return written
+
+    def query_blocks(
+        self,
+        category: str | bytes,
+        position: int = -1,
+        max_bytes: int = 4 * 2**20,
+        *,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        last: int = 0,
+    ) -> QueryBatch:
+        """:meth:`read_blocks` with a time range and a start found by the index.
+
+        ``position`` -1 starts at the last ``last`` records (0: at the oldest), and
+        the time range skips what is before ``since_ns`` through the segments' time
+        indexes, so the cost follows the range read, not the category. Only blocks
+        received in ``[since_ns, until_ns)`` are returned. ``start_position`` says
+        where reading started: later than ``position`` when retention deleted the
+        records in between.
+        """
+        if self._closed:
+            raise StorageUnavailableError("storage is closed")
+        name = self._checker.category(category)
+        if not isinstance(position, int) or position < -1:
+            raise InvalidPositionError(name, position, "must be -1 or a non-negative integer")
+        if max_bytes < 1 or last < 0:
+            raise InvalidRequestError("max_bytes must be positive and last >= 0")
+        log_ = self._logs.get(name)
+        if log_ is None:
+            if position in (-1, 0):
+                return QueryBatch([], 0, True, 0)
+            raise InvalidPositionError(name, position, "the category has no records")
+        if position == -1:
+            position = log_.tail_position(last) if last else 0
+        start = max(position, log_.oldest_position())
+        times = TimeRange(since_ns, until_ns) if since_ns or until_ns else None
+        batch = log_.read_blocks(position, max_bytes, times)
+        return QueryBatch(batch.blocks, batch.next_position, batch.end_of_log, start)
+
+    def wait_for_records(
+        self, category: str, position: int, timeout: float, stop: Callable[[], bool]
+    ) -> bool:
+        """Wait up to ``timeout`` seconds until ``category`` has data past ``position``, or
+        ``stop()`` (checked on every wake-up, see :meth:`wake_readers`); whether data came."""
+
+        def ready() -> bool:
+            log_ = self._logs.get(category)
+            return stop() or (log_ is not None and log_.end_position() > position)
+
+        self._changes.wait(ready, timeout)
+        log_ = self._logs.get(category)
+        return log_ is not None and log_.end_position() > position
+
+    def wake_readers(self) -> None:
+        """Wake every :meth:`wait_for_records` to check its ``stop`` (draining)."""
+        self._changes.wake_all()
+
+    def category_stats(self) -> list[CategoryStats]:
+        """Every category with records: counts, size and times from the segments' indexes."""
+        out = []
+        for name in self.categories():
+            records, size, first, last = self._logs[name].stats()
+            out.append(CategoryStats(name, records, size, first, last))
+        return out
 
     def categories(self) -> list[str]:
         """The categories that hold (or held) records, sorted."""
@@ -593,6 +675,7 @@ class Storage:
                 return
             self._closed = True
         self._stop.set()
+        self._changes.close()
         if self._thread is not None:
             self._thread.join()
         logs = sorted(self._logs.values(), key=lambda c: c.name)

@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from logserver.storage._columns import decode_messages
 from logwire.blocks import run_indexes
 
-__all__ = ["AppendOutcome", "BlockBatch", "ReadBatch", "SegmentRecord", "StoredBlock"]
+__all__ = [
+    "AppendOutcome",
+    "BlockBatch",
+    "CategoryStats",
+    "QueryBatch",
+    "ReadBatch",
+    "SegmentRecord",
+    "StoredBlock",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,3 +111,27 @@ class BlockBatch:
     """Pass this as the next read's position (equal to the request's when nothing was new)."""
     end_of_log: bool
     """Nothing more was readable after ``next_position`` when the read ran."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueryBatch:
+    """Blocks of a query (:meth:`Storage.query_blocks`), where to continue, where it started."""
+
+    blocks: list[StoredBlock]
+    next_position: int
+    end_of_log: bool
+    start_position: int
+    """Where reading started: the position asked for (or found), or the oldest kept one
+    when retention deleted what was asked for."""
+
+
+@dataclass(frozen=True, slots=True)
+class CategoryStats:
+    """One category from its segments' indexes: no record read."""
+
+    category: str
+    records: int
+    bytes: int
+    first_ns: int
+    """Receive time of the oldest block (0: none)."""
+    last_ns: int

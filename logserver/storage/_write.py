@@ -10,27 +10,40 @@ before it returns. Encoding, deduplication and bookkeeping are the callers'.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._commit import WIDE, GroupCommitter, Round
 from logserver.storage._policy import StoragePolicy
 
-__all__ = ["write_durably"]
+__all__ = ["WritePart", "write_durably"]
+
+
+class WritePart(NamedTuple):
+    """One category's bytes of a write, and what the segment's time index notes of them:
+    how many records, received from ``first_ns`` to ``last_ns`` (one batch: one time;
+    copies of several batches: their earliest and latest)."""
+
+    category: CategoryLog
+    data: bytes
+    records: int
+    first_ns: int
+    last_ns: int = 0
 
 
 def write_durably(
-    parts: list[tuple[CategoryLog, bytes]],
+    parts: list[WritePart],
     *,
     committer: GroupCommitter,
     policy: StoragePolicy,
     closed: Callable[[], bool],
 ) -> list[tuple[CategoryLog, Written]]:
-    """Write each ``(category, bytes)`` (categories in name order, each once) and wait for
+    """Write each part's bytes to its category (categories in name order, each once) and wait for
     durability; return where each went. StorageUnavailableError when storage is closed or
     the disk refused the write or the sync (nothing of it is then acknowledged)."""
     wide = len(parts) > WIDE
-    locks = [category.lock for category, _ in parts]  # in name order: no deadlock
+    locks = [part.category.lock for part in parts]  # in name order: no deadlock
     for lock in locks:
         lock.acquire()
     try:
@@ -38,8 +51,11 @@ def write_durably(
             raise StorageUnavailableError("storage is closed")
         done: list[tuple[CategoryLog, Written]] = []
         try:
-            for category, data in parts:
-                done.append((category, category.write(data)))
+            for part in parts:
+                category = part.category
+                done.append(
+                    (category, category.write(part.data, part.first_ns, part.records, part.last_ns))
+                )
         except BaseException:
             for category, written in done:
                 category.undo(written)

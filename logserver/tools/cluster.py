@@ -132,7 +132,7 @@ def _status(args: argparse.Namespace) -> int:
     state = _load(args.dir)
     if state is None:
         return 1
-    from logserver.tools.reader import list_servers
+    from logserver.reader import list_servers
 
     down = 0
     for p in state["processes"]:

@@ -305,7 +305,7 @@ def _restart(server: Any, state: DemoState) -> None:
 
 def _sample_servers(servers: list[Any], state: DemoState, done: threading.Event) -> None:
     """Poll each server's stored-record count four times a second (the servers' own truth)."""
-    from logserver.tools.reader import connect
+    from logserver.reader import connect
     from logwire.serverset import Endpoint
 
     last: dict[str, tuple[float, int]] = {}
@@ -332,7 +332,7 @@ def _verify(
     args: argparse.Namespace, servers: list[Any], state: DemoState, final: dict[str, Any]
 ) -> dict[str, Any]:
     """Read everything back from every server and count each numbered message."""
-    from logserver.tools.reader import merge_unique, read_server
+    from logserver.reader import merge_unique, read_server
     from logwire.serverset import Endpoint
 
     sent = int(final.get("sent", 0))

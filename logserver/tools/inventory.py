@@ -30,7 +30,7 @@ from kazoo.client import KazooClient
 from kazoo.exceptions import BadVersionError, KazooException, NoAuthError, NoNodeError
 
 from logserver.errors import LogServerError
-from logserver.tools.reader import (
+from logserver.reader import (
     RegisteredServer,
     connect,
     registered_servers,

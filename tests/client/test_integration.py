@@ -236,7 +236,7 @@ def test_logging_goes_on_when_zookeeper_is_gone(
     assert client.flush(30), client.stats()
     assert len(client.stats().known_servers) == 2
 
-    from logserver.tools.reader import read_data_dir
+    from logserver.reader import read_data_dir
 
     seen = {r.key: r.message.decode() for r in read_data_dir(dead.data_dir, "app")}
     for r in read_server(alive.endpoint, "app"):

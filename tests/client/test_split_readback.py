@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient, SpoolPolicy, StaticServers
+from logserver.reader import connect
 from logserver.tools.launcher import LogServerProcess
-from logserver.tools.reader import connect
 from logwire.batchid import canonical_key
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
@@ -79,7 +79,18 @@ def test_halves_of_a_split_batch_and_its_whole_copy_read_back_once(
     assert len(read_server(large.endpoint, "app")) == len(messages)
 
     out = subprocess.run(
-        [sys.executable, "-m", "logserver", "cat", "--zk", zk_hosts, "--zk-path", zk_path, "app"],
+        [
+            sys.executable,
+            "-m",
+            "logserver",
+            "cat",
+            "--zk",
+            zk_hosts,
+            "--zk-path",
+            zk_path,
+            "app",
+            "--raw",
+        ],
         capture_output=True,
         timeout=60,
     )

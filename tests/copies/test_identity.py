@@ -15,6 +15,7 @@ from kazoo.client import KazooClient
 
 from logserver.config import ServerConfig
 from logserver.errors import ConfigError, StorageUnavailableError
+from logserver.reader import connect
 from logserver.storage import (
     SERVER_ID_FILE,
     Storage,
@@ -22,7 +23,6 @@ from logserver.storage import (
     server_id_problem,
 )
 from logserver.tools.launcher import wait_for
-from logserver.tools.reader import connect
 from logwire.serverset import Endpoint, Member, zone_problem
 
 

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
+from logserver.reader import connect
 from logserver.storage import read_server_id
 from logserver.tools.launcher import LogServerProcess, wait_for
-from logserver.tools.reader import connect
 from logwire.inventory import InventoryRecord, inventory_path
 from logwire.serverset import Endpoint
 

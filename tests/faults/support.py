@@ -11,8 +11,8 @@ import uuid
 from typing import Any
 
 from logclient import LogClient
+from logserver.reader import connect, list_servers
 from logserver.tools.launcher import LogServerProcess
-from logserver.tools.reader import connect, list_servers
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
 from tests.delivery import progress

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from logclient import LogClient
+from logserver.reader import connect
 from logserver.tools.launcher import LogServerProcess
-from logserver.tools.reader import connect
 from logwire.serverset import Endpoint
 from tests.delivery import Producer, progress, wait_known, zk_client
 from tests.helpers import number_of

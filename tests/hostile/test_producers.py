@@ -25,8 +25,8 @@ from logclient import (
     StaticServers,
     TLSPolicy,
 )
+from logserver.reader import connect, merge_unique, read_server
 from logserver.tools.launcher import LogServerProcess
-from logserver.tools.reader import connect, merge_unique, read_server
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
 from tests.helpers import numbered

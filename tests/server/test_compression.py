@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from logclient import CompressionPolicy, LogClient, StaticServers
-from logserver.tools import reader
+from logserver import reader
 from logserver.tools.launcher import LogServerProcess
 from logwire.compression import ZSTD, compress_columns, join_columns
 from logwire.compression import CompressionPolicy as WirePolicy

@@ -121,7 +121,7 @@ def test_apache_thrift_scribe_client_gets_ok_and_cat_returns_its_messages(
         ),
         20,
     )
-    out = logserver_cli("cat", "--zk", zk_hosts, "--zk-path", zk_path, "scribe")
+    out = logserver_cli("cat", "--zk", zk_hosts, "--zk-path", zk_path, "scribe", "--raw")
     assert out.returncode == 0, out.stderr
     assert out.stdout.decode().splitlines() == messages
 

@@ -18,8 +18,8 @@ import pytest
 from kazoo.client import KazooClient
 
 from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy, TLSPolicy
+from logserver.reader import connect, list_servers, read_server
 from logserver.tools.launcher import LogServerProcess, wait_for
-from logserver.tools.reader import connect, list_servers, read_server
 from logwire.serverset import Endpoint
 from tests.tcp_state import accept_queue, read_by_server, still_waiting
 from tests.tls.certs import Certs
@@ -99,7 +99,7 @@ def test_records_go_over_tls_and_read_back_over_tls(
     assert registered.member is not None and registered.member.tls is True
 
     cat = logserver_cli(
-        "cat", "app", "--zk", zk_hosts, "--zk-path", zk_path, "--tls-ca", str(certs.ca)
+        "cat", "app", "--raw", "--zk", zk_hosts, "--zk-path", zk_path, "--tls-ca", str(certs.ca)
     )
     assert cat.returncode == 0, cat.stderr.decode()
     assert cat.stdout.decode().splitlines() == messages
@@ -139,7 +139,7 @@ def test_mutual_tls_refuses_a_client_without_certificate_and_keeps_serving(
     assert [r.message for r in stored] == [b"authenticated"]
 
     cat = logserver_cli(
-        "cat", "app", "--server", server.endpoint, "--tls-ca", str(certs.ca),
+        "cat", "app", "--raw", "--server", server.endpoint, "--tls-ca", str(certs.ca),
         "--tls-cert", str(certs.client.cert), "--tls-key", str(certs.client.key),
     )  # fmt: skip
     assert (cat.returncode, cat.stdout) == (0, b"authenticated\n")

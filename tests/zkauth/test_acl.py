@@ -17,9 +17,9 @@ from kazoo.security import ACL, OPEN_ACL_UNSAFE, Permissions, make_digest_acl_cr
 from logclient import LogClient, SpoolPolicy
 from logclient.discovery import ZooKeeperServers
 from logserver.errors import ConfigError, RegistrationError
+from logserver.reader import read_server
 from logserver.registry import Registration, read_auth_file, registration_acl
 from logserver.tools.launcher import LogServerProcess, wait_for
-from logserver.tools.reader import read_server
 from logwire.serverset import Endpoint, Member
 
 from .conftest import (

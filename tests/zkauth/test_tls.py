@@ -18,9 +18,9 @@ from kazoo.handlers.threading import KazooTimeoutError
 
 from logclient import LogClient, SpoolPolicy, StaticServers, ZkTLSPolicy
 from logclient.discovery import ZooKeeperServers
+from logserver.reader import read_server
 from logserver.registry import registration_acl
 from logserver.tools.launcher import ZooKeeperEnsemble, ZooKeeperTLS, wait_for
-from logserver.tools.reader import read_server
 from logwire.serverset import Endpoint
 from tests.tls.certs import Certs, make_certs, openssl_available
 

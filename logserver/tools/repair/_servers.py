@@ -1,6 +1,6 @@
 """Talking to the live servers for repair: who they are, what they hold, copying between them.
 
-Each function opens its own connection (``logserver.tools.reader.connect``)
+Each function opens its own connection (``logserver.reader.connect``)
 and closes it, so a server that dies mid-repair costs the work that touched
 it, reported, and nothing else. Thrift and socket errors become
 :class:`~logserver.errors.LogServerError` here, naming the server.
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from logserver.errors import LogServerError
-from logserver.tools.reader import connect
+from logserver.reader import connect
 from logserver.tools.repair._plan import Copy, LiveServer
 from logwire.holdings import Span, pack_ranges, unpack_spans
 from logwire.idl import log_thrift
