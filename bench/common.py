@@ -82,6 +82,9 @@ class Profile:
     restart_segment_bytes: int
     restart_scan_bytes: int
     repair_records: int
+    read_records: int
+    follow_seconds: float
+    followers: int
 
     @classmethod
     def full(cls) -> Profile:
@@ -129,6 +132,9 @@ class Profile:
             restart_segment_bytes=8 * 2**20,
             restart_scan_bytes=32 * 2**20,
             repair_records=1_000_000,
+            read_records=1_000_000,
+            follow_seconds=10.0,
+            followers=100,
         )
 
     @classmethod
@@ -177,6 +183,9 @@ class Profile:
             restart_segment_bytes=256 * 2**10,
             restart_scan_bytes=2**20,
             repair_records=20_000,
+            read_records=5_000,
+            follow_seconds=1.5,
+            followers=4,
         )
 
 

@@ -71,6 +71,8 @@ class Reader:
         self._origin_ns = time.time_ns()
         self._started = False
         self._closed = False
+        self.caught_up = threading.Event()
+        """Set once every source's history has been shown (a following reader is live)."""
 
     def __repr__(self) -> str:
         return (
@@ -102,6 +104,7 @@ class Reader:
             ordered = _last(ordered, last)
         try:
             yield from ordered
+            self.caught_up.set()
             if self.query.follow:
                 yield from self._merge.live()
         finally:

@@ -74,6 +74,12 @@ class Follower:
             f"(stderr: {self.errors[-5:]})",
         )
 
+    def __enter__(self) -> Follower:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self, timeout: float = 30) -> int:
         """SIGINT (Ctrl-C), and the exit status."""
         if self.process.poll() is None:

@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -25,6 +25,15 @@ from tests.thrift_clients import append, connect
 pytestmark = [pytest.mark.slow, pytest.mark.process, pytest.mark.timeout(180)]
 
 ServerFactory = Callable[..., LogServerProcess]
+
+
+@pytest.fixture
+def followers() -> Iterator[list[Follower]]:
+    """Followers a test started (it appends them); stopped after the test, pass or fail."""
+    started: list[Follower] = []
+    yield started
+    for follower in started:
+        follower.stop()
 
 
 def _batch(category: str, name: str, n: int, first: int = 0) -> list[tuple[str, str]]:
@@ -102,7 +111,11 @@ def test_cat_reads_the_same_after_a_restart_and_a_sigkill(
 
 
 def test_follow_rides_through_sigkill_restart_and_a_join(
-    logserver_factory: ServerFactory, zk_hosts: str, zk_path: str, clients: list[LogClient]
+    logserver_factory: ServerFactory,
+    zk_hosts: str,
+    zk_path: str,
+    clients: list[LogClient],
+    followers: list[Follower],
 ) -> None:
     """One follower while an app logs: a server is SIGKILLed and restarted, another joins.
     Every record logged shows up exactly once; Ctrl-C ends the follower with status 0."""
@@ -111,6 +124,7 @@ def test_follow_rides_through_sigkill_restart_and_a_join(
     # From now on, however long the follower takes to start.
     since = dt.datetime.now(dt.UTC).isoformat()
     follower = Follower("app", "--since", since, "--zk", zk_hosts, "--zk-path", zk_path)
+    followers.append(follower)
     client = LogClient(zk_hosts, zk_path=zk_path)
     clients.append(client)
     logged: list[str] = []
@@ -285,7 +299,7 @@ def test_one_unreachable_server_is_named_and_the_rest_is_printed(
 
 
 def test_followers_start_now_and_see_new_categories(
-    logserver_factory: ServerFactory, zk_hosts: str, zk_path: str
+    logserver_factory: ServerFactory, zk_hosts: str, zk_path: str, followers: list[Follower]
 ) -> None:
     """A follower of a category no server has yet prints its first records as they come;
     ``-f`` alone shows the last 10 records first, as journalctl does."""
@@ -293,6 +307,7 @@ def test_followers_start_now_and_see_new_categories(
     append(s1, "p", 0, _batch("old", "o", 30))
     tail = Follower("old", "--zk", zk_hosts, "--zk-path", zk_path)
     fresh = Follower("fresh", "--zk", zk_hosts, "--zk-path", zk_path)
+    followers += [tail, fresh]
     tail.wait_messages({f"o-{i}" for i in range(20, 30)})
     append(s1, "p", 1, _batch("fresh", "f", 5))
     fresh.wait_messages({f"f-{i}" for i in range(5)})

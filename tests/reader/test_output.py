@@ -1,0 +1,84 @@
+"""What ``logserver cat`` prints for a block: every format, every awkward byte, the same
+lines whether the fast path (plain ASCII) or the escaping one is taken."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from logserver.reader._output import formatter
+from logserver.reader._reader import _last
+from logserver.reader._records import RecordBlock, format_time
+from logwire.blocks import BlockColumns
+from logwire.compression import column_lengths
+from logwire.packed import pack_lengths
+
+NS = 1_796_531_262_836_592_355
+AWKWARD = [
+    b"plain",
+    b'a "quote" \\ back',
+    b"ctl\x01\ttab",
+    b"caf\xc3\xa9",
+    b"\xff\xfe",
+    b"100%d %s",
+    b"",
+]
+
+
+def _block(
+    messages: list[bytes], picked: list[tuple[int, int]] | None = None, first: int = 0
+) -> RecordBlock:
+    columns = pack_lengths(messages) + b"".join(messages)
+    return RecordBlock(
+        "c%s",
+        "127.0.0.1:1%d",
+        "p%",
+        7,
+        NS,
+        BlockColumns(columns, column_lengths(columns, len(messages))),
+        range(first, first + len(messages)),
+        picked,
+    )
+
+
+@pytest.mark.parametrize("picked", [None, [(1, 2), (5, 2)]])
+def test_every_format_shows_each_record_once_with_bytes_escaped(
+    picked: list[tuple[int, int]] | None,
+) -> None:
+    """--raw is byte for byte; text and JSON escape what is not UTF-8 (backslashreplace);
+    JSON has every field, also with % in names; only the picked records come out."""
+    block = _block(AWKWARD, picked, first=3)
+    chosen = [i for a, n in (picked or [(0, len(AWKWARD))]) for i in range(a, a + n)]
+    raw = formatter("raw")(block)
+    assert raw == b"".join(AWKWARD[i] + b"\n" for i in chosen)
+    stamp = format_time(NS)
+    text = formatter("text")(block).decode()
+    shown = [AWKWARD[i].decode("utf-8", "backslashreplace") for i in chosen]
+    assert text == "".join(f"{stamp} {m}\n" for m in shown)
+    lines = [json.loads(line) for line in formatter("json")(block).splitlines()]
+    assert [(d["message"], d["index"]) for d in lines] == [
+        (m, 3 + i) for m, i in zip(shown, chosen, strict=True)
+    ]
+    assert lines[0]["time"] == format_time(NS, 9) and lines[0]["time"].endswith("355Z")
+    assert {(d["category"], d["server"], d["producer"], d["sequence"]) for d in lines} == {
+        ("c%s", "127.0.0.1:1%d", "p%", 7)
+    }
+
+
+def test_the_plain_fast_path_prints_what_the_escaping_one_would() -> None:
+    """A plain ASCII block (the fast path) and the same messages in a block that needs
+    escaping (one awkward record more) print the same lines for the plain records."""
+    plain = [b"GET /index.html 200 %d", b"x" * 300, b"{not json}"]
+    fast = formatter("json")(_block(plain)).splitlines()
+    slow = formatter("json")(_block([*plain, b'"'])).splitlines()[:3]
+    assert fast == slow
+
+
+def test_the_last_n_records_over_blocks() -> None:
+    """-n keeps the last N records whatever the blocks' sizes, N=0 and N beyond all."""
+    blocks = [_block([b"a%d" % i for i in range(k)], first=0) for k in (3, 1, 4)]
+    everything = [m for b in blocks for m in b.messages()]
+    for n in (0, 1, 2, 4, 5, 8, 20):
+        kept = [m for b in _last(iter(blocks), n) for m in b.messages()]
+        assert kept == (everything[-n:] if n else []), n
