@@ -132,6 +132,8 @@ class Reader:
         listing = self.sources.listing()
         for problem in listing.unreachable:
             self.report.failed(problem.source, problem.reason)
+        if not listing.sources and not self.query.follow:
+            self.report.failed(str(self.sources), "no server to read: none is registered or given")
         for source in listing.sources:
             self._add(source, self.query)
         if self.query.follow:

@@ -106,6 +106,9 @@ class StaticSources:
     def __repr__(self) -> str:
         return f"<StaticSources {[s.name for s in self._listing.sources]}>"
 
+    def __str__(self) -> str:
+        return "the servers and directories given"
+
     def start(self) -> None:
         pass
 
@@ -154,6 +157,9 @@ class ZooKeeperSources:
         with self._lock:
             names = sorted(str(e) for e in self._found)
         return f"<ZooKeeperSources {self.zk_hosts}{self.zk_path} watch={self._watch} {names}>"
+
+    def __str__(self) -> str:
+        return f"ZooKeeper {self.zk_hosts} {self.zk_path}"
 
     def start(self) -> None:
         """List the registered servers once (raises LogServerError when ZooKeeper cannot

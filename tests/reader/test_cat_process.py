@@ -315,3 +315,10 @@ def test_followers_start_now_and_see_new_categories(
     assert tail.stop() == 0 and fresh.stop() == 0
     assert tail.messages() == [f"o-{i}" for i in range(20, 30)]
     assert fresh.messages() == [f"f-{i}" for i in range(5)]
+
+
+def test_no_registered_server_is_said_not_passed_over(zk_hosts: str, zk_path: str) -> None:
+    """Nothing registered under the path: cat says so and exits 1 (nothing could be read)."""
+    done = cat("app", "--zk", zk_hosts, "--zk-path", zk_path)
+    assert done.returncode == 1 and done.stdout == b""
+    assert b"no server to read" in done.stderr and zk_path.encode() in done.stderr
