@@ -17,7 +17,7 @@ all of kazoo on the server side), :mod:`logserver.server` (puts the parts
 together and runs the lifecycle), :mod:`logserver.config` (flags,
 environment, TOML), :mod:`logserver.errors` (the exception tree),
 :mod:`logserver.cli` (the ``logserver`` command), and
-:mod:`logserver.tools` (the launcher, reader, local cluster and demo, which a
+:mod:`logserver.tools` (the launcher, local cluster and demo, which a
 running server never imports).
 """
 
