@@ -2,10 +2,13 @@
 
 ``cat`` is a :class:`~logserver.reader.Reader` whose blocks are printed
 (``_output``); its warnings (a server unreachable, a gap) go to stderr as they
-happen. Exit status: 0 when everything was read (and for a following reader
-stopped with Ctrl-C, and when the output's reader went away: ``| head``), 1
-when a source could not be read (the output misses its records), 2 for bad
-arguments.
+happen, and so does a warning for each server that may hold records of the
+category but is not read (the data inventory's: not registered, or registered
+and silent). Exit status: 0 when everything was read (and for a following
+reader stopped with Ctrl-C, and when the output's reader went away: ``|
+head``), also when only such warnings were given; 1 when a source could not be
+read (the output misses its records); 2 for bad arguments; with ``--strict``,
+3 whenever a server could not be read (a failed source or a warning).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from logserver.errors import ConfigError, LogServerError
+from logserver.tools.inventory import EXIT_INCOMPLETE
 
 if TYPE_CHECKING:
     from logserver.reader._report import ReadEvent
@@ -88,6 +92,12 @@ def add_arguments(
     fmt.add_argument(
         "--raw", action="store_true", help="the message bytes only, each followed by a newline"
     )
+    cat.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 3 when a server that holds data of the category could not be read "
+        "(it is always reported on stderr)",
+    )
     add_zk_tls(cat)
     add_tls(cat)
 
@@ -104,7 +114,10 @@ def add_arguments(
 
 
 def _print_event(event: ReadEvent) -> None:
-    print(f"logserver cat: {event}", file=sys.stderr, flush=True)
+    if event.kind == "missed":
+        print(f"logserver cat: warning: {event.text}", file=sys.stderr, flush=True)
+    else:
+        print(f"logserver cat: {event}", file=sys.stderr, flush=True)
 
 
 def _quiet_stdout() -> None:
@@ -139,20 +152,12 @@ def run_cat(args: argparse.Namespace, tls: Any, zk_tls: Any) -> int:
             zk_tls=zk_tls,
             on_event=_print_event,
         )
+        # ZooKeeper first: registrations and the data inventory (servers registered as
+        # speaking TLS without --tls are a usage error, said before anything is read).
+        reader.sources.start()
     except (ConfigError, ValueError) as exc:
         print(f"logserver cat: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.zk and tls is None:
-        reader.sources.start()
-        with_tls = sorted(s.name for s in reader.sources.listing().sources if s.tls)
-        if with_tls:
-            print(
-                f"logserver cat: {', '.join(with_tls)} speak TLS: give --tls-ca "
-                "(or --tls to trust the system's CAs)",
-                file=sys.stderr,
-            )
-            reader.sources.close()
-            return EXIT_USAGE
     fmt = formatter("json" if args.json else "raw" if args.raw else "text")
     out = sys.stdout.buffer
     follow = args.follow
@@ -175,13 +180,16 @@ def run_cat(args: argparse.Namespace, tls: Any, zk_tls: Any) -> int:
         if follow:
             return EXIT_OK
         raise
-    if not reader.report.complete:
-        failed = sorted({p.source for p in reader.report.problems})
+    report = reader.report
+    if report.problems:
+        failed = sorted({p.source for p in report.problems})
         print(
             f"logserver cat: incomplete: records of {', '.join(failed)} are missing",
             file=sys.stderr,
         )
-        return EXIT_FAILED
+        return EXIT_INCOMPLETE if args.strict else EXIT_FAILED
+    if report.missed and args.strict:
+        return EXIT_INCOMPLETE
     return EXIT_OK
 
 

@@ -132,6 +132,8 @@ class Reader:
         listing = self.sources.listing()
         for problem in listing.unreachable:
             self.report.failed(problem.source, problem.reason)
+        for missed in listing.missed:
+            self.report.missing(missed.source, missed.reason)
         if not listing.sources and not self.query.follow:
             self.report.failed(str(self.sources), "no server to read: none is registered or given")
         for source in listing.sources:
@@ -252,7 +254,15 @@ def read(
     )
     sources: Sources = static
     if zk_hosts:
-        sources = ZooKeeperSources(zk_hosts, zk_path, watch=follow, tls=zk_tls, extra=static)
+        sources = ZooKeeperSources(
+            zk_hosts,
+            zk_path,
+            watch=follow,
+            tls=zk_tls,
+            extra=static,
+            category=category,
+            server_tls=tls,
+        )
     elif not static.listing().sources:
         raise ConfigError("give ZooKeeper hosts, servers or data directories to read from")
     return Reader(sources, query, tls=tls, policy=policy, on_event=on_event)

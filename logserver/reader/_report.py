@@ -5,6 +5,10 @@ for longer than a one-off read waits), and retention can delete records a
 slow reader had not reached. Both are reported here, never passed over in
 silence: ``logserver cat`` prints each event on stderr as it happens and
 exits 1 when a source failed; programs read :attr:`ReadReport.problems`.
+Servers that may hold records of the category but are not read at all (the
+data inventory's holders that are not registered or do not answer) are
+:attr:`ReadReport.missed`: ``cat`` warns of each before any record, and exits
+3 with ``--strict``.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Literal
 
 __all__ = ["ReadEvent", "ReadReport"]
 
-EventKind = Literal["failed", "unreachable", "reachable", "gap", "note"]
+EventKind = Literal["failed", "unreachable", "reachable", "gap", "missed", "note"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,8 @@ class ReadReport:
         self._down: set[str] = set()
         self.problems: list[ReadEvent] = []
         """Failures and gaps: what is missing from the output."""
+        self.missed: list[ReadEvent] = []
+        """Servers that may hold records of the category and were not read."""
 
     def __repr__(self) -> str:
         with self._lock:
@@ -48,9 +54,10 @@ class ReadReport:
 
     @property
     def complete(self) -> bool:
-        """Nothing is known to be missing from what was read."""
+        """Nothing is known (or, from the data inventory, suspected) to be missing from what
+        was read."""
         with self._lock:
-            return not self.problems
+            return not self.problems and not self.missed
 
     def _emit(self, event: ReadEvent, problem: bool = False) -> None:
         if problem:
@@ -86,6 +93,14 @@ class ReadReport:
             "by retention before they were read"
         )
         self._emit(ReadEvent("gap", source, text), True)
+
+    def missing(self, source: str, text: str) -> None:
+        """A server that may hold records of the category will not be read (``text``: who,
+        what it holds, what to do)."""
+        event = ReadEvent("missed", source, text)
+        with self._lock:
+            self.missed.append(event)
+        self._emit(event)
 
     def note(self, source: str, text: str) -> None:
         self._emit(ReadEvent("note", source, text))

@@ -173,7 +173,7 @@ def test_cat_reports_a_data_holding_server_that_is_gone_and_strict_fails(
     wait_for(lambda: len(kazoo.get_children(zk_path)) == 2, 30, what="the old member to expire")
 
     common = ["--zk", zk_hosts, "--zk-path", zk_path]
-    plain = logserver("cat", "app", *common)
+    plain = logserver("cat", "app", "--raw", *common)
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.splitlines() == ["on-kept"]
     assert (
@@ -181,13 +181,13 @@ def test_cat_reports_a_data_holding_server_that_is_gone_and_strict_fails(
     )
     assert f"logserver forget {lost_id}" in plain.stderr
 
-    strict = logserver("cat", "app", "--strict", *common)
+    strict = logserver("cat", "app", "--raw", "--strict", *common)
     assert strict.returncode == EXIT_INCOMPLETE and strict.stdout.splitlines() == ["on-kept"]
 
-    other = logserver("cat", "other", "--strict", *common)
+    other = logserver("cat", "other", "--raw", "--strict", *common)
     assert other.returncode == 0 and other.stderr == "" and other.stdout.splitlines() == ["x"]
 
-    with_disk = logserver("cat", "app", "--strict", "--data-dir", str(saved), *common)
+    with_disk = logserver("cat", "app", "--raw", "--strict", "--data-dir", str(saved), *common)
     assert with_disk.returncode == 0, with_disk.stderr
     assert sorted(with_disk.stdout.splitlines()) == ["on-kept", "only-on-lost"]
 
@@ -203,7 +203,9 @@ def test_cat_reports_a_registered_server_that_does_not_answer(
     append(live.endpoint, "q", 0, [("app", "live-copy")])
     frozen.signal(signal.SIGSTOP)
     try:
-        result = logserver("cat", "app", "--strict", "--zk", zk_hosts, "--zk-path", zk_path)
+        result = logserver(
+            "cat", "app", "--raw", "--strict", "--zk", zk_hosts, "--zk-path", zk_path
+        )
     finally:
         frozen.signal(signal.SIGCONT)
     assert result.returncode == EXIT_INCOMPLETE
@@ -248,12 +250,12 @@ def test_forget_removes_a_gone_server_and_refuses_a_live_one(
     dry = logserver("forget", gone_id, "--dry-run", *common)
     assert dry.returncode == 0 and dry.stdout.startswith(f"would forget server {gone_id}")
     assert _record(kazoo, zk_path, gone_id) is not None
-    assert logserver("cat", "app", "--strict", *common).returncode == EXIT_INCOMPLETE
+    assert logserver("cat", "app", "--raw", "--strict", *common).returncode == EXIT_INCOMPLETE
 
     done = logserver("forget", gone_id, "--yes", *common)
     assert done.returncode == 0 and done.stdout.startswith(f"forgot server {gone_id}")
     assert _record(kazoo, zk_path, gone_id) is None
-    after = logserver("cat", "app", "--strict", *common)
+    after = logserver("cat", "app", "--raw", "--strict", *common)
     assert after.returncode == 0 and after.stderr == ""
 
     forced = logserver("forget", live_id, "--yes", "--force", *common)
