@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -322,3 +323,48 @@ def test_no_registered_server_is_said_not_passed_over(zk_hosts: str, zk_path: st
     done = cat("app", "--zk", zk_hosts, "--zk-path", zk_path)
     assert done.returncode == 1 and done.stdout == b""
     assert b"no server to read" in done.stderr and zk_path.encode() in done.stderr
+
+
+def test_records_deleted_before_a_reader_got_to_them_are_reported_as_a_gap(
+    logserver_factory: ServerFactory,
+) -> None:
+    """A reader that falls behind never skips silently: a reader is held after its first
+    page while the server is stopped and its oldest segments are deleted (what retention
+    does to a category a slow reader is still reading), then restarted on its port. The
+    reader resumes where it was, is answered from the oldest record left, and reports the
+    deleted range as a GAP (a problem of the read), then reads the rest, each record once."""
+    from logserver.reader import ReaderPolicy
+
+    server = logserver_factory("s1", extra_args=("--segment-bytes", "4096"))
+    for b in range(150):  # hex compresses to about half: 20+ segments of 4 KiB
+        append(
+            server.endpoint,
+            "p",
+            b,
+            [("app", f"b{b:03d}-{i} {os.urandom(40).hex()}") for i in range(10)],
+        )
+    segments = sorted((server.data_dir / "categories" / "app").glob("*.seg"))
+    assert len(segments) > 12
+    events: list[str] = []
+    policy = ReaderPolicy(page_bytes=1024, prefetch_pages=1, retry_for_s=30.0)
+    with logserver.read(
+        None,
+        "app",
+        servers=[server.endpoint],
+        policy=policy,
+        on_event=lambda e: events.append(str(e)),
+    ) as reader:
+        records = iter(reader)
+        first = next(records)
+        server.terminate()
+        for path in segments[:6]:  # retention deletes the oldest closed segments
+            path.unlink()
+            path.with_suffix(".idx").unlink(missing_ok=True)
+        server.start()
+        rest = [first, *records]
+        problems = list(reader.report.problems)
+    messages = [r.message.decode().split()[0] for r in rest]
+    assert len(messages) == len(set(messages)), "each record once"
+    assert messages[-1] == "b149-9" and len(messages) < 1500
+    assert [p.kind for p in problems] == ["gap"], events
+    assert "GAP" in problems[0].text and "deleted by retention" in problems[0].text
