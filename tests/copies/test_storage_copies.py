@@ -182,6 +182,31 @@ def test_restore_keeps_the_original_identity_and_receive_time(tmp_path: Path) ->
         assert spans(target, "a") == {"p": [(7, 7, 2)]}
 
 
+def test_copies_are_in_the_time_index_at_their_original_times(tmp_path: Path) -> None:
+    """Copies of several batches restored in one call: the category's first and last time and
+    time-range queries go by their original receive times (the index notes a write of
+    copies by its earliest and latest), also once the target's own newer batch follows."""
+    with Storage.open(tmp_path / "src") as source, Storage.open(tmp_path / "dst") as target:
+        for seq in range(3):
+            source.append([("a", f"old{seq}".encode())], producer="p", sequence=seq)
+        old = all_batches(source, "a")
+        times = [b.received_ns for b in old]
+        assert target.copies.restore("a", [copied(b) for b in old]).stored == 3
+        (stats,) = target.category_stats()
+        assert (stats.records, stats.first_ns, stats.last_ns) == (3, times[0], times[2])
+        target.append([("a", b"new")], producer="q", sequence=0)
+        (stats,) = target.category_stats()
+        assert stats.records == 4 and stats.first_ns == times[0] and stats.last_ns > times[2]
+
+        def between(since: int | None, until: int | None) -> list[bytes]:
+            blocks = target.query_blocks("a", since_ns=since, until_ns=until).blocks
+            return sorted(m for b in blocks for m in b.messages())
+
+        assert between(times[1], None) == [b"new", b"old1", b"old2"]
+        assert between(None, times[2]) == [b"old0", b"old1"]
+        assert between(times[2], stats.last_ns) == [b"old2"]
+
+
 def test_an_append_after_a_copy_stores_only_what_is_missing(tmp_path: Path) -> None:
     """The client's own copy of a batch that repair restored one category of arrives later:
     only the other category is written; then the batch is complete and a retry is a duplicate."""
