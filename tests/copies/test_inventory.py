@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from logserver.reader import registered_servers
 from logserver.storage import read_server_id
 from logserver.tools.inventory import EXIT_INCOMPLETE
 from logserver.tools.launcher import wait_for
@@ -170,7 +171,16 @@ def test_cat_reports_a_data_holding_server_that_is_gone_and_strict_fails(
     shutil.rmtree(lost.data_dir)
     lost.port = 0  # its old port may have been taken meanwhile (the kernel reuses free ports)
     lost.start()
-    wait_for(lambda: len(kazoo.get_children(zk_path)) == 2, 30, what="the old member to expire")
+    # The old member gone and the new one there (a started server registers in the
+    # background: two members alone could still be the kept one and the old member).
+    live = {read_server_id(kept.data_dir), read_server_id(lost.data_dir)}
+    wait_for(
+        lambda: (
+            {s.member.server_id for s in registered_servers(kazoo, zk_path) if s.member} == live
+        ),
+        30,
+        what="the old member to expire and the new one to register",
+    )
 
     common = ["--zk", zk_hosts, "--zk-path", zk_path]
     plain = logserver("cat", "app", "--raw", *common)
