@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from kazoo.client import KazooClient
+from kazoo.exceptions import NoNodeError
 
 from logserver.config import ServerConfig
 from logserver.errors import ConfigError, StorageUnavailableError
@@ -107,7 +108,10 @@ def _member_docs(zk: KazooClient, path: str) -> list[dict]:
         return []
     docs = []
     for child in zk.get_children(path):
-        data, _ = zk.get(f"{path}/{child}")
+        try:
+            data, _ = zk.get(f"{path}/{child}")
+        except NoNodeError:
+            continue  # an old member's node expired between the listing and the read
         docs.append(json.loads(data))
     return docs
 
