@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,6 +30,7 @@ from logclient import (
 )
 from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
 from logwire.serverset import Endpoint, Member
+from tests.client.app_process import run_app
 from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wait_known, zk_client
 from tests.helpers import numbered
 from tests.readback import copies, read_server
@@ -39,7 +38,6 @@ from tests.readback import copies, read_server
 pytestmark = pytest.mark.slow
 
 ServerFactory = Callable[..., LogServerProcess]
-ROOT = Path(__file__).resolve().parents[2]
 
 
 # ------------------------------------------------------------------ SIGKILL
@@ -156,28 +154,6 @@ def test_all_servers_down_then_back_delivers_everything(
     assert client.flush(60), client.stats()
     assert messages(endpoints) == before + during
     assert client.stats().spooled == 0
-
-
-def run_app(
-    zk_hosts: str, zk_path: str, spool: Path, prefix: str, count: int, mode: str
-) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tests.client.app_process",
-            zk_hosts,
-            zk_path,
-            str(spool),
-            prefix,
-            str(count),
-            mode,
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def test_an_app_killed_while_servers_were_down_delivers_its_spool_on_restart(
