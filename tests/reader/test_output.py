@@ -3,10 +3,14 @@ lines whether the fast path (plain ASCII) or the escaping one is taken."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from pathlib import Path
 
 import pytest
 
+from logserver.reader._cli import PIPE_BYTES, widen_pipe
 from logserver.reader._output import formatter
 from logserver.reader._reader import _last
 from logserver.reader._records import RecordBlock, format_time
@@ -82,3 +86,21 @@ def test_the_last_n_records_over_blocks() -> None:
     for n in (0, 1, 2, 4, 5, 8, 20):
         kept = [m for b in _last(iter(blocks), n) for m in b.messages()]
         assert kept == (everything[-n:] if n else []), n
+
+
+def test_cat_widens_the_pipe_it_writes_to_and_leaves_other_outputs_alone(tmp_path: Path) -> None:
+    """``logserver cat`` asks for a 1 MiB pipe (fewer wake-ups of the reader of its output);
+    a file or a size over the system's limit is no error and changes nothing."""
+    read_end, write_end = os.pipe()
+    try:
+        assert fcntl.fcntl(write_end, fcntl.F_GETPIPE_SZ) < PIPE_BYTES
+        assert widen_pipe(write_end) == PIPE_BYTES
+        assert fcntl.fcntl(read_end, fcntl.F_GETPIPE_SZ) == PIPE_BYTES
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+        if os.geteuid() != 0:  # root may go past the limit
+            assert widen_pipe(write_end, limit * 4) == PIPE_BYTES
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+    with (tmp_path / "out").open("wb") as file:
+        assert widen_pipe(file.fileno()) == 0
