@@ -421,7 +421,8 @@ def _print_report(report: dict[str, Any]) -> None:
     print(
         f"  Longest time with messages waiting and none acknowledged: {s['max_stall_ms']:.0f} ms"
         f" around a SIGKILL, {s['max_stall_sigterm_ms']:.0f} ms around the SIGTERM,"
-        f" {s['max_stall_sigstop_ms']:.0f} ms around the SIGSTOP (a frozen server costs one RPC timeout)."
+        f" {s['max_stall_sigstop_ms']:.0f} ms around the SIGSTOP"
+        " (a frozen server costs the hedge delay, not the RPC timeout)."
     )
     if s["copies"] == 1:
         print(
