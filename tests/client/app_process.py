@@ -1,6 +1,8 @@
 """A tiny application that embeds LogClient, run as a real subprocess by the integration tests.
 
-``python -m tests.client.app_process ZK_HOSTS ZK_PATH SPOOL_DIR PREFIX COUNT MODE``
+``python -m tests.client.app_process ZK_HOSTS ZK_PATH SPOOL_DIR PREFIX COUNT MODE [COPIES ACKS]``
+
+With COPIES and ACKS the client has ``ReplicationPolicy(copies=COPIES, acks=ACKS)``.
 
 - ``spool``: log COUNT numbered records while no server is reachable, wait until
   every one of them is in the spool (spill_after_s elapsed: they are on disk,
@@ -20,15 +22,23 @@ import sys
 import time
 from pathlib import Path
 
-from logclient import BatchPolicy, FailoverPolicy, LogClient, SpoolPolicy
+from logclient import BatchPolicy, FailoverPolicy, LogClient, ReplicationPolicy, SpoolPolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_app(
-    zk_hosts: str, zk_path: str, spool: Path, prefix: str, count: int, mode: str
+    zk_hosts: str,
+    zk_path: str,
+    spool: Path,
+    prefix: str,
+    count: int,
+    mode: str,
+    *,
+    replication: ReplicationPolicy | None = None,
 ) -> subprocess.Popen[str]:
     """Start this app as a real process (stdin, stdout and stderr are pipes, text)."""
+    copies = () if replication is None else (str(replication.copies), str(replication.required))
     return subprocess.Popen(
         [
             sys.executable,
@@ -40,6 +50,7 @@ def run_app(
             prefix,
             str(count),
             mode,
+            *copies,
         ],
         cwd=ROOT,
         stdin=subprocess.PIPE,
@@ -65,6 +76,7 @@ def wait_spooled(client: LogClient, count: int) -> int:
 def main() -> int:
     zk_hosts, zk_path, spool_dir, prefix, count_arg, mode = sys.argv[1:7]
     count = int(count_arg)
+    copies, acks = map(int, sys.argv[7:9]) if len(sys.argv) > 7 else (1, 1)
     client = LogClient(
         zk_hosts,
         zk_path,
@@ -73,6 +85,7 @@ def main() -> int:
             connect_timeout_s=0.5, rpc_timeout_s=1.0, down_backoff_s=0.2, probe_interval_s=0.2
         ),
         spool=SpoolPolicy(directory=Path(spool_dir), spill_after_s=0.3),
+        replication=ReplicationPolicy(copies=copies, acks=acks),
     )
     for i in range(count):
         client.log("app", f"{prefix}-{i:06d}")
