@@ -25,7 +25,7 @@ def _read(servers: list[str], category: str, since_ns: int | None) -> tuple[floa
         logserver.read(None, category, servers=servers, since=since_ns) as reader,
     ):
         for block in reader.blocks():
-            out.write(text(block))
+            out.writelines(text(block))
             records += len(block)
     return time.monotonic() - started, records
 

@@ -201,7 +201,8 @@ def run_cat(args: argparse.Namespace, tls: Any, zk_tls: Any) -> int:
     try:
         with reader:
             for block in reader.blocks():
-                out.write(fmt(block))
+                for piece in fmt(block):
+                    out.write(piece)
                 if follow:
                     out.flush()
             out.flush()

@@ -13,7 +13,15 @@ from logwire.blocks import BlockColumns
 
 _Column = TypeVar("_Column", bytes, str)
 
-__all__ = ["Record", "RecordBlock", "format_time", "messages_of", "slice_column"]
+__all__ = [
+    "Record",
+    "RecordBlock",
+    "cut",
+    "format_time",
+    "messages_of",
+    "slice_column",
+    "split_runs",
+]
 
 
 def format_time(ns: int, digits: int = 6) -> str:
@@ -41,10 +49,34 @@ def slice_column(
     ends = list(accumulate(lengths, initial=start))
     if picked is None:
         return list(map(data.__getitem__, map(slice, ends[:-1], ends[1:])))
+    return cut(data, ends, picked)
+
+
+def cut(data: _Column, ends: list[int], runs: Sequence[tuple[int, int]]) -> list[_Column]:
+    """The items of ``data`` in the ``(first, count)`` runs, item i being
+    ``data[ends[i]:ends[i + 1]]`` (sliced in C)."""
     out: list[_Column] = []
-    for first, n in picked:
+    for first, n in runs:
         out += map(data.__getitem__, map(slice, ends[first : first + n], ends[first + 1 :]))
     return out
+
+
+def split_runs(runs: Sequence[tuple[int, int]], size: int) -> Iterator[list[tuple[int, int]]]:
+    """``(first, count)`` runs in pieces of at most ``size`` records, in order."""
+    piece: list[tuple[int, int]] = []
+    room = size
+    for first, count in runs:
+        while count:
+            take = min(count, room)
+            piece.append((first, take))
+            first += take
+            count -= take
+            room -= take
+            if not room:
+                yield piece
+                piece, room = [], size
+    if piece:
+        yield piece
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,15 +140,13 @@ class RecordBlock:
 
     def messages(self) -> list[bytes]:
         """The messages, in order."""
-        lengths = self.columns.lengths
-        columns = self.columns.columns
-        ends = list(accumulate(lengths, initial=4 * len(lengths)))
+        return messages_of(self.columns, self.picked)
+
+    def runs(self) -> Sequence[tuple[int, int]]:
+        """The shown records as ``(first, count)`` runs of the block's columns."""
         if self.picked is None:
-            return list(map(columns.__getitem__, map(slice, ends[:-1], ends[1:])))
-        out: list[bytes] = []
-        for first, n in self.picked:
-            out += map(columns.__getitem__, map(slice, ends[first : first + n], ends[first + 1 :]))
-        return out
+            return ((0, len(self.columns.lengths)),)
+        return self.picked
 
     def tail(self, n: int) -> RecordBlock:
         """The block with only its last ``n`` records."""
@@ -124,9 +154,8 @@ class RecordBlock:
         if n >= total:
             return self
         drop = total - n
-        runs = self.picked if self.picked is not None else ((0, len(self.columns.lengths)),)
         kept: list[tuple[int, int]] = []
-        for first, count in runs:
+        for first, count in self.runs():
             if drop >= count:
                 drop -= count
                 continue

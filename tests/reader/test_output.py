@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from logserver.reader._cli import PIPE_BYTES, widen_pipe
-from logserver.reader._output import formatter
+from logserver.reader._output import PIECE_RECORDS, formatter
 from logserver.reader._reader import _last
-from logserver.reader._records import RecordBlock, format_time
+from logserver.reader._records import RecordBlock, format_time, split_runs
 from logwire.blocks import BlockColumns
 from logwire.compression import column_lengths
 from logwire.packed import pack_lengths
@@ -54,13 +54,13 @@ def test_every_format_shows_each_record_once_with_bytes_escaped(
     JSON has every field, also with % in names; only the picked records come out."""
     block = _block(AWKWARD, picked, first=3)
     chosen = [i for a, n in (picked or [(0, len(AWKWARD))]) for i in range(a, a + n)]
-    raw = formatter("raw")(block)
+    raw = b"".join(formatter("raw")(block))
     assert raw == b"".join(AWKWARD[i] + b"\n" for i in chosen)
     stamp = format_time(NS)
-    text = formatter("text")(block).decode()
+    text = b"".join(formatter("text")(block)).decode()
     shown = [AWKWARD[i].decode("utf-8", "backslashreplace") for i in chosen]
     assert text == "".join(f"{stamp} {m}\n" for m in shown)
-    lines = [json.loads(line) for line in formatter("json")(block).splitlines()]
+    lines = [json.loads(line) for line in b"".join(formatter("json")(block)).splitlines()]
     assert [(d["message"], d["index"]) for d in lines] == [
         (m, 3 + i) for m, i in zip(shown, chosen, strict=True)
     ]
@@ -74,9 +74,43 @@ def test_the_plain_fast_path_prints_what_the_escaping_one_would() -> None:
     """A plain ASCII block (the fast path) and the same messages in a block that needs
     escaping (one awkward record more) print the same lines for the plain records."""
     plain = [b"GET /index.html 200 %d", b"x" * 300, b"{not json}"]
-    fast = formatter("json")(_block(plain)).splitlines()
-    slow = formatter("json")(_block([*plain, b'"'])).splitlines()[:3]
+    fast = b"".join(formatter("json")(_block(plain))).splitlines()
+    slow = b"".join(formatter("json")(_block([*plain, b'"']))).splitlines()[:3]
     assert fast == slow
+
+
+@pytest.mark.parametrize("extra", [b"", b'"', "caf\u00e9".encode(), b"\xff"])
+def test_a_block_larger_than_a_piece_prints_every_picked_record_once_in_order(
+    extra: bytes,
+) -> None:
+    """Blocks are printed a piece of PIECE_RECORDS lines at a time: runs that cross the
+    pieces' edges still print each picked record once, in order, with its own index, in
+    every format and on the plain and the escaping paths alike."""
+    messages = [b"line %d %s" % (i, b"x" * (i % 37)) for i in range(3 * PIECE_RECORDS + 7)]
+    messages[PIECE_RECORDS + 1] += extra
+    picked = [(3, PIECE_RECORDS + 5), (PIECE_RECORDS + 100, 1), (2 * PIECE_RECORDS - 2, 500)]
+    block = _block(messages, picked, first=10)
+    chosen = [i for a, n in picked for i in range(a, a + n)]
+    raw = b"".join(formatter("raw")(block))
+    assert raw == b"".join(messages[i] + b"\n" for i in chosen)
+    shown = [messages[i].decode("utf-8", "backslashreplace") for i in chosen]
+    stamp = format_time(NS)
+    assert b"".join(formatter("text")(block)).decode() == "".join(f"{stamp} {m}\n" for m in shown)
+    lines = [json.loads(line) for line in b"".join(formatter("json")(block)).splitlines()]
+    assert [(d["message"], d["index"]) for d in lines] == [
+        (m, 10 + i) for m, i in zip(shown, chosen, strict=True)
+    ]
+
+
+def test_runs_are_split_into_pieces_of_at_most_the_size_in_order() -> None:
+    """split_runs keeps every record of the runs once, in order, at most `size` a piece."""
+    runs = [(0, 5), (10, 1), (20, 7), (40, 0), (50, 3)]
+    for size in (1, 2, 3, 5, 16, 100):
+        pieces = list(split_runs(runs, size))
+        flat = [i for piece in pieces for a, n in piece for i in range(a, a + n)]
+        assert flat == [i for a, n in runs for i in range(a, a + n)], size
+        assert all(0 < sum(n for _, n in piece) <= size for piece in pieces), size
+        assert all(sum(n for _, n in piece) == size for piece in pieces[:-1]), size
 
 
 def test_the_last_n_records_over_blocks() -> None:
