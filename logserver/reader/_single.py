@@ -14,7 +14,6 @@ from thriftpy2.thrift import TApplicationException
 from logserver.reader._connect import connect
 from logserver.reader._records import Record, messages_of
 from logserver.reader._seen import SeenRecords
-from logserver.storage import read_category_offline
 from logwire.blocks import WireBlock
 from logwire.serverset import Endpoint
 
@@ -101,6 +100,9 @@ def _blocks(client: Any, endpoint: Endpoint, category: str, result: Any) -> Iter
 
 def read_data_dir(data_dir: Path, category: str) -> Iterator[Record]:
     """Every record of ``category`` in a (possibly stopped) server's data directory."""
+    # Imported here: a reader of servers (the usual one) does not load the storage engine.
+    from logserver.storage import read_category_offline
+
     for r in read_category_offline(data_dir, category):
         yield Record(
             r.category, r.message, r.received_ns, str(data_dir), r.producer, r.sequence, r.index
