@@ -246,7 +246,7 @@ class LogClient:
             f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
             f"queued={len(self._queue)} spooled={spool.records if spool is not None else 0} "
             f"acked={self._sender.ledger.acked_records} "
-            f"failovers={self._sender.dispatch.failovers} "
+            f"failovers={self._sender.outcomes.failovers} "
             f"dropped={self._queue.dropped + self._sender.ledger.dropped_records}>"
         )
 
@@ -399,7 +399,7 @@ class LogClient:
         if self._pid != os.getpid():
             self._here()
         sender = self._sender
-        dispatch, ledger = sender.dispatch, sender.ledger
+        dispatch, outcomes, ledger = sender.dispatch, sender.outcomes, sender.ledger
         spool = self._spool
         current = self._pool.current
         return ClientStats(
@@ -416,8 +416,8 @@ class LogClient:
             logged=self._queue.accepted,
             sent=dispatch.sent_records,
             acknowledged=ledger.acked_records,
-            duplicates=dispatch.duplicates,
-            failovers=dispatch.failovers,
+            duplicates=outcomes.duplicates,
+            failovers=outcomes.failovers,
             dropped=self._queue.dropped + ledger.dropped_records,
             unsettled=sender.settlement.unsettled(self._queue.accepted),
             batches_retried=dispatch.batches_retried,

@@ -1,4 +1,4 @@
-"""Which servers get a batch, sending it there, and what every answer and error means.
+"""Which servers get a batch, sending it there, and reading the answers.
 
 **Placement.** A new batch goes to ``ReplicationPolicy.copies`` distinct
 servers picked by the :class:`~logclient._servers.ServerPool` (the choice
@@ -20,14 +20,6 @@ old rule: the sender moves to another server only once its window is
 answered. Copies made later (after a failure, or in the background) may
 reach their server after newer batches; readers order by batch id.
 
-**Errors.** On *any* error the connection is thrown away and each batch of
-its window is filed anew: it goes back in front if it now has fewer servers
-than ``acks``, waits for copies if it has enough for ``acks`` but fewer than
-``copies``, and otherwise just waits for the answers still due. A connection
-that had served calls and then fails at once (the server closed it while
-idle, or restarted) gets one more try on a fresh connection before its
-server counts as down; so does one whose server asked for an older call.
-
 **Hedging.** When the oldest call on a connection has waited longer than the
 hedge delay (see :class:`~logclient.HedgePolicy`), the batches of that
 window not yet acknowledged are also sent to one other live server, oldest
@@ -35,6 +27,12 @@ first, and the stalled server gets no new batches while it stays stalled.
 Answers are read from whichever connection has one (``poll`` on their
 sockets), so a frozen server holds up nothing but itself; it is still given
 up at the RPC timeout, and its late answers, if any, only add holders.
+
+**Outcomes.** What an answer or an error means for the batch and its server
+(where the batch waits next, which server counts as down, the failure
+clock) is :class:`~logclient._outcomes.Outcomes`'s; the dispatcher keeps
+what decides the next send: the servers the choice policy switched to, and
+the server to retry at once on a fresh connection.
 
 Runs on the sender thread only.
 """
@@ -44,19 +42,17 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections.abc import Iterable
 
 from logclient._accumulator import Accumulator
-from logclient._connection import Acknowledgement
 from logclient._delivery import Delivery
 from logclient._hedging import Hedging
 from logclient._inflight import InFlightRequests, Link
 from logclient._ledger import Ledger
+from logclient._outcomes import Outcomes
 from logclient._policies import BatchPolicy, FailoverPolicy, HedgePolicy, ReplicationPolicy
 from logclient._queue import RateLimitedLog
 from logclient._refusals import Refusals
 from logclient._servers import ServerPool
-from logclient._spilling import Spiller
 from logclient.errors import BatchRejectedError, ServerUnavailableError
 from logwire.serverset import Endpoint
 
@@ -79,7 +75,7 @@ class Step(enum.Enum):
 
 
 class Dispatcher:
-    """Places deliveries on servers, sends them, and files them after every outcome."""
+    """Places deliveries on servers, sends them and reads the answers (the outcomes file them)."""
 
     def __init__(
         self,
@@ -88,7 +84,8 @@ class Dispatcher:
         links: InFlightRequests,
         accumulator: Accumulator,
         ledger: Ledger,
-        spiller: Spiller,
+        outcomes: Outcomes,
+        refusals: Refusals,
         batching: BatchPolicy,
         failover: FailoverPolicy,
         replication: ReplicationPolicy,
@@ -98,13 +95,13 @@ class Dispatcher:
         self._links = links
         self._accumulator = accumulator
         self._ledger = ledger
-        self._spiller = spiller
+        self._outcomes = outcomes
+        self._refusals = refusals
         self._batching = batching
         self._failover = failover
         self._copies = replication.copies
         self._acks = replication.required
         self.hedging = Hedging(hedging)
-        self._refusals = Refusals(pool, accumulator, ledger)
         self._hedge_log = RateLimitedLog(logger)
         # Set when the choice policy picked other servers while batches were in
         # flight: no more sends until they are answered, then to those servers.
@@ -119,24 +116,16 @@ class Dispatcher:
         self._copies_turn = False
         self._copies_retry_at = 0.0
         self._copies_version = -1
-        #: When no server took a batch since (None: the last one was taken).
-        self.failing_since: float | None = None
-        self._announced = False
-        self._failure_seen = False
-        #: Set by the thread closing the client: no retries any more.
-        self.aborting = False
         # Counters: written by the sender thread only, read by stats().
         self.sent_records = 0
         self.sent_batches = 0
-        self.duplicates = 0
-        self.failovers = 0
         self.batches_retried = 0
 
     def __repr__(self) -> str:
         return (
             f"<Dispatcher copies={self._copies} acks={self._acks} "
             f"switching_to={[str(e) for e in self._switch_to] if self._switching else None} "
-            f"failing={self.failing_since is not None} {self._links!r}>"
+            f"failing={self._outcomes.failing_since is not None} {self._links!r}>"
         )
 
     # ------------------------------------------------------------------ state
@@ -187,7 +176,7 @@ class Dispatcher:
             return Step.PROGRESS
         placed = len(delivery.holders) + len(delivery.trying)
         if placed >= self._acks:
-            self._file([delivery])  # only copies beyond acks are missing: background
+            self._outcomes.file([delivery])  # only copies beyond acks are missing: background
             return Step.PROGRESS
         need = self._copies - placed
         minimum = self._acks - placed
@@ -203,7 +192,7 @@ class Dispatcher:
                 link = self._links.get(endpoint)
                 assert link is not None
                 self._send(link, delivery)
-            self._file([delivery])
+            self._outcomes.file([delivery])
             return Step.PROGRESS
         # Other servers for this batch: first collect the answers in flight.
         self._accumulator.push_front(delivery)
@@ -246,16 +235,16 @@ class Dispatcher:
                 reason = f"{live} servers live, {self._acks} needed (ReplicationPolicy.acks)"
             else:
                 reason = "no server available"
-            self.note_failing(reason, announce=True, failure=self._pool.answered)
+            self._outcomes.note_failing(reason, announce=True, failure=self._pool.answered)
             return Step.NO_SERVER
         for endpoint in picks:
             try:
                 link = self._links.open(endpoint, fresh=endpoint == fresh)
             except ServerUnavailableError as exc:
-                self._on_unavailable(endpoint, delivery, exc)
+                self._outcomes.unavailable(endpoint, delivery, exc)
                 continue
             self._send(link, delivery)
-        self._file([delivery])
+        self._outcomes.file([delivery])
         return Step.PROGRESS
 
     def _place_copies(self) -> bool:
@@ -291,10 +280,10 @@ class Dispatcher:
             try:
                 link = self._links.open(endpoint)
             except ServerUnavailableError as exc:
-                self._on_unavailable(endpoint, delivery, exc)
+                self._outcomes.unavailable(endpoint, delivery, exc)
                 continue
             self._send(link, delivery)
-        self._file([delivery])
+        self._outcomes.file([delivery])
         return True
 
     def _send(self, link: Link, delivery: Delivery, *, hedge: bool = False) -> None:
@@ -313,26 +302,6 @@ class Dispatcher:
             link.send(delivery, self._failover)
         except (ServerUnavailableError, BatchRejectedError) as exc:
             self._on_link_error(link, exc)
-
-    def _file(self, deliveries: Iterable[Delivery]) -> None:
-        """After an outcome: where each delivery waits next (see the module docstring)."""
-        again = []
-        for delivery in deliveries:
-            if delivery.done:
-                continue
-            placed = len(delivery.holders) + len(delivery.trying)
-            if len(delivery.holders) >= self._copies:
-                self._ledger.copies_placed(delivery)
-                if delivery.acked and not delivery.trying:
-                    delivery.done = True
-            elif placed >= self._copies:
-                pass  # the copies it lacks are on their way (one may wait for them, see below)
-            elif placed >= self._acks:
-                self._ledger.wait_for_copies(delivery)
-            else:
-                self._ledger.copies_placed(delivery)
-                again.append(delivery)
-        self._accumulator.requeue(again)
 
     # ---------------------------------------------------------------- answers
 
@@ -387,7 +356,7 @@ class Dispatcher:
         hedged_at = delivery.hedged_at
         if link.pipelined and (hedged_at is None or sent_at >= hedged_at):
             self.hedging.note_round_trip(time.monotonic() - sent_at)
-        self._on_answer(link.endpoint, delivery, outcome)
+        self._outcomes.answered(link.endpoint, delivery, outcome)
 
     # ---------------------------------------------------------------- hedging
 
@@ -417,7 +386,7 @@ class Dispatcher:
                 hedging.note_hedged()
                 delivery.hedged_at = now
                 self._send(target, delivery, hedge=True)
-                self._file([delivery])
+                self._outcomes.file([delivery])
                 sent += 1
             if sent:
                 self._hedge_log.warning(
@@ -440,63 +409,16 @@ class Dispatcher:
             try:
                 return self._links.open(endpoint)
             except ServerUnavailableError as exc:
-                self._on_unavailable(endpoint, delivery, exc)
+                self._outcomes.unavailable(endpoint, delivery, exc)
         return None
 
-    def _on_answer(self, endpoint: Endpoint, delivery: Delivery, outcome: Acknowledgement) -> None:
-        self._pool.mark_up(endpoint)
-        delivery.trying.discard(endpoint)
-        delivery.holders.add(endpoint)
-        if outcome.duplicate:
-            self.duplicates += 1
-        if self.failing_since is not None:
-            if self._failure_seen:
-                logger.info(
-                    "logclient delivering again via %s after %.1fs",
-                    endpoint,
-                    time.monotonic() - self.failing_since,
-                )
-            self.failing_since = None
-            self._spiller.resume()
-        if delivery.done:
-            return
-        if not delivery.acked and len(delivery.holders) >= self._acks:
-            self._ledger.acknowledge(delivery)
-        self._file([delivery])
-
     def _on_link_error(self, link: Link, exc: ServerUnavailableError | BatchRejectedError) -> None:
-        """Any error on a connection: discard it, file anew every batch of its window."""
-        endpoint = link.endpoint
-        reused = link.reused or link.answered > 0
-        deliveries = link.take_window()
-        self._links.discard(endpoint)
-        for delivery in deliveries:
-            delivery.trying.discard(endpoint)
+        """Any error on a connection: the outcomes file its batches; no switch is pending."""
         self._switching = False
         self._switch_to = ()
-        if isinstance(exc, BatchRejectedError):
-            # The answer to the oldest batch: a rejection of that one only.
-            self._file(deliveries[1:])
-            self._refusals.rejected(endpoint, deliveries[0], exc)
-            return
-        self._file(deliveries)
-        if exc.phase == "downgrade" and not self.aborting:
-            # The transport now speaks the older call to this server: retry at once.
-            logger.info("logclient: %s: %s", endpoint, exc.reason)
-            self._retry_on = endpoint
-            return
-        if reused and exc.phase == "call" and not exc.timeout and not self.aborting:
-            # The server may have closed an idle connection or restarted since we
-            # last used it: one more try on a fresh connection before calling it down.
-            logger.debug(
-                "resending %d batches to %s on a fresh connection after %s",
-                len(deliveries),
-                endpoint,
-                exc.reason,
-            )
-            self._retry_on = endpoint
-            return
-        self._on_unavailable(endpoint, deliveries[0] if deliveries else None, exc)
+        retry = self._outcomes.link_failed(link, exc)
+        if retry is not None:
+            self._retry_on = retry
 
     def requeue_all(self) -> None:
         """After an unexpected error: every window emptied, every delivery in hand that
@@ -506,42 +428,4 @@ class Dispatcher:
                 delivery.trying.discard(link.endpoint)
         self._switching = False
         self._switch_to = ()
-        self._file(d for d in self._ledger.unacked() if not d.trying)
-
-    def _on_unavailable(
-        self, endpoint: Endpoint, delivery: Delivery | None, exc: ServerUnavailableError
-    ) -> None:
-        backoff = self._pool.mark_down(endpoint, exc.reason)
-        self.failovers += 1
-        first = self._pool.failures(endpoint) == 1
-        (logger.warning if first else logger.debug)(
-            "logclient: server %s unavailable (%s, during %s); avoiding it for %.1fs and "
-            "resending %s elsewhere",
-            endpoint,
-            exc.reason,
-            exc.phase,
-            backoff,
-            delivery.batch if delivery is not None else None,
-        )
-        self.note_failing(exc.reason)
-
-    def note_failing(self, reason: str, announce: bool = False, failure: bool = True) -> None:
-        """Start the spill clock at the first failure; say so once no server is left to try.
-
-        ``failure=False``: no server is known only because the source has not
-        answered yet (a client just started). The clock runs, but nothing is
-        logged, now or when delivery starts: a thread writing to stderr just as
-        a pre-fork server forks leaves the child's stderr locked for ever.
-        """
-        if self.failing_since is None:
-            self.failing_since = time.monotonic()
-            self._announced = False
-            self._failure_seen = False
-        self._failure_seen = self._failure_seen or failure
-        if announce and failure and not self._announced:
-            self._announced = True
-            logger.warning(
-                "logclient: no server takes batches right now (%s); %d records queued",
-                reason,
-                len(self._accumulator.queue),
-            )
+        self._outcomes.file(d for d in self._ledger.unacked() if not d.trying)

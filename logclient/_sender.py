@@ -7,7 +7,9 @@ meet only through method calls:
   from (batches that need another server, the spool, batches that could not
   be spooled, the memory queue), oldest first;
 - :class:`~logclient._dispatch.Dispatcher`: which servers get a batch,
-  sending it, and what each answer or error means;
+  sending it, and reading the answers;
+- :class:`~logclient._outcomes.Outcomes`: what each answer or error means
+  (where the batch waits next, which server is down, the failure clock);
 - :class:`~logclient._inflight.InFlightRequests`: a connection per server
   and its window of unanswered calls;
 - :class:`~logclient._ledger.Ledger`: the batches in hand, the copies still
@@ -19,8 +21,9 @@ answers in flight: writing to disk while an RPC clock runs would turn a
 slow fsync into a failover), send the next batch if the windows allow,
 otherwise read an answer, otherwise sleep until records, a server or a
 timer call for the sender. Delivery order, pipelining, failover and what a
-resend keeps are described in :mod:`logclient._dispatch` and
-:mod:`logclient._inflight`; spilling in :mod:`logclient._spilling`.
+resend keeps are described in :mod:`logclient._dispatch`,
+:mod:`logclient._outcomes` and :mod:`logclient._inflight`; spilling in
+:mod:`logclient._spilling`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from logclient._connection import Transport
 from logclient._dispatch import Dispatcher, Step
 from logclient._inflight import InFlightRequests
 from logclient._ledger import Ledger
+from logclient._outcomes import Outcomes
 from logclient._policies import (
     BatchPolicy,
     FailoverPolicy,
@@ -42,6 +46,7 @@ from logclient._policies import (
     SpoolPolicy,
 )
 from logclient._queue import RecordQueue
+from logclient._refusals import Refusals
 from logclient._servers import ServerPool
 from logclient._settlement import Settlement
 from logclient._spilling import Spiller
@@ -89,12 +94,23 @@ class Sender:
         self._spiller = Spiller(
             spool, spool_policy, batching, self._accumulator, self.ledger, self.ledger.roots_in_hand
         )
-        self.dispatch = Dispatcher(
+        refusals = Refusals(pool, self._accumulator, self.ledger)
+        self.outcomes = Outcomes(
             pool=pool,
             links=self._links,
             accumulator=self._accumulator,
             ledger=self.ledger,
             spiller=self._spiller,
+            refusals=refusals,
+            replication=replication,
+        )
+        self.dispatch = Dispatcher(
+            pool=pool,
+            links=self._links,
+            accumulator=self._accumulator,
+            ledger=self.ledger,
+            outcomes=self.outcomes,
+            refusals=refusals,
             batching=batching,
             failover=failover,
             replication=replication,
@@ -112,7 +128,7 @@ class Sender:
         return (
             f"<Sender {self.producer} {state} in_flight={sum(len(b.window) for b in busy)}"
             f"{where} front={len(acc.front)} pending={len(acc.pending)} "
-            f"failing={self.dispatch.failing_since is not None} "
+            f"failing={self.outcomes.failing_since is not None} "
             f"spilling={self._spiller.spilling}>"
         )
 
@@ -142,7 +158,7 @@ class Sender:
 
     @property
     def failing_since(self) -> float | None:
-        return self.dispatch.failing_since
+        return self.outcomes.failing_since
 
     def flush(self, timeout: float | None, target: int | None = None) -> bool:
         """Wait until every record accepted so far (or up to ``target``) is settled.
@@ -180,7 +196,7 @@ class Sender:
                     break
                 self._thread.join(min(remaining, 0.01))
         self._abort = True
-        self.dispatch.aborting = True
+        self.outcomes.aborting = True
         self._links.abort_busy()
         self._queue.doorbell.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
@@ -238,12 +254,12 @@ class Sender:
             return True
         dispatch = self.dispatch
         dispatch.prune()
-        if dispatch.busy() and self._spiller.wanted(dispatch.failing_since):
+        if dispatch.busy() and self._spiller.wanted(self.outcomes.failing_since):
             # Spilling takes a while (an fsync per batch): collect the answers first, so
             # that no RPC clock runs while this thread writes to disk.
             dispatch.receive()
             return False
-        self._spiller.maybe_spill(dispatch.failing_since)
+        self._spiller.maybe_spill(self.outcomes.failing_since)
         step = dispatch.send_next()
         if step is Step.PROGRESS:
             return False
@@ -297,7 +313,7 @@ class Sender:
                     hw = self._spool_policy.high_water
                     wake_records = max(1, int(queue.max_records * hw))
                     wake_bytes = max(1, int(queue.max_bytes * hw))
-                failing = self.dispatch.failing_since
+                failing = self.outcomes.failing_since
                 if failing is not None:
                     timeout = min(timeout, failing + self._spool_policy.spill_after_s - now)
         self._sleep(timeout, wake_records, wake_bytes)
