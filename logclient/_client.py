@@ -4,26 +4,32 @@
 background thread (see :mod:`logclient._sender`) batches, sends, fails over
 and spills to disk. ``flush()`` waits for acknowledgements, ``close()`` flushes
 (bounded), spools what is left and stops every thread.
+
+The LogClient is the facade: it checks what the app gives it, knows which
+process it runs in, and follows ``fork()`` and uWSGI's deferred start (the
+slow path of every call, below). What runs it in one process (producer,
+queue, server pool, spool slot, sender thread) is a
+:class:`~logclient._instance.ClientInstance`, replaced as a whole in a child;
+which source of servers a client given ``zk_hosts`` uses is decided by
+:func:`logclient._source.default_source`.
 """
 
 from __future__ import annotations
 
 import atexit
-import importlib
 import logging
 import os
-import sys
 import threading
 import time
-import uuid
 import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from logclient import _forksafe, _uwsgi
+from logclient import _exits, _forksafe, _uwsgi
 from logclient._connection import ThriftTransport, Transport
+from logclient._instance import ClientInstance, Policies
 from logclient._policies import (
     BatchPolicy,
     ChoicePolicy,
@@ -34,10 +40,7 @@ from logclient._policies import (
     SpoolPolicy,
     TLSPolicy,
 )
-from logclient._queue import RecordQueue
-from logclient._sender import Sender
-from logclient._servers import ServerPool
-from logclient._source import follow, follow_now
+from logclient._source import default_source, follow, follow_now
 from logclient._spool import Spool
 from logclient._stats import ClientStats
 from logclient.errors import (
@@ -45,7 +48,6 @@ from logclient.errors import (
     InvalidCategoryError,
     LogClientError,
     MessageTooLargeError,
-    SpoolError,
 )
 from logwire.categories import category_problem
 from logwire.compression import CompressionPolicy
@@ -142,11 +144,9 @@ class LogClient:
             raise TypeError("LogClient takes tls or a transport, not both")
         # Before anything starts: a CA or certificate that cannot be loaded fails here.
         transport = transport or ThriftTransport(tls=tls, compression=compression)
-        self._transport = transport
         self.tls = tls
         if queue.max_bytes < batching.max_bytes:
             raise ValueError("QueuePolicy.max_bytes must be at least BatchPolicy.max_bytes")
-        self.producer = uuid.uuid4().hex
         self.batching = batching
         self.failover = failover
         self.choice = ChoicePolicy.of(choice)
@@ -154,22 +154,22 @@ class LogClient:
         self.spool_policy = spool
         self.replication = replication
         self.hedging = hedging
+        policies = Policies(batching, failover, self.choice, queue, spool, replication, hedging)
         self._max_message = batching.max_message_bytes
         self._categories: dict[str, None] = {}
-        self._queue = RecordQueue(queue, batching)
-        self._pool = ServerPool(failover, self.choice, on_change=self._queue.doorbell.set)
         # A source the client made is the client's to close; one it was given is not.
         self._owns_source = servers is None
         self._source: ServerSource = (
-            servers if servers is not None else _default_source(zk_hosts or "", zk_path, zk_tls)
+            servers if servers is not None else default_source(zk_hosts or "", zk_path, zk_tls)
         )
         _forksafe.install()
         _uwsgi.check_once()
         # Threads started here could deadlock the workers uWSGI forks: start none, take
         # no spool slot (the worker that takes the slot delivers what is in it).
         self._deferred = _uwsgi.master_forks_later()
-        self._spool = Spool.open(spool) if spool.enabled and not self._deferred else None
-        self._sender = self._new_sender()
+        opened = Spool.open(spool) if spool.enabled and not self._deferred else None
+        # Replaced as a whole where the client starts afresh (see _renew).
+        self._instance = ClientInstance(policies, transport, opened)
         self._close_lock = threading.Lock()
         self._closed = False
         # The process whose copy of the client this is, and the one it runs in: the same,
@@ -180,20 +180,6 @@ class LogClient:
         self._inheritance: _forksafe.Inheritance | None = None
         self._start()
 
-    def _new_sender(self) -> Sender:
-        return Sender(
-            queue=self._queue,
-            pool=self._pool,
-            transport=self._transport,
-            spool=self._spool,
-            batching=self.batching,
-            failover=self.failover,
-            spool_policy=self.spool_policy,
-            producer=self.producer,
-            replication=self.replication,
-            hedging=self.hedging,
-        )
-
     def _start(self) -> None:
         try:
             # Before start(), so that the first servers are known when the sender starts.
@@ -201,10 +187,10 @@ class LogClient:
             if not self._deferred:
                 self._source.start()
         except LogClientError:
-            self._release()
+            self._instance.release()
             raise
         except Exception as exc:
-            self._release()
+            self._instance.release()
             if self._owns_source:
                 self._source.close(1.0)
             raise DiscoveryError(f"cannot start server discovery {self._source!r}: {exc}") from exc
@@ -212,23 +198,8 @@ class LogClient:
             self._inheritance = _forksafe.Inheritance()
             self._pid = 0
         else:
-            self._sender.start()
-        self._register_exit()
-
-    def _register_exit(self) -> None:
-        """Close at interpreter exit: ``atexit``, and ``multiprocessing``'s finalizers.
-
-        A ``multiprocessing`` worker ends with ``os._exit()`` after running
-        ``multiprocessing.util``'s finalizers, not ``atexit``; the fork start
-        method clears the parent's finalizers in the worker, so a client
-        started in the worker (or inherited and started afresh there)
-        registers its own.
-        """
-        atexit.register(self._atexit)
-        _uwsgi.on_exit(self._atexit)
-        mp_util = sys.modules.get("multiprocessing.util")
-        if mp_util is not None:
-            mp_util.Finalize(None, self._atexit, exitpriority=10)
+            self._instance.start()
+        _exits.close_at_exit(self._atexit)
 
     def _on_servers(
         self, servers: Iterable[Endpoint | KnownServer], *, answered: bool = True
@@ -236,19 +207,11 @@ class LogClient:
         """The source's listener (its thread); ignored by a copy of this client in a child
         that has not started afresh yet (its pool is the parent's)."""
         if self._pid == os.getpid():
-            self._pool.update(servers, answered=answered)
+            self._instance.pool.update(servers, answered=answered)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("deferred" if self._deferred else "open")
-        spool = self._spool
-        return (
-            f"<LogClient {state} producer={self.producer[:8]} "
-            f"server={self._pool.current} known={[str(e) for e in self._pool.known]} "
-            f"queued={len(self._queue)} spooled={spool.records if spool is not None else 0} "
-            f"acked={self._sender.ledger.acked_records} "
-            f"failovers={self._sender.outcomes.failovers} "
-            f"dropped={self._queue.dropped + self._sender.ledger.dropped_records}>"
-        )
+        return f"<LogClient {state} {self._instance.summary()}>"
 
     def __enter__(self) -> LogClient:
         return self
@@ -288,7 +251,7 @@ class LogClient:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         if len(data) > self._max_message:
             raise MessageTooLargeError(len(data), self._max_message)
-        self._queue.put(category, data)
+        self._instance.queue.put(category, data)
 
     def _check_category(self, category: str) -> None:
         if not isinstance(category, str):
@@ -324,16 +287,7 @@ class LogClient:
             self._here()
             if self._deferred:
                 return False
-        target = self._queue.accepted
-        if not self._sender.flush(timeout, target):
-            return False
-        if require_acknowledged:
-            first_queue_drop = self._queue.first_drop_at
-            if self._sender.settlement.dropped_before(target):
-                return False
-            if first_queue_drop is not None and first_queue_drop <= target:
-                return False
-        return True
+        return self._instance.flush(timeout, require_acknowledged=require_acknowledged)
 
     def close(self, timeout: float = 10.0) -> None:
         """Flush for most of ``timeout``, spool what is undelivered, stop every thread.
@@ -353,17 +307,15 @@ class LogClient:
                 return
             self._closed = True
         deadline = time.monotonic() + timeout
-        atexit.unregister(self._atexit)
-        _uwsgi.remove_on_exit(self._atexit)
-        self._queue.close()
-        stopped = self._sender.stop(deadline)
+        _exits.forget_at_exit(self._atexit)
+        stopped = self._instance.stop(deadline)
         if self._owns_source:
             try:
                 self._source.close(max(0.5, min(2.0, deadline - time.monotonic())))
             except Exception:
                 logger.exception("logclient: closing server discovery failed")
         if stopped:
-            self._release()
+            self._instance.release()
         stats = self.stats()
         if stats.spooled:
             logger.info(
@@ -371,10 +323,6 @@ class LogClient:
                 stats.spooled,
                 stats.spool_directory,
             )
-
-    def _release(self) -> None:
-        if self._spool is not None:
-            self._spool.close()
 
     def _atexit(self) -> None:
         try:
@@ -385,6 +333,11 @@ class LogClient:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def producer(self) -> str:
+        """This client's producer in this process (docs/glossary.md); a child gets its own."""
+        return self._instance.producer
 
     @property
     def producer_id(self) -> str:
@@ -398,38 +351,7 @@ class LogClient:
         """Counters and state, for health checks, tests and debugging."""
         if self._pid != os.getpid():
             self._here()
-        sender = self._sender
-        dispatch, outcomes, ledger = sender.dispatch, sender.outcomes, sender.ledger
-        spool = self._spool
-        current = self._pool.current
-        return ClientStats(
-            producer=self.producer,
-            current_server=str(current) if current else None,
-            known_servers=tuple(str(e) for e in self._pool.known),
-            down_servers=tuple(str(e) for e in self._pool.down()),
-            queued=len(self._queue),
-            queued_bytes=self._queue.nbytes,
-            in_flight=sender.in_memory_records(),
-            spooled=spool.records if spool is not None else 0,
-            spooled_batches=spool.batches if spool is not None else 0,
-            spooled_bytes=spool.bytes if spool is not None else 0,
-            logged=self._queue.accepted,
-            sent=dispatch.sent_records,
-            acknowledged=ledger.acked_records,
-            duplicates=outcomes.duplicates,
-            failovers=outcomes.failovers,
-            dropped=self._queue.dropped + ledger.dropped_records,
-            unsettled=sender.settlement.unsettled(self._queue.accepted),
-            batches_retried=dispatch.batches_retried,
-            spilled=sender.spilled_records,
-            spool_directory=str(spool.directory) if spool is not None else None,
-            closed=self._closed,
-            servers_short=max(0, self.replication.required - len(self._pool.live())),
-            waiting_for_copies=ledger.waiting_records(),
-            copies_given_up=ledger.copies_given_up,
-            hedged=dispatch.hedging.hedged_batches,
-            sent_batches=dispatch.sent_batches,
-        )
+        return self._instance.stats(closed=self._closed)
 
     # ------------------------------------------------- after fork(), and deferred
 
@@ -477,56 +399,33 @@ class LogClient:
     def _let_go_of_parent(self) -> None:
         """In a child: close our copies of the parent's descriptors, take none of its locks."""
         self._close_lock = threading.Lock()
-        self._sender.forget_in_child()
-        if self._spool is not None:
-            self._spool.abandon_in_child()
-            self._spool = None
+        self._instance.forget_in_child()
 
     def _renew(self, pid: int, *, in_child: bool) -> None:
         """Start the client in this process with state of its own (the process lock is held)."""
-        inherited: tuple[list[str], list[bytes]] = ([], [])
         parent_deferred = self._deferred
-        if self._inheritance is not None and self._inheritance.claim():
-            inherited = self._queue.records_unlocked()
+        inherit = self._inheritance is not None and self._inheritance.claim()
         self._drop_inheritance()
-        known, answered = self._pool.members_unlocked(), self._pool.answered
-        self.producer = uuid.uuid4().hex
-        self._queue = RecordQueue(self.queue_policy, self.batching)
-        for category, message in zip(*inherited, strict=True):
-            self._queue.put(category, message)
-        self._pool = ServerPool(self.failover, self.choice, on_change=self._queue.doorbell.set)
-        self._pool.update(known, answered=answered)
         if in_child:
             restart = getattr(self._source, "restart_in_child", None)
             if restart is not None:
                 restart()
         if parent_deferred:
             self._source.start()
-        self._spool = self._own_spool(main_slot_free=parent_deferred)
-        self._sender = self._new_sender()
+        # The source's listener still ignores this process (_pid): the new pool is
+        # seeded from the old one, then from the source once the instance is in place.
+        instance = self._instance.successor(inherit_records=inherit, main_slot_free=parent_deferred)
+        self._instance = instance
         self._deferred = False
         self._home = self._pid = pid
-        follow_now(self._source, self._pool.update)
-        self._sender.start()
-        self._register_exit()
+        follow_now(self._source, instance.pool.update)
+        instance.start()
+        _exits.close_at_exit(self._atexit)
 
     def _drop_inheritance(self) -> None:
         if self._inheritance is not None:
             self._inheritance.close()
             self._inheritance = None
-
-    def _own_spool(self, *, main_slot_free: bool) -> Spool | None:
-        if not self.spool_policy.enabled:
-            return None
-        try:
-            return Spool.open_anew(self.spool_policy, main_slot_free=main_slot_free)
-        except SpoolError as exc:
-            logger.warning(
-                "logclient in process %d: no spool (%s); undelivered records stay in memory",
-                os.getpid(),
-                exc,
-            )
-            return None
 
     def _close_in_child(self) -> None:
         """``close()`` in a child that never used this client: nothing to deliver or start."""
@@ -544,33 +443,4 @@ class LogClient:
     @property
     def spool_directory(self) -> Path | None:
         """The spool directory this client holds (None without a spool)."""
-        return self._spool.directory if self._spool is not None else None
-
-
-def _default_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
-    """The servers file named by ``LOGCLIENT_SERVERS_FILE`` if set, else ZooKeeper.
-
-    The variable moves a fleet to the host's discovery agent without touching
-    the apps (see :func:`logclient._fileservers.servers_file_from_env`).
-    """
-    from logclient._fileservers import servers_file_from_env
-
-    source = servers_file_from_env(zk_hosts, zk_path)
-    if source is not None:
-        return source
-    return _zookeeper_source(zk_hosts, zk_path, tls)
-
-
-def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
-    """``ZooKeeperServers``, imported only when used (kazoo is loaded only then)."""
-    discovery = importlib.import_module("logclient.discovery")
-    factory = getattr(discovery, "ZooKeeperServers", None)
-    if factory is None:
-        raise DiscoveryError("ZooKeeper discovery is not available in this version of logclient")
-    try:
-        source: ServerSource = factory(zk_hosts, zk_path, tls=tls)
-    except LogClientError:
-        raise
-    except Exception as exc:
-        raise DiscoveryError(f"cannot use ZooKeeper at {zk_hosts!r}{zk_path}: {exc}") from exc
-    return source
+        return self._instance.spool_directory

@@ -1,4 +1,5 @@
-"""The protocol every source of servers follows, and the fixed source that needs no ZooKeeper.
+"""The protocol every source of servers follows, the fixed source that needs no ZooKeeper,
+and which source a client given ``zk_hosts`` uses.
 
 Kept apart from :class:`~logclient.discovery.ZooKeeperServers` because it
 loads nothing: unit tests and setups without ZooKeeper use :class:`StaticServers`,
@@ -12,16 +13,26 @@ sees, and in what order servers registered) also offers ``members()`` and
 same endpoint registers anew, which is news for the client (its failures
 before the restart say nothing about it now), and the ``leader`` choice needs
 the registration order.
+
+A client given ``zk_hosts`` reads the servers file named by
+``LOGCLIENT_SERVERS_FILE`` when that is set, else ZooKeeper
+(:func:`default_source`); either is imported only then, so an app with a
+static server list never loads kazoo.
 """
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from logclient.errors import DiscoveryError, LogClientError
 from logwire.serverset import Endpoint, zone_problem
+
+if TYPE_CHECKING:
+    from logwire.zktls import ZkTLSPolicy
 
 __all__ = [
     "KnownServer",
@@ -30,6 +41,7 @@ __all__ = [
     "MemberSource",
     "ServerSource",
     "StaticServers",
+    "default_source",
     "follow",
     "follow_now",
     "node_order",
@@ -240,3 +252,32 @@ def follow_now(source: ServerSource, update: Update) -> None:
     """Give ``update`` the servers ``source`` knows now (and whether it has answered yet)."""
     servers = source.members() if isinstance(source, MemberSource) else source.servers()
     update(servers, answered=bool(getattr(source, "answered", True)))
+
+
+def default_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
+    """The servers file named by ``LOGCLIENT_SERVERS_FILE`` if set, else ZooKeeper.
+
+    The variable moves a fleet to the host's discovery agent without touching
+    the apps (see :func:`logclient._fileservers.servers_file_from_env`).
+    """
+    from logclient._fileservers import servers_file_from_env
+
+    source = servers_file_from_env(zk_hosts, zk_path)
+    if source is not None:
+        return source
+    return _zookeeper_source(zk_hosts, zk_path, tls)
+
+
+def _zookeeper_source(zk_hosts: str, zk_path: str, tls: ZkTLSPolicy | None) -> ServerSource:
+    """``ZooKeeperServers``, imported only when used (kazoo is loaded only then)."""
+    discovery = importlib.import_module("logclient.discovery")
+    factory = getattr(discovery, "ZooKeeperServers", None)
+    if factory is None:
+        raise DiscoveryError("ZooKeeper discovery is not available in this version of logclient")
+    try:
+        source: ServerSource = factory(zk_hosts, zk_path, tls=tls)
+    except LogClientError:
+        raise
+    except Exception as exc:
+        raise DiscoveryError(f"cannot use ZooKeeper at {zk_hosts!r}{zk_path}: {exc}") from exc
+    return source

@@ -503,7 +503,7 @@ def test_close_stops_threads_unregisters_atexit_and_refuses_logs(
     log_all(client, numbered("m", 10))
     client.close()
     assert len(server.messages()) == 10
-    assert not client._sender.alive
+    assert not client._instance.sender.alive
     with pytest.raises(ClientClosedError):
         client.log("app", "late")
     client.close()

@@ -122,7 +122,7 @@ def test_every_client_follows_the_leader_and_a_restarted_leader_does_not_take_it
             wait_for(
                 lambda c=client: any(
                     str(m.endpoint) == first.endpoint and (m.order or 0) >= 3
-                    for m in c._pool.members()
+                    for m in c._instance.pool.members()
                 ),
                 30,
                 what="the client to see the first server's new registration",
