@@ -11,13 +11,16 @@ LogClient (:mod:`logclient._client`) keeps what every process may share (the
 policies, the server source, the category cache, which process it runs in)
 and holds one :class:`ClientInstance` for the process it runs in; a child
 gets a new one on its first use (:meth:`ClientInstance.successor`), seeded
-with the servers the parent knew, and never sends what the parent had
-queued (no duplicates) unless the LogClient hands it over.
+with the servers the parent knew. It never sends what the parent had
+queued (no duplicates), except when the parent was deferred (a uWSGI
+master, which never sends): the first of its children takes that over.
 
-Everything here is reached only after the LogClient's process check, so an
-instance is only ever used in the process that made it, with one exception:
-:meth:`forget_in_child` and :meth:`successor`, which a child calls on the
-parent's instance and which take none of its locks.
+The LogClient reaches an instance only after its process check, so an
+instance works only in the process that made it. Two exceptions, which a
+child calls on the parent's instance and which take none of its locks:
+:meth:`forget_in_child` and :meth:`successor`. (``repr()``, ``producer``
+and ``spool_directory`` read it without the check: reads of a name or a
+counter, harmless in a child.)
 """
 
 from __future__ import annotations
