@@ -56,13 +56,22 @@ def sized_client(clients: list[LogClient], tmp_path: Path, **options: object) ->
 
 
 class Producer:
-    """Logs numbered messages from a thread, at a steady pace, until stopped."""
+    """Logs numbered messages from a thread, at a steady pace, until stopped.
 
-    def __init__(self, client: LogClient, prefix: str, per_second: int = 5000) -> None:
+    ``backlog``: at most about that many records logged and not yet settled; past it the
+    producer waits for the client. A producer faster than the servers then keeps the
+    client's windows full without piling up a queue that would only spill to the spool
+    and make every later wait longer (on a loaded machine, much longer).
+    """
+
+    def __init__(
+        self, client: LogClient, prefix: str, per_second: int = 5000, backlog: int | None = None
+    ) -> None:
         self.client = client
         self.prefix = prefix
         self.count = 0
         self._pause = 100 / per_second
+        self._backlog = backlog
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"producer-{prefix}")
 
@@ -75,6 +84,9 @@ class Producer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            if self._backlog is not None and self.client.stats().unsettled >= self._backlog:
+                self._stop.wait(0.005)
+                continue
             for _ in range(100):
                 self.client.log("app", f"{self.prefix}-{self.count:06d}")
                 self.count += 1

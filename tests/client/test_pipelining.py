@@ -211,6 +211,7 @@ def test_pipelined_batches_are_stored_in_logging_order_by_a_real_server(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 def test_sigkill_with_several_batches_in_flight_loses_and_duplicates_nothing(
     logserver_factory: Any,
     zk_hosts: str,
@@ -218,9 +219,11 @@ def test_sigkill_with_several_batches_in_flight_loses_and_duplicates_nothing(
     tmp_path: Path,
     clients: list[LogClient],
 ) -> None:
-    """The client logs faster than the server fsyncs, so its window stays full; the server it
-    sends to is SIGKILLed three times. After dedup every message is there exactly once, in
-    order, and some kill caught more than one batch in flight."""
+    """The client logs faster than the server fsyncs (up to 2,000 records ahead of it), so its
+    window stays full; the server it sends to is SIGKILLed three times, each time once 1,000
+    more records were acknowledged. After dedup every message is there exactly once, in
+    order, and some kill caught more than one batch in flight. (The waits are generous: on
+    a loaded machine 20-record batches, each fsync'd, are acknowledged slowly.)"""
     servers = [logserver_factory() for _ in range(3)]
     by_endpoint = {s.endpoint: s for s in servers}
     transport = CountingTransport()
@@ -234,16 +237,16 @@ def test_sigkill_with_several_batches_in_flight_loses_and_duplicates_nothing(
         batching=BatchPolicy(max_records=20, linger_s=0.0, max_in_flight=8),
     )
     wait_known(client, 3)
-    with Producer(client, "pipe", per_second=40_000) as producer:
+    with Producer(client, "pipe", per_second=40_000, backlog=2000) as producer:
         for _ in range(3):
-            progress(client, 3000)
+            progress(client, 1000, timeout=60)
             victim = by_endpoint[wait_for(lambda: client.stats().current_server, 10.0)]
             victim.kill()
-            progress(client, 3000)
+            progress(client, 1000, timeout=60)
             victim.restart()
-        progress(client, 3000)
+        progress(client, 1000, timeout=60)
         expected = producer.stop()
-    assert client.flush(60), client.stats()
+    assert client.flush(120), client.stats()
     got = messages(list(by_endpoint))
     assert len(got) == len(expected)
     assert got == expected
