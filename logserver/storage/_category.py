@@ -114,33 +114,6 @@ class CategoryLog:
         """Bytes in this category's segments."""
         return sum(s.committed for s in self._snapshot[0])
 
-    @classmethod
-    def create(
-        cls,
-        name: str,
-        directory: Path,
-        *,
-        policy: StoragePolicy,
-        disk: DiskIO,
-        committer: GroupCommitter,
-        descriptors: Descriptors,
-        counters: Counters,
-        changes: Changes | None = None,
-    ) -> CategoryLog:
-        """A new, empty category whose directory exists (and whose name is durable, if the
-        policy syncs); its first segment is created by :meth:`prepare` or the first write."""
-        return cls(
-            name,
-            directory,
-            [],
-            policy=policy,
-            disk=disk,
-            committer=committer,
-            descriptors=descriptors,
-            counters=counters,
-            changes=changes,
-        )
-
     def prepare(self) -> None:
         """Create the first segment of a category that has none, before a batch takes its
         locks: the file's creation (and its directory's sync) then holds up no writer of the

@@ -171,7 +171,7 @@ def test_a_clean_last_segment_without_its_sidecar_is_indexed_before_new_writes(
     assert storage.recovery.clean_categories == 1 and storage.recovery.scanned_bytes == 0
     # Built at the open, not on first use: an index built by a read while writes go on
     # would miss the writes made between its scan and its taking over.
-    assert storage._logs["app"].segments[-1].index is not None
+    assert storage._table.logs()["app"].segments[-1].index is not None
     for b in range(10, 20):
         storage.append([("app", b"after %d" % b)], producer="later", sequence=b)
     assert storage.category_stats()[0].records == 10 * 100 + 10
