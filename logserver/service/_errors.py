@@ -36,8 +36,7 @@ from logwire.idl import log_thrift
 
 __all__ = ["Call", "Refusals", "Rejection", "declared"]
 
-# The name it had before the service became a package: log filters keyed on it still match.
-log = structlog.get_logger("logserver.service")
+log = structlog.get_logger(__name__)
 
 #: Why a batch was refused: the ``reason`` label of ``logserver_rejected_batches``.
 Rejection = Literal["draining", "unavailable", "invalid_category", "too_large", "invalid_request"]

@@ -3,8 +3,11 @@
 A record's path into the server starts here. In the order a frame meets them:
 
 - :mod:`._server` accepts connections (one thread each, within
-  :class:`WireLimits`), runs TLS handshakes off the accept loop (:mod:`._tls`)
-  and reads each 4-byte-length frame within a deadline (:mod:`._sockets`);
+  :class:`WireLimits`; :mod:`._bookkeeping` keeps them, the requests in
+  flight and the counters);
+- :mod:`._serving` runs each connection's thread: the TLS handshake off the
+  accept loop (:mod:`._tls`), then each 4-byte-length frame read within a
+  deadline (:mod:`._sockets`) and within the in-flight budget (:mod:`._budget`);
 - :mod:`._processor` decides what to do with a frame: the fast path
   (:mod:`._fast`) decodes ``Log``, ``Append`` and ``AppendPacked`` straight to
   columns; anything else is first walked by the guard (:mod:`._guard`), which

@@ -25,9 +25,10 @@ frame size cap, logs a traceback per idle client, binds with ``SO_REUSEPORT``
   the handshake runs in the connection's thread within a deadline, so a silent
   or slow peer never holds up anyone else (see :mod:`logserver.transport._tls`).
 
-Connection states, as :meth:`ThriftServer.close` relies on them: *idle*
-(waiting for a frame to start; may be closed at any time), *busy* (from the
-first byte of a frame until its reply is sent; counted as in flight).
+This module binds, accepts and runs the server's lifecycle; each
+connection's thread is :mod:`._serving`'s, and what they and ``close()``
+share (connections, requests in flight, counters) is :mod:`._bookkeeping`'s,
+which also says what *idle* and *busy* mean to :meth:`ThriftServer.close`.
 """
 
 from __future__ import annotations
@@ -38,45 +39,26 @@ import errno
 import select
 import selectors
 import socket
-import ssl
-import struct
 import threading
 import time
 from types import ModuleType
-from typing import Literal, get_args
+from typing import Literal
 
 import structlog
 
-from logserver.transport._budget import SMALL_FRAME, InflightBudget
-from logserver.transport._connections import Connection, ConnectionTable, Eviction
+from logserver.transport._bookkeeping import Bookkeeping
+from logserver.transport._budget import InflightBudget
+from logserver.transport._connections import Connection, Eviction
 from logserver.transport._limits import (
     AddressInUseError,
     ListenError,
-    WireCounter,
     WireLimits,
     WireStats,
 )
-from logserver.transport._processor import FrameOutcome, FrameProcessor, Reply, Throttle
-from logserver.transport._sockets import (
-    Cut,
-    discard,
-    oserror,
-    oversized_kind,
-    peer_address,
-    peer_name,
-    readable,
-    recv_exact,
-    recv_frame,
-    send_reply,
-    shutdown,
-    sniff_header,
-)
-from logserver.transport._tls import (
-    ServerTLS,
-    certificate_identity,
-    handshake_failure_reason,
-    set_client_identity,
-)
+from logserver.transport._processor import FrameProcessor, Throttle
+from logserver.transport._serving import ConnectionServer
+from logserver.transport._sockets import oserror, peer_address, peer_name, shutdown
+from logserver.transport._tls import ServerTLS
 from logwire.idl import log_thrift
 
 __all__ = [
@@ -91,14 +73,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _BACKLOG = 1024
-_LENGTH = struct.Struct(">i")
-# A too-large frame that looks like a Thrift call is read and discarded (into a
-# small scratch buffer, nothing allocated) up to this many times the cap, and
-# at least up to _DRAIN_MIN (logclient's default batch is 1 MiB: a server with a
-# small cap must still tell it to split), so the client can read a clear error
-# instead of a reset. Larger ones are cut.
-_DRAIN_FACTOR = 4
-_DRAIN_MIN = 4 * 2**20
 
 #: new -> starting -> serving -> stopped (not accepting) -> closed
 _State = Literal["new", "starting", "serving", "stopped", "closed"]
@@ -131,19 +105,19 @@ class ThriftServer:
         self._port = port
         self._limits = limits
         self._service = service
-        self._throttle = Throttle(60.0)
-        self._processor = FrameProcessor(service, handler, limits.max_depth, self._throttle)
-
-        self._lock = threading.Lock()
-        self._idle_cond = threading.Condition(self._lock)
-        self._conns = ConnectionTable(
-            limits.max_connections, limits.connections_per_peer, pending=readable
-        )
+        throttle = Throttle(60.0)
+        self._books = Bookkeeping(limits, throttle)
         self._budget = InflightBudget(limits.inflight_bytes)
-        self._in_flight = 0
-        self._closing = False
+        self._serving = ConnectionServer(
+            limits=limits,
+            tls=tls,
+            processor=FrameProcessor(service, handler, limits.max_depth, throttle),
+            budget=self._budget,
+            books=self._books,
+        )
+        # Guards the lifecycle state only; connections are the bookkeeping's.
+        self._lock = threading.Lock()
         self._state: _State = "new"
-        self._counts: dict[WireCounter, int] = dict.fromkeys(get_args(WireCounter), 0)
 
         self._listener: socket.socket | None = None
         self._wake_r: socket.socket | None = None
@@ -216,8 +190,7 @@ class ThriftServer:
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until no request is in flight (being received or processed); False on timeout."""
-        with self._idle_cond:
-            return self._idle_cond.wait_for(lambda: self._in_flight == 0, timeout)
+        return self._books.wait_idle(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop accepting, let requests in flight finish, close every connection, join threads.
@@ -229,38 +202,29 @@ class ThriftServer:
         with self._lock:
             if self._state == "closed":
                 return
-            self._closing = True
-            for conn in self._conns:
-                if not conn.busy:
-                    shutdown(conn.sock)
+        self._books.shut_idle()
         finished = self.wait_idle(max(0.0, deadline - time.monotonic()))
-        with self._lock:
-            threads = [c.thread for c in self._conns if c.thread is not None]
-            for conn in self._conns:
-                shutdown(conn.sock)
+        threads = self._books.cut_all()
         for t in threads:
             t.join(timeout=max(0.1, deadline - time.monotonic()))
         with self._lock:
             self._state = "closed"
-            left = len(self._conns)
+        left = self._books.open_connections()
         if not finished or left:
             log.warning("closed with requests cut", in_flight_cut=not finished, threads_left=left)
         log.info("closed", port=self._port, **dataclasses.asdict(self.stats()))
 
     def stats(self) -> WireStats:
         """A snapshot of the counters."""
-        with self._lock:
-            return WireStats(connections_open=len(self._conns), **self._counts)
+        return self._books.stats()
 
     def __repr__(self) -> str:
         with self._lock:
-            return (
-                f"<ThriftServer {self._host}:{self._port} {self._state} "
-                f"open={len(self._conns)} in_flight={self._in_flight} "
-                f"frames={self._counts['frames']} refused={self._counts['connections_refused']} "
-                f"evicted={self._counts['connections_evicted']} {self._budget!r} "
-                f"handler={type(self._handler).__name__}>"
-            )
+            state = self._state
+        return (
+            f"<ThriftServer {self._host}:{self._port} {state} {self._books.summary()} "
+            f"{self._budget!r} handler={type(self._handler).__name__}>"
+        )
 
     def __enter__(self) -> ThriftServer:
         self.start()
@@ -312,7 +276,7 @@ class ThriftServer:
                 except OSError as e:
                     # Out of descriptors or memory: the connection stays queued and
                     # the socket stays readable; pause instead of spinning.
-                    self._warn("accept_failed", "accept failed", error=str(e))
+                    self._books.warn("accept_failed", "accept failed", error=str(e))
                     if select.select([self._wake_r], [], [], 0.1)[0]:
                         return
                     continue
@@ -336,22 +300,16 @@ class ThriftServer:
                 )
             except OSError as e:  # the peer is already gone
                 sock.close()
-                self._count("tls_handshake_failures")
+                self._books.count("tls_handshake_failures")
                 log.debug("tls wrap failed", peer=peer, error=oserror(e))
                 return
         conn = Connection(sock, peer, peer_address(addr))
-        with self._lock:
-            self._counts["connections_total"] += 1
-            victims = None if self._closing else self._conns.admit(conn)
-            if victims is None:
-                self._counts["connections_refused"] += 1
-            else:
-                self._counts["connections_evicted"] += len(victims)
+        victims = self._books.admit(conn)
         if victims is None:
             sock.close()
-            if self._closing:
+            if self._books.closing:
                 return
-            self._warn(
+            self._books.warn(
                 "connection_limit",
                 "connection refused: no idle connection can make room",
                 peer=peer,
@@ -364,237 +322,32 @@ class ThriftServer:
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         thread = threading.Thread(
-            target=self._serve, args=(conn,), name=f"wire-{peer}", daemon=True
+            target=self._serving.serve, args=(conn,), name=f"wire-{peer}", daemon=True
         )
         conn.thread = thread
         try:
             thread.start()
         except RuntimeError as e:  # can't start new thread
-            with self._lock:
-                self._conns.remove(conn)
-                self._counts["connections_refused"] += 1
+            self._books.refuse(conn)
             sock.close()
-            self._warn("thread_failed", "connection refused: no thread", peer=peer, error=str(e))
+            self._books.warn(
+                "thread_failed", "connection refused: no thread", peer=peer, error=str(e)
+            )
 
     def _evict(self, victim: Connection, why: Eviction) -> None:
         """Wake an idle connection's thread so that it closes: another needs its place."""
         shutdown(victim.sock)
         if why == "address_full":
-            self._warn(
+            self._books.warn(
                 "evicted_address_full",
                 "idle connection closed: its peer address is at its connection cap",
                 peer=victim.peer,
                 max_connections_per_peer=self._limits.connections_per_peer,
             )
         else:
-            self._warn(
+            self._books.warn(
                 "evicted_server_full",
                 "idle connection closed: the server is at its connection cap",
                 peer=victim.peer,
                 max_connections=self._limits.max_connections,
             )
-
-    # ------------------------------------------------------------ serving
-
-    def _serve(self, conn: Connection) -> None:
-        log.debug("connection opened", peer=conn.peer)
-        why = "closed"
-        try:
-            if self._tls is not None:
-                self._handshake(conn)
-            while self._serve_one(conn):
-                pass
-        except Cut as cut:
-            why = cut.why
-            # While closing or making room, the server itself shut the socket down:
-            # not the peer's error.
-            if cut.counter is not None and not (
-                (self._closing or conn.evicted) and cut.counter == "connection_errors"
-            ):
-                self._count(cut.counter)
-        except Exception:
-            why = "error"
-            log.exception("connection failed unexpectedly", peer=conn.peer)
-        finally:
-            self._unreserve(conn)
-            with self._idle_cond:
-                if conn.busy:
-                    self._conns.set_idle(conn)
-                    self._release()
-                self._conns.remove(conn)
-                conn.sock.close()
-            log.debug("connection closed", peer=conn.peer, why=why, evicted=conn.evicted)
-
-    def _handshake(self, conn: Connection) -> None:
-        """Complete the TLS handshake within the handshake timeout, or cut the connection.
-
-        The connection counts as idle meanwhile: close() may end it at any time.
-        """
-        assert self._tls is not None
-        sock = conn.sock
-        assert isinstance(sock, ssl.SSLSocket)
-        # CPython keeps one deadline over the whole handshake: trickling bytes
-        # does not extend it.
-        sock.settimeout(self._tls.handshake_timeout_s)
-        try:
-            sock.do_handshake()
-        except (OSError, ValueError) as e:
-            if self._closing or conn.evicted:
-                raise Cut(None, "closing" if self._closing else "evicted") from None
-            reason, hint = handshake_failure_reason(e)
-            extra = {"hint": hint} if hint else {}
-            self._warn(
-                "tls_handshake", "TLS handshake failed", peer=conn.peer, reason=reason, **extra
-            )
-            raise Cut("tls_handshake_failures", f"tls handshake: {reason}") from None
-        self._count("tls_handshakes")
-        conn.identity = certificate_identity(sock.getpeercert() or {})
-        set_client_identity(conn.identity)
-        log.debug(
-            "tls handshake done", peer=conn.peer, version=sock.version(), client=conn.identity
-        )
-
-    def _serve_one(self, conn: Connection) -> bool:
-        """Receive one frame and answer it; False when the peer closed between frames."""
-        sock = conn.sock
-        limits = self._limits
-        prefix = bytearray(4)
-        sock.settimeout(limits.idle_timeout_s)
-        try:
-            got = sock.recv_into(prefix, 4)
-        except TimeoutError:
-            log.debug("idle connection closed", peer=conn.peer, idle_s=limits.idle_timeout_s)
-            raise Cut("idle_closed", "idle") from None
-        except OSError as e:
-            raise Cut(None if self._closing else "connection_errors", oserror(e)) from None
-        if got == 0:
-            return False
-
-        deadline = time.monotonic() + limits.frame_timeout_s
-        with self._lock:
-            self._conns.set_busy(conn)
-            self._in_flight += 1
-        recv_exact(sock, memoryview(prefix)[got:], deadline)
-        length = _LENGTH.unpack(prefix)[0]
-        if length > limits.max_frame_bytes:
-            self._refuse_large(conn, bytes(prefix), length, deadline)
-        if length <= 0:
-            self._warn("bad_length", "invalid frame length", peer=conn.peer, length=length)
-            raise Cut("protocol_errors", "bad frame length")
-
-        if self._reserve(conn, length, deadline):
-            frame = recv_frame(sock, length, deadline)
-            self._count("frames")
-            decoded = self._processor.decode(frame, conn.peer)
-            # The records are copies: the frame's memory goes before the handler runs.
-            del frame
-            reply = (
-                decoded
-                if isinstance(decoded, Reply)
-                else self._processor.answer(decoded, conn.peer)
-            )
-            del decoded
-            self._answered(conn, reply, deadline)
-        else:
-            self._answer_busy(conn, length, deadline)
-
-        self._unreserve(conn)
-        with self._idle_cond:
-            self._conns.set_idle(conn)
-            self._release()
-            # Seen under the lock that close() takes to shut idle connections down:
-            # either it saw this connection busy, or this thread sees the flag.
-            return not self._closing
-
-    def _answered(self, conn: Connection, reply: Reply, deadline: float) -> None:
-        """Count a processed frame's outcome and send its reply (if any)."""
-        if reply.outcome is FrameOutcome.PROTOCOL_ERROR or reply.outcome is FrameOutcome.GARBAGE:
-            self._count("protocol_errors")
-        elif reply.outcome is FrameOutcome.INTERNAL_ERROR:
-            self._count("internal_errors")
-        if reply.data is not None:
-            send_reply(conn.sock, reply.data, deadline)
-        if reply.close or reply.outcome is FrameOutcome.GARBAGE:
-            raise Cut(None, "not a thrift message")
-
-    def _reserve(self, conn: Connection, length: int, deadline: float) -> bool:
-        """Reserve the frame's bytes in the in-flight budget, waiting for room up to half
-        the frame timeout (the other half is left to read the frame, or to read it into
-        nothing and answer). False if no room was made."""
-        budget = self._budget
-        if length > SMALL_FRAME and length > budget.limit - budget.used:
-            self._count("frames_waited")
-        wait = deadline - self._limits.frame_timeout_s / 2 - time.monotonic()
-        if not budget.acquire(conn.address, length, wait):
-            return False
-        conn.reserved = length
-        return True
-
-    def _unreserve(self, conn: Connection) -> None:
-        if conn.reserved:
-            reserved, conn.reserved = conn.reserved, 0
-            self._budget.release(conn.address, reserved)
-
-    def _answer_busy(self, conn: Connection, length: int, deadline: float) -> None:
-        """No room for this frame in time: read it into nothing and say so.
-
-        The connection stays open: the client may well retry later on it.
-        """
-        self._count("frames_busy")
-        budget = self._budget
-        self._warn(
-            "busy",
-            "frame answered busy: too many request bytes in flight",
-            peer=conn.peer,
-            length=length,
-            inflight_bytes=budget.used,
-            max_inflight_bytes=budget.limit,
-            waiting=budget.waiting,
-        )
-        header = sniff_header(conn.sock, deadline)
-        if header is None:
-            raise Cut("protocol_errors", "not a thrift call")
-        name, seqid, consumed = header
-        discard(conn.sock, length - consumed, deadline)
-        reason = (
-            f"server busy: {budget.used} request bytes in flight, the limit is {budget.limit}; "
-            "retry later or elsewhere"
-        )
-        send_reply(conn.sock, self._processor.busy(name, seqid, reason), deadline)
-
-    def _release(self) -> None:
-        """One request is no longer in flight; caller holds the lock."""
-        self._in_flight -= 1
-        if self._in_flight == 0:
-            self._idle_cond.notify_all()
-
-    def _refuse_large(self, conn: Connection, prefix: bytes, length: int, deadline: float) -> None:
-        """Refuse a frame over the cap without allocating it; always ends the connection."""
-        self._count("frames_too_large")
-        cap = self._limits.max_frame_bytes
-        kind, what = oversized_kind(prefix)
-        self._warn(kind, what, peer=conn.peer, length=length, max_frame_bytes=cap)
-        if kind == "too_large" and length <= max(_DRAIN_FACTOR * cap, _DRAIN_MIN):
-            header = sniff_header(conn.sock, deadline)
-            if header is not None:
-                # A real client with a batch too big: read the frame into nothing so
-                # that it reads our answer instead of a reset.
-                name, seqid, consumed = header
-                discard(conn.sock, length - consumed, deadline)
-                send_reply(
-                    conn.sock, self._processor.frame_too_large(name, seqid, length, cap), deadline
-                )
-        raise Cut(None, kind)
-
-    # ------------------------------------------------------------ helpers
-
-    def _count(self, name: WireCounter, n: int = 1) -> None:
-        with self._lock:
-            self._counts[name] += n
-
-    def _warn(self, kind: str, event: str, **fields: object) -> None:
-        held = self._throttle.allow(kind)
-        if held is None:
-            log.debug(event, **fields)
-        else:
-            log.warning(event, held_back=held, **fields)
