@@ -14,7 +14,8 @@ A record's path goes socket -> :mod:`logserver.transport` (frames, decoding)
 - :mod:`._errors`: logserver's errors mapped to the exceptions ``log.thrift``
   declares (:func:`declared`), refusals counted and logged;
 - :mod:`._convert`: storage's values to ``log.thrift``'s and back;
-- :mod:`._limits`: :class:`ServiceLimits`, what one request may ask for.
+- :mod:`._limits`: :class:`ServiceLimits`, what one request may ask for;
+- :mod:`._context`: what the parts share (storage, metrics, limits, draining).
 
 This package knows Thrift's types and storage's API; sockets are the
 transport's, files storage's.

@@ -12,15 +12,13 @@ restore: anyone else could otherwise store records under any producer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from logserver.errors import InvalidRequestError
-from logserver.metrics import Metrics
+from logserver.service._context import CallContext
 from logserver.service._convert import copied_block, text, thrift_blocks
-from logserver.service._errors import Refusals
-from logserver.service._limits import ServiceLimits, check_count
-from logserver.storage import Storage
+from logserver.service._limits import check_count
 from logserver.transport import client_identity
 from logwire.holdings import pack_spans, unpack_ranges
 from logwire.idl import log_thrift
@@ -31,21 +29,12 @@ __all__ = ["CopyCalls"]
 class CopyCalls:
     """The repair calls of ``LogService`` (see the module docstring); thread-safe."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        metrics: Metrics,
-        limits: ServiceLimits,
-        refusals: Refusals,
-        draining: Callable[[], bool],
-        repair_identities: frozenset[str],
-    ) -> None:
-        self._storage = storage
-        self._metrics = metrics
-        self._limits = limits
-        self._refusals = refusals
-        self._draining = draining
+    def __init__(self, context: CallContext, *, repair_identities: frozenset[str]) -> None:
+        self._storage = context.storage
+        self._metrics = context.metrics
+        self._limits = context.limits
+        self._refusals = context.refusals
+        self._draining = context.draining
         self._repair_identities = repair_identities
 
     def __repr__(self) -> str:

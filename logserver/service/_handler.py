@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from logserver.metrics import Metrics
+from logserver.service._context import CallContext
 from logserver.service._copies import CopyCalls
 from logserver.service._errors import Call, Refusals
 from logserver.service._limits import ServiceLimits
@@ -49,26 +50,16 @@ class LogServiceHandler:
         self._version = version
         self._started_ns = time.time_ns()
         self._draining = threading.Event()
-        limits = limits or ServiceLimits()
-        refusals = Refusals(metrics)
-        self._writes = WriteCalls(
-            storage,
+        context = CallContext(
+            storage=storage,
             metrics=metrics,
-            limits=limits,
-            refusals=refusals,
+            limits=limits or ServiceLimits(),
+            refusals=Refusals(metrics),
             draining=self.draining_now,
         )
-        self._reads = ReadCalls(
-            storage, limits=limits, refusals=refusals, draining=self.draining_now
-        )
-        self._copies = CopyCalls(
-            storage,
-            metrics=metrics,
-            limits=limits,
-            refusals=refusals,
-            draining=self.draining_now,
-            repair_identities=repair_identities,
-        )
+        self._writes = WriteCalls(context)
+        self._reads = ReadCalls(context)
+        self._copies = CopyCalls(context, repair_identities=repair_identities)
 
     def __repr__(self) -> str:
         state = "DRAINING" if self._draining.is_set() else "SERVING"

@@ -11,15 +11,12 @@ which may long-poll; a draining server answers it at once.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 
 from logserver.errors import InvalidPositionError, InvalidRequestError
 from logserver.querying import Query, run_query
+from logserver.service._context import CallContext
 from logserver.service._convert import text, thrift_blocks
-from logserver.service._errors import Refusals
-from logserver.service._limits import ServiceLimits
-from logserver.storage import Storage
 from logwire.idl import log_thrift
 
 __all__ = ["ReadCalls"]
@@ -28,18 +25,11 @@ __all__ = ["ReadCalls"]
 class ReadCalls:
     """The reading calls of ``LogService`` (see the module docstring); thread-safe."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        limits: ServiceLimits,
-        refusals: Refusals,
-        draining: Callable[[], bool],
-    ) -> None:
-        self._storage = storage
-        self._limits = limits
-        self._refusals = refusals
-        self._draining = draining
+    def __init__(self, context: CallContext) -> None:
+        self._storage = context.storage
+        self._limits = context.limits
+        self._refusals = context.refusals
+        self._draining = context.draining
 
     def __repr__(self) -> str:
         return f"<ReadCalls {self._limits!r}>"

@@ -20,10 +20,10 @@ from typing import Any
 from thriftpy2.thrift import TApplicationException
 
 from logserver.errors import BatchTooLargeError, InvalidRequestError, LogServerError
-from logserver.metrics import Metrics
-from logserver.service._errors import Call, Refusals
-from logserver.service._limits import ServiceLimits, check_count
-from logserver.storage import AppendOutcome, Storage
+from logserver.service._context import CallContext
+from logserver.service._errors import Call
+from logserver.service._limits import check_count
+from logserver.storage import AppendOutcome
 from logserver.transport import client_identity
 from logwire.batchid import producer_problem
 from logwire.errors import LogWireError
@@ -62,20 +62,12 @@ def _producer(producer: str | bytes | None) -> str:
 class WriteCalls:
     """The storing calls of ``LogService`` (see the module docstring); thread-safe."""
 
-    def __init__(
-        self,
-        storage: Storage,
-        *,
-        metrics: Metrics,
-        limits: ServiceLimits,
-        refusals: Refusals,
-        draining: Callable[[], bool],
-    ) -> None:
-        self._storage = storage
-        self._metrics = metrics
-        self._limits = limits
-        self._refusals = refusals
-        self._draining = draining
+    def __init__(self, context: CallContext) -> None:
+        self._storage = context.storage
+        self._metrics = context.metrics
+        self._limits = context.limits
+        self._refusals = context.refusals
+        self._draining = context.draining
 
     def __repr__(self) -> str:
         return f"<WriteCalls draining={self._draining()}>"
