@@ -1,7 +1,8 @@
 """The storage engine's public face: durable, deduplicated, append-only logs per category.
 
-:class:`Storage` owns no logic of its own; it wires the parts that each own
-one job and answers through them:
+:class:`Storage` keeps little logic of its own (the order of a close, the
+stats snapshot): it wires the parts that each own one job and answers
+through them:
 
 - :mod:`._opening`: lock the directory, give it an id, recover it, build the parts;
 - :mod:`._table`: the categories, and creating new ones within the cap;
