@@ -133,9 +133,11 @@ class ThriftServer:
         for any other reason the address cannot be listened on.
         """
         with self._lock:
-            if self._state != "new":
-                raise RuntimeError(f"{self!r} was already started")
-            self._state = "starting"
+            state = self._state
+            if state == "new":
+                self._state = "starting"
+        if state != "new":  # outside the lock: repr takes it
+            raise RuntimeError(f"{self!r} was already started")
         try:
             self._listener = self._bind()
         except BaseException:

@@ -118,6 +118,14 @@ def test_second_server_on_the_same_port_fails(server: ThriftServer, handler: obj
     ping_once(server.port)
 
 
+def test_a_second_start_raises_and_the_server_keeps_serving(server: ThriftServer) -> None:
+    """start() on a started server raises RuntimeError naming the server (it used to hang:
+    the message's repr took the lock start() held), and the server goes on serving."""
+    with pytest.raises(RuntimeError, match="was already started"):
+        server.start()
+    ping_once(server.port)
+
+
 def test_port_zero_picks_a_free_port(server: ThriftServer) -> None:
     """port=0 binds a free port, and .port tells which."""
     assert server.port > 0
