@@ -349,7 +349,7 @@ def test_repr_and_stats_show_state(server: ThriftServer) -> None:
 
 
 def test_the_counters_the_server_bumps_are_the_stats_it_reports() -> None:
-    """``WireCounter`` (the closed set of names ``_count`` takes) is every WireStats field but
+    """``WireCounter`` (the closed set of names ``Bookkeeping.count`` takes) is every WireStats field but
     the current number of connections, so a new counter cannot be bumped without being reported."""
     import dataclasses
     import typing
