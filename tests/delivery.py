@@ -1,5 +1,5 @@
-"""Driving a real LogClient in integration and fault tests: a steady producer, and waits on
-what the client has acknowledged.
+"""Driving a real LogClient in integration and fault tests: logging numbered messages at
+once or from a steady producer, and waits on what the client has acknowledged.
 
 Shared by ``tests/client`` and ``tests/faults``. What the servers stored is read
 back with ``tests/readback.py``; the ``clients`` fixture (``tests/conftest.py``)
@@ -20,6 +20,7 @@ __all__ = [
     "BATCHING",
     "FAILOVER",
     "Producer",
+    "log_all",
     "messages",
     "progress",
     "sized_client",
@@ -97,6 +98,19 @@ class Producer:
         self._stop.set()
         self._thread.join(10)
         return numbered(self.prefix, self.count)
+
+
+def log_all(
+    client: LogClient, logged: list[str], *, flush: float | None = 30, category: str = "app"
+) -> list[str]:
+    """Log ``logged`` in order and, unless ``flush`` is None, require every one of them to
+    be acknowledged within ``flush`` seconds; returns ``logged`` (what a test expects
+    stored): ``expected = log_all(client, numbered("x", 1000))``."""
+    for message in logged:
+        client.log(category, message)
+    if flush is not None:
+        assert client.flush(flush), client.stats()
+    return logged
 
 
 def messages(endpoints: list[str], category: str = "app") -> list[str]:

@@ -21,6 +21,7 @@ import pytest
 
 from logclient import BatchPolicy, FailoverPolicy, HedgePolicy, ReplicationPolicy
 from logclient._hedging import Hedging
+from tests.delivery import log_all
 from tests.helpers import numbered
 
 from .conftest import ClientFactory, InProcFactory
@@ -112,25 +113,16 @@ def test_a_hung_server_no_longer_holds_records_until_its_rpc_timeout(
         a, b, choice="leader", failover=PATIENT, hedging=QUICK_HEDGE,
         batching=BatchPolicy(max_records=50, linger_s=0.0),
     )  # fmt: skip
-    before = numbered("before", 200)
-    for m in before:
-        client.log("app", m)
-    assert client.flush(10)
+    before = log_all(client, numbered("before", 200), flush=10)
     a.behaviour.mode = "hang"
-    during = numbered("during", 500)
-    for m in during:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    during = log_all(client, numbered("during", 500), flush=20)
     stats = client.stats()
     assert stats.hedged >= 1
     assert stats.failovers == 0
     assert stats.current_server == str(b.endpoint)
     assert {m.encode() for m in during} <= set(b.messages())
     a.resume()
-    after = numbered("after", 100)
-    for m in after:
-        client.log("app", m)
-    assert client.flush(20)
+    after = log_all(client, numbered("after", 100), flush=20)
     union = set(a.messages()) | set(b.messages())
     assert union == {m.encode() for m in before + during + after}
     assert a.duplicates == 0 and b.duplicates == 0
@@ -154,10 +146,7 @@ def test_with_two_copies_a_hung_copy_is_hedged_to_a_third_server(
     client.log("app", "warm")
     assert client.flush(10)
     servers[1].behaviour.mode = "hang"
-    expected = numbered("hedge2", 300)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("hedge2", 300), flush=20)
     assert client.stats().hedged >= 1 and client.stats().failovers == 0
     for m in expected:
         assert m.encode() in servers[0].messages() and m.encode() in servers[2].messages()
@@ -180,10 +169,7 @@ def test_without_hedging_the_rpc_timeout_decides(
     client.log("app", "warm")
     assert client.flush(10)
     a.behaviour.mode = "hang"
-    expected = numbered("nohedge", 100)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("nohedge", 100), flush=20)
     assert client.stats().hedged == 0 and client.stats().failovers >= 1
     assert {m.encode() for m in expected} <= set(b.messages())
     a.resume()
@@ -207,10 +193,7 @@ def test_the_budget_bounds_hedged_batches(
     client.log("app", "warm")
     assert client.flush(10)
     a.behaviour.mode = "hang"
-    expected = numbered("budget", 40)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    log_all(client, numbered("budget", 40), flush=20)
     assert client.stats().hedged == 1
     assert client.stats().failovers >= 1
     a.resume()

@@ -31,7 +31,16 @@ from logclient import (
 from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
 from logwire.serverset import Endpoint, Member
 from tests.client.app_process import run_app
-from tests.delivery import BATCHING, FAILOVER, Producer, messages, progress, wait_known, zk_client
+from tests.delivery import (
+    BATCHING,
+    FAILOVER,
+    Producer,
+    log_all,
+    messages,
+    progress,
+    wait_known,
+    zk_client,
+)
 from tests.helpers import numbered
 from tests.readback import copies, read_server
 
@@ -134,15 +143,10 @@ def test_all_servers_down_then_back_delivers_everything(
         spool=SpoolPolicy(directory=tmp_path / "spool", spill_after_s=0.5),
     )
     wait_known(client, 2)
-    before = numbered("before", 1000)
-    for m in before:
-        client.log("app", m)
-    assert client.flush(30)
+    before = log_all(client, numbered("before", 1000))
     for server in servers:
         server.kill()
-    during = numbered("during", 3000)
-    for m in during:
-        client.log("app", m)
+    during = log_all(client, numbered("during", 3000), flush=None)
     wait_for(
         lambda: client.stats().spooled == 3000 and client.stats().queued == 0,
         30,
@@ -200,16 +204,10 @@ def test_logging_goes_on_when_zookeeper_is_gone(
     client = zk_client(clients, own_zookeeper.hosts, zk_path, tmp_path)
     wait_known(client, 2)
     own_zookeeper.stop()
-    first = numbered("nozk", 2000)
-    for m in first:
-        client.log("app", m)
-    assert client.flush(30)
+    first = log_all(client, numbered("nozk", 2000))
     dead, alive = servers
     dead.kill()
-    second = numbered("nozk", 2000, start=2000)
-    for m in second:
-        client.log("app", m)
-    assert client.flush(30), client.stats()
+    second = log_all(client, numbered("nozk", 2000, start=2000))
     assert len(client.stats().known_servers) == 2
 
     from logserver.reader import read_data_dir
@@ -254,10 +252,7 @@ def test_a_server_joining_later_gets_traffic_and_a_ghost_node_counts_once(
         wait_for(lambda: source.stats().nodes == 2, 10.0, what="both nodes seen")
         assert client.stats().known_servers == (first.endpoint,)
 
-        before = numbered("early", 1000)
-        for m in before:
-            client.log("app", m)
-        assert client.flush(30)
+        before = log_all(client, numbered("early", 1000))
         second = logserver_factory()
         wait_known(client, 2)
         later = numbered("late", 10_000)

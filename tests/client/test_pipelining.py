@@ -21,7 +21,7 @@ from logclient._connection import Acknowledgement, Connection, ThriftTransport
 from logclient._policies import FailoverPolicy
 from logserver.tools.launcher import LogServerProcess, wait_for
 from logwire.serverset import Endpoint
-from tests.delivery import FAILOVER, Producer, messages, progress, wait_known, zk_client
+from tests.delivery import FAILOVER, Producer, log_all, messages, progress, wait_known, zk_client
 from tests.helpers import numbered
 from tests.readback import read_server
 
@@ -151,10 +151,7 @@ def test_a_connection_dropped_mid_window_resends_the_window_in_order(
     client = make_client(
         server, batching=BatchPolicy(max_records=10, linger_s=0.0, max_in_flight=8)
     )
-    expected = numbered("w", 3000)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("w", 3000), flush=20)
     assert server.messages() == [m.encode() for m in expected]
     stored = server.batches()
     assert [b.sequence for b in stored] == sorted(b.sequence for b in stored)
@@ -172,10 +169,7 @@ def test_a_transport_without_pipelining_gets_one_call_at_a_time(
         transport=AppendOnlyTransport(),
         batching=BatchPolicy(max_records=10, linger_s=0.0, max_in_flight=8),
     )
-    expected = numbered("a", 500)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("a", 500), flush=20)
     assert server.messages() == [m.encode() for m in expected]
 
 
@@ -197,10 +191,7 @@ def test_pipelined_batches_are_stored_in_logging_order_by_a_real_server(
         failover=FAILOVER,
     )
     clients.append(client)
-    expected = numbered("order", 20_000)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(60), client.stats()
+    expected = log_all(client, numbered("order", 20_000), flush=60)
     stored = read_server(server.endpoint, "app")
     assert [r.message.decode() for r in stored] == expected
     sequences = [r.sequence for r in stored]

@@ -31,6 +31,7 @@ from logclient._servers import ServerPool
 from logclient._source import KnownServer
 from logserver.tools.launcher import wait_for
 from logwire.serverset import Endpoint
+from tests.delivery import log_all
 from tests.helpers import numbered
 
 from .conftest import ClientFactory, InProcFactory
@@ -172,10 +173,7 @@ def test_every_batch_is_stored_on_two_servers(
     client = make_client(
         *servers, replication=ReplicationPolicy(copies=2), hedging=HedgePolicy.disabled()
     )
-    expected = numbered("two", 3000)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("two", 3000), flush=20)
     held = _copies(servers)
     assert set(held) == {m.encode() for m in expected}
     assert set(held.values()) == {2}
@@ -200,10 +198,7 @@ def test_zones_given_to_static_servers_spread_the_copies(
         replication=ReplicationPolicy(copies=2),
         hedging=HedgePolicy.disabled(),
     )
-    expected = numbered("zone", 2000)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("zone", 2000), flush=20)
     east = set(servers[0].messages()) | set(servers[1].messages())
     west = set(servers[2].messages()) | set(servers[3].messages())
     assert east == west == {m.encode() for m in expected}
@@ -218,9 +213,7 @@ def test_with_fewer_live_servers_than_acks_records_wait_then_arrive(
     a, b = inproc(), inproc()
     b.stop()
     client = make_client(a, b, replication=ReplicationPolicy(copies=2))
-    expected = numbered("short", 500)
-    for m in expected:
-        client.log("app", m)
+    expected = log_all(client, numbered("short", 500), flush=None)
     assert not client.flush(1.0)
     stats = client.stats()
     assert stats.acknowledged == 0
@@ -249,9 +242,7 @@ def test_records_waiting_for_a_second_server_spill_and_arrive_from_the_spool(
         replication=ReplicationPolicy(copies=2),
         spool=SpoolPolicy(directory=spool, spill_after_s=0.2),
     )
-    expected = numbered("spill", 400)
-    for m in expected:
-        client.log("app", m)
+    expected = log_all(client, numbered("spill", 400), flush=None)
     wait_for(lambda: client.stats().spooled == len(expected), 15, what="the records spooled")
     client.close(1)
     assert client.stats().acknowledged == 0
@@ -274,16 +265,11 @@ def test_a_copy_lost_with_its_server_is_made_on_another(
         replication=ReplicationPolicy(copies=2),
         batching=BatchPolicy(max_records=20, linger_s=0.0, max_in_flight=4),
     )
-    first = numbered("before", 2000)
-    for m in first:
-        client.log("app", m)
+    first = log_all(client, numbered("before", 2000), flush=None)
     wait_for(lambda: client.stats().acknowledged >= 200, 10, what="some acknowledgements")
     victim = next(s for s in servers if s.messages())
     victim.stop()
-    second = numbered("after", 2000)
-    for m in second:
-        client.log("app", m)
-    assert client.flush(30), client.stats()
+    second = log_all(client, numbered("after", 2000))
     survivors = [s for s in servers if s is not victim]
     on_survivors = _copies(survivors)
     for m in second:
@@ -301,10 +287,7 @@ def test_copies_beyond_acks_are_made_when_a_server_comes_back(
     a, b = inproc(), inproc()
     b.stop()
     client = make_client(a, b, replication=ReplicationPolicy(copies=2, acks=1))
-    expected = numbered("later", 600)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(10), client.stats()
+    expected = log_all(client, numbered("later", 600), flush=10)
     assert client.stats().acknowledged == len(expected)
     wait_for(
         lambda: client.stats().waiting_for_copies == len(expected),
@@ -334,10 +317,7 @@ def test_copies_waiting_beyond_the_memory_bound_or_at_close_are_given_up_and_cou
         replication=ReplicationPolicy(copies=2, acks=1, max_waiting_bytes=2000),
         batching=BatchPolicy(max_records=10, linger_s=0.0),
     )
-    expected = numbered("bound", 500)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(10), client.stats()
+    expected = log_all(client, numbered("bound", 500), flush=10)
     stats = client.stats()
     assert stats.copies_given_up > 0
     assert stats.copies_given_up + stats.waiting_for_copies == len(expected)
@@ -364,10 +344,7 @@ def test_a_hung_copy_holds_the_acknowledgement_until_it_is_given_up_and_made_els
     client.log("app", "warm")
     assert client.flush(10)
     servers[1].behaviour.mode = "hang"
-    expected = numbered("hang", 100)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(20), client.stats()
+    expected = log_all(client, numbered("hang", 100), flush=20)
     held = _copies([servers[0], servers[2]])
     assert all(held[m.encode()] == 2 for m in expected)
     servers[1].resume()

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from logclient import FailoverPolicy, LogClient, ReplicationPolicy, SpoolPolicy
 from logserver.tools.launcher import LogServerProcess, ZooKeeperEnsemble, wait_for
-from tests.delivery import Producer, messages, progress, wait_known, zk_client
+from tests.delivery import Producer, log_all, messages, progress, wait_known, zk_client
 from tests.helpers import numbered
 from tests.readback import read_server
 
@@ -114,15 +114,10 @@ def test_with_fewer_live_servers_than_acks_records_wait_and_arrive_when_one_join
         spool=SpoolPolicy(directory=tmp_path / "spool", spill_after_s=0.5),
     )
     wait_known(client, 2)
-    before = numbered("before", 1000)
-    for m in before:
-        client.log("app", m)
-    assert client.flush(30)
+    before = log_all(client, numbered("before", 1000))
     b.kill()
     acknowledged = client.stats().acknowledged
-    during = numbered("during", 2000)
-    for m in during:
-        client.log("app", m)
+    during = log_all(client, numbered("during", 2000), flush=None)
     assert not client.flush(2)
     wait_for(lambda: client.stats().servers_short == 1, 20, what="one server short in stats()")
     wait_for(lambda: client.stats().spooled > 0, 20, what="the waiting records spooled")
@@ -152,10 +147,7 @@ def test_copies_go_to_different_zones_of_registered_servers(
         clients, zk_hosts, zk_path, tmp_path, replication=ReplicationPolicy(copies=2)
     )
     wait_known(client, 4)
-    expected = numbered("zoned", 3000)
-    for m in expected:
-        client.log("app", m)
-    assert client.flush(30), client.stats()
+    expected = log_all(client, numbered("zoned", 3000))
     east = set(messages([servers[0].endpoint, servers[1].endpoint]))
     west = set(messages([servers[2].endpoint, servers[3].endpoint]))
     assert east == west == set(expected)

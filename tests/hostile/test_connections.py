@@ -21,7 +21,7 @@ import pytest
 
 from logclient import LogClient
 from logserver.tools.launcher import LogServerProcess
-from tests.delivery import messages
+from tests.delivery import log_all, messages
 from tests.helpers import numbered
 from tests.hostile.conftest import Attacker, PeakSampler, open_fds, raise_fd_limit
 
@@ -32,11 +32,7 @@ RECORDS = 20_000
 
 
 def deliver(client: LogClient, prefix: str) -> list[str]:
-    expected = numbered(prefix, RECORDS)
-    for message in expected:
-        client.log("app", message)
-    assert client.flush(120), client.stats()
-    return expected
+    return log_all(client, numbered(prefix, RECORDS), flush=120)
 
 
 def fd_limit_logged(server: LogServerProcess) -> dict[str, object]:

@@ -29,6 +29,7 @@ from logserver.reader import connect, merge_unique, read_server
 from logserver.tools.launcher import LogServerProcess
 from logwire.idl import log_thrift
 from logwire.serverset import Endpoint
+from tests.delivery import log_all
 from tests.helpers import numbered
 from tests.thrift_clients import connect as plain_connect
 from tests.tls.certs import Certs, KeyPair, make_certs, openssl_available
@@ -84,10 +85,7 @@ def test_with_mutual_tls_a_client_cannot_claim_another_clients_producer(
         spool=SpoolPolicy(directory=tmp_path / "spool"),
     )
     clients.append(victim)
-    before = numbered("victim", 1000)
-    for message in before:
-        victim.log("app", message)
-    assert victim.flush(30), victim.stats()
+    before = log_all(victim, numbered("victim", 1000))
 
     thief = policy(certs, certs.other_client)
     with connect(endpoint, tls=thief) as client:
@@ -105,10 +103,7 @@ def test_with_mutual_tls_a_client_cannot_claim_another_clients_producer(
                 )
                 assert client.Append(batch).stored == 1
 
-    after = numbered("victim", 1000, start=1000)
-    for message in after:
-        victim.log("app", message)
-    assert victim.flush(30), victim.stats()
+    after = log_all(victim, numbered("victim", 1000, start=1000))
     assert victim.stats().duplicates == 0
     records = list(merge_unique([read_server(endpoint, "app", tls=policy(certs, certs.client))]))
     mine = [r.message.decode() for r in records if r.producer == claimed]

@@ -19,6 +19,7 @@ import pytest
 import logserver
 from logclient import LogClient
 from logserver.tools.launcher import LogServerProcess
+from tests.delivery import log_all
 from tests.helpers import numbered
 from tests.reader.support import Follower, cat, cat_json
 from tests.thrift_clients import append, connect
@@ -95,9 +96,7 @@ def test_cat_reads_the_same_after_a_restart_and_a_sigkill(
     servers = [logserver_factory(f"s{i}") for i in range(2)]
     client = LogClient(zk_hosts, zk_path=zk_path)
     clients.append(client)
-    for message in numbered("r", 3000):
-        client.log("app", message)
-    assert client.flush(30)
+    log_all(client, numbered("r", 3000))
     before = cat("app", "--raw", "--zk", zk_hosts, "--zk-path", zk_path)
     assert before.returncode == 0, before.stderr
     assert sorted(before.stdout.decode().split()) == numbered("r", 3000)
@@ -235,9 +234,7 @@ def test_a_closed_pipe_ends_cat_quietly(
     logserver_factory("s1")
     client = LogClient(zk_hosts, zk_path=zk_path)
     clients.append(client)
-    for message in numbered("pipe", 50_000):
-        client.log("app", message)
-    assert client.flush(30)
+    log_all(client, numbered("pipe", 50_000))
     command = (
         f"{sys.executable} -m logserver cat app --zk {zk_hosts} --zk-path {zk_path} | head -1;"
         " echo status=${PIPESTATUS[0]}"

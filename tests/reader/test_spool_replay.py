@@ -24,7 +24,7 @@ from logclient import LogClient, ReplicationPolicy, SpoolPolicy
 from logserver.reader import list_servers
 from logserver.tools.launcher import LogServerProcess, wait_for
 from tests.client.app_process import run_app
-from tests.delivery import wait_known, zk_client
+from tests.delivery import log_all, wait_known, zk_client
 from tests.helpers import number_of, numbered
 from tests.readback import read_server
 from tests.reader.support import cat, cat_json
@@ -257,9 +257,7 @@ def test_a_replicated_spool_is_replayed_to_every_copy_and_reads_once(
         replication=replication,
         spool=SpoolPolicy(directory=spool, spill_after_s=0.3),
     )
-    new = numbered("new", 300)
-    for message in new:
-        client.log("app", message)
+    new = log_all(client, numbered("new", 300), flush=None)
     if acks == 2:
         wait_known(client, 1)
         assert not client.flush(1)
