@@ -19,7 +19,8 @@ from collections.abc import Sequence
 
 from logserver.errors import StorageUnavailableError
 from logserver.storage._batch import BatchChecker, Checked, Group
-from logserver.storage._blocks import FORMAT_VERSION, encode_block
+from logserver.storage._blockcodec import encode_block
+from logserver.storage._blocks import FORMAT_VERSION
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._columns import DecodeBudget, Payload, payloads
 from logserver.storage._commit import GroupCommitter

@@ -21,7 +21,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from logserver.storage._blocks import walk_blocks
+from logserver.storage._blockscan import walk_blocks
 from logserver.storage._format import Damage, pread_at
 from logserver.storage._reading import Producers, stored_block, v1_block, writes_v1
 from logserver.storage._segment import Segment

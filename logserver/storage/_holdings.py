@@ -29,7 +29,7 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from logserver.storage._blocks import walk_blocks
+from logserver.storage._blockscan import walk_blocks
 from logserver.storage._format import Damage, Frame, pread_at, walk
 from logserver.storage._segment import Segment
 from logwire.holdings import Span

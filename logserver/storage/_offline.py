@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from logserver.errors import InvalidCategoryError
-from logserver.storage._blocks import Block, walk_blocks
+from logserver.storage._blockcodec import Block
+from logserver.storage._blockscan import walk_blocks
 from logserver.storage._columns import decode_messages
 from logserver.storage._format import Damage, Frame, ReadAt, pread_at, walk
 from logserver.storage._reading import SegmentView, read_blocks

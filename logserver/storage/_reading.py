@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from logserver.storage._blocks import Block, walk_blocks
+from logserver.storage._blockcodec import Block
+from logserver.storage._blockscan import walk_blocks
 from logserver.storage._columns import IndexRuns, decode_messages, index_runs
 from logserver.storage._format import Damage, Frame, ReadAt, walk
 from logserver.storage._timeindex import SegmentIndex

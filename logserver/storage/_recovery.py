@@ -54,9 +54,9 @@ from logserver.storage._blocks import (
     FORMAT_VERSION,
     SEGMENT_HEADER_BYTES,
     SegmentFormat,
-    probe_format,
     segment_format,
 )
+from logserver.storage._blockscan import probe_format
 from logserver.storage._clean import LastSegments
 from logserver.storage._dedup import SequenceWindow
 from logserver.storage._disk import DiskIO
@@ -81,7 +81,7 @@ def _header_of(path: Path) -> SegmentFormat:
 
 def _probe(path: Path, size: int, siblings: list[bytes]) -> SegmentFormat:
     """The format of a segment whose header is damaged, from what follows (see
-    ``_blocks.probe_format``), trying the markers of the category's other segments too."""
+    ``_blockscan.probe_format``), trying the markers of the category's other segments too."""
     with open(path, "rb") as f:
         first = f.read(SEGMENT_HEADER_BYTES)
         found = probe_format(pread_at(f.fileno()), size, first, siblings)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from logserver.errors import InvalidRequestError
-from logserver.storage._blocks import encode_block
+from logserver.storage._blockcodec import encode_block
 from logserver.storage._category import CategoryLog, Written
 from logserver.storage._columns import check_payload, decode_messages
 from logserver.storage._dedup import Claim, DedupIndex

@@ -9,7 +9,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from logserver.storage._blocks import SEGMENT_HEADER_BYTES, scan_blocks, walk_blocks
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES
+from logserver.storage._blockscan import scan_blocks, walk_blocks
 from logserver.storage._format import Damage, ReadAt, Scan, WriteRun, pread_at, scan_writes, walk
 from logserver.storage._reading import (
     BlockCursor,

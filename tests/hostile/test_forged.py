@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from logserver.storage._blocks import BLOCK_HEADER_BYTES, encode_block
+from logserver.storage._blockcodec import BLOCK_HEADER_BYTES, encode_block
 from logserver.storage._format import encode_records
 from logserver.tools.launcher import LogServerProcess
 from logserver.tools.reader import connect, read_server

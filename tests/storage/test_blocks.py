@@ -11,19 +11,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from logserver.storage._blockcodec import BLOCK_HEADER_BYTES, FLAG_END, Block, encode_block
 from logserver.storage._blocks import (
-    BLOCK_HEADER_BYTES,
-    FLAG_END,
     SEGMENT_HEADER_BYTES,
-    Block,
     SegmentFormat,
-    encode_block,
     new_marker,
-    scan_blocks,
     segment_format,
     segment_header,
-    walk_blocks,
 )
+from logserver.storage._blockscan import scan_blocks, walk_blocks
 from logserver.storage._columns import Payload, decode_messages, index_runs, payloads, slice_runs
 from logserver.storage._format import Damage, ReadAt, encode_records
 from logwire.compression import NONE, ZSTD, CompressionPolicy

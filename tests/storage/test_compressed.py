@@ -18,7 +18,8 @@ from logserver.storage import (
     StoragePolicy,
     StoredBlock,
 )
-from logserver.storage._blocks import BLOCK_HEADER_BYTES, SEGMENT_HEADER_BYTES, encode_block
+from logserver.storage._blockcodec import BLOCK_HEADER_BYTES, encode_block
+from logserver.storage._blocks import SEGMENT_HEADER_BYTES
 from logserver.storage._columns import DecodeBudget
 from logserver.storage._format import encode_records
 from logwire.compression import NONE, ZSTD, CompressionPolicy, compress_columns, join_columns
