@@ -63,14 +63,14 @@ def _text(block: RecordBlock) -> Iterator[bytes]:
     prefix = format_time(block.received_ns).encode() + b" "
     separator = b"\n" + prefix
     escape = not _region(block).isascii()
-    for messages, _ in _pieces(block):
+    for messages in _pieces(block):
         if escape:
             messages = [m.decode("utf-8", "backslashreplace").encode() for m in messages]
         yield prefix + separator.join(messages) + b"\n"
 
 
 def _raw(block: RecordBlock) -> Iterator[bytes]:
-    for messages, _ in _pieces(block):
+    for messages in _pieces(block):
         yield b"\n".join(messages) + b"\n"
 
 
@@ -91,7 +91,7 @@ def _json(block: RecordBlock) -> Iterator[bytes]:
         opening = (head + '"').encode()
         middle = ('"' + mid).encode()
         between = b"}\n" + opening
-        for messages, indexes in _pieces(block):
+        for messages, indexes in _indexed(block, _pieces(block)):
             n = len(messages)
             parts: list[bytes] = [b""] * (4 * n + 1)
             parts[0] = opening
@@ -103,36 +103,40 @@ def _json(block: RecordBlock) -> Iterator[bytes]:
             yield b"".join(parts)
         return
     line = head.replace("%", "%%") + "%s" + mid.replace("%", "%%") + "%d}\n"
-    for texts, indexes in _str_pieces(block, region):
+    for texts, indexes in _indexed(block, _str_pieces(block, region)):
         escaped = map(_escape, texts)
         yield "".join(map(line.__mod__, zip(escaped, indexes, strict=True))).encode()
 
 
-def _pieces(block: RecordBlock) -> Iterator[tuple[list[bytes], list[int]]]:
-    """The shown messages and their batch indexes, :data:`PIECE_RECORDS` at a time."""
+def _pieces(block: RecordBlock) -> Iterator[list[bytes]]:
+    """The shown messages, :data:`PIECE_RECORDS` at a time."""
     lengths = block.columns.lengths
     return _cut_pieces(block, block.columns.columns, 4 * len(lengths))
 
 
-def _str_pieces(block: RecordBlock, region: bytes) -> Iterator[tuple[list[str], list[int]]]:
+def _str_pieces(block: RecordBlock, region: bytes) -> Iterator[list[str]]:
     """The same pieces as text (bytes that are not UTF-8 escaped)."""
     if region.isascii():
         # ASCII: one decode of the column, then the same slices of the text.
         return _cut_pieces(block, region.decode("ascii"), 0)
     return (
-        ([m.decode("utf-8", "backslashreplace") for m in messages], indexes)
-        for messages, indexes in _pieces(block)
+        [m.decode("utf-8", "backslashreplace") for m in messages] for messages in _pieces(block)
     )
 
 
-def _cut_pieces(
-    block: RecordBlock, column: _Column, start: int
-) -> Iterator[tuple[list[_Column], list[int]]]:
+def _cut_pieces(block: RecordBlock, column: _Column, start: int) -> Iterator[list[_Column]]:
     ends = list(accumulate(block.columns.lengths, initial=start))
+    for runs in split_runs(block.runs(), PIECE_RECORDS):
+        yield cut(column, ends, runs)
+
+
+def _indexed(
+    block: RecordBlock, pieces: Iterator[list[_Column]]
+) -> Iterator[tuple[list[_Column], list[int]]]:
+    """Each piece with its records' batch indexes (only JSON prints them)."""
     indexes = block.record_indexes()
     done = 0
-    for runs in split_runs(block.runs(), PIECE_RECORDS):
-        items = cut(column, ends, runs)
+    for items in pieces:
         yield items, indexes[done : done + len(items)]
         done += len(items)
 
